@@ -1,0 +1,46 @@
+# lattherm — the two set-up commands (README): `make run` and `make test`.
+# The venv is (re)installed when pyproject.toml or constraints.txt change; torch is pinned to the
+# local CPU build through constraints.txt.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORES  ?= all
+TARGET ?= all_references
+SNAKEMAKE_ARGS ?=
+
+.PHONY: run test bench lint clean-venv
+.DEFAULT_GOAL := run
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(VENV)/.installed $@
+
+## run: install, then run the main job (laptop config) and say where the results are
+run: $(VENV)/.installed
+	$(VENV)/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $(TARGET)
+	@echo
+	@echo "Results are under results/ (tables: results/{system}/{size}/reference/*.parquet); logs under logs/."
+
+## test: install with test extras, then run the whole suite
+test: $(VENV)/.installed-test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## bench: run every benchmark and record benchmarks/results/*.json
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run_all.py $(ONLY)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts
+	$(VENV)/bin/snakemake --lint
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,30 @@
+# lattherm — neural samplers of lattice thermodynamics, and their references.
+#
+# Results:  results/{system}/{size}/reference/{method}.parquet      exact | wang_landau | mcmc | metadynamics
+#           results/{system}/{size}/models/{model}/checkpoint.pt    (sampler stage)
+#           results/{system}/{size}/{samples,metrics}/{model}/{source}.parquet
+# Logs and rule benchmarks mirror those paths under logs/ and benchmarks/.
+#
+# Laptop:   snakemake --cores all all_references          (config/config.yaml)
+# Cluster:  snakemake --profile profiles/slurm all_figures  (config/paper.yaml)
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/references.smk"
+
+
+rule all_references:
+    """Every reference table of the configured systems and sizes."""
+    default_target: True
+    input:
+        reference_targets(),

@@ -1,0 +1,122 @@
+"""Semantic checks of the workflow configuration (after JSON-Schema validation).
+
+The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then
+calls :func:`check_config`, which raises :class:`ConfigError` naming the offending key and the
+expected value before any job runs. The helpers that read grids and sizes from a checked config
+live here too, so the workflow and the tests read the config the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+
+from lattherm.conditions import grid_values
+from lattherm.systems import SYSTEMS
+
+__all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "system_grid"]
+
+#: architecture names of DESIGN §6
+MODELS = ("fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-gnn", "mam-transformer", "twobo")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and what was expected."""
+
+    def __init__(self, key: str, expected: str, got) -> None:
+        super().__init__(f"config key '{key}': expected {expected}, got {got!r}")
+        self.key = key
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_grid(cfg: Mapping, key: str, *, positive: bool = False) -> np.ndarray:
+    spec = cfg.get(key.rsplit(".", 1)[-1])
+    if not isinstance(spec, Mapping):
+        raise ConfigError(key, "a grid {min, max, step} or {values: [...]}", spec)
+    for k in ("min", "max", "step"):
+        if k in spec and (not isinstance(spec[k], numbers.Real) or not math.isfinite(spec[k])):
+            raise ConfigError(f"{key}.{k}", "a finite number", spec[k])
+    if "values" in spec:
+        vals = spec["values"]
+        if not isinstance(vals, list) or not vals:
+            raise ConfigError(f"{key}.values", "a non-empty list of numbers", vals)
+        if any(not isinstance(v, numbers.Real) or not math.isfinite(v) for v in vals):
+            raise ConfigError(f"{key}.values", "finite numbers", vals)
+        if any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
+            raise ConfigError(f"{key}.values", "a strictly increasing list", vals)
+    else:
+        missing = [k for k in ("min", "max", "step") if k not in spec]
+        if missing:
+            raise ConfigError(key, f"the keys min, max, step (missing {missing}) or values", dict(spec))
+        if not spec["step"] > 0:
+            raise ConfigError(f"{key}.step", "a grid step > 0", spec["step"])
+        if not spec["max"] > spec["min"]:
+            raise ConfigError(
+                f"{key}.max", f"a value greater than {key}.min = {spec['min']} (a non-empty, increasing range)", spec["max"]
+            )
+    values = grid_values(spec)
+    if positive and not np.all(values > 0):
+        bad = "values" if "values" in spec else "min"
+        raise ConfigError(f"{key}.{bad}", "temperatures > 0", spec.get(bad))
+    return values
+
+
+def _check_models(cfg: Mapping, key: str) -> None:
+    models = cfg.get("models", [])
+    if not isinstance(models, list):
+        raise ConfigError(key, f"a list of model names from {list(MODELS)}", models)
+    for i, m in enumerate(models):
+        if m not in MODELS:
+            raise ConfigError(f"{key}[{i}]", f"a model name, one of {list(MODELS)}", m)
+    if len(set(models)) != len(models):
+        raise ConfigError(key, "each model at most once", models)
+
+
+def _check_ising(cfg: Mapping) -> None:
+    key = "systems.ising"
+    sizes = cfg.get("sizes")
+    if not isinstance(sizes, list) or not sizes:
+        raise ConfigError(f"{key}.sizes", "a non-empty list of lattice sides L (integers >= 2)", sizes)
+    for i, L in enumerate(sizes):
+        if not _is_int(L) or L < 2:
+            raise ConfigError(f"{key}.sizes[{i}]", "a lattice side L that is an integer >= 2", L)
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"{key}.sizes", "each size at most once", sizes)
+    J = cfg.get("J", 1.0)
+    if not isinstance(J, numbers.Real) or not math.isfinite(J) or J == 0:
+        raise ConfigError(f"{key}.J", "a finite, non-zero coupling", J)
+    _check_grid(cfg, f"{key}.T", positive=True)
+    _check_grid(cfg, f"{key}.field")
+    _check_models(cfg, f"{key}.models")
+
+
+def check_config(config: Mapping) -> None:
+    """Raise :class:`ConfigError` on the first semantically wrong value of a workflow config."""
+    seed = config.get("seed")
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError("seed", "an integer >= 0", seed)
+    systems = config.get("systems")
+    if not isinstance(systems, Mapping) or not systems:
+        raise ConfigError("systems", f"a mapping with at least one of {list(SYSTEMS)}", systems)
+    for name in systems:
+        if name not in SYSTEMS:
+            raise ConfigError(f"systems.{name}", f"a system name, one of {list(SYSTEMS)}", name)
+    if "ising" in systems:
+        _check_ising(systems["ising"])
+
+
+def ising_sizes(config: Mapping) -> list[str]:
+    """Size tokens ``"LxL"`` of the Ising lattices in the config."""
+    return [f"{L}x{L}" for L in config["systems"]["ising"]["sizes"]]
+
+
+def system_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(T values, field values)`` of a system's evaluation grid."""
+    cfg = config["systems"][system]
+    return grid_values(cfg["T"]), grid_values(cfg["field"])

@@ -1,0 +1,37 @@
+# Helpers shared by the rule files: config checks, wildcard constraints, target lists.
+# Everything that computes lives in src/lattherm; these only read the config and name files.
+
+import os
+import sys
+
+# The workflow runs the library of its own checkout (also inside conda envs and Slurm jobs).
+_SRC = os.path.join(workflow.basedir, "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+
+from lattherm.config import check_config, ising_sizes, system_grid  # noqa: E402
+from lattherm.systems.base import SIZE_PATTERN  # noqa: E402
+
+check_config(config)
+
+
+wildcard_constraints:
+    # Ising side L >= 2 (a target like results/ising/1x1/... or 4x5 matches no rule)
+    L=r"[2-9]|[1-9]\d+",
+    size=SIZE_PATTERN,
+    system=r"ising|cuau",
+
+
+def reference_targets():
+    """All reference tables of the configured systems and sizes."""
+    targets = []
+    if "ising" in config["systems"]:
+        targets += expand("results/ising/{size}/reference/exact.parquet", size=ising_sizes(config))
+    return targets
+
+
+def ising_grid():
+    """(T values, field values) of the Ising evaluation grid, as lists for params."""
+    T, field = system_grid(config, "ising")
+    return {"T": T.tolist(), "field": field.tolist()}

@@ -1,0 +1,428 @@
+"""The CuAu FCC cluster expansion (CLEASE 1.2.0), exported once to batched torch energies.
+
+Model (DESIGN §3): the published 11-ECI CuAu cluster expansion (``lattherm/data/cuau/``, see its
+README for provenance) on ``n1 x n2 x n3`` repeats of the primitive FCC cell (a = 3.8 Å), built
+exactly as CLEASE builds it::
+
+    CEBulk(crystalstructure="fcc", a=3.8, size=[n1, n2, n3],
+           concentration=Concentration(basis_elements=[["Au", "Cu"]]),
+           max_cluster_dia=[6.0, 4.5, 4.5])          # default (polynomial) basis
+
+Site states ``x ∈ {0, 1}``: ``x = 1`` is Au, ``x = 0`` Cu; the binary polynomial basis function
+is the spin ``s = 2x − 1`` (Au = +1, Cu = −1; checked against CLEASE at construction). Sites are
+in CLEASE's template order.
+
+How CLEASE counts (``CEUpdater::calculate_cf_from_scratch``, binary single-sublattice case): for
+a cluster ``c`` with ``n_c`` figures per reference site (``cluster.indices``, in the template's
+index representation around the reference site), every template atom ``a`` is a reference and
+every figure is translated by ``trans_matrix[a]``; the correlation function is the mean of the
+spin products over these ``N · n_c`` translated figures::
+
+    cf_c = (1 / (N n_c)) Σ_a Σ_{f ∈ figures(c)} Π_{j ∈ f} s_{T[a, j]},   cf_c0 = 1,  cf_c1 = mean(s)
+
+    E = N Σ_c ECI_c · cf_c                      (eV, CLEASE's total energy)
+
+Nothing is dropped: in small cells (2x2x4) periodic images make the same site appear twice in a
+figure and the same site tuple appear several times, and each occurrence counts. We export the
+translated figures once, sort the sites inside each figure and merge identical tuples into one
+row with an integer multiplicity per cluster (an exact rewriting of the same sum), so that
+
+    count_c(x) = Σ_rows mult[row, c] · Π_{j ∈ row} s_j          (an exact integer)
+    E(x)       = Σ_c (N ECI_c / norm_c) · count_c(x),           norm_c = N n_c (1 for c0, N for c1)
+
+The counts are sums of ±1 products with small integer weights, bounded by ``N n_c`` (6144 on
+4x4x8), so they are exact in float32 (integers up to 2^24) as well as in float64; the float64
+ECIs are applied afterwards, in float64. ``CuAuSystem(dtype=torch.float32)`` is therefore the
+GPU path with the same result, bit for bit, as the float64 path. (Exact also under TF32 matmuls:
+±1 and the multiplicities are representable with TF32's 10-bit mantissa, accumulation is fp32.)
+
+Single-site flips: flipping site i multiplies every row that contains i an odd number of times by
+−1 (an even number of times: unchanged), so ``ΔE = −2 (ECI_c1 s_i + Σ_{rows ∋ i, odd} w_row Π s)``
+with ``w_row = Σ_c mult[row, c] N ECI_c / norm_c``, from a per-site table built once.
+
+CLEASE construction takes a fraction of a second per cell; the export is cached in memory per
+cell shape (:func:`functools.lru_cache`); CLEASE's database file lives in a temporary directory
+that is deleted at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lattherm.lattices import Lattice
+from lattherm.systems.base import parse_size, spin_sum
+
+__all__ = [
+    "CuAuSystem",
+    "PureEnergies",
+    "K_B_EV",
+    "LATTICE_A",
+    "MAX_CLUSTER_DIA",
+    "FCC_NN_OFFSETS",
+    "ORDERED_PHASES",
+    "load_published_eci",
+    "clease_settings",
+    "ordered_state",
+]
+
+#: Boltzmann constant in eV/K, ``ase.units.kB`` (DESIGN §3)
+K_B_EV = 8.617330337217213e-05
+#: FCC lattice constant (Å) of the published cluster expansion
+LATTICE_A = 3.8
+#: CLEASE ``max_cluster_dia`` for pairs, triplets, quadruplets (Å)
+MAX_CLUSTER_DIA = (6.0, 4.5, 4.5)
+#: the 12 nearest-neighbour offsets of the FCC lattice in primitive-cell coordinates
+FCC_NN_OFFSETS = np.array(
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, -1, 0], [1, 0, -1], [0, 1, -1]]
+    + [[-1, 0, 0], [0, -1, 0], [0, 0, -1], [-1, 1, 0], [-1, 0, 1], [0, -1, 1]],
+    dtype=np.int64,
+)
+#: ordered structures understood by :func:`ordered_state`
+ORDERED_PHASES = ("Cu", "Au", "L1_2-Cu3Au", "L1_0-CuAu", "L1_2-CuAu3")
+
+_ECI_RESOURCE = ("data", "cuau", "CI_params_ECI_CuAu_Final_Submission.json")
+_FLOAT32_EXACT = 2**24
+
+
+def load_published_eci() -> dict[str, float]:
+    """The 11 published ECIs (eV per site) shipped in ``lattherm/data/cuau/``."""
+    path = resources.files("lattherm").joinpath(*_ECI_RESOURCE)
+    return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def clease_settings(shape: tuple[int, int, int], db_name: str):
+    """CLEASE ``CEBulk`` settings of the CuAu CE on ``shape`` repeats of the primitive FCC cell.
+
+    ``db_name`` is the database file CLEASE creates: pass a path inside a temporary directory.
+    """
+    from clease.settings import CEBulk, Concentration  # slow import: load on demand
+
+    return CEBulk(
+        crystalstructure="fcc",
+        a=LATTICE_A,
+        size=[int(n) for n in shape],
+        concentration=Concentration(basis_elements=[["Au", "Cu"]]),
+        max_cluster_dia=list(MAX_CLUSTER_DIA),
+        db_name=db_name,
+    )
+
+
+@dataclass(frozen=True)
+class _CleaseExport:
+    """What we take from CLEASE for one cell shape (numpy only, ECI-independent)."""
+
+    shape: tuple[int, int, int]
+    atoms: object  # ase.Atoms template (CLEASE's site order)
+    prim_cell: np.ndarray  # (3, 3) primitive FCC vectors as rows (Å)
+    cf_names: tuple[str, ...]  # CLEASE's correlation-function names, all of them
+    cf_size: tuple[int, ...]  # cluster size of each cf name
+    cf_norm: tuple[int, ...]  # CLEASE's normalisation: 1 (c0), N (c1), N * n_figures (k >= 2)
+    figures: dict  # cf name -> (N * n_figures, k) int64 translated figures, duplicates kept
+
+
+@functools.lru_cache(maxsize=8)
+def _clease_export(shape: tuple[int, int, int]) -> _CleaseExport:
+    with tempfile.TemporaryDirectory(prefix="lattherm-clease-") as tmp:
+        settings = clease_settings(shape, os.path.join(tmp, "clease.db"))
+        bf = settings.basis_functions
+        if len(bf) != 1 or {k: float(v) for k, v in bf[0].items()} != {"Au": 1.0, "Cu": -1.0}:
+            raise RuntimeError(f"expected CLEASE's binary polynomial basis {{Au: +1, Cu: -1}}, got {bf}")
+        if len(settings.index_by_sublattice) != 1 or len(settings.background_indices) != 0:
+            raise RuntimeError("expected a single FCC sublattice without background atoms")
+        atoms = settings.atoms.copy()
+        n = len(atoms)
+        trans = settings.trans_matrix.trans_matrix  # list of dicts: template index -> translated
+        all_names = tuple(settings.all_cf_names)
+        names, sizes, norms, figures = [], [], [], {}
+        for cluster in settings.cluster_list:
+            if cluster.group != 0:
+                raise RuntimeError(f"cluster {cluster.name} is on translation group {cluster.group}")
+            k = int(cluster.size)
+            if k == 0:
+                name, norm = "c0", 1
+            elif k == 1:
+                name, norm = "c1_0", n
+            else:
+                name = f"{cluster.name}_{'0' * k}"
+                fig = np.asarray(cluster.indices, dtype=np.int64).reshape(-1, k)  # (n_c, k)
+                rows = np.empty((n, fig.shape[0], k), dtype=np.int64)
+                for a in range(n):
+                    t = trans[a]
+                    rows[a] = np.vectorize(t.__getitem__, otypes=[np.int64])(fig)
+                figures[name] = rows.reshape(-1, k)
+                norm = n * fig.shape[0]
+            if name in names:
+                raise RuntimeError(f"cluster {name} appears twice in CLEASE's cluster list")
+            names.append(name)
+            sizes.append(k)
+            norms.append(norm)
+        if set(names) != set(all_names):
+            raise RuntimeError(f"cluster names {names} differ from CLEASE's cf names {all_names}")
+        prim = np.asarray(settings.prim_cell.cell, dtype=np.float64)
+    return _CleaseExport(
+        shape=shape,
+        atoms=atoms,
+        prim_cell=prim,
+        cf_names=tuple(names),
+        cf_size=tuple(sizes),
+        cf_norm=tuple(norms),
+        figures=figures,
+    )
+
+
+class PureEnergies(NamedTuple):
+    """Energies per site (eV) of the pure ends of the CE."""
+
+    cu: float
+    au: float
+
+
+class CuAuSystem:
+    """Batched CuAu cluster-expansion energies on an ``n1 x n2 x n3`` primitive-FCC supercell.
+
+    Args:
+        size: size token ``"n1xn2xn3"`` (repeats of the primitive FCC cell), e.g. ``"2x2x4"``.
+        eci: ECIs in eV per site keyed by CLEASE's cf names; the published 11 when ``None``.
+            Names must be CLEASE cf names of this cluster set; missing names have ECI 0.
+        dtype: accumulation dtype of the integer cluster counts: ``torch.float64`` or
+            ``torch.float32`` (exact too; the GPU path). Energies are always float64.
+
+    Attributes: ``name = "cuau"``, ``size``, ``n_sites``, ``n_states = 2``, ``k_B`` (eV/K),
+    ``lattice`` (cell coordinates in CLEASE's template order, FCC nearest-neighbour offsets),
+    ``atoms`` (CLEASE's ``ase.Atoms`` template), ``periods``, ``eci``, ``cf_names``.
+    """
+
+    name = "cuau"
+    n_states = 2
+    k_B = K_B_EV
+
+    def __init__(
+        self,
+        size: str = "2x2x4",
+        eci: dict[str, float] | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        dims = parse_size(size)
+        if len(dims) != 3:
+            raise ValueError(f"CuAu size must be 'n1xn2xn3' (repeats of the primitive FCC cell), got {size!r}")
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        self.size = size
+        self.dtype = dtype
+        self._export = exp = _clease_export(tuple(dims))
+        self.n_sites = n = len(exp.atoms)
+        self.atoms = exp.atoms.copy()
+        self.cf_names = exp.cf_names
+        eci = load_published_eci() if eci is None else {str(k): float(v) for k, v in eci.items()}
+        unknown = sorted(set(eci) - set(exp.cf_names))
+        if unknown:
+            raise ValueError(f"ECI names {unknown} are not CLEASE cf names of this cluster set {exp.cf_names}")
+        self.eci = {name: eci.get(name, 0.0) for name in exp.cf_names}
+        self.lattice = _lattice(exp)
+        self._build_tables()
+        self._on_device: dict = {}
+
+    # ------------------------------------------------------------------ construction
+    def _build_tables(self) -> None:
+        """Merge duplicate figures (with multiplicity) and build energy and flip tables."""
+        exp, n = self._export, self.n_sites
+        eci = np.array([self.eci[c] for c in exp.cf_names])
+        norm = np.array(exp.cf_norm, dtype=np.float64)
+        #: energy = counts @ coef, with counts of every cf name (c0: 1, c1: Σs)
+        self._coef = n * eci / norm
+        self._i_c0 = exp.cf_names.index("c0")
+        self._i_c1 = exp.cf_names.index("c1_0")
+        # per cluster size k: unique sorted rows and their (R_k, n_names) multiplicity matrix
+        self._rows: dict[int, np.ndarray] = {}
+        self._mult: dict[int, np.ndarray] = {}
+        for k in sorted({s for s in exp.cf_size if s >= 2}):
+            names = [c for c, s in zip(exp.cf_names, exp.cf_size, strict=True) if s == k]
+            raw = np.concatenate([np.sort(exp.figures[c], axis=1) for c in names])
+            col = np.concatenate([np.full(len(exp.figures[c]), exp.cf_names.index(c)) for c in names])
+            uniq, inv = np.unique(raw, axis=0, return_inverse=True)
+            mult = np.zeros((len(uniq), len(exp.cf_names)), dtype=np.int64)
+            np.add.at(mult, (inv.ravel(), col), 1)
+            if mult.max() > 2048:  # keeps the counts exact under TF32 matmuls
+                raise RuntimeError(f"figure multiplicity {mult.max()} too large for exact float32 counts")
+            self._rows[k], self._mult[k] = uniq, mult
+        max_count = max(exp.cf_norm)
+        if self.dtype == torch.float32 and max_count > _FLOAT32_EXACT:
+            raise ValueError(f"cluster counts up to {max_count} exceed 2^24: float32 would not be exact")
+        # single-site flips: rows with an odd number of occurrences of site i, padded to 4 sites
+        # with the constant spin +1 at index n, and their energy weights
+        per_site: list[list[tuple[np.ndarray, float]]] = [[] for _ in range(n)]
+        for k, rows in self._rows.items():
+            w = self._mult[k] @ self._coef  # (R_k,) energy weight of each unique row
+            for row, wr in zip(rows, w, strict=True):
+                if wr == 0.0:
+                    continue
+                sites, occ = np.unique(row, return_counts=True)
+                padded = np.concatenate([row, np.full(4 - k, n, dtype=np.int64)])
+                for i in sites[occ % 2 == 1]:
+                    per_site[i].append((padded, wr))
+        m = max(1, max(len(p) for p in per_site))
+        flip_rows = np.full((n, m, 4), n, dtype=np.int64)
+        flip_w = np.zeros((n, m), dtype=np.float64)
+        for i, p in enumerate(per_site):
+            if p:
+                flip_rows[i, : len(p)] = np.stack([row for row, _ in p])
+                flip_w[i, : len(p)] = [wr for _, wr in p]
+        self._flip_rows, self._flip_w = flip_rows, flip_w
+
+    def _tables(self, device: torch.device) -> dict:
+        key = str(device)
+        if key not in self._on_device:
+            t = {
+                "coef": torch.from_numpy(self._coef).to(device),
+                "rows": {k: torch.from_numpy(r).to(device) for k, r in self._rows.items()},
+                "mult": {k: torch.from_numpy(m).to(device, self.dtype) for k, m in self._mult.items()},
+                "flip_rows": torch.from_numpy(self._flip_rows).to(device),
+                "flip_w": torch.from_numpy(self._flip_w).to(device),
+            }
+            self._on_device[key] = t
+        return self._on_device[key]
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def periods(self) -> tuple[int, ...]:
+        """Periods of the box along the three primitive directions (in cells)."""
+        return self.lattice.periods
+
+    @property
+    def prim_cell(self) -> np.ndarray:
+        """``(3, 3)`` primitive FCC vectors as rows (Å)."""
+        return self._export.prim_cell.copy()
+
+    # ------------------------------------------------------------------ energies
+    def _check(self, x: Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_sites:
+            raise ValueError(f"expected states of shape (B, {self.n_sites}) for CuAu {self.size}, got {tuple(x.shape)}")
+
+    def cluster_counts(self, x: Tensor, *, max_elements: int = 2**24) -> Tensor:
+        """``(B, n_cf)`` exact integer counts ``norm_c · cf_c`` (float64), in ``cf_names`` order.
+
+        Accumulated in ``self.dtype`` (float32 is exact: every count is an integer < 2^24), then
+        returned as float64. ``max_elements`` bounds the size of the intermediate (chunk, rows).
+        """
+        self._check(x)
+        B = x.shape[0]
+        t = self._tables(x.device)
+        s = 2 * x.to(self.dtype) - 1  # (B, N) spins ±1
+        out = torch.zeros(B, len(self.cf_names), dtype=torch.float64, device=x.device)
+        out[:, self._i_c0] = 1.0
+        out[:, self._i_c1] = s.sum(-1).to(torch.float64)
+        r_max = max((len(r) for r in self._rows.values()), default=1)
+        chunk = max(1, max_elements // r_max)
+        for k, rows in t["rows"].items():
+            mult = t["mult"][k]  # (R_k, n_cf)
+            for b0 in range(0, B, chunk):
+                sb = s[b0 : b0 + chunk]
+                prod = sb[:, rows[:, 0]]  # (b, R_k) of ±1
+                for j in range(1, k):
+                    prod = prod * sb[:, rows[:, j]]
+                out[b0 : b0 + chunk] += (prod @ mult).to(torch.float64)  # exact integers
+        return out
+
+    def correlation_functions(self, x: Tensor) -> Tensor:
+        """``(B, n_cf)`` CLEASE correlation functions (float64), in ``cf_names`` order."""
+        norm = torch.tensor(self._export.cf_norm, dtype=torch.float64, device=x.device)
+        return self.cluster_counts(x) / norm
+
+    @torch.no_grad()
+    def energy(self, x: Tensor) -> Tensor:
+        """``(B, N)`` states → ``(B,)`` float64 CE total energies ``E_int`` in eV (CLEASE's)."""
+        counts = self.cluster_counts(x)
+        return counts @ self._tables(x.device)["coef"]
+
+    def spin_sum(self, x: Tensor) -> Tensor:
+        """``Σ_i s_i = N_Au − N_Cu`` (float64)."""
+        self._check(x)
+        return spin_sum(x)
+
+    @torch.no_grad()
+    def delta_energy(self, x: Tensor, sites: Tensor) -> Tensor:
+        """``E_int(x with site sites[b] flipped) − E_int(x)`` per configuration (float64, eV)."""
+        self._check(x)
+        B, n = x.shape
+        t = self._tables(x.device)
+        sites = sites.to(device=x.device, dtype=torch.long).reshape(B)
+        s = torch.ones(B, n + 1, dtype=torch.float64, device=x.device)  # index n: constant +1
+        s[:, :n] = 2 * x.to(torch.float64) - 1
+        rows = t["flip_rows"][sites]  # (B, M, 4)
+        M = rows.shape[1]
+        prod = torch.gather(s, 1, rows.reshape(B, M * 4)).reshape(B, M, 4).prod(-1)  # (B, M)
+        s_i = torch.gather(s, 1, sites[:, None])[:, 0]
+        coef1 = t["coef"][self._i_c1]
+        return -2.0 * (coef1 * s_i + (prod * t["flip_w"][sites]).sum(-1))
+
+    # ------------------------------------------------------------------ formation reference
+    def pure_energies(self) -> PureEnergies:
+        """Energies per site (eV) of all-Cu and all-Au, the formation-energy references."""
+        x = torch.stack([torch.zeros(self.n_sites, dtype=torch.uint8), torch.ones(self.n_sites, dtype=torch.uint8)])
+        e = self.energy(x) / self.n_sites
+        return PureEnergies(cu=float(e[0]), au=float(e[1]))
+
+    def formation_energy(self, x: Tensor) -> Tensor:
+        """Formation energy per site (eV): ``E/N − x_Au E_Au − (1 − x_Au) E_Cu`` (DESIGN §3)."""
+        ref = self.pure_energies()
+        x_au = x.to(torch.float64).mean(-1)
+        return self.energy(x) / self.n_sites - x_au * ref.au - (1.0 - x_au) * ref.cu
+
+    def __repr__(self) -> str:
+        return f"CuAuSystem(size={self.size!r}, n_sites={self.n_sites}, dtype={self.dtype})"
+
+
+def _lattice(exp: _CleaseExport) -> Lattice:
+    """Lattice in CLEASE's template order: cell coordinates from positions via the inverse basis."""
+    prim = exp.prim_cell
+    shape = exp.shape
+    cell = np.asarray(exp.atoms.cell, dtype=np.float64)
+    if not np.allclose(cell, np.diag(shape) @ prim, atol=1e-8):
+        raise RuntimeError(f"CLEASE's supercell {cell.tolist()} is not diag{shape} @ primitive cell")
+    frac = exp.atoms.positions @ np.linalg.inv(prim)
+    coords = np.rint(frac).astype(np.int64)
+    if np.abs(frac - coords).max() > 1e-6:
+        raise RuntimeError("CLEASE's template positions are not integer combinations of the primitive cell")
+    coords = np.mod(coords, np.array(shape))
+    return Lattice(shape=shape, basis=prim, offsets=FCC_NN_OFFSETS, coords_=coords)
+
+
+def ordered_state(system: CuAuSystem, phase: str, axis: int = 2) -> Tensor:
+    """``(N,)`` uint8 state of an ordered FCC structure on the system's cell.
+
+    Phases (``ORDERED_PHASES``): ``"Cu"``, ``"Au"`` (pure A1); ``"L1_2-Cu3Au"`` (Au on the corners
+    of the conventional cube, x_Au = 1/4); ``"L1_2-CuAu3"`` (its complement, 3/4);
+    ``"L1_0-CuAu"`` (alternating Au/Cu (001) planes normal to Cartesian ``axis``, 1/2).
+    Raises ``ValueError`` if the cell does not admit the ordering (a supercell vector that is
+    not a lattice vector of the ordered structure).
+    """
+    if phase not in ORDERED_PHASES:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {ORDERED_PHASES}")
+    n = system.n_sites
+    if phase in ("Cu", "Au"):
+        return torch.full((n,), int(phase == "Au"), dtype=torch.uint8)
+    a = LATTICE_A
+    cell = np.asarray(system.atoms.cell, dtype=np.float64) / a  # supercell vectors in units of a
+    q = np.rint(2.0 * system.atoms.positions / a).astype(np.int64)  # conventional half-cube grid
+    if phase == "L1_0-CuAu":
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2, got {axis!r}")
+        need = cell[:, axis]
+        au = q[:, axis] % 2 == 0
+    else:
+        need = cell
+        corners = np.all(q % 2 == 0, axis=1)
+        au = corners if phase == "L1_2-Cu3Au" else ~corners
+    if not np.allclose(need, np.rint(need), atol=1e-8):
+        raise ValueError(f"the {system.size} cell does not admit {phase} (supercell vectors / a = {cell.tolist()})")
+    return torch.from_numpy(au.astype(np.uint8))

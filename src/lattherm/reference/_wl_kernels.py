@@ -71,9 +71,14 @@ def _is_flat(hist, levels, flatness):
 
 @njit(cache=True)
 def _walk_one(spins, nb, lng, hist, levels, lo, hi, m, lnf, n_moves, check_every, since_check, flatness,
-              stop_when_flat, s):
-    """``n_moves`` single-spin-flip WL moves of one walker; returns (m, moves done, flat, since_check)."""
+              stop_when_flat, inv_t, t0, s):
+    """``n_moves`` single-spin-flip WL moves of one walker; returns (m, moves done, flat, since_check).
+
+    With ``inv_t`` the modification factor is ``ln f = n_levels / t`` at every move, ``t`` the
+    walker's moves since its start (``t0`` before this call), as in Belardinelli–Pereyra.
+    """
     n = spins.shape[0]
+    nlev = np.float64(levels.shape[0])
     flat = False
     done = 0
     for _ in range(n_moves):
@@ -86,9 +91,12 @@ def _walk_one(spins, nb, lng, hist, levels, lo, hi, m, lnf, n_moves, check_every
             if d >= 0.0 or _uniform(s) < np.exp(d):
                 spins[i] = -si
                 m = m_new
-        lng[m] += lnf
-        hist[m] += 1
         done += 1
+        if inv_t:
+            lng[m] += nlev / np.float64(t0 + done)
+        else:
+            lng[m] += lnf
+        hist[m] += 1
         since_check += 1
         if since_check >= check_every:
             since_check = 0
@@ -101,20 +109,21 @@ def _walk_one(spins, nb, lng, hist, levels, lo, hi, m, lnf, n_moves, check_every
 
 @njit(cache=True, parallel=True)
 def walk(spins, nb, lng, hist, levels, n_levels, lo, hi, m, lnf, active, flat, since_check, moves,
-         n_moves, check_every, flatness, stop_when_flat, rng):
-    """Advance every active walker by up to ``n_moves`` moves, in parallel over walkers.
+         n_moves, check_every, flatness, stop_when_flat, inv_t, rng):
+    """Advance every active walker ``w`` by up to ``n_moves[w]`` moves, in parallel over walkers.
 
     ``levels[w, :n_levels[w]]`` lists the allowed levels of walker ``w``'s window (flatness is
     checked over those). A walker found flat keeps walking unless ``stop_when_flat``; ``flat[w]``
-    is only ever set here, never cleared (the caller clears it at a stage change).
+    is only ever set here, never cleared (the caller clears it at a stage change). Walkers with
+    ``inv_t[w]`` use ``ln f = n_levels / t`` (1/t phase) and never stop early.
     """
     n_w = spins.shape[0]
     for w in prange(n_w):
         if not active[w]:
             continue
         mw, done, fl, sc = _walk_one(spins[w], nb, lng[w], hist[w], levels[w, : n_levels[w]], lo[w], hi[w], m[w],
-                                     lnf[w], n_moves, check_every, since_check[w], flatness,
-                                     stop_when_flat, rng[w])
+                                     lnf[w], n_moves[w], check_every, since_check[w], flatness,
+                                     stop_when_flat and not inv_t[w], inv_t[w], moves[w], rng[w])
         m[w] = mw
         moves[w] += done
         since_check[w] = sc

@@ -1,0 +1,168 @@
+"""Exact CuAu thermodynamics on small cells (2x2x4: 16 sites) by enumerating all 2^N states.
+
+Energies are the raw cluster-expansion total energies ``E_int`` (eV) of
+:class:`lattherm.systems.cuau.CuAuSystem`; the chemical potential ``μ`` enters as CLEASE's
+``SGCMonteCarlo`` does, ``exp(−β(E_int − μ Σ_i s_i))`` with ``Σ s = N_Au − N_Cu = 2 n_Au − N``.
+``k_B = ase.units.kB`` (eV/K). The states are grouped into exact levels ``(E, Σs)`` (identical
+cluster counts give bit-identical energies) and passed to :func:`lattherm.reference.dos.thermo_from_dos`.
+
+Two tables:
+
+- :func:`cuau_exact_table`: the semi-grand (``T``, ``μ``) table of DESIGN §6 with ``f`` (the
+  grand potential per site ``−k_B T ln Z / N``), ``u``, ``c``, ``m`` and ``x_au = (m + 1)/2``,
+  plus ``f_formation`` (definition in its docstring).
+- :func:`cuau_exact_composition_table`: canonical free energies per site at every composition
+  ``n_au = 0..N``, ``f_x = −k_B T ln Z(n_au) / N`` with ``Z(n_au) = Σ_{x: N_Au = n_au} exp(−β E)``
+  (configurational entropy included, μ-independent), plus ``f_x_formation``.
+
+They are tied by ``ln Z(μ) = logsumexp_n [ln Z(n) + β μ (2n − N)]``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lattherm.reference.dos import thermo_from_dos
+from lattherm.systems.cuau import CuAuSystem
+
+__all__ = ["MAX_ENUMERATION_SITES", "cuau_levels", "cuau_exact_table", "cuau_exact_composition_table"]
+
+#: enumeration limit: 2^24 states (energies of all states are held in memory)
+MAX_ENUMERATION_SITES = 24
+
+
+def _all_states(n: int, start: int, stop: int) -> torch.Tensor:
+    """States ``start..stop-1`` as ``(B, n)`` uint8: bit ``i`` of the integer is site ``i``."""
+    idx = torch.arange(start, stop, dtype=torch.int64)
+    bits = torch.arange(n, dtype=torch.int64)
+    return ((idx[:, None] >> bits[None, :]) & 1).to(torch.uint8)
+
+
+def cuau_levels(system: CuAuSystem, chunk: int = 2**16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact joint levels of all ``2^N`` states: ``(E_int, spin_sum, log_g)`` as float64 arrays."""
+    n = system.n_sites
+    if n > MAX_ENUMERATION_SITES:
+        raise ValueError(f"exact enumeration needs N <= {MAX_ENUMERATION_SITES} sites, got N = {n} ({system.size})")
+    energies, spins = [], []
+    for start in range(0, 2**n, chunk):
+        x = _all_states(n, start, min(start + chunk, 2**n))
+        energies.append(system.energy(x).numpy())
+        spins.append(system.spin_sum(x).numpy())
+    levels, counts = np.unique(np.stack([np.concatenate(energies), np.concatenate(spins)], axis=1), axis=0, return_counts=True)
+    return levels[:, 0].copy(), levels[:, 1].copy(), np.log(counts.astype(np.float64))
+
+
+@functools.lru_cache(maxsize=4)
+def _levels_for(size: str, eci_items: tuple | None) -> tuple[CuAuSystem, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    system = CuAuSystem(size=size, eci=None if eci_items is None else dict(eci_items))
+    return system, cuau_levels(system)
+
+
+def _levels(size: str, eci: dict[str, float] | None):
+    return _levels_for(size, None if eci is None else tuple(sorted(eci.items())))
+
+
+def cuau_exact_table(
+    size: str,
+    T: np.ndarray | float,
+    mu: np.ndarray | float = 0.0,
+    *,
+    eci: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Exact semi-grand thermodynamics of the CuAu CE on a small cell, one row per ``(T, μ)``.
+
+    Args:
+        size: cell token (``"2x2x4"``; N <= 24 sites).
+        T: temperatures in K; ``mu``: chemical potentials in eV (CLEASE's ``chem_pot``). The two
+            broadcast against each other (pass a meshgrid for a full grid); rows are in
+            flattened broadcast order.
+        eci: ECIs (published ones when ``None``).
+
+    Columns: ``system="cuau", size, T, field`` (= μ, eV), ``f, u, c, m`` per DESIGN §3 (eV/site;
+    ``c`` in units of k_B), ``x_au = (m + 1)/2 = ⟨N_Au⟩/N``, ``f_formation``, ``method="enumeration"``.
+
+    ``f_formation`` is the grand potential per site with the energy zero moved onto the pure-end
+    tie line at the ensemble's mean composition, ``f − [x_au E_Au + (1 − x_au) E_Cu]``
+    (``E_Au``, ``E_Cu``: CE energies per site of the pure ends). Since ``f = u − T s − μ m``,
+    ``f_formation = u_formation − T s − μ m``: the same ensemble (same μ, same distribution), with
+    ``u`` replaced by the mean formation energy. It is *not* the grand potential of the
+    formation-energy Hamiltonian at the same μ (that Hamiltonian differs from ``E_int`` by a
+    term linear in ``Σs``, i.e. by a shift of μ, so it would describe another state). Adding
+    ``μ m`` back gives ``u_formation − T s``, which in the thermodynamic limit equals
+    ``f_x_formation`` of :func:`cuau_exact_composition_table` at ``x = x_au``.
+    """
+    system, (E, M, log_g) = _levels(size, eci)
+    n = system.n_sites
+    T_b, mu_b = np.broadcast_arrays(np.asarray(T, dtype=np.float64), np.asarray(mu, dtype=np.float64))
+    th = thermo_from_dos(E, log_g, T_b, mu_b, M, n_sites=n, k_B=system.k_B)
+    ref = system.pure_energies()
+    x_au = (th["m"].ravel() + 1.0) / 2.0
+    f = th["f"].ravel()
+    return pd.DataFrame(
+        {
+            "system": "cuau",
+            "size": size,
+            "T": T_b.ravel().astype(np.float64),
+            "field": mu_b.ravel().astype(np.float64),
+            "f": f,
+            "u": th["u"].ravel(),
+            "c": th["c"].ravel(),
+            "m": th["m"].ravel(),
+            "x_au": x_au,
+            "f_formation": f - (x_au * ref.au + (1.0 - x_au) * ref.cu),
+            "method": "enumeration",
+        }
+    )
+
+
+def cuau_exact_composition_table(
+    size: str,
+    T: np.ndarray | float,
+    *,
+    eci: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Exact canonical free energies per site at every composition, one row per ``(T, n_au)``.
+
+    ``f_x = −k_B T ln Z(n_au) / N`` (eV/atom) with ``Z(n_au) = Σ_{x: N_Au = n_au} exp(−β E_int(x))``
+    — the raw CE energy, configurational entropy included, independent of μ — and
+    ``f_x_formation = f_x − [x_au E_Au + (1 − x_au) E_Cu]`` with ``x_au = n_au / N``.
+    Columns: ``system, size, T, n_au, x_au, f_x, f_x_formation``.
+    """
+    system, (E, M, log_g) = _levels(size, eci)
+    n = system.n_sites
+    ref = system.pure_energies()
+    T_arr = np.atleast_1d(np.asarray(T, dtype=np.float64)).ravel()
+    if np.any(~(T_arr > 0)):
+        raise ValueError(f"temperatures must be > 0, got min {T_arr.min()}")
+    n_au_of_level = np.rint((M + n) / 2).astype(np.int64)
+    n_au = np.arange(n + 1)
+    rows = []
+    for t in T_arr:
+        beta = 1.0 / (system.k_B * t)
+        logw = log_g - beta * E
+        log_z = np.full(n + 1, -np.inf)
+        for k in n_au:
+            sel = logw[n_au_of_level == k]
+            if sel.size:
+                mx = sel.max()
+                log_z[k] = mx + np.log(np.exp(sel - mx).sum())
+        f_x = -system.k_B * t * log_z / n
+        x = n_au / n
+        rows.append(
+            pd.DataFrame(
+                {
+                    "system": "cuau",
+                    "size": size,
+                    "T": t,
+                    "n_au": n_au,
+                    "x_au": x,
+                    "f_x": f_x,
+                    "f_x_formation": f_x - (x * ref.au + (1.0 - x) * ref.cu),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)

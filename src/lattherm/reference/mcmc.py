@@ -1,0 +1,500 @@
+"""Batched Metropolis Monte Carlo in the semi-grand ensemble, for any :class:`System`.
+
+Many independent chains at many conditions ``(T, field)`` run at once. A move flips one site
+``i`` (``x_i → 1 − x_i``) and is accepted with probability
+
+    min(1, exp(−β (ΔE_int − field · ΔΣs))),   ΔΣs = −2 s_i,   β = 1 / (k_B T),
+
+which satisfies detailed balance for ``exp(−β (E_int − field · Σ s))`` (DESIGN §3).
+
+Two updates, chosen by ``update=`` in :func:`run_metropolis`:
+
+``"random-site"`` (generic, torch): each step picks a uniformly random site per chain and asks
+    ``system.delta_energy``; a sweep is ``N`` steps. Works for every system (CuAu included).
+``"checkerboard"`` (Ising fast path, numba): sites are visited colour by colour (even then odd
+    ``r_0 + r_1``); acceptance thresholds for the 10 cases ``(x_i, #up neighbours)`` are
+    precomputed per condition as integers ``floor(p · 2^64)`` and compared with 64-bit
+    xoroshiro128+ draws, one stream per chain seeded from ``(seed, condition, chain)``. States
+    are ``uint8``, updated in place. Bit-reproducible for a seed, independent of the number
+    of numba threads, and a chain's trajectory does not depend on how many chains run.
+``"auto"`` picks ``"checkerboard"`` for :class:`IsingSystem`, ``"random-site"`` otherwise.
+
+Samples are taken after ``burn_in_sweeps`` and then every ``thin_sweeps`` sweeps (the paper
+uses 250). Errors (:func:`mcmc_summary`): every chain is cut into ``blocks_per_chain``
+contiguous blocks; the ``n_batches = n_chains × blocks_per_chain`` batch means are treated as
+independent and errors are delete-one-batch jackknife errors. With the default, one block per
+chain whenever there are >= 32 chains, the error is the between-chain spread of independent
+chains: honest whatever the autocorrelation, and it captures chains stuck in one magnetisation
+sector at ``h = 0`` below ``T_c``. With fewer chains each chain is blocked, which is honest only
+when a block is much longer than the autocorrelation time (a warning says when it is not).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lattherm.io import pack_states
+from lattherm.systems.base import System
+from lattherm.systems.ising import IsingSystem
+
+__all__ = [
+    "MCMCResult",
+    "run_metropolis",
+    "mcmc_summary",
+    "mcmc_table",
+    "mcmc_histograms",
+    "mcmc_samples_table",
+    "integrated_autocorr_time",
+]
+
+UPDATES = ("auto", "checkerboard", "random-site")
+#: widest block of chains handled by one numba task (vector loop length)
+_MAX_BLOCK = 128
+#: below this many chains, :func:`mcmc_summary` blocks inside chains by default
+_MIN_BATCHES = 32
+
+
+@dataclass(frozen=True, eq=False)
+class MCMCResult:
+    """Samples of a batched Metropolis run.
+
+    Attributes:
+        system, size, n_sites, k_B: the system's name, size token, N and Boltzmann constant.
+        T, field: ``(n_cond,)`` conditions.
+        energy: ``(n_cond, n_chains, n_samples)`` float64 ``E_int`` of every sample.
+        spin_sum: ``(n_cond, n_chains, n_samples)`` float64 ``Σ s`` of every sample.
+        states: ``(n_cond, n_chains, n_samples, N)`` uint8 configurations, or ``None`` when
+            the run was asked not to keep them.
+        seed, update, burn_in_sweeps, thin_sweeps: how the samples were made.
+    """
+
+    system: str
+    size: str
+    n_sites: int
+    k_B: float
+    T: np.ndarray
+    field: np.ndarray
+    energy: np.ndarray
+    spin_sum: np.ndarray
+    states: np.ndarray | None
+    seed: int
+    update: str
+    burn_in_sweeps: int
+    thin_sweeps: int
+
+    @property
+    def n_cond(self) -> int:
+        return self.energy.shape[0]
+
+    @property
+    def n_chains(self) -> int:
+        return self.energy.shape[1]
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per chain."""
+        return self.energy.shape[2]
+
+    @property
+    def beta(self) -> np.ndarray:
+        return 1.0 / (self.k_B * self.T)
+
+
+# ----------------------------------------------------------------------------- sampling
+def run_metropolis(
+    system: System,
+    T: np.ndarray | float,
+    field: np.ndarray | float = 0.0,
+    *,
+    n_chains: int,
+    n_samples: int,
+    seed: int,
+    burn_in_sweeps: int = 1000,
+    thin_sweeps: int = 250,
+    start: str | np.ndarray = "random",
+    update: str = "auto",
+    keep_states: bool = True,
+    progress: bool = False,
+) -> MCMCResult:
+    """Run ``n_chains`` independent Metropolis chains at every condition of ``broadcast(T, field)``.
+
+    Args:
+        system: any :class:`System` with two states per site.
+        T, field: temperatures (> 0, in the units of ``system.k_B``) and fields (Ising ``h``,
+            CuAu ``μ`` in eV); broadcast against each other and flattened to ``n_cond``.
+        n_chains: independent chains per condition.
+        n_samples: samples per chain, taken every ``thin_sweeps`` sweeps after burn-in.
+        seed: seed of every random number (same seed and arguments ⇒ same arrays on CPU).
+        burn_in_sweeps: sweeps (``N`` attempted flips per chain each) discarded at the start.
+        thin_sweeps: sweeps between samples (>= 1).
+        start: ``"random"`` (independent uniform sites), ``"up"`` (all ``x = 1``), ``"down"``
+            (all ``x = 0``), or an array of 0/1 states ``(n_chains, N)`` or
+            ``(n_cond, n_chains, N)``.
+        update: ``"auto"``, ``"checkerboard"`` (Ising only) or ``"random-site"``.
+        keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes).
+        progress: show a tqdm bar over sweeps.
+    """
+    T_b, h_b = np.broadcast_arrays(np.asarray(T, dtype=np.float64), np.asarray(field, dtype=np.float64))
+    T_arr, h_arr = T_b.ravel().copy(), h_b.ravel().copy()
+    if T_arr.size == 0 or np.any(~(T_arr > 0)) or np.any(~np.isfinite(T_arr)):
+        raise ValueError(f"temperatures must be finite and > 0, got {T_arr}")
+    if np.any(~np.isfinite(h_arr)):
+        raise ValueError(f"fields must be finite, got {h_arr}")
+    for name, val, lo in (("n_chains", n_chains, 1), ("n_samples", n_samples, 1), ("thin_sweeps", thin_sweeps, 1), ("burn_in_sweeps", burn_in_sweeps, 0)):
+        if int(val) != val or val < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+    if int(seed) != seed or seed < 0 or seed >= 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if system.n_states != 2:
+        raise ValueError(f"Metropolis flips need two states per site, {system.name} has {system.n_states}")
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    if update == "auto":
+        update = "checkerboard" if isinstance(system, IsingSystem) else "random-site"
+    if update == "checkerboard" and not isinstance(system, IsingSystem):
+        raise ValueError(f"the checkerboard update is for IsingSystem only, got {type(system).__name__}; use 'random-site'")
+    n_cond, N = T_arr.size, system.n_sites
+    x0 = _start_states(start, n_cond, int(n_chains), N)
+    args = dict(n_chains=int(n_chains), n_samples=int(n_samples), seed=int(seed), burn=int(burn_in_sweeps),
+                thin=int(thin_sweeps), x0=x0, keep_states=keep_states, progress=progress)
+    run = _run_checkerboard if update == "checkerboard" else _run_random_site
+    energy, spin, states = run(system, T_arr, h_arr, **args)
+    return MCMCResult(
+        system=system.name, size=system.size, n_sites=N, k_B=float(system.k_B), T=T_arr, field=h_arr,
+        energy=energy, spin_sum=spin, states=states, seed=int(seed), update=update,
+        burn_in_sweeps=int(burn_in_sweeps), thin_sweeps=int(thin_sweeps),
+    )
+
+
+def _start_states(start, n_cond: int, n_chains: int, N: int) -> np.ndarray | str:
+    """``"random"`` is resolved by each update's own RNG; otherwise a ``(n_cond, n_chains, N)`` uint8 array."""
+    if isinstance(start, str):
+        if start == "random":
+            return start
+        if start in ("up", "down"):
+            return np.full((n_cond, n_chains, N), 1 if start == "up" else 0, dtype=np.uint8)
+        raise ValueError(f"start must be 'random', 'up', 'down' or an array of states, got {start!r}")
+    x = np.asarray(start)
+    if x.shape == (n_chains, N):
+        x = np.broadcast_to(x, (n_cond, n_chains, N))
+    if x.shape != (n_cond, n_chains, N):
+        raise ValueError(f"start states must have shape ({n_chains}, {N}) or ({n_cond}, {n_chains}, {N}), got {x.shape}")
+    if not np.isin(x, (0, 1)).all():
+        raise ValueError("start states must be 0/1")
+    return np.ascontiguousarray(x, dtype=np.uint8)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="sweep")
+
+
+# --- Ising fast path -----------------------------------------------------------------
+def ising_thresholds(T: np.ndarray, field: np.ndarray, J: float, k_B: float = 1.0) -> np.ndarray:
+    """``(n_cond, 10)`` uint64 acceptance thresholds of the checkerboard kernel.
+
+    Entry ``5·x_i + n_up`` is ``min(floor(p · 2^64), 2^64 − 1)`` with the Metropolis
+    probability ``p = min(1, exp(−β(2 J s_i n + 2 h s_i)))`` of flipping site i with state
+    ``x_i`` (spin ``s_i = 2 x_i − 1``) and ``n_up`` of 4 neighbours up (``n = 2 n_up − 4``).
+    A flip is accepted iff a uniform 64-bit draw is below the threshold.
+    """
+    T = np.atleast_1d(np.asarray(T, dtype=np.float64))
+    h = np.atleast_1d(np.asarray(field, dtype=np.float64))
+    xi = np.repeat(np.arange(2), 5)
+    n_up = np.tile(np.arange(5), 2)
+    s, n = 2 * xi - 1, 2 * n_up - 4
+    beta = 1.0 / (k_B * T[:, None])
+    log_p = -beta * (2.0 * J * s * n + 2.0 * h[:, None] * s)  # −β(ΔE_int − h ΔΣs), ΔΣs = −2 s_i
+    p = np.exp(np.minimum(log_p, 0.0))
+    top = 2**64 - 1
+    return np.array([[min(int(math.ldexp(float(q), 64)), top) for q in row] for row in p], dtype=np.uint64)
+
+
+def _chain_blocks(n_chains: int) -> tuple[int, int]:
+    """``(n_blocks, W)`` with ``n_blocks · W >= n_chains`` and ``W <= _MAX_BLOCK``, W a multiple of 8 when large."""
+    n_blocks = -(-n_chains // _MAX_BLOCK)
+    W = -(-n_chains // n_blocks)
+    if W >= 8:
+        W = -(-W // 8) * 8
+    return n_blocks, W
+
+
+def _checkerboard_order(system: IsingSystem) -> np.ndarray:
+    parity = system.lattice.coords.sum(axis=1) % 2
+    return np.concatenate([np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)]).astype(np.int64)
+
+
+def _run_checkerboard(system: IsingSystem, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress):
+    from lattherm.reference import _mcmc_kernels as K
+
+    n_cond, N = T.size, system.n_sites
+    nb = np.ascontiguousarray(system.lattice.neighbours().numpy(), dtype=np.int64)
+    if nb.shape != (N, 4):
+        raise ValueError(f"the checkerboard kernel needs 4 neighbours per site, got a table of shape {nb.shape}")
+    bonds = np.ascontiguousarray(system.lattice.bonds().numpy(), dtype=np.int64)
+    order = _checkerboard_order(system)
+    thr = ising_thresholds(T, h, system.J, system.k_B)
+    n_blocks, W = _chain_blocks(n_chains)
+    M = n_blocks * W
+    x = np.zeros((n_cond, n_blocks, N, W), dtype=np.uint8)
+    st0 = np.zeros((n_cond, n_blocks, W), dtype=np.uint64)
+    st1 = np.zeros_like(st0)
+    K.seed_streams(np.uint64(seed), st0, st1)
+    if isinstance(x0, str):
+        K.random_fill(x, st0, st1)
+    else:
+        xp = np.zeros((n_cond, M, N), dtype=np.uint8)
+        xp[:, :n_chains] = x0
+        x[...] = xp.reshape(n_cond, n_blocks, W, N).transpose(0, 1, 3, 2)
+
+    energy = np.empty((n_cond, n_chains, n_samples))
+    spin = np.empty((n_cond, n_chains, n_samples))
+    states = np.empty((n_cond, n_chains, n_samples, N), dtype=np.uint8) if keep_states else None
+    bond_sum = np.empty((n_cond, n_blocks, W), dtype=np.int64)
+    n_up = np.empty_like(bond_sum)
+    with _progress(burn + n_samples * thin, progress, f"metropolis {system.size}") as bar:
+        done = 0
+        while done < burn:
+            k = min(max(thin, 1), burn - done)
+            K.checkerboard_sweeps(x, thr, st0, st1, nb, order, k)
+            done += k
+            bar.update(k)
+        for t in range(n_samples):
+            K.checkerboard_sweeps(x, thr, st0, st1, nb, order, thin)
+            K.ising_measure(x, bonds, bond_sum, n_up)
+            energy[:, :, t] = -system.J * bond_sum.reshape(n_cond, M)[:, :n_chains]
+            spin[:, :, t] = 2 * n_up.reshape(n_cond, M)[:, :n_chains] - N
+            if states is not None:
+                states[:, :, t, :] = x.transpose(0, 1, 3, 2).reshape(n_cond, M, N)[:, :n_chains]
+            bar.update(thin)
+    return energy, spin, states
+
+
+# --- generic path --------------------------------------------------------------------
+@torch.no_grad()
+def _run_random_site(system: System, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress):
+    n_cond, N = T.size, system.n_sites
+    B = n_cond * n_chains
+    gen = torch.Generator().manual_seed(seed)
+    beta = torch.from_numpy(1.0 / (system.k_B * T)).repeat_interleave(n_chains)  # (B,)
+    hb = torch.from_numpy(h).repeat_interleave(n_chains)  # (B,)
+    if isinstance(x0, str):
+        x = torch.randint(0, 2, (B, N), generator=gen, dtype=torch.long)
+    else:
+        x = torch.from_numpy(x0.reshape(B, N).astype(np.int64))
+    rows = torch.arange(B)
+
+    def sweeps(k: int) -> None:
+        for _ in range(k * N):
+            sites = torch.randint(0, N, (B,), generator=gen)
+            dE = system.delta_energy(x, sites).to(torch.float64)
+            xi = x[rows, sites]
+            s = (2 * xi - 1).to(torch.float64)
+            log_p = -beta * (dE + 2.0 * hb * s)  # −β(ΔE_int − field ΔΣs), ΔΣs = −2 s_i
+            accept = torch.rand(B, generator=gen, dtype=torch.float64) < torch.exp(log_p)
+            x[rows, sites] = xi ^ accept.long()
+
+    energy = np.empty((n_cond, n_chains, n_samples))
+    spin = np.empty((n_cond, n_chains, n_samples))
+    states = np.empty((n_cond, n_chains, n_samples, N), dtype=np.uint8) if keep_states else None
+    with _progress(burn + n_samples * thin, progress, f"metropolis {system.size}") as bar:
+        done = 0
+        while done < burn:
+            k = min(max(thin, 1), burn - done)
+            sweeps(k)
+            done += k
+            bar.update(k)
+        for t in range(n_samples):
+            sweeps(thin)
+            energy[:, :, t] = system.energy(x).to(torch.float64).numpy().reshape(n_cond, n_chains)
+            spin[:, :, t] = system.spin_sum(x).to(torch.float64).numpy().reshape(n_cond, n_chains)
+            if states is not None:
+                states[:, :, t, :] = x.numpy().reshape(n_cond, n_chains, N)
+            bar.update(thin)
+    return energy, spin, states
+
+
+# ----------------------------------------------------------------------------- analysis
+def integrated_autocorr_time(a: np.ndarray, c: float = 5.0) -> np.ndarray:
+    """Integrated autocorrelation time of ``a (..., n_chains, n)``, in units of samples.
+
+    ``τ = 1 + 2 Σ_{t=1}^{W} ρ(t)`` (so independent samples give τ = 1 and ``n_eff = n / τ``),
+    with ``ρ`` the autocorrelation averaged over chains around the *grand* mean (a chain stuck in
+    one sector therefore shows a long τ, as it should), and Sokal's window: the smallest W with
+    ``W >= c · τ(W)``; if no such W exists, ``W = n − 1`` (τ is then a lower bound). ``nan``
+    for a constant series or a single sample.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[-1]
+    lead = a.shape[:-2]
+    if n < 2:
+        return np.full(lead, np.nan)
+    d = a - a.mean(axis=(-2, -1), keepdims=True)
+    f = np.fft.rfft(d, n=2 * n, axis=-1)
+    acf = np.fft.irfft(f * np.conj(f), n=2 * n, axis=-1)[..., :n].sum(axis=-2)  # (..., n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = acf / acf[..., :1]
+    taus = 2.0 * np.cumsum(rho, axis=-1) - 1.0  # τ(W) for W = 0..n-1
+    ok = np.arange(n) >= c * taus
+    W = np.where(ok.any(axis=-1), ok.argmax(axis=-1), n - 1)
+    return np.take_along_axis(taus, W[..., None], axis=-1)[..., 0]
+
+
+def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Estimate and delete-one-batch jackknife error of ``stat(*means)``.
+
+    ``sums``: ``(n_cond, n_batches)`` per-batch sums of each moment, batches of ``ell`` samples.
+    """
+    n_b = sums[0].shape[1]
+    tot = [s.sum(axis=1, keepdims=True) for s in sums]
+    full = stat(*[t / (n_b * ell) for t in tot])[:, 0]
+    if n_b < 2:
+        return full, np.full_like(full, np.nan)
+    loo = stat(*[(t - s) / ((n_b - 1) * ell) for t, s in zip(tot, sums, strict=True)])  # (n_cond, n_b)
+    err = np.sqrt((n_b - 1) / n_b * ((loo - loo.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
+    return full, err
+
+
+def mcmc_summary(result: MCMCResult, *, blocks_per_chain: int | None = None,
+                 extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Per-condition estimates and errors: ``u, c, m, abs_m`` (+ ``*_err``), ``tau_E, tau_M``.
+
+    ``u = ⟨E_int⟩/N``, ``c = β² Var(E_int)/N`` (pooled over all samples of the condition),
+    ``m = ⟨Σs⟩/N``, ``abs_m = ⟨|Σs|⟩/N``. Errors: delete-one-batch jackknife over
+    ``n_batches = n_chains × blocks_per_chain`` batches (see the module docstring); the
+    default ``blocks_per_chain`` is 1 for >= 32 chains, else ``ceil(32 / n_chains)`` (at most
+    ``n_samples``). Each chain's first ``n_samples mod blocks_per_chain`` samples are dropped
+    so that blocks are equal. ``tau_E, tau_M``: :func:`integrated_autocorr_time` in samples.
+    ``extra``: more per-sample quantities ``(n_cond, n_chains, n_samples)`` to average the same way.
+    """
+    n_cond, K, n = result.energy.shape
+    N = result.n_sites
+    nbk = blocks_per_chain if blocks_per_chain is not None else (1 if K >= _MIN_BATCHES else -(-_MIN_BATCHES // K))
+    nbk = int(min(max(nbk, 1), n))
+    ell = n // nbk
+    keep = slice(n - nbk * ell, n)
+
+    def batch_sums(a: np.ndarray) -> np.ndarray:  # (n_cond, K, n) → (n_cond, K·nbk)
+        return a[:, :, keep].reshape(n_cond, K * nbk, ell).sum(axis=2)
+
+    E, M = result.energy, result.spin_sum
+    E_ref = E.mean(axis=(1, 2))[:, None]  # centring keeps the variance well conditioned
+    dE = E - E_ref[:, :, None]
+    beta = result.beta[:, None]
+    out: dict[str, np.ndarray] = {}
+    out["u"], out["u_err"] = _jackknife(lambda e1: (e1 + E_ref) / N, [batch_sums(dE)], ell)
+    out["c"], out["c_err"] = _jackknife(lambda e1, e2: beta**2 * (e2 - e1**2) / N, [batch_sums(dE), batch_sums(dE**2)], ell)
+    out["m"], out["m_err"] = _jackknife(lambda m1: m1 / N, [batch_sums(M)], ell)
+    out["abs_m"], out["abs_m_err"] = _jackknife(lambda m1: m1 / N, [batch_sums(np.abs(M))], ell)
+    for name, a in (extra or {}).items():
+        out[name], out[f"{name}_err"] = _jackknife(lambda v: v, [batch_sums(np.asarray(a, dtype=np.float64))], ell)
+    out["tau_E"] = integrated_autocorr_time(E)
+    out["tau_M"] = integrated_autocorr_time(M)
+    out["n_samples"] = np.full(n_cond, K * n, dtype=np.int64)
+    out["n_chains"] = np.full(n_cond, K, dtype=np.int64)
+    out["n_batches"] = np.full(n_cond, K * nbk, dtype=np.int64)
+    if nbk > 1:
+        tau = np.fmax(out["tau_E"], out["tau_M"])
+        bad = tau * 5 > ell
+        if np.any(bad):
+            warnings.warn(
+                f"blocks of {ell} samples are shorter than 5 τ (max τ = {np.nanmax(tau):.3g} samples) at "
+                f"{int(bad.sum())} conditions: error bars from blocking inside {K} chains are too small there; "
+                f"run more chains (>= {_MIN_BATCHES}) or longer chains",
+                stacklevel=2,
+            )
+    return out
+
+
+def mcmc_table(result: MCMCResult, system: System | None = None, *, blocks_per_chain: int | None = None) -> pd.DataFrame:
+    """One row per condition: ``system, size, T, field, u, u_err, c, c_err, m, m_err, abs_m,
+    abs_m_err, tau_E, tau_M, n_samples, n_chains, n_batches, update, method="mcmc"``.
+
+    CuAu adds ``x_au`` (``= (1 + m)/2``) and ``x_au_err``; given the ``system``, also the
+    formation energy per site ``u_form = ⟨E_int − N_Au E_Au/N − N_Cu E_Cu/N⟩/N`` relative to the
+    pure ends (``E_Au``, ``E_Cu``: energies of the all-Au and all-Cu configurations) and its
+    error. Errors and τ are those of :func:`mcmc_summary`.
+    """
+    extra = {}
+    if result.system == "cuau" and system is not None:
+        N = result.n_sites
+        ends = system.energy(torch.stack([torch.ones(N, dtype=torch.long), torch.zeros(N, dtype=torch.long)]))
+        e_au, e_cu = (float(v) / N for v in ends)
+        n_au = (result.spin_sum + N) / 2
+        extra["u_form"] = (result.energy - n_au * e_au - (N - n_au) * e_cu) / N
+    s = mcmc_summary(result, blocks_per_chain=blocks_per_chain, extra=extra)
+    cols = {"system": result.system, "size": result.size, "T": result.T, "field": result.field}
+    for k in ("u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err"):
+        cols[k] = s[k]
+    if result.system == "cuau":
+        cols["x_au"], cols["x_au_err"] = (1.0 + s["m"]) / 2.0, s["m_err"] / 2.0
+        if "u_form" in s:
+            cols["u_form"], cols["u_form_err"] = s["u_form"], s["u_form_err"]
+    for k in ("tau_E", "tau_M", "n_samples", "n_chains", "n_batches"):
+        cols[k] = s[k]
+    cols["update"] = result.update
+    cols["method"] = "mcmc"
+    return pd.DataFrame(cols)
+
+
+def mcmc_histograms(result: MCMCResult, *, bins: int = 64) -> pd.DataFrame:
+    """Histograms of ``E_int`` and ``Σs`` per condition, in long form.
+
+    Columns ``system, size, T, field, quantity ("energy" | "spin_sum"), value, bin_lo, bin_hi,
+    count, probability``. ``Σs`` and energies that take at most ``2N + 1`` distinct values over the
+    whole run (Ising) are histogrammed exactly (``value = bin_lo = bin_hi``, only levels that
+    were visited at some condition appear, with zero counts at the others); continuous energies
+    (CuAu) use ``bins`` equal bins over the run's range, shared by all conditions.
+    """
+    frames = []
+    for quantity, a in (("energy", result.energy), ("spin_sum", result.spin_sum)):
+        flat = a.reshape(a.shape[0], -1)
+        levels = np.unique(flat)
+        if levels.size <= 2 * result.n_sites + 1:
+            idx = np.searchsorted(levels, flat)
+            lo = hi = value = levels
+            n_bins = levels.size
+        else:
+            edges = np.linspace(levels[0], levels[-1], bins + 1)
+            idx = np.clip(np.searchsorted(edges, flat, side="right") - 1, 0, bins - 1)
+            lo, hi, value, n_bins = edges[:-1], edges[1:], 0.5 * (edges[:-1] + edges[1:]), bins
+        for c in range(a.shape[0]):
+            count = np.bincount(idx[c], minlength=n_bins)
+            frames.append(pd.DataFrame({
+                "system": result.system, "size": result.size, "T": result.T[c], "field": result.field[c],
+                "quantity": quantity, "value": value, "bin_lo": lo, "bin_hi": hi,
+                "count": count, "probability": count / flat.shape[1],
+            }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mcmc_samples_table(result: MCMCResult, *, max_per_condition: int | None = None) -> pd.DataFrame:
+    """The sampled configurations, ready for Parquet: columns ``system, size, T, field, chain,
+    sample, configuration`` (bytes of :func:`lattherm.io.pack_states`), ``energy, spin_sum``.
+
+    Rows run sample index outer, chain inner, so ``max_per_condition`` keeps the first samples
+    of all chains (the most independent subset) rather than one chain's trajectory.
+    """
+    if result.states is None:
+        raise ValueError("this run did not keep its states; rerun run_metropolis with keep_states=True")
+    n_cond, K, n, N = result.states.shape
+    take = K * n if max_per_condition is None else min(int(max_per_condition), K * n)
+    frames = []
+    for c in range(n_cond):
+        st = result.states[c].transpose(1, 0, 2).reshape(K * n, N)[:take]  # (sample, chain) order
+        packed = pack_states(st)
+        chain = np.tile(np.arange(K), n)[:take]
+        sample = np.repeat(np.arange(n), K)[:take]
+        frames.append(pd.DataFrame({
+            "system": result.system, "size": result.size, "T": result.T[c], "field": result.field[c],
+            "chain": chain, "sample": sample, "configuration": [row.tobytes() for row in packed],
+            "energy": result.energy[c].T.reshape(-1)[:take], "spin_sum": result.spin_sum[c].T.reshape(-1)[:take],
+        }))
+    return pd.concat(frames, ignore_index=True)

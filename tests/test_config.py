@@ -1,0 +1,106 @@
+"""Config checks: the schema and lattherm.config.check_config reject every bad value by name."""
+
+import copy
+
+import jsonschema
+import numpy as np
+import pytest
+import yaml
+
+from lattherm.conditions import condition_grid, grid_values
+from lattherm.config import ConfigError, check_config, ising_sizes, system_grid
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def test_default_config_is_valid(default_config, schema):
+    jsonschema.validate(default_config, schema)
+    check_config(default_config)
+    assert ising_sizes(default_config) == ["4x4", "8x8"]
+    T, h = system_grid(default_config, "ising")
+    assert len(T) == 21 and T[0] == 1.5 and T[-1] == 3.5 and T[7] == 2.2
+    np.testing.assert_array_equal(h, [-1.0, -0.5, 0.0, 0.5, 1.0])
+
+
+def _walk(schema, path=""):
+    yield path, schema
+    for k, sub in schema.get("properties", {}).items():
+        yield from _walk(sub, f"{path}.{k}")
+
+
+def test_every_schema_key_has_description_and_default(schema):
+    for path, node in _walk(schema):
+        if path == "":
+            continue
+        assert "description" in node, f"schema key {path} has no description"
+        grid_leaf = path.rsplit(".", 1)[-1] in {"min", "max", "step", "values"}
+        # a system's own block has no default on purpose: leaving it out means "do not run it"
+        system_block = path.count(".") == 2 and path.startswith(".systems.")
+        if not (grid_leaf or system_block):
+            assert "default" in node, f"schema key {path} has no default"
+
+
+# (key path, bad value, key named in the message)
+BAD = [
+    (("systems", "ising", "T", "min"), -1.0, "systems.ising.T.min"),
+    (("systems", "ising", "T", "min"), 0.0, "systems.ising.T.min"),
+    (("systems", "ising", "T", "max"), 1.0, "systems.ising.T.max"),  # reversed: min 1.5 > max 1.0
+    (("systems", "ising", "T", "max"), 1.5, "systems.ising.T.max"),  # empty: min == max
+    (("systems", "ising", "T", "step"), 0.0, "systems.ising.T.step"),
+    (("systems", "ising", "field", "step"), 0, "systems.ising.field.step"),
+    (("systems", "ising", "sizes"), [4, 1], "systems.ising.sizes[1]"),
+    (("systems", "ising", "sizes"), [4, 2.5], "systems.ising.sizes[1]"),
+    (("systems", "ising", "sizes"), ["8x8"], "systems.ising.sizes[0]"),
+    (("systems", "ising", "sizes"), [], "systems.ising.sizes"),
+    (("systems", "ising", "models"), ["ao-arm-mlp", "made"], "systems.ising.models[1]"),
+    (("seed",), -5, "seed"),
+]
+
+
+def _set(cfg, path, value):
+    d = cfg
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+
+
+@pytest.mark.parametrize(("path", "value", "key"), BAD, ids=[b[2] + "=" + repr(b[1]) for b in BAD])
+def test_bad_values_are_rejected_by_name(default_config, path, value, key):
+    cfg = copy.deepcopy(default_config)
+    _set(cfg, path, value)
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert err.value.key == key
+    assert f"'{key}'" in str(err.value) and "expected" in str(err.value)
+
+
+def test_unknown_system_is_rejected(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["systems"]["isng"] = cfg["systems"].pop("ising")
+    with pytest.raises(ConfigError, match=r"'systems.isng'.*one of \['ising', 'cuau'\]"):
+        check_config(cfg)
+
+
+def test_empty_values_list_is_rejected(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["systems"]["ising"]["field"] = {"values": []}
+    with pytest.raises(ConfigError, match="systems.ising.field.values"):
+        check_config(cfg)
+
+
+def test_grid_values_and_condition_grid():
+    np.testing.assert_allclose(grid_values({"min": 0.2, "max": 0.5, "step": 0.1}), [0.2, 0.3, 0.4, 0.5], atol=0)
+    # a range that is not a whole number of steps stops below max
+    np.testing.assert_allclose(grid_values({"min": 0.0, "max": 1.0, "step": 0.3}), [0.0, 0.3, 0.6, 0.9], atol=0)
+    grid = condition_grid([1.0, 2.0], [-1.0, 0.0, 1.0])
+    assert grid.shape == (6, 2) and grid[:3, 0].tolist() == [1.0, 1.0, 1.0] and grid[3:, 1].tolist() == [-1, 0, 1]

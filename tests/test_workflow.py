@@ -1,0 +1,118 @@
+"""The Snakemake workflow: dry run of the default config, a real run on a tiny config, and bad
+input (config values, mistyped targets) stopped before any job with nothing written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, snakemake_env
+
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "seed": 7,
+    "systems": {
+        "ising": {
+            "J": 1.0,
+            "sizes": [3, 4],
+            "T": {"values": [1.0, 2.269185314213022, 5.0]},
+            "field": {"values": [-0.5, 0.0, 0.5]},
+            "models": [],
+        }
+    },
+    "reference": {"exact": {"max_transfer_L": 14}},
+}
+
+
+def run_snakemake(exe: str, workdir: Path, *args: str, config: dict | None = None, timeout: int = 300):
+    # targets and flags first: --configfile takes every word that follows it
+    cmd = [exe, *args, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2"]
+    if config is None:
+        cmd += ["--configfile", str(ROOT / "config/config.yaml")]
+    else:
+        cfg = workdir / "config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(cfg)]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=snakemake_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_dry_run_default_config(snakemake_exe, tmp_path):
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
+    assert rc == 0, out
+    assert re.search(r"exact_reference\s+2", out), out
+    assert not (tmp_path / "results").exists()
+
+
+def test_all_references_tiny_config(snakemake_exe, tmp_path):
+    from lattherm.reference.exact import ising_exact_table
+
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", config=TINY)
+    assert rc == 0, out
+    for L in (3, 4):
+        path = tmp_path / f"results/ising/{L}x{L}/reference/exact.parquet"
+        df = pd.read_parquet(path)
+        assert list(df.columns[:4]) == ["system", "size", "T", "field"]
+        assert {"f", "u", "c", "m", "method"} <= set(df.columns)
+        assert len(df) == 9 and (df["system"] == "ising").all() and (df["size"] == f"{L}x{L}").all()
+        ref = ising_exact_table(L, TINY["systems"]["ising"]["T"]["values"], TINY["systems"]["ising"]["field"]["values"])
+        for col in ("f", "u", "c", "m"):
+            np.testing.assert_allclose(df[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=1e-14)
+        assert (tmp_path / f"logs/ising/{L}x{L}/reference/exact.log").exists()
+    # a size outside the config, asked for on the command line
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "results/ising/5x5/reference/exact.parquet", config=TINY)
+    assert rc == 0, out
+    assert len(pd.read_parquet(tmp_path / "results/ising/5x5/reference/exact.parquet")) == 9
+
+
+def _norm(text: str) -> str:
+    """jsonschema prints paths as ['a']['b']; lattherm as a.b — compare in one form."""
+    return re.sub(r"\['([^']+)'\]", r".\1", text).replace("instance.", "")
+
+
+BAD = [
+    ("T.min", {"T": {"min": -1.0, "max": 3.0, "step": 0.5}}, "systems.ising.T.min"),
+    ("T reversed", {"T": {"min": 3.0, "max": 1.0, "step": 0.5}}, "systems.ising.T.max"),
+    ("T.step 0", {"T": {"min": 1.0, "max": 3.0, "step": 0.0}}, "systems.ising.T.step"),
+    ("field empty", {"field": {"values": []}}, "systems.ising.field"),
+    ("size 1", {"sizes": [4, 1]}, "systems.ising.sizes"),
+    ("size 2.5", {"sizes": [2.5]}, "systems.ising.sizes"),
+    ("model", {"models": ["made"]}, "systems.ising.models"),
+]
+
+
+@pytest.mark.parametrize(("change", "key"), [(b[1], b[2]) for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_stops_before_any_job(snakemake_exe, tmp_path, change, key):
+    cfg = yaml.safe_load(yaml.safe_dump(TINY))
+    cfg["systems"]["ising"].update(change)
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", config=cfg)
+    assert rc != 0
+    assert key in _norm(out), out
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_system_stops_before_any_job(snakemake_exe, tmp_path):
+    cfg = yaml.safe_load(yaml.safe_dump(TINY))
+    cfg["systems"]["isng"] = cfg["systems"].pop("ising")
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", config=cfg)
+    assert rc != 0 and "systems.isng" in out and "ising" in out, out
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["results/ising/4x5/reference/exact.parquet", "results/ising/1x1/reference/exact.parquet",
+     "results/isng/4x4/reference/exact.parquet", "results/ising/4x4/reference/exakt.parquet"],
+)
+def test_mistyped_target_matches_no_rule(snakemake_exe, tmp_path, target):
+    rc, out = run_snakemake(snakemake_exe, tmp_path, target, config=TINY)
+    assert rc != 0 and "MissingRuleException" in out, out
+    assert not (tmp_path / "results").exists()

@@ -20,6 +20,15 @@ validate(config, schema="workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    # Ising side L >= 2 (a target like results/ising/1x1/... or 4x5 matches no rule)
+    L=r"[2-9]|[1-9]\d+",
+    # size tokens: 10x10, 2x2x4
+    size=SIZE_PATTERN,
+    system=r"ising|cuau",
+
 include: "workflow/rules/references.smk"
 
 

@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: config checks, wildcard constraints, target lists.
+# Helpers shared by the workflow files: config checks and target lists.
 # Everything that computes lives in src/lattherm; these only read the config and name files.
 
 import os
@@ -11,16 +11,9 @@ if _SRC not in sys.path:
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 
 from lattherm.config import check_config, ising_sizes, system_grid  # noqa: E402
-from lattherm.systems.base import SIZE_PATTERN  # noqa: E402
+from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
 check_config(config)
-
-
-wildcard_constraints:
-    # Ising side L >= 2 (a target like results/ising/1x1/... or 4x5 matches no rule)
-    L=r"[2-9]|[1-9]\d+",
-    size=SIZE_PATTERN,
-    system=r"ising|cuau",
 
 
 def reference_targets():

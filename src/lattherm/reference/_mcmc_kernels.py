@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "ising_measure"]
+__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_sample"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -152,27 +152,49 @@ def checkerboard_sweeps(x, thr, st0, st1, nb, order, n_sweeps):
 
 
 @njit(parallel=True, cache=True)
-def ising_measure(x, bonds, bond_sum, n_up):
-    """Bond sum ``Σ_<ij> s_i s_j`` and number of up sites of every chain (int64, exact).
+def checkerboard_sample(x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond_out, up_out, states_out):
+    """``n_take`` rounds of (``thin`` sweeps, then a measurement), in place, in one parallel region.
 
-    ``x`` as in :func:`checkerboard_sweeps`; ``bonds`` ``(n_bonds, 2)`` int64; outputs
-    ``(n_cond, n_blocks, W)`` int64, written in place.
+    ``x, thr, st0, st1, nb, order`` as in :func:`checkerboard_sweeps`; ``bonds`` ``(n_bonds, 2)``
+    int64. Sample ``t0 + k`` of chain ``(b, w)`` goes to ``bond_out[c, b, w, t0 + k]``
+    (``Σ_<ij> s_i s_j``, int64), ``up_out[c, b, w, t0 + k]`` (number of ``x = 1`` sites, int64)
+    and, unless ``states_out`` has size 0, ``states_out[c, b, w, t0 + k, :]`` (uint8).
     """
     n_cond, n_blocks, N, W = x.shape
     n_bonds = bonds.shape[0]
+    keep = states_out.size > 0
     for task in prange(n_cond * n_blocks):
         c = task // n_blocks
         b = task - c * n_blocks
         xb = x[c, b]
-        for w in range(W):
-            bond_sum[c, b, w] = 0
-            n_up[c, b, w] = 0
-        for i in range(N):
+        s0a = st0[c, b]
+        s1a = st1[c, b]
+        t = thr[c]
+        acc = np.zeros(W, dtype=np.int64)
+        for k in range(n_take):
+            for _ in range(thin):
+                for kk in range(N):
+                    i = order[kk]
+                    _site_row(xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t, W)
+            ts = t0 + k
             for w in range(W):
-                n_up[c, b, w] += xb[i, w]
-        for k in range(n_bonds):
-            i = bonds[k, 0]
-            j = bonds[k, 1]
+                acc[w] = 0
+            for i in range(N):
+                xi = xb[i]
+                for w in range(W):
+                    acc[w] += xi[w]
             for w in range(W):
-                # s_i s_j = +1 if x_i == x_j else -1
-                bond_sum[c, b, w] += 1 - 2 * np.int64(xb[i, w] ^ xb[j, w])
+                up_out[c, b, w, ts] = acc[w]
+                acc[w] = 0
+            for q in range(n_bonds):
+                xi = xb[bonds[q, 0]]
+                xj = xb[bonds[q, 1]]
+                for w in range(W):
+                    acc[w] += np.int64(xi[w] ^ xj[w])  # number of unsatisfied bonds
+            for w in range(W):
+                bond_out[c, b, w, ts] = n_bonds - 2 * acc[w]
+            if keep:
+                for i in range(N):
+                    xi = xb[i]
+                    for w in range(W):
+                        states_out[c, b, w, ts, i] = xi[w]

@@ -254,26 +254,25 @@ def _run_checkerboard(system: IsingSystem, T, h, *, n_chains, n_samples, seed, b
         xp[:, :n_chains] = x0
         x[...] = xp.reshape(n_cond, n_blocks, W, N).transpose(0, 1, 3, 2)
 
-    energy = np.empty((n_cond, n_chains, n_samples))
-    spin = np.empty((n_cond, n_chains, n_samples))
-    states = np.empty((n_cond, n_chains, n_samples, N), dtype=np.uint8) if keep_states else None
-    bond_sum = np.empty((n_cond, n_blocks, W), dtype=np.int64)
-    n_up = np.empty_like(bond_sum)
+    bond = np.empty((n_cond, n_blocks, W, n_samples), dtype=np.int64)
+    up = np.empty_like(bond)
+    st_out = np.empty((n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0), dtype=np.uint8)
+    # one parallel region per chunk of samples; chunks only serve the progress bar
+    chunk = max(1, -(-n_samples // 50), 1000 // thin) if progress else n_samples
     with _progress(burn + n_samples * thin, progress, f"metropolis {system.size}") as bar:
         done = 0
         while done < burn:
-            k = min(max(thin, 1), burn - done)
+            k = min(max(chunk * thin, 1), burn - done)
             K.checkerboard_sweeps(x, thr, st0, st1, nb, order, k)
             done += k
             bar.update(k)
-        for t in range(n_samples):
-            K.checkerboard_sweeps(x, thr, st0, st1, nb, order, thin)
-            K.ising_measure(x, bonds, bond_sum, n_up)
-            energy[:, :, t] = -system.J * bond_sum.reshape(n_cond, M)[:, :n_chains]
-            spin[:, :, t] = 2 * n_up.reshape(n_cond, M)[:, :n_chains] - N
-            if states is not None:
-                states[:, :, t, :] = x.transpose(0, 1, 3, 2).reshape(n_cond, M, N)[:, :n_chains]
-            bar.update(thin)
+        for t0 in range(0, n_samples, chunk):
+            n_take = min(chunk, n_samples - t0)
+            K.checkerboard_sample(x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond, up, st_out)
+            bar.update(n_take * thin)
+    energy = -system.J * bond.reshape(n_cond, M, n_samples)[:, :n_chains].astype(np.float64)
+    spin = (2 * up.reshape(n_cond, M, n_samples)[:, :n_chains] - N).astype(np.float64)
+    states = st_out.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None
     return energy, spin, states
 
 
@@ -289,17 +288,16 @@ def _run_random_site(system: System, T, h, *, n_chains, n_samples, seed, burn, t
         x = torch.randint(0, 2, (B, N), generator=gen, dtype=torch.long)
     else:
         x = torch.from_numpy(x0.reshape(B, N).astype(np.int64))
-    rows = torch.arange(B)
 
     def sweeps(k: int) -> None:
         for _ in range(k * N):
             sites = torch.randint(0, N, (B,), generator=gen)
             dE = system.delta_energy(x, sites).to(torch.float64)
-            xi = x[rows, sites]
+            xi = torch.gather(x, 1, sites[:, None])[:, 0]
             s = (2 * xi - 1).to(torch.float64)
             log_p = -beta * (dE + 2.0 * hb * s)  # −β(ΔE_int − field ΔΣs), ΔΣs = −2 s_i
             accept = torch.rand(B, generator=gen, dtype=torch.float64) < torch.exp(log_p)
-            x[rows, sites] = xi ^ accept.long()
+            x.scatter_(1, sites[:, None], (xi ^ accept.long())[:, None])
 
     energy = np.empty((n_cond, n_chains, n_samples))
     spin = np.empty((n_cond, n_chains, n_samples))

@@ -4,7 +4,8 @@ Energies are the raw cluster-expansion total energies ``E_int`` (eV) of
 :class:`lattherm.systems.cuau.CuAuSystem`; the chemical potential ``μ`` enters as CLEASE's
 ``SGCMonteCarlo`` does, ``exp(−β(E_int − μ Σ_i s_i))`` with ``Σ s = N_Au − N_Cu = 2 n_Au − N``.
 ``k_B = ase.units.kB`` (eV/K). The states are grouped into exact levels ``(E, Σs)`` (identical
-cluster counts give bit-identical energies) and passed to :func:`lattherm.reference.dos.thermo_from_dos`.
+cluster counts give bit-identical energies) and passed to
+:func:`lattherm.reference.dos.thermo_from_dos`.
 
 Two tables:
 
@@ -29,7 +30,12 @@ import torch
 from lattherm.reference.dos import thermo_from_dos
 from lattherm.systems.cuau import CuAuSystem
 
-__all__ = ["MAX_ENUMERATION_SITES", "cuau_levels", "cuau_exact_table", "cuau_exact_composition_table"]
+__all__ = [
+    "MAX_ENUMERATION_SITES",
+    "cuau_levels",
+    "cuau_exact_table",
+    "cuau_exact_composition_table",
+]
 
 #: enumeration limit: 2^24 states (energies of all states are held in memory)
 MAX_ENUMERATION_SITES = 24
@@ -42,22 +48,33 @@ def _all_states(n: int, start: int, stop: int) -> torch.Tensor:
     return ((idx[:, None] >> bits[None, :]) & 1).to(torch.uint8)
 
 
-def cuau_levels(system: CuAuSystem, chunk: int = 2**16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cuau_levels(
+    system: CuAuSystem, chunk: int = 2**16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact joint levels of all ``2^N`` states: ``(E_int, spin_sum, log_g)`` as float64 arrays."""
     n = system.n_sites
     if n > MAX_ENUMERATION_SITES:
-        raise ValueError(f"exact enumeration needs N <= {MAX_ENUMERATION_SITES} sites, got N = {n} ({system.size})")
+        raise ValueError(
+            f"exact enumeration needs N <= {MAX_ENUMERATION_SITES} sites, "
+            f"got N = {n} ({system.size})"
+        )
     energies, spins = [], []
     for start in range(0, 2**n, chunk):
         x = _all_states(n, start, min(start + chunk, 2**n))
         energies.append(system.energy(x).numpy())
         spins.append(system.spin_sum(x).numpy())
-    levels, counts = np.unique(np.stack([np.concatenate(energies), np.concatenate(spins)], axis=1), axis=0, return_counts=True)
+    levels, counts = np.unique(
+        np.stack([np.concatenate(energies), np.concatenate(spins)], axis=1),
+        axis=0,
+        return_counts=True,
+    )
     return levels[:, 0].copy(), levels[:, 1].copy(), np.log(counts.astype(np.float64))
 
 
 @functools.lru_cache(maxsize=4)
-def _levels_for(size: str, eci_items: tuple | None) -> tuple[CuAuSystem, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _levels_for(
+    size: str, eci_items: tuple | None
+) -> tuple[CuAuSystem, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     system = CuAuSystem(size=size, eci=None if eci_items is None else dict(eci_items))
     return system, cuau_levels(system)
 
@@ -83,7 +100,8 @@ def cuau_exact_table(
         eci: ECIs (published ones when ``None``).
 
     Columns: ``system="cuau", size, T, field`` (= μ, eV), ``f, u, c, m`` per DESIGN §3 (eV/site;
-    ``c`` in units of k_B), ``x_au = (m + 1)/2 = ⟨N_Au⟩/N``, ``f_formation``, ``method="enumeration"``.
+    ``c`` in units of k_B), ``x_au = (m + 1)/2 = ⟨N_Au⟩/N``, ``f_formation``,
+    ``method="enumeration"``.
 
     ``f_formation`` is the grand potential per site with the energy zero moved onto the pure-end
     tie line at the ensemble's mean composition, ``f − [x_au E_Au + (1 − x_au) E_Cu]``
@@ -97,7 +115,9 @@ def cuau_exact_table(
     """
     system, (E, M, log_g) = _levels(size, eci)
     n = system.n_sites
-    T_b, mu_b = np.broadcast_arrays(np.asarray(T, dtype=np.float64), np.asarray(mu, dtype=np.float64))
+    T_b, mu_b = np.broadcast_arrays(
+        np.asarray(T, dtype=np.float64), np.asarray(mu, dtype=np.float64)
+    )
     th = thermo_from_dos(E, log_g, T_b, mu_b, M, n_sites=n, k_B=system.k_B)
     ref = system.pure_energies()
     x_au = (th["m"].ravel() + 1.0) / 2.0

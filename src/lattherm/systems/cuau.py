@@ -136,7 +136,9 @@ def _clease_export(shape: tuple[int, int, int]) -> _CleaseExport:
         settings = clease_settings(shape, os.path.join(tmp, "clease.db"))
         bf = settings.basis_functions
         if len(bf) != 1 or {k: float(v) for k, v in bf[0].items()} != {"Au": 1.0, "Cu": -1.0}:
-            raise RuntimeError(f"expected CLEASE's binary polynomial basis {{Au: +1, Cu: -1}}, got {bf}")
+            raise RuntimeError(
+                f"expected CLEASE's binary polynomial basis {{Au: +1, Cu: -1}}, got {bf}"
+            )
         if len(settings.index_by_sublattice) != 1 or len(settings.background_indices) != 0:
             raise RuntimeError("expected a single FCC sublattice without background atoms")
         atoms = settings.atoms.copy()
@@ -146,7 +148,9 @@ def _clease_export(shape: tuple[int, int, int]) -> _CleaseExport:
         names, sizes, norms, figures = [], [], [], {}
         for cluster in settings.cluster_list:
             if cluster.group != 0:
-                raise RuntimeError(f"cluster {cluster.name} is on translation group {cluster.group}")
+                raise RuntimeError(
+                    f"cluster {cluster.name} is on translation group {cluster.group}"
+                )
             k = int(cluster.size)
             if k == 0:
                 name, norm = "c0", 1
@@ -214,19 +218,23 @@ class CuAuSystem:
     ) -> None:
         dims = parse_size(size)
         if len(dims) != 3:
-            raise ValueError(f"CuAu size must be 'n1xn2xn3' (repeats of the primitive FCC cell), got {size!r}")
+            raise ValueError(
+                f"CuAu size must be 'n1xn2xn3' (repeats of the primitive FCC cell), got {size!r}"
+            )
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         self.size = size
         self.dtype = dtype
         self._export = exp = _clease_export(tuple(dims))
-        self.n_sites = n = len(exp.atoms)
+        self.n_sites = len(exp.atoms)
         self.atoms = exp.atoms.copy()
         self.cf_names = exp.cf_names
         eci = load_published_eci() if eci is None else {str(k): float(v) for k, v in eci.items()}
         unknown = sorted(set(eci) - set(exp.cf_names))
         if unknown:
-            raise ValueError(f"ECI names {unknown} are not CLEASE cf names of this cluster set {exp.cf_names}")
+            raise ValueError(
+                f"ECI names {unknown} are not CLEASE cf names of this cluster set {exp.cf_names}"
+            )
         self.eci = {name: eci.get(name, 0.0) for name in exp.cf_names}
         self.lattice = _lattice(exp)
         self._build_tables()
@@ -248,16 +256,22 @@ class CuAuSystem:
         for k in sorted({s for s in exp.cf_size if s >= 2}):
             names = [c for c, s in zip(exp.cf_names, exp.cf_size, strict=True) if s == k]
             raw = np.concatenate([np.sort(exp.figures[c], axis=1) for c in names])
-            col = np.concatenate([np.full(len(exp.figures[c]), exp.cf_names.index(c)) for c in names])
+            col = np.concatenate(
+                [np.full(len(exp.figures[c]), exp.cf_names.index(c)) for c in names]
+            )
             uniq, inv = np.unique(raw, axis=0, return_inverse=True)
             mult = np.zeros((len(uniq), len(exp.cf_names)), dtype=np.int64)
             np.add.at(mult, (inv.ravel(), col), 1)
             if mult.max() > 2048:  # keeps the counts exact under TF32 matmuls
-                raise RuntimeError(f"figure multiplicity {mult.max()} too large for exact float32 counts")
+                raise RuntimeError(
+                    f"figure multiplicity {mult.max()} too large for exact float32 counts"
+                )
             self._rows[k], self._mult[k] = uniq, mult
         max_count = max(exp.cf_norm)
         if self.dtype == torch.float32 and max_count > _FLOAT32_EXACT:
-            raise ValueError(f"cluster counts up to {max_count} exceed 2^24: float32 would not be exact")
+            raise ValueError(
+                f"cluster counts up to {max_count} exceed 2^24: float32 would not be exact"
+            )
         # single-site flips: rows with an odd number of occurrences of site i, padded to 4 sites
         # with the constant spin +1 at index n, and their energy weights
         per_site: list[list[tuple[np.ndarray, float]]] = [[] for _ in range(n)]
@@ -285,7 +299,10 @@ class CuAuSystem:
             t = {
                 "coef": torch.from_numpy(self._coef).to(device),
                 "rows": {k: torch.from_numpy(r).to(device) for k, r in self._rows.items()},
-                "mult": {k: torch.from_numpy(m).to(device, self.dtype) for k, m in self._mult.items()},
+                "mult_t": {
+                    k: torch.from_numpy(m.T.copy()).to(device, self.dtype)
+                    for k, m in self._mult.items()
+                },
                 "flip_rows": torch.from_numpy(self._flip_rows).to(device),
                 "flip_w": torch.from_numpy(self._flip_w).to(device),
             }
@@ -306,31 +323,38 @@ class CuAuSystem:
     # ------------------------------------------------------------------ energies
     def _check(self, x: Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.n_sites:
-            raise ValueError(f"expected states of shape (B, {self.n_sites}) for CuAu {self.size}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected states of shape (B, {self.n_sites}) for CuAu {self.size}, "
+                f"got {tuple(x.shape)}"
+            )
 
-    def cluster_counts(self, x: Tensor, *, max_elements: int = 2**24) -> Tensor:
+    def cluster_counts(self, x: Tensor, *, chunk: int | None = None) -> Tensor:
         """``(B, n_cf)`` exact integer counts ``norm_c · cf_c`` (float64), in ``cf_names`` order.
 
         Accumulated in ``self.dtype`` (float32 is exact: every count is an integer < 2^24), then
-        returned as float64. ``max_elements`` bounds the size of the intermediate (chunk, rows).
+        returned as float64. Spins are laid out site-major, ``(N, b)``, so that gathering the
+        sites of a figure row copies contiguous memory; ``chunk`` configurations at a time
+        (default 1024 on CPU, where the working set then stays in cache; 65536 on GPUs).
         """
         self._check(x)
         B = x.shape[0]
         t = self._tables(x.device)
-        s = 2 * x.to(self.dtype) - 1  # (B, N) spins ±1
-        out = torch.zeros(B, len(self.cf_names), dtype=torch.float64, device=x.device)
-        out[:, self._i_c0] = 1.0
-        out[:, self._i_c1] = s.sum(-1).to(torch.float64)
-        r_max = max((len(r) for r in self._rows.values()), default=1)
-        chunk = max(1, max_elements // r_max)
-        for k, rows in t["rows"].items():
-            mult = t["mult"][k]  # (R_k, n_cf)
-            for b0 in range(0, B, chunk):
-                sb = s[b0 : b0 + chunk]
-                prod = sb[:, rows[:, 0]]  # (b, R_k) of ±1
+        if chunk is None:
+            chunk = 1024 if x.device.type == "cpu" else 65536
+        sT = (2 * x.to(self.dtype) - 1).T.contiguous()  # (N, B) spins ±1
+        counts = torch.empty(len(self.cf_names), B, dtype=self.dtype, device=x.device)  # (n_cf, B)
+        for b0 in range(0, B, chunk):
+            sb = sT[:, b0 : b0 + chunk]  # (N, b)
+            acc = counts[:, b0 : b0 + chunk]
+            acc.zero_()
+            for k, rows in t["rows"].items():
+                prod = sb.index_select(0, rows[:, 0])  # (R_k, b) of ±1
                 for j in range(1, k):
-                    prod = prod * sb[:, rows[:, j]]
-                out[b0 : b0 + chunk] += (prod @ mult).to(torch.float64)  # exact integers
+                    prod.mul_(sb.index_select(0, rows[:, j]))
+                acc.add_(t["mult_t"][k] @ prod)  # (n_cf, b): exact integers
+        out = counts.T.to(torch.float64)
+        out[:, self._i_c0] = 1.0
+        out[:, self._i_c1] = sT.sum(0).to(torch.float64)
         return out
 
     def correlation_functions(self, x: Tensor) -> Tensor:
@@ -368,7 +392,12 @@ class CuAuSystem:
     # ------------------------------------------------------------------ formation reference
     def pure_energies(self) -> PureEnergies:
         """Energies per site (eV) of all-Cu and all-Au, the formation-energy references."""
-        x = torch.stack([torch.zeros(self.n_sites, dtype=torch.uint8), torch.ones(self.n_sites, dtype=torch.uint8)])
+        x = torch.stack(
+            [
+                torch.zeros(self.n_sites, dtype=torch.uint8),
+                torch.ones(self.n_sites, dtype=torch.uint8),
+            ]
+        )
         e = self.energy(x) / self.n_sites
         return PureEnergies(cu=float(e[0]), au=float(e[1]))
 
@@ -388,11 +417,15 @@ def _lattice(exp: _CleaseExport) -> Lattice:
     shape = exp.shape
     cell = np.asarray(exp.atoms.cell, dtype=np.float64)
     if not np.allclose(cell, np.diag(shape) @ prim, atol=1e-8):
-        raise RuntimeError(f"CLEASE's supercell {cell.tolist()} is not diag{shape} @ primitive cell")
+        raise RuntimeError(
+            f"CLEASE's supercell {cell.tolist()} is not diag{shape} @ primitive cell"
+        )
     frac = exp.atoms.positions @ np.linalg.inv(prim)
     coords = np.rint(frac).astype(np.int64)
     if np.abs(frac - coords).max() > 1e-6:
-        raise RuntimeError("CLEASE's template positions are not integer combinations of the primitive cell")
+        raise RuntimeError(
+            "CLEASE's template positions are not integer combinations of the primitive cell"
+        )
     coords = np.mod(coords, np.array(shape))
     return Lattice(shape=shape, basis=prim, offsets=FCC_NN_OFFSETS, coords_=coords)
 
@@ -424,5 +457,8 @@ def ordered_state(system: CuAuSystem, phase: str, axis: int = 2) -> Tensor:
         corners = np.all(q % 2 == 0, axis=1)
         au = corners if phase == "L1_2-Cu3Au" else ~corners
     if not np.allclose(need, np.rint(need), atol=1e-8):
-        raise ValueError(f"the {system.size} cell does not admit {phase} (supercell vectors / a = {cell.tolist()})")
+        raise ValueError(
+            f"the {system.size} cell does not admit {phase} "
+            f"(supercell vectors / a = {cell.tolist()})"
+        )
     return torch.from_numpy(au.astype(np.uint8))

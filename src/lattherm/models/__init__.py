@@ -1,0 +1,86 @@
+"""Neural samplers: one file per architecture, built by name from a config.
+
+``build_model(name, *, system, cond_box, config)`` with ``name`` one of :data:`MODEL_NAMES`;
+``config`` is the architecture's dataclass, a dict of its fields (unknown keys are an error), or
+None for the defaults. ``model.spec()`` gives ``{name, config, cond_box}`` for checkpoints and
+:func:`build_from_spec` rebuilds the model from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any
+
+from lattherm.models.base import CondBox, FourierCondition, Model, check_cond_box
+from lattherm.models.exact import ExactModel
+from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
+from lattherm.models.transformer import MAMTransformer, TransformerConfig
+
+__all__ = [
+    "Model",
+    "ExactModel",
+    "FourierCondition",
+    "CondBox",
+    "check_cond_box",
+    "MADE",
+    "AnyOrderMLP",
+    "MAMMLP",
+    "MAMTransformer",
+    "MADEConfig",
+    "MLPConfig",
+    "TransformerConfig",
+    "MODEL_NAMES",
+    "build_model",
+    "build_from_spec",
+    "model_config_from_dict",
+    "asdict",
+]
+
+#: name → (model class, config dataclass)
+_REGISTRY: dict[str, tuple[type[Model], type]] = {
+    "fo-arm-mlp": (MADE, MADEConfig),
+    "ao-arm-mlp": (AnyOrderMLP, MLPConfig),
+    "mam-mlp": (MAMMLP, MLPConfig),
+    "mam-transformer": (MAMTransformer, TransformerConfig),
+}
+MODEL_NAMES = tuple(_REGISTRY)
+
+
+def _entry(name: str) -> tuple[type[Model], type]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
+    return _REGISTRY[name]
+
+
+def model_config_from_dict(name: str, config: Mapping[str, Any] | Any | None = None):
+    """The config dataclass of ``name`` from a dict (missing keys take defaults), an instance, or None."""
+    cls = _entry(name)[1]
+    if config is None:
+        return cls()
+    if is_dataclass(config) and not isinstance(config, type):
+        if not isinstance(config, cls):
+            raise TypeError(f"model {name!r} takes a {cls.__name__}, got a {type(config).__name__}")
+        return config
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config of {name!r} must be a {cls.__name__}, a dict or None, got {type(config).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in the config of {name!r}; {cls.__name__} has {sorted(known)}")
+    return cls(**dict(config))
+
+
+def build_model(name: str, *, system, cond_box: CondBox, config: Mapping | Any | None = None) -> Model:
+    """Build architecture ``name`` for ``system`` (its lattice and ``n_states``) over ``cond_box``."""
+    model_cls, _ = _entry(name)
+    cfg = model_config_from_dict(name, config)
+    return model_cls(lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=cfg)
+
+
+def build_from_spec(spec: Mapping[str, Any], *, system) -> Model:
+    """Rebuild a model from ``model.spec()`` (weights are loaded separately)."""
+    missing = [k for k in ("name", "config", "cond_box") if k not in spec]
+    if missing:
+        raise ValueError(f"model spec is missing {missing}; got keys {sorted(spec)}")
+    return build_model(spec["name"], system=system, cond_box=spec["cond_box"], config=spec["config"])

@@ -1,0 +1,177 @@
+"""The Model protocol every architecture satisfies, and the shared condition embedding.
+
+A model maps a partially visible configuration to the conditional distribution of every site
+(DESIGN §4)::
+
+    conditional_logits(x, visible, cond) -> (B, N, q)   # logits of x_j given the visible sites
+    log_marginal(x, visible, cond)       -> (B,)        # MAMs only: surrogate log p(x_visible)
+
+``x`` is ``(B, N)`` long with states in ``{0..q-1}``; ``visible`` is ``(B, N)`` bool; ``cond`` is
+``(B, 2)`` of ``(T, field)`` in the system's units. Only ``x`` at visible sites may influence the
+outputs (every architecture masks its input with ``visible`` first), and the logits are only
+*used* at non-visible sites. A fixed-order model (FO-ARM, MADE) is further restricted: the logits
+of the site at position ``j`` of :attr:`Model.order` depend on visible sites at positions ``< j``
+only, so one pass with everything visible gives all ``N`` conditionals of a configuration.
+
+Sampling, log-probabilities along an order and in-painting live in :mod:`lattherm.sampling`, on
+top of ``conditional_logits`` alone.
+
+Conditions are embedded by :class:`FourierCondition`: each of ``(T, field)`` is mapped linearly
+to ``[-1, 1]`` over the model's condition box ``cond_box = ((T_min, T_max), (h_min, h_max))``
+(a degenerate interval maps to 0) and expanded into ``[u, sin(π k u / 2), cos(π k u / 2)]`` for
+``k = 1..n_freq``. One model covers one box; values outside it extrapolate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lattherm.lattices import Lattice
+
+__all__ = ["Model", "FourierCondition", "CondBox", "check_cond_box"]
+
+CondBox = tuple[tuple[float, float], tuple[float, float]]
+
+
+def check_cond_box(cond_box) -> CondBox:
+    """Validate ``((T_min, T_max), (h_min, h_max))``: finite, ``min <= max``, ``T_min > 0``."""
+    try:
+        (t0, t1), (h0, h1) = cond_box
+        t0, t1, h0, h1 = (float(v) for v in (t0, t1, h0, h1))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cond_box must be ((T_min, T_max), (field_min, field_max)), got {cond_box!r}") from err
+    if not all(math.isfinite(v) for v in (t0, t1, h0, h1)):
+        raise ValueError(f"cond_box must be finite, got {cond_box!r}")
+    if not (0 < t0 <= t1):
+        raise ValueError(f"cond_box temperatures must satisfy 0 < T_min <= T_max, got ({t0}, {t1})")
+    if not h0 <= h1:
+        raise ValueError(f"cond_box fields must satisfy field_min <= field_max, got ({h0}, {h1})")
+    return ((t0, t1), (h0, h1))
+
+
+class FourierCondition(nn.Module):
+    """``(B, 2)`` conditions ``(T, field)`` → ``(B, 2 (1 + 2 n_freq))`` Fourier features."""
+
+    def __init__(self, *, cond_box: CondBox, n_freq: int) -> None:
+        super().__init__()
+        if int(n_freq) != n_freq or n_freq < 0:
+            raise ValueError(f"n_freq must be an integer >= 0, got {n_freq!r}")
+        (t0, t1), (h0, h1) = check_cond_box(cond_box)
+        lo = torch.tensor([t0, h0], dtype=torch.float64)
+        width = torch.tensor([t1 - t0, h1 - h0], dtype=torch.float64)
+        dt = torch.get_default_dtype()  # buffers follow the model's dtype (.double(), .half())
+        # a degenerate interval (one temperature, or field fixed at 0) maps every value to 0
+        scale = torch.where(width > 0, 2.0 / width.clamp_min(1e-300), torch.zeros_like(width))
+        freqs = math.pi / 2 * torch.arange(1, n_freq + 1, dtype=torch.float64)
+        self.register_buffer("centre", (lo + width / 2).to(dt), persistent=False)
+        self.register_buffer("scale", scale.to(dt), persistent=False)
+        self.register_buffer("freqs", freqs.to(dt), persistent=False)
+        self.out_features = 2 * (1 + 2 * int(n_freq))
+
+    def forward(self, cond: Tensor) -> Tensor:
+        u = (cond.to(torch.float64) - self.centre.double()) * self.scale.double()  # (B, 2) in [-1, 1]
+        ang = u[:, :, None] * self.freqs.double()  # (B, 2, n_freq)
+        feats = torch.cat([u, ang.sin().flatten(1), ang.cos().flatten(1)], dim=1)  # (B, F)
+        return feats.to(self.centre.dtype)
+
+
+class Model(nn.Module):
+    """Base class of every architecture (keyword-only constructor, one config dataclass).
+
+    Subclasses set :attr:`name`, :attr:`fixed_order`, :attr:`has_marginal` and implement
+    :meth:`_logits` (and :meth:`_heads` for MAMs); inputs are checked here once.
+
+    Args:
+        lattice: geometry (``coords``, ``periods``) of the system's box; ``N = lattice.n_sites``.
+        n_states: states per site ``q`` (2 for Ising and CuAu).
+        cond_box: ``((T_min, T_max), (field_min, field_max))`` the model is meant to cover.
+        config: the architecture's config dataclass.
+    """
+
+    name: ClassVar[str] = "model"
+    #: True for FO-ARMs: conditionals only along :attr:`order` (sampling.py enforces it)
+    fixed_order: ClassVar[bool] = False
+    #: True for MAMs: :meth:`log_marginal` is available (a surrogate, never a reported log q)
+    has_marginal: ClassVar[bool] = False
+
+    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: Any) -> None:
+        super().__init__()
+        if int(n_states) != n_states or n_states < 2:
+            raise ValueError(f"n_states must be an integer >= 2, got {n_states!r}")
+        self.lattice = lattice
+        self.n_sites = int(lattice.n_sites)
+        self.n_states = int(n_states)
+        self.cond_box = check_cond_box(cond_box)
+        self.config = config
+        # the fixed generation order of FO-ARMs: the lattice's storage order; None otherwise
+        if self.fixed_order:
+            self.register_buffer("order", torch.arange(self.n_sites), persistent=False)
+        else:
+            self.order: Tensor | None = None
+
+    @property
+    def any_order(self) -> bool:
+        return not self.fixed_order
+
+    def spec(self) -> dict:
+        """Everything needed to rebuild the model (besides the system): for checkpoints."""
+        return {"name": self.name, "config": asdict(self.config), "cond_box": [list(b) for b in self.cond_box]}
+
+    # ------------------------------------------------------------------ inputs
+    def _check(self, x: Tensor, visible: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if x.ndim != 2 or x.shape[1] != self.n_sites:
+            raise ValueError(f"{self.name}: x must have shape (B, {self.n_sites}), got {tuple(x.shape)}")
+        B = x.shape[0]
+        if visible.dtype != torch.bool:
+            raise ValueError(f"{self.name}: visible must be a bool tensor, got {visible.dtype}")
+        visible = visible.expand(B, self.n_sites) if visible.ndim == 1 else visible
+        if visible.shape != x.shape:
+            raise ValueError(f"{self.name}: visible must have shape {tuple(x.shape)}, got {tuple(visible.shape)}")
+        cond = torch.as_tensor(cond, device=x.device)
+        if cond.ndim == 1:
+            cond = cond.expand(B, 2)
+        if cond.shape != (B, 2):
+            raise ValueError(f"{self.name}: cond must have shape ({B}, 2) of (T, field), got {tuple(cond.shape)}")
+        return x.long(), visible, cond
+
+    def masked_onehot(self, x: Tensor, visible: Tensor) -> Tensor:
+        """``(B, N, q + 1)``: one-hot of ``x`` times ``visible``, then the visible flag."""
+        oh = nn.functional.one_hot(x, self.n_states).to(self.dtype) * visible[..., None]
+        return torch.cat([oh, visible[..., None].to(self.dtype)], dim=-1)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # ------------------------------------------------------------------ public API
+    def conditional_logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
+        """``(B, N, q)`` logits of every site given the visible sites (see module docstring)."""
+        return self._logits(*self._check(x, visible, cond))
+
+    def log_marginal(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
+        """``(B,)`` surrogate ``log p(x_visible)`` (MAMs only; never a reported log q)."""
+        if not self.has_marginal:
+            raise NotImplementedError(f"{self.name} has no marginal head (only MAMs do)")
+        return self._heads(*self._check(x, visible, cond))[1]
+
+    def heads(self, x: Tensor, visible: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """MAMs: ``(logits (B, N, q), log_marginal (B,))`` from one backbone pass."""
+        if not self.has_marginal:
+            raise NotImplementedError(f"{self.name} has no marginal head (only MAMs do)")
+        return self._heads(*self._check(x, visible, cond))
+
+    def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
+        if self.has_marginal:
+            return self._heads(x, visible, cond)[0]
+        raise NotImplementedError
+
+    def _heads(self, x: Tensor, visible: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
+        return self.conditional_logits(x, visible, cond)

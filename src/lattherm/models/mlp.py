@@ -1,0 +1,147 @@
+"""MLP samplers: the fixed-order MADE (VAN baseline), the any-order MLP, and the MLP MAM.
+
+* ``fo-arm-mlp`` (:class:`MADE`): masked MLP in the lattice's storage order (raster order for
+  the square lattice), as in VAN: hidden units are ``N x channels``, unit ``(j, c)`` sees input
+  sites at positions ``< j`` (first layer, exclusive mask), hidden units at positions ``<= j``
+  (residual hidden layers and the output layer, inclusive masks). The condition is added to every
+  hidden unit, so the first site's conditional depends on ``(T, field)`` too. No normalisation
+  layer (it would mix positions and break the masks). One pass with everything visible gives the
+  ``N`` conditionals ``q(x_j | x_<j)``.
+* ``ao-arm-mlp`` (:class:`AnyOrderMLP`): input per site ``[onehot(x) * visible, visible]``,
+  flattened, plus Fourier features of the condition; residual pre-norm MLP; ``N x q`` logits.
+  Paper size: 3 layers of width 2048.
+* ``mam-mlp`` (:class:`MAMMLP`): the same backbone with a conditional head (``N x q`` logits) and
+  a marginal head (scalar surrogate ``log p(x_visible)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lattherm.lattices import Lattice
+from lattherm.models.base import CondBox, FourierCondition, Model
+
+__all__ = ["MADEConfig", "MLPConfig", "MADE", "AnyOrderMLP", "MAMMLP"]
+
+
+@dataclass
+class MADEConfig:
+    channels: int = 16  # hidden units per site: hidden width N * channels (VAN: net_width)
+    n_hidden: int = 2  # residual masked hidden layers between the input and output layers
+    cond_width: int = 64  # width of the condition MLP that feeds every hidden unit
+    n_freq: int = 8  # Fourier frequencies per condition variable
+
+
+@dataclass
+class MLPConfig:
+    width: int = 2048  # hidden units (paper: 2048)
+    n_layers: int = 3  # hidden layers of that width: input layer + (n_layers - 1) residual blocks
+    n_freq: int = 8  # Fourier frequencies per condition variable
+
+
+def _check_positive(cfg, *names: str) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{type(cfg).__name__}.{n} must be an integer >= 1, got {v!r}")
+
+
+def _site_mask(n_sites: int, c_out: int, c_in: int, *, strict: bool) -> Tensor:
+    """``(N c_out, N c_in)`` block mask: output position j sees input positions i < j (or <=)."""
+    pos = torch.arange(n_sites)
+    tri = (pos[None, :] < pos[:, None]) if strict else (pos[None, :] <= pos[:, None])  # (N, N) [j, i]
+    return torch.kron(tri.to(torch.get_default_dtype()), torch.ones(c_out, c_in))
+
+
+class MADE(Model):
+    """Fixed-order masked MLP (``fo-arm-mlp``); see the module docstring."""
+
+    name = "fo-arm-mlp"
+    fixed_order = True
+
+    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MADEConfig) -> None:
+        super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
+        _check_positive(config, "channels", "cond_width")
+        if int(config.n_hidden) != config.n_hidden or config.n_hidden < 0:
+            raise ValueError(f"MADEConfig.n_hidden must be an integer >= 0, got {config.n_hidden!r}")
+        N, q, C = self.n_sites, self.n_states, config.channels
+        self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
+        self.cond_mlp = nn.Sequential(
+            nn.Linear(self.cond_embed.out_features, config.cond_width), nn.GELU(), nn.Linear(config.cond_width, N * C)
+        )
+        self.inp = nn.Linear(N * q, N * C)
+        self.hidden = nn.ModuleList(nn.Linear(N * C, N * C) for _ in range(config.n_hidden))
+        self.out = nn.Linear(N * C, N * q)
+        # masks are rebuilt from the geometry, not stored in checkpoints
+        self.register_buffer("mask_in", _site_mask(N, C, q, strict=True), persistent=False)
+        self.register_buffer("mask_hidden", _site_mask(N, C, C, strict=False), persistent=False)
+        self.register_buffer("mask_out", _site_mask(N, q, C, strict=False), persistent=False)
+
+    def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
+        B, N = x.shape
+        inp = (F.one_hot(x, self.n_states).to(self.dtype) * visible[..., None]).reshape(B, -1)  # (B, N q)
+        h = F.linear(inp, self.inp.weight * self.mask_in, self.inp.bias)  # (B, N C)
+        h = h + self.cond_mlp(self.cond_embed(cond))
+        for layer in self.hidden:
+            h = h + F.linear(F.gelu(h), layer.weight * self.mask_hidden, layer.bias)
+        out = F.linear(F.gelu(h), self.out.weight * self.mask_out, self.out.bias)  # (B, N q)
+        return out.view(B, N, self.n_states)
+
+
+class _MaskedInputMLP(nn.Module):
+    """Backbone of the any-order MLPs: ``[onehot * visible, visible]`` + condition → ``(B, W)``."""
+
+    def __init__(self, *, n_sites: int, n_states: int, cond_box: CondBox, config: MLPConfig) -> None:
+        super().__init__()
+        _check_positive(config, "width", "n_layers")
+        W = config.width
+        self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
+        self.inp = nn.Linear(n_sites * (n_states + 1), W)
+        self.cond_proj = nn.Linear(self.cond_embed.out_features, W)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(W), nn.Linear(W, W), nn.GELU()) for _ in range(config.n_layers - 1)
+        )
+        self.norm = nn.LayerNorm(W)
+
+    def forward(self, inp: Tensor, cond: Tensor) -> Tensor:
+        h = self.inp(inp.flatten(1)) + self.cond_proj(self.cond_embed(cond))  # (B, W)
+        for block in self.blocks:
+            h = h + block(h)
+        return F.gelu(self.norm(h))
+
+
+class AnyOrderMLP(Model):
+    """Any-order MLP ARM (``ao-arm-mlp``); see the module docstring."""
+
+    name = "ao-arm-mlp"
+
+    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MLPConfig) -> None:
+        super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
+        self.backbone = _MaskedInputMLP(n_sites=self.n_sites, n_states=n_states, cond_box=cond_box, config=config)
+        self.head = nn.Linear(config.width, self.n_sites * self.n_states)
+
+    def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
+        h = self.backbone(self.masked_onehot(x, visible), cond)  # (B, W)
+        return self.head(h).view(x.shape[0], self.n_sites, self.n_states)
+
+
+class MAMMLP(Model):
+    """Marginalisation model on the any-order MLP backbone (``mam-mlp``): two heads."""
+
+    name = "mam-mlp"
+    has_marginal = True
+
+    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MLPConfig) -> None:
+        super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
+        self.backbone = _MaskedInputMLP(n_sites=self.n_sites, n_states=n_states, cond_box=cond_box, config=config)
+        self.cond_head = nn.Linear(config.width, self.n_sites * self.n_states)
+        self.marginal_head = nn.Linear(config.width, 1)
+
+    def _heads(self, x: Tensor, visible: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.backbone(self.masked_onehot(x, visible), cond)  # (B, W)
+        logits = self.cond_head(h).view(x.shape[0], self.n_sites, self.n_states)
+        return logits, self.marginal_head(h)[:, 0]

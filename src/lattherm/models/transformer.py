@@ -1,0 +1,141 @@
+"""The MAM Transformer (``mam-transformer``) with periodic rotary position embeddings.
+
+Tokens: an embedding of ``{0, .., q-1, MASK}`` per site (invisible sites are MASK), plus the
+condition's Fourier features through a small MLP, added to every token. Pre-norm blocks
+(LayerNorm or RMSNorm; multi-head attention by ``F.scaled_dot_product_attention``, no attention
+mask; GELU MLP). Two heads on one backbone: a 3-layer GELU conditional head per site (``q``
+logits) and a marginal head, a per-site scalar summed over the sites (the surrogate
+``log p(x_visible)``, extensive like a log-probability).
+
+**Periodic RoPE.** Site ``i`` has integer cell coordinates ``r_i`` (``lattice.coords``) in a box
+of periods ``P_d``. For each lattice direction ``d`` and ``k = 1..K_d`` with
+``K_d = min(rope_k, P_d // 2)`` (higher k alias lower ones), the angle ``θ = 2π k r_{i,d} / P_d``
+rotates one pair of dimensions of every head's queries and keys; the remaining head dimensions
+are not rotated. Scores then depend on ``θ_j − θ_i``, i.e. on the displacement modulo the
+periods: attention, and hence the whole network, is exactly equivariant under translations of
+the torus (a configuration translated with periodic wrap gives the translated logits and the
+same marginal). Works for any Bravais box: the 2D square torus and CuAu's FCC box in primitive
+cell coordinates alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lattherm.lattices import Lattice
+from lattherm.models.base import CondBox, FourierCondition, Model
+
+__all__ = ["TransformerConfig", "MAMTransformer", "periodic_rope_angles"]
+
+
+@dataclass
+class TransformerConfig:
+    dim: int = 256  # token width (paper: 256 small systems, 512 large)
+    n_blocks: int = 4  # transformer blocks (paper: 4 small, 5 large)
+    n_heads: int = 8  # attention heads (paper: 8 small, 16 large)
+    mlp_ratio: int = 4  # hidden width of each block's MLP, in units of dim
+    rope_k: int = 4  # periodic RoPE frequencies per lattice direction (capped at period // 2)
+    norm: str = "layernorm"  # "layernorm" or "rmsnorm"
+    n_freq: int = 8  # Fourier frequencies per condition variable
+
+
+def periodic_rope_angles(coords: Tensor, periods: tuple[int, ...], rope_k: int) -> Tensor:
+    """``(N, F)`` angles ``2π k r_{i,d} / P_d`` for each direction d and ``k = 1..min(rope_k, P_d//2)``."""
+    cols = []
+    for d, P in enumerate(periods):
+        k = torch.arange(1, min(int(rope_k), int(P) // 2) + 1, dtype=torch.float64)  # (K_d,)
+        r = torch.remainder(coords[:, d].to(torch.float64), P)  # (N,)
+        cols.append(2 * math.pi * r[:, None] * k[None, :] / P)  # (N, K_d)
+    return torch.cat(cols, dim=1)
+
+
+def _rotate(t: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs ``(t[..., f], t[..., F + f])`` by the angles; other dims untouched."""
+    n = cos.shape[-1]
+    a, b, rest = t[..., :n], t[..., n : 2 * n], t[..., 2 * n :]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1)
+
+
+def _norm(kind: str, dim: int) -> nn.Module:
+    if kind == "layernorm":
+        return nn.LayerNorm(dim)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(dim)
+    raise ValueError(f"TransformerConfig.norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
+
+
+class Block(nn.Module):
+    """Pre-norm block: ``h + MHA(norm(h))``, then ``h + MLP(norm(h))``."""
+
+    def __init__(self, *, dim: int, n_heads: int, mlp_ratio: int, norm: str) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm1 = _norm(norm, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = _norm(norm, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, h: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        B, N, D = h.shape
+        H = self.n_heads
+        qkv = self.qkv(self.norm1(h)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # (3, B, H, N, hd)
+        q, k, v = _rotate(qkv[0], cos, sin), _rotate(qkv[1], cos, sin), qkv[2]
+        a = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, hd)
+        h = h + self.proj(a.transpose(1, 2).reshape(B, N, D))
+        return h + self.mlp(self.norm2(h))
+
+
+class MAMTransformer(Model):
+    """Transformer MAM with periodic RoPE (``mam-transformer``); see the module docstring."""
+
+    name = "mam-transformer"
+    has_marginal = True
+
+    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: TransformerConfig) -> None:
+        super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
+        for n in ("dim", "n_blocks", "n_heads", "mlp_ratio"):
+            v = getattr(config, n)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ValueError(f"TransformerConfig.{n} must be an integer >= 1, got {v!r}")
+        if int(config.rope_k) != config.rope_k or config.rope_k < 0:
+            raise ValueError(f"TransformerConfig.rope_k must be an integer >= 0, got {config.rope_k!r}")
+        D, H = config.dim, config.n_heads
+        if D % H:
+            raise ValueError(f"TransformerConfig.dim ({D}) must be divisible by n_heads ({H})")
+        coords = torch.as_tensor(lattice.coords)
+        angles = periodic_rope_angles(coords, lattice.periods, config.rope_k)  # (N, F)
+        if 2 * angles.shape[1] > D // H:
+            raise ValueError(
+                f"periodic RoPE needs 2 x {angles.shape[1]} head dims for periods {lattice.periods} and "
+                f"rope_k={config.rope_k}, but heads have {D // H}: lower rope_k or raise dim / n_heads"
+            )
+        dt = torch.get_default_dtype()
+        self.register_buffer("rope_cos", angles.cos().to(dt), persistent=False)
+        self.register_buffer("rope_sin", angles.sin().to(dt), persistent=False)
+        self.token = nn.Embedding(n_states + 1, D)  # states 0..q-1 and MASK = q
+        self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
+        self.cond_mlp = nn.Sequential(nn.Linear(self.cond_embed.out_features, D), nn.GELU(), nn.Linear(D, D))
+        self.blocks = nn.ModuleList(
+            Block(dim=D, n_heads=H, mlp_ratio=config.mlp_ratio, norm=config.norm) for _ in range(config.n_blocks)
+        )
+        self.norm = _norm(config.norm, D)
+        self.cond_head = nn.Sequential(
+            nn.Linear(D, D), nn.GELU(), nn.Linear(D, D), nn.GELU(), nn.Linear(D, n_states)
+        )
+        self.marginal_head = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, 1))
+
+    def _heads(self, x: Tensor, visible: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        tok = torch.where(visible, x, self.n_states)  # (B, N), MASK at invisible sites
+        h = self.token(tok) + self.cond_mlp(self.cond_embed(cond))[:, None, :]  # (B, N, D)
+        for block in self.blocks:
+            h = block(h, self.rope_cos, self.rope_sin)
+        h = self.norm(h)
+        logits = self.cond_head(h)  # (B, N, q)
+        log_marg = self.marginal_head(h)[..., 0].sum(-1)  # (B,) sum-pooled
+        return logits, log_marg

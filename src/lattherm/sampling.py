@@ -1,0 +1,268 @@
+"""Ancestral sampling and exact path log-probabilities, written once on ``conditional_logits``.
+
+* :func:`sample` draws configurations site by site along an order and returns the exact
+  log-probability of the path: ``log_q = Σ_t log_softmax(logits)[x_{σ(t)}]`` of the conditionals
+  actually used (float64 accumulation). For a random order σ this is ``log q(x | σ)``: importance
+  weights ``p(x) / q(x | σ)`` with σ drawn uniformly stay unbiased (extended space, DESIGN §4).
+  A MAM's ``log_marginal`` is never used here.
+* :func:`log_prob` evaluates the same sum for given configurations along a given order: one
+  forward pass for a fixed-order model (all conditionals at once), otherwise one pass per site
+  (``steps_per_pass`` of them batched together). Gradients flow unless the caller disables them.
+* **In-painting**: ``known_mask`` sites keep ``known_values``; the other sites are sampled (in
+  the order's relative order) conditioned on them, and ``log_q`` covers the sampled sites only.
+* **Symmetrised** (binary states, Ising; DESIGN §3): ``q_sym(x|T,h) = ½[q(x|T,h) + q(x̄|T,−h)]``,
+  sampled by drawing from ``q(·|T, ±h)`` with probability ½ and flipping the ``−h`` draws; its
+  log-probability costs one extra :func:`log_prob` pass for the other branch (same order).
+
+Orders: ``"fixed"`` (the model's order for FO-ARMs, the lattice storage order otherwise),
+``"random"`` (an independent uniform permutation per sample), or a LongTensor ``(N,)`` / ``(B, N)``
+of permutations (``order[b, t]`` is the site generated at step t). FO-ARMs accept their own order
+only. Conditions ``cond`` are ``(T, field)`` per sample; everything is batched over conditions.
+Reproducible given a ``torch.Generator`` (on the model's device).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lattherm.models.base import Model
+
+__all__ = ["sample", "log_prob", "random_orders", "expand_conditions"]
+
+LN2 = math.log(2.0)
+
+
+def _device(model: Model) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def random_orders(n: int, n_sites: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """``(n, N)`` independent uniform random permutations of the sites."""
+    return torch.rand(n, n_sites, generator=generator, device=device).argsort(dim=1)
+
+
+def expand_conditions(cond, n: int | None = None, *, device=None) -> Tensor:
+    """``(B, 2)`` float64 conditions: ``(2,)`` repeated n times, ``(C, 2)`` each repeated n times
+    (condition-major), or ``(B, 2)`` as given when ``n`` is None."""
+    cond = torch.as_tensor(cond, dtype=torch.float64, device=device)
+    if cond.ndim == 1:
+        cond = cond[None]
+    if cond.ndim != 2 or cond.shape[1] != 2:
+        raise ValueError(f"cond must be (2,) or (B, 2) of (T, field), got shape {tuple(cond.shape)}")
+    if n is not None:
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        cond = cond.repeat_interleave(int(n), dim=0)
+    if not torch.all(torch.isfinite(cond)) or not torch.all(cond[:, 0] > 0):
+        raise ValueError("conditions must be finite with temperatures T > 0")
+    return cond
+
+
+def _resolve_order(model: Model, order, B: int, generator, device) -> Tensor:
+    N = model.n_sites
+    if isinstance(order, str):
+        if order == "fixed":
+            base = model.order if model.fixed_order else torch.arange(N, device=device)
+            return base.to(device).expand(B, N)
+        if order == "random":
+            if model.fixed_order:
+                raise ValueError(f"{model.name} is a fixed-order model: use order='fixed', not 'random'")
+            return random_orders(B, N, generator=generator, device=device)
+        raise ValueError(f"order must be 'fixed', 'random' or a LongTensor of permutations, got {order!r}")
+    order = torch.as_tensor(order, device=device)
+    if order.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"an explicit order must be an integer tensor, got {order.dtype}")
+    order = order.long()
+    order = order.expand(B, N) if order.ndim == 1 else order
+    if order.shape != (B, N):
+        raise ValueError(f"order must have shape ({N},) or ({B}, {N}), got {tuple(order.shape)}")
+    if not torch.equal(order.sort(dim=1).values, torch.arange(N, device=device).expand(B, N)):
+        raise ValueError("every row of order must be a permutation of the sites 0..N-1")
+    if model.fixed_order and not torch.equal(order, model.order.to(device).expand(B, N)):
+        raise ValueError(f"{model.name} is a fixed-order model: it only generates along its own order")
+    return order
+
+
+def _resolve_known(known_mask, known_values, B: int, N: int, device) -> tuple[Tensor, Tensor]:
+    if known_mask is None:
+        if known_values is not None:
+            raise ValueError("known_values given without known_mask")
+        z = torch.zeros(B, N, dtype=torch.bool, device=device)
+        return z, torch.zeros(B, N, dtype=torch.long, device=device)
+    known = torch.as_tensor(known_mask, device=device)
+    if known.dtype != torch.bool:
+        raise ValueError(f"known_mask must be a bool tensor, got {known.dtype}")
+    known = known.expand(B, N) if known.ndim == 1 else known
+    if known_values is None:
+        raise ValueError("known_mask given without known_values")
+    values = torch.as_tensor(known_values, device=device).long()
+    values = values.expand(B, N) if values.ndim == 1 else values
+    if known.shape != (B, N) or values.shape != (B, N):
+        raise ValueError(
+            f"known_mask and known_values must have shape ({N},) or ({B}, {N}), got "
+            f"{tuple(known.shape)} and {tuple(values.shape)}"
+        )
+    return known, torch.where(known, values, 0)
+
+
+def _unknown_first(order: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
+    """The order with unknown sites first (their relative order kept), and their count per row."""
+    k_in_order = known.gather(1, order).to(torch.int8)  # (B, N)
+    return order.gather(1, k_in_order.argsort(dim=1, stable=True)), (~known).sum(1)
+
+
+def _check_states(model: Model, x: Tensor) -> Tensor:
+    if x.ndim != 2 or x.shape[1] != model.n_sites:
+        raise ValueError(f"x must have shape (B, {model.n_sites}), got {tuple(x.shape)}")
+    x = x.long()
+    if x.numel() and (x.min() < 0 or x.max() >= model.n_states):
+        raise ValueError(f"site states must be in 0..{model.n_states - 1}")
+    return x
+
+
+@torch.no_grad()
+def _ancestral(model: Model, cond: Tensor, order: Tensor, known: Tensor, values: Tensor, generator) -> tuple[Tensor, Tensor]:
+    B, N = order.shape
+    order, n_unknown = _unknown_first(order, known)
+    x, visible = values.clone(), known.clone()  # (B, N)
+    log_q = torch.zeros(B, dtype=torch.float64, device=x.device)
+    for t in range(int(n_unknown.max()) if B else 0):
+        rows = torch.nonzero(t < n_unknown)[:, 0]  # (b,) rows still sampling
+        site = order[rows, t]  # (b,)
+        logits = model.conditional_logits(x[rows], visible[rows], cond[rows])  # (b, N, q)
+        logp = F.log_softmax(logits[torch.arange(len(rows)), site].double(), dim=-1)  # (b, q)
+        gumbel = -torch.log(-torch.log(torch.rand(logp.shape, generator=generator, dtype=torch.float64, device=x.device)))
+        a = (logp + gumbel).argmax(dim=-1)  # (b,) Gumbel-max: exact draw, never a zero-probability state
+        x[rows, site] = a
+        visible[rows, site] = True
+        log_q[rows] += logp.gather(1, a[:, None])[:, 0]
+    return x, log_q
+
+
+def log_prob(
+    model: Model,
+    x: Tensor,
+    cond,
+    order="fixed",
+    *,
+    known_mask: Tensor | None = None,
+    symmetrised: bool = False,
+    steps_per_pass: int = 1,
+) -> Tensor:
+    """``(B,)`` float64 path log-probability of ``x`` along ``order`` (see module docstring).
+
+    ``cond`` is ``(B, 2)`` (or ``(2,)``, broadcast); ``order`` as in :func:`sample` (for
+    ``"random"`` the draw is unseeded: pass the order used by :func:`sample` instead). With
+    ``known_mask``, the sum runs over the other sites only (in-painting). ``steps_per_pass``
+    batches that many steps of an any-order model into one forward pass (memory for speed).
+    """
+    device = _device(model)
+    x = _check_states(model, torch.as_tensor(x, device=device))
+    B, N = x.shape
+    cond = torch.as_tensor(cond, dtype=torch.float64, device=device)
+    cond = expand_conditions(cond.expand(B, 2) if cond.ndim == 1 else cond, device=device)
+    if cond.shape[0] != B:
+        raise ValueError(f"cond must have {B} rows (one per configuration), got {cond.shape[0]}")
+    if symmetrised:
+        if model.n_states != 2 or known_mask is not None:
+            raise ValueError("symmetrised log_prob needs binary states and no known_mask")
+        if isinstance(order, str) and order == "random":
+            raise ValueError("symmetrised log_prob with a random order: pass the order explicitly (same for both branches)")
+        flipped = cond * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device)
+        a = log_prob(model, x, cond, order, steps_per_pass=steps_per_pass)
+        b = log_prob(model, 1 - x, flipped, order, steps_per_pass=steps_per_pass)
+        return torch.logaddexp(a, b) - LN2
+    order = _resolve_order(model, order, B, None, device)
+    known = torch.zeros(B, N, dtype=torch.bool, device=device) if known_mask is None else _resolve_known(
+        known_mask, x, B, N, device
+    )[0]
+    if model.fixed_order:  # one pass gives every q(x_j | x_<j)
+        logits = model.conditional_logits(x, torch.ones_like(known), cond)  # (B, N, q)
+        lp = F.log_softmax(logits.double(), dim=-1).gather(2, x[..., None])[..., 0]  # (B, N)
+        return torch.where(known, 0.0, lp).sum(1)
+    if int(steps_per_pass) != steps_per_pass or steps_per_pass < 1:
+        raise ValueError(f"steps_per_pass must be a positive integer, got {steps_per_pass!r}")
+    order, n_unknown = _unknown_first(order, known)
+    rank = order.argsort(dim=1)  # (B, N): step at which each site is generated
+    total = torch.zeros(B, dtype=torch.float64, device=device)
+    n_steps = int(n_unknown.max()) if B else 0
+    for t0 in range(0, n_steps, int(steps_per_pass)):
+        ts = torch.arange(t0, min(t0 + int(steps_per_pass), n_steps), device=device)  # (c,)
+        c = len(ts)
+        visible = known[None] | (rank[None] < ts[:, None, None])  # (c, B, N)
+        logits = model.conditional_logits(
+            x.repeat(c, 1), visible.reshape(c * B, N), cond.repeat(c, 1)
+        ).view(c, B, N, -1)  # (c, B, N, q)
+        site = order[:, ts].T  # (c, B)
+        lg = logits.gather(2, site[..., None, None].expand(c, B, 1, logits.shape[-1]))[:, :, 0]  # (c, B, q)
+        lp = F.log_softmax(lg.double(), dim=-1).gather(2, x.gather(1, site.T).T[..., None])[..., 0]  # (c, B)
+        total = total + torch.where(ts[:, None] < n_unknown[None], lp, 0.0).sum(0)
+    return total
+
+
+@torch.no_grad()
+def sample(
+    model: Model,
+    cond,
+    n: int | None = None,
+    *,
+    order="random",
+    generator: torch.Generator | None = None,
+    known_mask: Tensor | None = None,
+    known_values: Tensor | None = None,
+    symmetrised: bool = False,
+    batch_size: int | None = None,
+    return_order: bool = False,
+):
+    """Draw configurations and their exact path log-probabilities.
+
+    Args:
+        model: any :class:`~lattherm.models.base.Model`.
+        cond: ``(T, field)``: ``(2,)`` with ``n``; ``(C, 2)`` with ``n`` (each condition n times,
+            condition-major); or ``(B, 2)`` one sample per row (``n`` None).
+        order: ``"random"`` (default; FO-ARMs need ``"fixed"``), ``"fixed"``, or permutations
+            ``(N,)`` / ``(B, N)``.
+        generator: a seeded ``torch.Generator`` for reproducible draws.
+        known_mask, known_values: in-painting: ``(N,)`` or ``(B, N)``; known sites are kept.
+        symmetrised: sample the global-flip mixture ``q_sym`` (binary states, no in-painting).
+        batch_size: at most this many samples per forward pass (results depend on it only
+            through the generator's stream).
+        return_order: also return the ``(B, N)`` orders used (for :func:`log_prob`).
+
+    Returns:
+        ``x`` (B, N) long, ``log_q`` (B,) float64 [, ``order`` (B, N) long].
+    """
+    device = _device(model)
+    cond = expand_conditions(cond, n, device=device)
+    B, N = cond.shape[0], model.n_sites
+    order = _resolve_order(model, order, B, generator, device)
+    known, values = _resolve_known(known_mask, known_values, B, N, device)
+    if symmetrised:
+        if model.n_states != 2:
+            raise ValueError(f"symmetrised sampling flips binary states; the model has {model.n_states}")
+        if known_mask is not None:
+            raise ValueError("symmetrised sampling cannot keep known sites (the flip would change them)")
+        flip = torch.rand(B, generator=generator, device=device) < 0.5  # (B,) the −h branch
+        cond = torch.where(flip[:, None], cond * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device), cond)
+    step = B if batch_size is None else int(batch_size)
+    if step < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    xs, lqs = [], []
+    for s in range(0, B, step):
+        sl = slice(s, s + step)
+        x, lq = _ancestral(model, cond[sl], order[sl], known[sl], values[sl], generator)
+        if symmetrised:  # other branch: log q(x̄_branch | T, −h_branch), same order
+            other = cond[sl] * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device)
+            lq = torch.logaddexp(lq, log_prob(model, 1 - x, other, order[sl])) - LN2
+            x = torch.where(flip[sl, None], 1 - x, x)
+        xs.append(x)
+        lqs.append(lq)
+    x = torch.cat(xs) if xs else torch.zeros(0, N, dtype=torch.long, device=device)
+    log_q = torch.cat(lqs) if lqs else torch.zeros(0, dtype=torch.float64, device=device)
+    return (x, log_q, order) if return_order else (x, log_q)

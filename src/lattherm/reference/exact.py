@@ -213,7 +213,7 @@ def _kaufman_log_Z(L: int, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     ct = _coupling_terms(K)
     t, s_hat, C_hat = ct["t"], ct["s_hat"], ct["C_hat"]
     # prefactor ½ (2 sinh 2K)^{N/2}
-    lnP = -np.log(2.0) + 0.5 * N * (2 * K[..., 0] + np.log1p(-t[..., 0] ** 2))
+    lnP = -np.log(2.0) + 0.5 * N * (2 * K[..., 0] + np.log(s_hat[..., 0]))  # ln(2 sinh 2K) = 2K + ln ŝ
     lnP1 = N * C_hat[..., 0] / s_hat[..., 0]  # N coth 2K
     lnP2 = -8 * N * t[..., 0] ** 2 / s_hat[..., 0] ** 2  # −2N / sinh² 2K
     half = 0.5 * L
@@ -227,7 +227,7 @@ def _kaufman_log_Z(L: int, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     # γ_0 = 2K + ln tanh K keeps its sign (negative above T_c)
     K0 = K[..., 0]
     t0, s0, C0 = t[..., 0], s_hat[..., 0], C_hat[..., 0]
-    g0 = 2 * K0 + np.log1p(-np.exp(-2 * K0)) - np.log1p(np.exp(-2 * K0))
+    g0 = 2 * K0 + np.log(-np.expm1(-2 * K0)) - np.log1p(np.exp(-2 * K0))
     g01 = 2 + 4 * t0 / s0  # 2 + 2/sinh 2K
     g02 = -8 * t0 * C0 / s0**2  # −4 cosh2K / sinh² 2K
     x0, x01, x02 = half * g0, half * g01, half * g02
@@ -328,7 +328,7 @@ def onsager_free_energy(T, J: float = 1.0) -> np.ndarray:
     gamma, _, _ = _gamma(K, _GL_NODES, ct)
     integral = (gamma * _GL_WEIGHTS).sum(-1) / (2 * np.pi)
     K0 = K[..., 0]
-    half_log = 0.5 * (2 * K0 + np.log1p(-ct["t"][..., 0] ** 2))
+    half_log = 0.5 * (2 * K0 + np.log(ct["s_hat"][..., 0]))  # ½ ln(2 sinh 2K)
     return -T * (half_log + integral)
 
 
@@ -342,13 +342,33 @@ def _agm(a: np.ndarray, b: np.ndarray, n_iter: int = 64) -> np.ndarray:
     return 0.5 * (a + b)
 
 
+def _agm_defect(d0: np.ndarray, n_iter: int = 64) -> np.ndarray:
+    """``1 − AGM(1, 1 − d0)`` without cancellation for small ``d0 >= 0``.
+
+    With ``d_n = a_n − b_n``: ``a_{n+1} = a_n − d_n/2`` and ``d_{n+1} = d_n² / (2(√a_n + √b_n)²)``,
+    so ``1 − AGM = Σ_n d_n / 2`` (quadratic convergence).
+    """
+    a = np.ones_like(d0)
+    d = np.asarray(d0, dtype=np.float64).copy()
+    D = np.zeros_like(d)
+    for _ in range(n_iter):
+        D += 0.5 * d
+        b = a - d
+        a, d = a - 0.5 * d, d * d / (2 * (np.sqrt(a) + np.sqrt(b)) ** 2)
+        if np.all(d <= 1e-17 * D):
+            break
+    return D
+
+
 def onsager_energy(T, J: float = 1.0) -> np.ndarray:
-    """Energy per site of the infinite square lattice at ``h = 0`` (Onsager; Yang for notation).
+    """Energy per site of the infinite square lattice at ``h = 0`` (Onsager 1944).
 
     ``u = −J coth 2K [1 + (2/π)(2 tanh² 2K − 1) K(κ)]``, ``κ = 2 sinh 2K / cosh² 2K``, with the
     complete elliptic integral ``K(κ) = π / (2 AGM(1, κ'))``, ``κ' = |1 − sinh² 2K| / cosh² 2K``
     (computed without cancellation). At ``T_c`` the product ``(2 tanh² 2K − 1) K(κ)`` vanishes
-    and ``u = −√2 J``.
+    and ``u = −√2 J``. At high T (``sinh 2K < 1/2``) the bracket, ``O(K²)``, is evaluated as
+    ``(2 tanh² 2K − (1 − AGM)) / AGM`` with ``1 − AGM`` from the difference recursion, so the
+    relative accuracy holds to any T.
     """
     J = _check_J(J)
     T = _check_temperatures(T)
@@ -361,9 +381,14 @@ def onsager_energy(T, J: float = 1.0) -> np.ndarray:
     two_tanh2_m1 = diff / C_hat**2  # 2 tanh²2K − 1 = (sinh²2K − 1)/cosh²2K
     with np.errstate(divide="ignore", invalid="ignore"):
         ellK = np.pi / (2 * _agm(1.0, kprime))
-        term = np.where(kprime > 0, two_tanh2_m1 * ellK, 0.0)
+        bracket = 1 + (2 / np.pi) * np.where(kprime > 0, two_tanh2_m1 * ellK, 0.0)
+    high = s_hat < t  # sinh 2K < 1/2
+    if np.any(high):
+        two_tanh2 = 2 * s_hat[high] ** 2 / C_hat[high] ** 2
+        D = _agm_defect(two_tanh2)  # 1 − κ' = 2 tanh² 2K for sinh 2K < 1
+        bracket[high] = (two_tanh2 - D) / (1 - D)
     coth = C_hat / s_hat
-    return -J * coth * (1 + (2 / np.pi) * term)
+    return -J * coth * bracket
 
 
 # --------------------------------------------------------------------------- table

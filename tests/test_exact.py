@@ -25,6 +25,7 @@ from lattherm.reference.exact import (
 )
 from lattherm.systems import IsingSystem
 
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """The 2^L blocks are small: on a shared 2-core machine extra threads only add contention."""
@@ -68,9 +69,19 @@ def test_enumerate_levels_normalisation_and_symmetry():
     # levels are distinct pairs; the spectrum is symmetric under the global flip M -> -M
     pairs = set(zip(lev.energy.tolist(), lev.spin_sum.tolist(), strict=True))
     assert len(pairs) == len(lev.energy)
-    flipped = dict(zip(zip(lev.energy.tolist(), (-lev.spin_sum).tolist(), strict=True), lev.count.tolist(), strict=True))
-    assert all(flipped[(e, m)] == n for e, m, n in zip(lev.energy, lev.spin_sum, lev.count, strict=True))
-    assert lev.energy.min() == -32.0 and lev.count[np.argmin(lev.energy)] == 1  # all up (and all down)
+    flipped = dict(
+        zip(
+            zip(lev.energy.tolist(), (-lev.spin_sum).tolist(), strict=True),
+            lev.count.tolist(),
+            strict=True,
+        )
+    )
+    assert all(
+        flipped[(e, m)] == n for e, m, n in zip(lev.energy, lev.spin_sum, lev.count, strict=True)
+    )
+    assert (
+        lev.energy.min() == -32.0 and lev.count[np.argmin(lev.energy)] == 1
+    )  # all up (and all down)
 
 
 class _FloatSystem:
@@ -80,7 +91,9 @@ class _FloatSystem:
     k_B = 8.617330337217213e-05
 
     def energy(self, x):
-        w = torch.tensor([0.1, np.sqrt(2) * 1e-3, np.pi * 1e-3, 0.1 + 1e-15, 0.05, 0.05], dtype=torch.float64)
+        w = torch.tensor(
+            [0.1, np.sqrt(2) * 1e-3, np.pi * 1e-3, 0.1 + 1e-15, 0.05, 0.05], dtype=torch.float64
+        )
         return (x.to(torch.float64) * w).sum(1)
 
     def spin_sum(self, x):
@@ -104,20 +117,28 @@ def test_enumerate_levels_float_energies_merge_only_equal_pairs():
     log_Z = logw.max() + np.log(np.exp(logw - logw.max()).sum())
     assert np.isclose(res["f"], -sys.k_B * T * log_Z / 6, rtol=1e-13, atol=0)
     assert np.isclose(res["u"], (p * E).sum() / 6, rtol=1e-12, atol=0)
-    assert np.isclose(res["c"], beta**2 * (p * (E - (p * E).sum()) ** 2).sum() / 6, rtol=1e-10, atol=0)
+    assert np.isclose(
+        res["c"], beta**2 * (p * (E - (p * E).sum()) ** 2).sum() / 6, rtol=1e-10, atol=0
+    )
     assert np.isclose(res["m"], (p * M).sum() / 6, rtol=1e-12, atol=0)
 
 
 # --------------------------------------------------------------------------- hand-computable
 def _two_by_two(T, h, J=1.0):
-    """2x2 torus (each periodic pair counted twice, 8 bonds): Z = 2e^{8K}cosh4b + 8cosh2b + 4 + 2e^{-8K}."""
+    """2x2 torus, each periodic pair counted twice (8 bonds):
+    Z = 2e^{8K}cosh4b + 8cosh2b + 4 + 2e^{-8K}."""
     K, b = J / T, h / T
     Z = 2 * np.exp(8 * K) * np.cosh(4 * b) + 8 * np.cosh(2 * b) + 4 + 2 * np.exp(-8 * K)
     dK = 16 * np.exp(8 * K) * np.cosh(4 * b) - 16 * np.exp(-8 * K)
     dKK = 128 * np.exp(8 * K) * np.cosh(4 * b) + 128 * np.exp(-8 * K)
     db = 8 * np.exp(8 * K) * np.sinh(4 * b) + 16 * np.sinh(2 * b)
     mean_B = dK / Z
-    return {"f": -T * np.log(Z) / 4, "u": -J * mean_B / 4, "c": K**2 * (dKK / Z - mean_B**2) / 4, "m": db / Z / 4}
+    return {
+        "f": -T * np.log(Z) / 4,
+        "u": -J * mean_B / 4,
+        "c": K**2 * (dKK / Z - mean_B**2) / 4,
+        "m": db / Z / 4,
+    }
 
 
 @pytest.mark.parametrize("T,h", [(0.5, 0.0), (T_C, 0.3), (4.0, -1.5), (20.0, 0.7)])
@@ -130,17 +151,23 @@ def test_two_by_two_closed_form(T, h):
 
 
 def test_low_and_high_temperature_limits():
-    """T -> 0: the two ground states (f = -2J - T ln2/N, u = -2J, c = 0, m = 0 at h = 0, 1 at h > 0).
+    """T -> 0: two ground states (f = -2J - T ln2/N, u = -2J, c = 0, m = 0 at h = 0, 1 at h > 0).
     T -> ∞: high-temperature series ln Z/N = ln2 + 2 ln cosh K + n4 tanh^4 K + O(tanh^6 K), with
     n4 = (N plaquettes + 2L winding loops of length 4)/N = 1.5 on the 4x4 torus."""
     for L in (4, 12):  # L = 12 at a single point: ~0.5 s
         N = L * L
         r = ising_transfer_matrix(L, 0.05, 0.0)
         assert np.isclose(r["f"], -2 - 0.05 * np.log(2) / N, rtol=1e-14, atol=0)
-        assert np.isclose(r["u"], -2.0, rtol=0, atol=1e-13) and abs(r["c"]) < 1e-13 and abs(r["m"]) < 1e-12
+        assert (
+            np.isclose(r["u"], -2.0, rtol=0, atol=1e-13)
+            and abs(r["c"]) < 1e-13
+            and abs(r["m"]) < 1e-12
+        )
         assert all(np.isfinite(r[k]).all() for k in r)
     r = ising_transfer_matrix(4, 0.05, 0.1)
-    assert np.isclose(r["m"], 1.0, rtol=0, atol=1e-13) and np.isclose(r["f"], -2.1, rtol=1e-14, atol=0)
+    assert np.isclose(r["m"], 1.0, rtol=0, atol=1e-13) and np.isclose(
+        r["f"], -2.1, rtol=1e-14, atol=0
+    )
     k = ising_kaufman(4, np.array([0.05, 1e3]))
     assert np.isclose(k["f"][0], -2 - 0.05 * np.log(2) / 16, rtol=1e-14, atol=0)
     for T in (1e3, 50.0):
@@ -171,7 +198,9 @@ def test_enumeration_equals_transfer_matrix(L):
 def test_antiferromagnet_enumeration_equals_transfer_matrix(L):
     T, h = np.array([0.5, T_C, 5.0]), np.array([0.0, 1.0])
     ref = exact_thermodynamics(IsingSystem(L, J=-1.0), T[:, None], h[None, :])
-    assert_thermo_close(ising_transfer_matrix(L, T[:, None], h[None, :], J=-1.0), ref, where=f"J=-1 L={L}")
+    assert_thermo_close(
+        ising_transfer_matrix(L, T[:, None], h[None, :], J=-1.0), ref, where=f"J=-1 L={L}"
+    )
 
 
 @pytest.mark.parametrize("L", [5, 6, 8])
@@ -208,7 +237,9 @@ def test_field_symmetry():
 # --------------------------------------------------------------------------- Onsager
 def test_onsager_critical_point_closed_forms():
     # -βf_c = ½ ln 2 + 2G/π (G Catalan's constant); u_c = -√2 J
-    assert np.isclose(onsager_free_energy(T_C), -T_C * (0.5 * np.log(2) + 2 * CATALAN / np.pi), rtol=1e-14, atol=0)
+    assert np.isclose(
+        onsager_free_energy(T_C), -T_C * (0.5 * np.log(2) + 2 * CATALAN / np.pi), rtol=1e-14, atol=0
+    )
     assert np.isclose(onsager_energy(T_C), -np.sqrt(2.0), rtol=1e-13, atol=0)
     assert np.isclose(T_C, 2.269185314213022, rtol=1e-15)
 
@@ -220,7 +251,9 @@ def test_onsager_limits_and_no_overflow():
     np.testing.assert_allclose(f[:2], -2.0, rtol=1e-15, atol=0)
     np.testing.assert_allclose(u[:2], -2.0, rtol=1e-15, atol=0)
     K = 1 / T[2:]
-    np.testing.assert_allclose(-f[2:] / T[2:], np.log(2) + 2 * np.log(np.cosh(K)) + np.tanh(K) ** 4, rtol=1e-14)
+    np.testing.assert_allclose(
+        -f[2:] / T[2:], np.log(2) + 2 * np.log(np.cosh(K)) + np.tanh(K) ** 4, rtol=1e-14
+    )
     t = np.tanh(K)  # u = -d/dK[2 ln cosh K + t^4 + 2 t^6 + O(t^8)]  (square-lattice loop counts)
     np.testing.assert_allclose(u[2:], -(2 * t + (4 * t**3 + 12 * t**5) * (1 - t**2)), rtol=1e-13)
 
@@ -248,7 +281,7 @@ def test_kaufman_converges_to_onsager():
 
 
 def test_kaufman_heat_capacity_log_divergence():
-    """c(T_c, L) = A0 ln L + B0 + O(ln L / L) with Onsager's amplitude A0 = (8/π) K_c² (Ferdinand–Fisher)."""
+    """c(T_c, L) = A0 ln L + B0 + O(ln L / L), A0 = (8/π) K_c² (Onsager; Ferdinand–Fisher)."""
     A0 = 8 / np.pi * K_C**2
     c = {L: float(ising_kaufman(L, T_C)["c"]) for L in (32, 64, 128, 256)}
     slopes = [(c[2 * L] - c[L]) / (A0 * np.log(2)) for L in (32, 64, 128)]
@@ -273,7 +306,11 @@ def test_exact_table_small_lattice_uses_transfer_matrix():
 def test_exact_table_large_lattice_uses_kaufman_at_zero_field():
     table = ising_exact_table(32, [T_C, 2.0], [0.0, 0.3])
     assert isinstance(table, pd.DataFrame) and len(table) == 2
-    assert (table["method"] == "kaufman").all() and (table["field"] == 0).all() and (table["m"] == 0).all()
+    assert (
+        (table["method"] == "kaufman").all()
+        and (table["field"] == 0).all()
+        and (table["m"] == 0).all()
+    )
     assert table["T"].tolist() == [2.0, T_C]
     with pytest.raises(ValueError, match="covers field 0 only; L=32"):
         ising_exact_table(32, [2.0], [0.1, 0.2])
@@ -294,7 +331,17 @@ def test_exact_table_large_lattice_uses_kaufman_at_zero_field():
         (lambda: ising_exact_table(4, [0.0], [0.0]), r"\[0.0\]"),
         (lambda: ising_exact_table(4, [1.0], [0.0], max_transfer_L=16), "<= 14"),
     ],
-    ids=["L>14", "L-not-int", "T<0", "h-inf", "kaufman-L", "kaufman-nan", "kaufman-J", "table-T0", "table-maxL"],
+    ids=[
+        "L>14",
+        "L-not-int",
+        "T<0",
+        "h-inf",
+        "kaufman-L",
+        "kaufman-nan",
+        "kaufman-J",
+        "table-T0",
+        "table-maxL",
+    ],
 )
 def test_input_validation(call, match):
     with pytest.raises(ValueError, match=match):

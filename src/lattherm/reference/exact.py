@@ -61,7 +61,8 @@ def enumerate_states(n_sites: int, chunk_size: int = 1 << 16) -> Iterator[torch.
         raise ValueError(f"n_sites must be an integer >= 1, got {n_sites!r}")
     if n_sites > MAX_ENUMERATE_SITES:
         raise ValueError(
-            f"refusing to enumerate 2^{n_sites} configurations: n_sites must be <= {MAX_ENUMERATE_SITES}"
+            f"refusing to enumerate 2^{n_sites} configurations: "
+            f"n_sites must be <= {MAX_ENUMERATE_SITES}"
         )
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
@@ -86,8 +87,10 @@ class Levels:
         return np.rint(np.exp(self.log_count)).astype(np.int64)
 
 
-def _merge(E: np.ndarray, M: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum the counts of exactly equal ``(E, M)`` pairs (no tolerance: float energies stay apart)."""
+def _merge(
+    E: np.ndarray, M: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum the counts of exactly equal ``(E, M)`` pairs (no tolerance for float energies)."""
     order = np.lexsort((M, E))
     E, M, n = E[order], M[order], n[order]
     new = np.ones(len(E), dtype=bool)
@@ -213,7 +216,9 @@ def _kaufman_log_Z(L: int, K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     ct = _coupling_terms(K)
     t, s_hat, C_hat = ct["t"], ct["s_hat"], ct["C_hat"]
     # prefactor ½ (2 sinh 2K)^{N/2}
-    lnP = -np.log(2.0) + 0.5 * N * (2 * K[..., 0] + np.log(s_hat[..., 0]))  # ln(2 sinh 2K) = 2K + ln ŝ
+    lnP = -np.log(2.0) + 0.5 * N * (
+        2 * K[..., 0] + np.log(s_hat[..., 0])
+    )  # ln(2 sinh 2K) = 2K + ln ŝ
     lnP1 = N * C_hat[..., 0] / s_hat[..., 0]  # N coth 2K
     lnP2 = -8 * N * t[..., 0] ** 2 / s_hat[..., 0] ** 2  # −2N / sinh² 2K
     half = 0.5 * L
@@ -392,7 +397,9 @@ def onsager_energy(T, J: float = 1.0) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- table
-def ising_exact_table(L: int, T, field, J: float = 1.0, max_transfer_L: int = MAX_TRANSFER_L) -> pd.DataFrame:
+def ising_exact_table(
+    L: int, T, field, J: float = 1.0, max_transfer_L: int = MAX_TRANSFER_L
+) -> pd.DataFrame:
     """Exact Ising reference table with columns ``system, size, T, field, f, u, c, m, method``.
 
     One row per ``(T, field)`` of the outer product, sorted by ``T`` then ``field``. For
@@ -403,10 +410,16 @@ def ising_exact_table(L: int, T, field, J: float = 1.0, max_transfer_L: int = MA
     an error.
     """
     L = _check_side(L)
-    if isinstance(max_transfer_L, bool) or int(max_transfer_L) != max_transfer_L or max_transfer_L < 1:
+    if (
+        isinstance(max_transfer_L, bool)
+        or int(max_transfer_L) != max_transfer_L
+        or max_transfer_L < 1
+    ):
         raise ValueError(f"max_transfer_L must be a positive integer, got {max_transfer_L!r}")
     if max_transfer_L > MAX_TRANSFER_L:
-        raise ValueError(f"max_transfer_L must be <= {MAX_TRANSFER_L} (2^L row states), got {max_transfer_L}")
+        raise ValueError(
+            f"max_transfer_L must be <= {MAX_TRANSFER_L} (2^L row states), got {max_transfer_L}"
+        )
     T = np.unique(_check_temperatures(np.ravel(T)))
     field = np.asarray(np.ravel(field), dtype=np.float64)
     if field.size == 0 or T.size == 0:
@@ -421,8 +434,8 @@ def ising_exact_table(L: int, T, field, J: float = 1.0, max_transfer_L: int = MA
     else:
         if not np.any(field == 0):
             raise ValueError(
-                f"Kaufman's closed form covers field 0 only; L={L} > {max_transfer_L} needs 0 in the "
-                f"field grid, got {field.tolist()}"
+                f"Kaufman's closed form covers field 0 only; L={L} > {max_transfer_L} needs 0 "
+                f"in the field grid, got {field.tolist()}"
             )
         if np.any(field != 0):
             log.warning(

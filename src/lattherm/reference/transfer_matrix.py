@@ -89,7 +89,9 @@ def _row_structure(L: int) -> _RowStructure:
     V = L - 2 * _popcount(reps[:, None, None] ^ cols[None, :, :])  # (n, n, L)
     G2 = (H[reps][:, None, None] + H[cols][None, :, :] + 2 * V).astype(np.int16)
     valid = tuple(np.flatnonzero((k * period) % L == 0) for k in range(L // 2 + 1))
-    return _RowStructure(L=L, reps=reps, period=period, G2=G2, M_r=M[reps].astype(np.float64), valid=valid)
+    return _RowStructure(
+        L=L, reps=reps, period=period, G2=G2, M_r=M[reps].astype(np.float64), valid=valid
+    )
 
 
 def _block_moments(L: int, mats, weight: float, mu_max: float | None, M_diag: np.ndarray):
@@ -100,7 +102,9 @@ def _block_moments(L: int, mats, weight: float, mu_max: float | None, M_diag: np
     """
     Tk, T1k, T2k = (torch.from_numpy(np.ascontiguousarray(X)) for X in mats)
     mu, U = torch.linalg.eigh(Tk)
-    if mu_max is None:  # the Perron root lies in the k = 0 block (its eigenvector is shift-invariant)
+    if (
+        mu_max is None
+    ):  # the Perron root lies in the k = 0 block (its eigenvector is shift-invariant)
         mu_max = float(mu.abs().max())
     lam = (mu / mu_max).to(torch.float64)
     T1k, T2k = T1k / mu_max, T2k / mu_max
@@ -210,7 +214,9 @@ def _check_T_field(T, h) -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_arrays(T, h)
 
 
-def ising_transfer_matrix(L: int, T, h, J: float = 1.0, *, method: str = "momentum") -> dict[str, np.ndarray]:
+def ising_transfer_matrix(
+    L: int, T, h, J: float = 1.0, *, method: str = "momentum"
+) -> dict[str, np.ndarray]:
     """Exact ``f, u, c, m`` (and ``log_Z``) of the ``L x L`` Ising torus at ``broadcast(T, h)``.
 
     Conventions (DESIGN §3): ``f = −T ln Z / N`` with the field in ``Z``; ``u = ⟨E_int⟩/N`` and

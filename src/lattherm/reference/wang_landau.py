@@ -157,6 +157,7 @@ def wang_landau(
     overlap: float = 0.75,
     exchange_every: int | None = None,
     schedule: str = "halving",
+    symmetrize: bool = True,
     seed: int,
     progress: bool = False,
     max_moves: int | None = None,
@@ -179,6 +180,9 @@ def wang_landau(
             walker's moves, then ``ln f = n_levels/t`` at every move until it falls below
             ``ln_f_final``). The halving schedule saturates (its error stops decreasing with
             ``ln f``); 1/t keeps converging like ``t^(-1/2)``.
+        symmetrize: for even ``L`` average ``ln g(E)`` and ``ln g(−E)`` at the end (exact:
+            flipping one sublattice maps ``E`` to ``−E``); this cancels the antisymmetric
+            (tilt) part of the WL error, its largest mode. Ignored for odd ``L``.
         seed: seeds every random stream (explicit; no default).
         progress: show a tqdm bar over the ``ln f`` stages of all windows.
         max_moves: optional safety cap on the moves of any one walker (raises when exceeded).
@@ -315,6 +319,9 @@ def wang_landau(
 
     pieces = [lng[k * walkers_per_window] for k in range(n_windows)]
     ln_g, joins = _stitch(pieces, windows, allowed)
+    symmetrized = bool(symmetrize and L % 2 == 0)
+    if symmetrized:  # exact for the bipartite torus: g(E) = g(−E)
+        ln_g = 0.5 * (ln_g + ln_g[::-1])
     ln_g = _normalise(ln_g, N)
     keep = allowed
     return WLResult(
@@ -323,7 +330,7 @@ def wang_landau(
         energy=-float(J) * (2 * N - 4 * m_all[keep]).astype(np.float64),
         ln_g=ln_g[keep],
         method="wang_landau_rewl" if rewl else "wang_landau",
-        settings=dict(schedule=schedule, ln_f_final=ln_f_final, flatness=flatness, check_every=check_every, n_windows=n_windows,
+        settings=dict(schedule=schedule, symmetrized=symmetrized, ln_f_final=ln_f_final, flatness=flatness, check_every=check_every, n_windows=n_windows,
                       walkers_per_window=walkers_per_window, overlap=overlap, exchange_every=exchange_every,
                       seed=seed),
         iterations=int(stage_of.min()),

@@ -284,6 +284,11 @@ def ising_kaufman(L: int, T, J: float = 1.0) -> dict[str, np.ndarray]:
     changes sign at ``T_c``, so ``Z_4 < 0`` above it). Evaluated in log space with signs, and
     ``u``, ``c`` from analytic first and second K-derivatives (exact, no finite differences).
     Any ``L >= 2`` (``L = 128`` costs microseconds per temperature); ``J > 0``.
+
+    Accuracy: ``f`` to ~1e-15 relative at every T. ``u`` and ``c`` lose relative accuracy like
+    ``~1e-16 / K²`` at high T, where ``N coth 2K`` cancels against the ``γ'`` sums (measured
+    against enumeration on 4x4: ``u`` to 4e-11 relative at T = 1e3, 6e-9 at T = 1e4); use the
+    transfer matrix there if that matters.
     """
     L = _check_side(L)
     J = _check_J(J)

@@ -29,6 +29,15 @@ SIZES = ("2x2x4", "4x4x4", "4x4x8")
 MEV = 1e-3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Many small ops per batch: on a shared 2-core machine intra-op threads only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def systems() -> dict[str, CuAuSystem]:
     return {size: CuAuSystem(size) for size in SIZES}

@@ -25,50 +25,26 @@ import functools
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lattherm.reference.dos import thermo_from_dos
+from lattherm.reference.exact import enumerate_levels
 from lattherm.systems.cuau import CuAuSystem
 
 __all__ = [
-    "MAX_ENUMERATION_SITES",
     "cuau_levels",
     "cuau_exact_table",
     "cuau_exact_composition_table",
 ]
 
-#: enumeration limit: 2^24 states (energies of all states are held in memory)
-MAX_ENUMERATION_SITES = 24
 
+def cuau_levels(system: CuAuSystem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact joint levels of all ``2^N`` states: ``(E_int, spin_sum, log_g)`` as float64 arrays.
 
-def _all_states(n: int, start: int, stop: int) -> torch.Tensor:
-    """States ``start..stop-1`` as ``(B, n)`` uint8: bit ``i`` of the integer is site ``i``."""
-    idx = torch.arange(start, stop, dtype=torch.int64)
-    bits = torch.arange(n, dtype=torch.int64)
-    return ((idx[:, None] >> bits[None, :]) & 1).to(torch.uint8)
-
-
-def cuau_levels(
-    system: CuAuSystem, chunk: int = 2**16
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact joint levels of all ``2^N`` states: ``(E_int, spin_sum, log_g)`` as float64 arrays."""
-    n = system.n_sites
-    if n > MAX_ENUMERATION_SITES:
-        raise ValueError(
-            f"exact enumeration needs N <= {MAX_ENUMERATION_SITES} sites, "
-            f"got N = {n} ({system.size})"
-        )
-    energies, spins = [], []
-    for start in range(0, 2**n, chunk):
-        x = _all_states(n, start, min(start + chunk, 2**n))
-        energies.append(system.energy(x).numpy())
-        spins.append(system.spin_sum(x).numpy())
-    levels, counts = np.unique(
-        np.stack([np.concatenate(energies), np.concatenate(spins)], axis=1),
-        axis=0,
-        return_counts=True,
-    )
-    return levels[:, 0].copy(), levels[:, 1].copy(), np.log(counts.astype(np.float64))
+    Thin wrapper of :func:`lattherm.reference.exact.enumerate_levels` (N <= 24): identical
+    cluster counts give bit-identical energies, so exact-equality merging is lossless.
+    """
+    levels = enumerate_levels(system)
+    return levels.energy, levels.spin_sum, levels.log_count
 
 
 @functools.lru_cache(maxsize=4)

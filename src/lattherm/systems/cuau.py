@@ -40,9 +40,10 @@ Single-site flips: flipping site i multiplies every row that contains i an odd n
 −1 (an even number of times: unchanged), so ``ΔE = −2 (ECI_c1 s_i + Σ_{rows ∋ i, odd} w_row Π s)``
 with ``w_row = Σ_c mult[row, c] N ECI_c / norm_c``, from a per-site table built once.
 
-CLEASE construction takes a fraction of a second per cell; the export is cached in memory per
-cell shape (:func:`functools.lru_cache`); CLEASE's database file lives in a temporary directory
-that is deleted at once.
+CLEASE construction takes under a second per cell (plus a few seconds to import CLEASE once);
+the export is cached in memory per cell shape and the merged tables per (cell, ECIs)
+(:func:`functools.lru_cache`), so further ``CuAuSystem`` objects cost about a millisecond.
+CLEASE's database file lives in a temporary directory that is deleted at once.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def clease_settings(shape: tuple[int, int, int], db_name: str):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: the export itself is cached
 class _CleaseExport:
     """What we take from CLEASE for one cell shape (numpy only, ECI-independent)."""
 
@@ -184,6 +185,61 @@ def _clease_export(shape: tuple[int, int, int]) -> _CleaseExport:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class _Tables:
+    """Energy and flip tables of one (cell, ECIs): read-only numpy arrays shared by instances."""
+
+    coef: np.ndarray  # (n_cf,) energy = counts @ coef, coef_c = N ECI_c / norm_c
+    rows: dict  # k -> (R_k, k) unique sorted figure rows (site indices)
+    mult: dict  # k -> (R_k, n_cf) integer multiplicity of each row in each cluster
+    flip_rows: np.ndarray  # (N, M, 4) rows with an odd number of site i, padded with index N
+    flip_w: np.ndarray  # (N, M) energy weight of each of those rows (0 for padding)
+
+
+@functools.lru_cache(maxsize=16)
+def _cluster_tables(exp: _CleaseExport, eci: tuple[float, ...]) -> _Tables:
+    """Merge duplicate figures (keeping their multiplicity) and build energy and flip tables."""
+    n = len(exp.atoms)
+    coef = n * np.asarray(eci, dtype=np.float64) / np.asarray(exp.cf_norm, dtype=np.float64)
+    rows, mult = {}, {}
+    flip_site, flip_row, flip_w = [], [], []
+    for k in sorted({s for s in exp.cf_size if s >= 2}):
+        names = [c for c, s in zip(exp.cf_names, exp.cf_size, strict=True) if s == k]
+        raw = np.concatenate([np.sort(exp.figures[c], axis=1) for c in names])
+        col = np.concatenate([np.full(len(exp.figures[c]), exp.cf_names.index(c)) for c in names])
+        uniq, inv = np.unique(raw, axis=0, return_inverse=True)
+        m = np.zeros((len(uniq), len(exp.cf_names)), dtype=np.int64)
+        np.add.at(m, (inv.ravel(), col), 1)
+        if m.max() > 2048:  # keeps the counts exact under TF32 matmuls
+            raise RuntimeError(f"figure multiplicity {m.max()} too large for exact float32 counts")
+        rows[k], mult[k] = uniq, m
+        # (row, site) pairs where the site occurs an odd number of times in the row
+        occ = (uniq[:, :, None] == uniq[:, None, :]).sum(-1)  # (R_k, k)
+        r_idx, j_idx = np.nonzero(occ % 2 == 1)
+        pairs = np.unique(np.stack([r_idx, uniq[r_idx, j_idx]], axis=1), axis=0)  # (P, 2)
+        w = m @ coef
+        keep = w[pairs[:, 0]] != 0.0
+        pairs = pairs[keep]
+        padded = np.concatenate([uniq, np.full((len(uniq), 4 - k), n, dtype=np.int64)], axis=1)
+        flip_site.append(pairs[:, 1])
+        flip_row.append(padded[pairs[:, 0]])
+        flip_w.append(w[pairs[:, 0]])
+    site = np.concatenate(flip_site) if flip_site else np.zeros(0, dtype=np.int64)
+    order = np.argsort(site, kind="stable")
+    site = site[order]
+    per_site = np.bincount(site, minlength=n)
+    slot = np.arange(len(site)) - np.repeat(np.cumsum(per_site) - per_site, per_site)
+    m_max = max(1, int(per_site.max(initial=0)))
+    f_rows = np.full((n, m_max, 4), n, dtype=np.int64)
+    f_w = np.zeros((n, m_max), dtype=np.float64)
+    if len(site):
+        f_rows[site, slot] = np.concatenate(flip_row)[order]
+        f_w[site, slot] = np.concatenate(flip_w)[order]
+    for arr in (coef, f_rows, f_w, *rows.values(), *mult.values()):
+        arr.setflags(write=False)
+    return _Tables(coef=coef, rows=rows, mult=mult, flip_rows=f_rows, flip_w=f_w)
+
+
 class PureEnergies(NamedTuple):
     """Energies per site (eV) of the pure ends of the CE."""
 
@@ -237,74 +293,31 @@ class CuAuSystem:
             )
         self.eci = {name: eci.get(name, 0.0) for name in exp.cf_names}
         self.lattice = _lattice(exp)
-        self._build_tables()
-        self._on_device: dict = {}
-
-    # ------------------------------------------------------------------ construction
-    def _build_tables(self) -> None:
-        """Merge duplicate figures (with multiplicity) and build energy and flip tables."""
-        exp, n = self._export, self.n_sites
-        eci = np.array([self.eci[c] for c in exp.cf_names])
-        norm = np.array(exp.cf_norm, dtype=np.float64)
-        #: energy = counts @ coef, with counts of every cf name (c0: 1, c1: Σs)
-        self._coef = n * eci / norm
+        tables = _cluster_tables(exp, tuple(self.eci[c] for c in exp.cf_names))
+        self._coef, self._rows, self._mult = tables.coef, tables.rows, tables.mult
+        self._flip_rows, self._flip_w = tables.flip_rows, tables.flip_w
         self._i_c0 = exp.cf_names.index("c0")
         self._i_c1 = exp.cf_names.index("c1_0")
-        # per cluster size k: unique sorted rows and their (R_k, n_names) multiplicity matrix
-        self._rows: dict[int, np.ndarray] = {}
-        self._mult: dict[int, np.ndarray] = {}
-        for k in sorted({s for s in exp.cf_size if s >= 2}):
-            names = [c for c, s in zip(exp.cf_names, exp.cf_size, strict=True) if s == k]
-            raw = np.concatenate([np.sort(exp.figures[c], axis=1) for c in names])
-            col = np.concatenate(
-                [np.full(len(exp.figures[c]), exp.cf_names.index(c)) for c in names]
-            )
-            uniq, inv = np.unique(raw, axis=0, return_inverse=True)
-            mult = np.zeros((len(uniq), len(exp.cf_names)), dtype=np.int64)
-            np.add.at(mult, (inv.ravel(), col), 1)
-            if mult.max() > 2048:  # keeps the counts exact under TF32 matmuls
-                raise RuntimeError(
-                    f"figure multiplicity {mult.max()} too large for exact float32 counts"
-                )
-            self._rows[k], self._mult[k] = uniq, mult
         max_count = max(exp.cf_norm)
-        if self.dtype == torch.float32 and max_count > _FLOAT32_EXACT:
+        if dtype == torch.float32 and max_count > _FLOAT32_EXACT:
             raise ValueError(
                 f"cluster counts up to {max_count} exceed 2^24: float32 would not be exact"
             )
-        # single-site flips: rows with an odd number of occurrences of site i, padded to 4 sites
-        # with the constant spin +1 at index n, and their energy weights
-        per_site: list[list[tuple[np.ndarray, float]]] = [[] for _ in range(n)]
-        for k, rows in self._rows.items():
-            w = self._mult[k] @ self._coef  # (R_k,) energy weight of each unique row
-            for row, wr in zip(rows, w, strict=True):
-                if wr == 0.0:
-                    continue
-                sites, occ = np.unique(row, return_counts=True)
-                padded = np.concatenate([row, np.full(4 - k, n, dtype=np.int64)])
-                for i in sites[occ % 2 == 1]:
-                    per_site[i].append((padded, wr))
-        m = max(1, max(len(p) for p in per_site))
-        flip_rows = np.full((n, m, 4), n, dtype=np.int64)
-        flip_w = np.zeros((n, m), dtype=np.float64)
-        for i, p in enumerate(per_site):
-            if p:
-                flip_rows[i, : len(p)] = np.stack([row for row, _ in p])
-                flip_w[i, : len(p)] = [wr for _, wr in p]
-        self._flip_rows, self._flip_w = flip_rows, flip_w
+        self._on_device: dict = {}
 
+    # ------------------------------------------------------------------ construction
     def _tables(self, device: torch.device) -> dict:
         key = str(device)
         if key not in self._on_device:
-            t = {
-                "coef": torch.from_numpy(self._coef).to(device),
-                "rows": {k: torch.from_numpy(r).to(device) for k, r in self._rows.items()},
+            t = {  # torch.tensor copies (the numpy tables are shared and read-only)
+                "coef": torch.tensor(self._coef, device=device),
+                "rows": {k: torch.tensor(r, device=device) for k, r in self._rows.items()},
                 "mult_t": {
-                    k: torch.from_numpy(m.T.copy()).to(device, self.dtype)
+                    k: torch.tensor(m.T, dtype=self.dtype, device=device)
                     for k, m in self._mult.items()
                 },
-                "flip_rows": torch.from_numpy(self._flip_rows).to(device),
-                "flip_w": torch.from_numpy(self._flip_w).to(device),
+                "flip_rows": torch.tensor(self._flip_rows, device=device),
+                "flip_w": torch.tensor(self._flip_w, device=device),
             }
             self._on_device[key] = t
         return self._on_device[key]

@@ -1,0 +1,202 @@
+"""Sampling: exact normalisation, sample/log_prob agreement, chi-square, in-painting, symmetrised."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from lattherm.lattices import Lattice
+from lattherm.models import _REGISTRY, MODEL_NAMES, build_model
+from lattherm.reference.exact import enumerate_states
+from lattherm.sampling import log_prob, random_orders, sample
+from lattherm.systems import IsingSystem
+
+BOX = ((1.0, 4.0), (-1.0, 1.0))
+#: tiny configs of every architecture (fast on 2 CPU cores)
+TINY = {
+    "fo-arm-mlp": {"channels": 3, "n_hidden": 1, "cond_width": 8, "n_freq": 2},
+    "ao-arm-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
+    "mam-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
+    "mam-transformer": {"dim": 16, "n_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "rope_k": 1, "n_freq": 2},
+}
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def tiny(name: str, lattice: Lattice, seed: int = 0, scale: float = 1.0):
+    """A tiny model with random weights; ``scale`` sharpens its conditionals (output layer)."""
+    torch.manual_seed(seed)
+    cls, cfg_cls = _REGISTRY[name]
+    model = cls(lattice=lattice, n_states=2, cond_box=BOX, config=cfg_cls(**TINY[name]))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    return model.requires_grad_(False)
+
+
+def all_states(n: int) -> torch.Tensor:
+    return torch.cat(list(enumerate_states(n))).long()
+
+
+@pytest.mark.parametrize(
+    "shape, order", [((3, 3), "permutation"), ((2, 2, 2), "fixed")], ids=["3x3-random-order", "2x2x2-fixed-order"]
+)
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_path_probabilities_are_normalised(name, shape, order, gen):
+    """Σ_x exp(log q(x | order)) = 1 over all 2^N states, for random weights and (T, field)."""
+    lattice = Lattice(shape=shape)
+    N = lattice.n_sites
+    model = tiny(name, lattice, scale=1.5)
+    if order == "permutation":  # one fixed random order (FO-ARMs: their own order)
+        order = model.order if model.fixed_order else torch.randperm(N, generator=gen)
+    cond = torch.tensor([1.0 + 3.0 * torch.rand(1, generator=gen).item(), 2 * torch.rand(1, generator=gen).item() - 1])
+    lp = log_prob(model, all_states(N), cond, order, steps_per_pass=3)
+    assert lp.dtype == torch.float64
+    assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_sample_log_q_equals_log_prob_along_the_same_order(name, gen):
+    model = tiny(name, Lattice(shape=(3, 3)))
+    conds = torch.tensor([[1.5, 0.0], [2.3, 0.4], [3.5, -0.7]])
+    order = "fixed" if model.fixed_order else "random"
+    x, log_q, used = sample(model, conds, 8, order=order, generator=gen, return_order=True)
+    assert x.shape == (24, 9) and x.dtype == torch.long and log_q.shape == (24,)
+    assert set(x.unique().tolist()) <= {0, 1}
+    c = conds.repeat_interleave(8, dim=0)
+    torch.testing.assert_close(log_prob(model, x, c, used), log_q, rtol=0, atol=1e-10)
+    if not model.fixed_order:
+        assert len({tuple(o) for o in used.tolist()}) > 1  # a fresh order per sample
+        torch.testing.assert_close(log_prob(model, x, c, used, steps_per_pass=4), log_q, rtol=0, atol=1e-10)
+        # batch_size only splits the work: still exact
+        x2, lq2, o2 = sample(model, conds, 8, generator=gen, batch_size=5, return_order=True)
+        torch.testing.assert_close(log_prob(model, x2, c, o2), lq2, rtol=0, atol=1e-10)
+
+
+def test_sampling_is_reproducible():
+    model = tiny("mam-transformer", Lattice(shape=(3, 3)))
+    draws = [sample(model, [2.0, 0.1], 16, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
+    assert torch.equal(draws[0][0], draws[1][0]) and torch.equal(draws[0][1], draws[1][1])
+    assert not torch.equal(draws[0][0], draws[2][0])
+
+
+def test_order_checks(gen):
+    lattice = Lattice(shape=(2, 2))
+    made = tiny("fo-arm-mlp", lattice)
+    with pytest.raises(ValueError, match="fixed-order"):
+        sample(made, [2.0, 0.0], 4, order="random", generator=gen)
+    with pytest.raises(ValueError, match="fixed-order"):
+        sample(made, [2.0, 0.0], 4, order=torch.tensor([1, 0, 2, 3]), generator=gen)
+    ao = tiny("ao-arm-mlp", lattice)
+    with pytest.raises(ValueError, match="permutation"):
+        sample(ao, [2.0, 0.0], 4, order=torch.tensor([0, 0, 2, 3]), generator=gen)
+    with pytest.raises(ValueError, match="T > 0"):
+        sample(ao, [-1.0, 0.0], 4, generator=gen)
+
+
+def _chi2_pvalue(x: torch.Tensor, probs: np.ndarray) -> float:
+    N = x.shape[1]
+    idx = (x * (1 << torch.arange(N))).sum(1).numpy()  # enumerate_states index
+    counts = np.bincount(idx, minlength=1 << N)
+    expected = probs * len(idx)
+    rare = expected < 5  # pool cells with few expected counts into one
+    if rare.any():
+        counts = np.append(counts[~rare], counts[rare].sum())
+        expected = np.append(expected[~rare], expected[rare].sum())
+    assert np.count_nonzero(~rare) >= 8, "too few populated cells for a meaningful test"
+    return float(stats.chisquare(counts, expected).pvalue)
+
+
+@pytest.mark.parametrize("name", ["fo-arm-mlp", "ao-arm-mlp"])
+def test_fixed_order_histogram_matches_reported_probabilities(name):
+    """Chi-square of 2x2 histograms against exp(log_prob) of all 16 states; Fisher over 3 seeds."""
+    model = tiny(name, Lattice(shape=(2, 2)), seed=3)
+    cond = torch.tensor([2.0, 0.3])
+    probs = log_prob(model, all_states(4), cond, "fixed").exp().numpy()
+    pvals = []
+    for seed in (11, 12, 13):
+        x, log_q = sample(model, cond, 2500, order="fixed", generator=torch.Generator().manual_seed(seed))
+        idx = (x * (1 << torch.arange(4))).sum(1)
+        np.testing.assert_allclose(log_q.exp().numpy(), probs[idx.numpy()], rtol=1e-10)
+        pvals.append(_chi2_pvalue(x, probs))
+    assert stats.combine_pvalues(pvals, method="fisher").pvalue > 1e-3
+
+
+def test_random_order_histogram_matches_order_average():
+    """Random orders: the histogram is the average over all 24 orders of q(x | order)."""
+    model = tiny("ao-arm-mlp", Lattice(shape=(2, 2)), seed=4, scale=1.5)
+    cond = torch.tensor([1.7, -0.2])
+    X = all_states(4)
+    probs = np.mean([log_prob(model, X, cond, torch.tensor(p)).exp().numpy() for p in itertools.permutations(range(4))], 0)
+    assert abs(probs.sum() - 1) < 1e-12
+    pvals = [
+        _chi2_pvalue(sample(model, cond, 2500, generator=torch.Generator().manual_seed(s))[0], probs)
+        for s in (21, 22, 23)
+    ]
+    assert stats.combine_pvalues(pvals, method="fisher").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_inpainting_keeps_known_sites_and_normalises_over_the_rest(name, gen):
+    lattice = Lattice(shape=(3, 3))
+    model = tiny(name, lattice, scale=1.5)
+    known = torch.tensor([1, 0, 0, 1, 0, 1, 0, 0, 1], dtype=torch.bool)
+    values = torch.tensor([1, 0, 0, 0, 0, 1, 0, 0, 1])
+    cond = torch.tensor([2.5, 0.2])
+    order = "fixed" if model.fixed_order else torch.randperm(9, generator=gen)
+    # all completions of the 5 unknown sites
+    rest = all_states(5)
+    X = values.repeat(len(rest), 1)
+    X[:, ~known] = rest
+    lp = log_prob(model, X, cond, order, known_mask=known)
+    assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
+    x, log_q, used = sample(
+        model, cond, 20, order=order, generator=gen, known_mask=known, known_values=values, return_order=True
+    )
+    assert torch.equal(x[:, known], values[known].expand(20, -1))
+    torch.testing.assert_close(log_prob(model, x, cond, used, known_mask=known), log_q, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_symmetrised_distribution_is_normalised_and_sampled_exactly(name, gen):
+    model = tiny(name, Lattice(shape=(2, 3)), scale=1.5)
+    cond = torch.tensor([1.8, 0.4])
+    order = "fixed" if model.fixed_order else torch.randperm(6, generator=gen)
+    X = all_states(6)
+    lp = log_prob(model, X, cond, order, symmetrised=True)
+    assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
+    # invariant under flip + field reversal
+    torch.testing.assert_close(log_prob(model, 1 - X, -cond * torch.tensor([-1.0, 1.0]), order, symmetrised=True), lp)
+    x, log_q, used = sample(model, cond, 32, order=order, generator=gen, symmetrised=True, return_order=True)
+    torch.testing.assert_close(log_prob(model, x, cond, used, symmetrised=True), log_q, rtol=0, atol=1e-10)
+    if not model.fixed_order:  # per-sample random orders too
+        x, log_q, used = sample(model, cond, 32, generator=gen, symmetrised=True, return_order=True)
+        torch.testing.assert_close(log_prob(model, x, cond, used, symmetrised=True), log_q, rtol=0, atol=1e-10)
+
+
+def test_symmetrised_sampling_covers_both_sectors():
+    """At a strong field the plain sampler is one-sided; the symmetrised one has both signs."""
+    model = tiny("ao-arm-mlp", Lattice(shape=(3, 3)), seed=5)
+    with torch.no_grad():  # bias every conditional towards x = 1 at h > 0
+        model.head.bias.view(9, 2)[:, 1] += 4.0
+    x, _ = sample(model, [2.0, 0.8], 200, generator=torch.Generator().manual_seed(0), symmetrised=True)
+    m = (2 * x - 1).sum(1).double()
+    frac_up = (m > 0).double().mean().item()
+    assert 0.35 < frac_up < 0.65
+
+
+def test_random_orders_are_permutations(gen):
+    o = random_orders(50, 7, generator=gen)
+    assert torch.equal(o.sort(1).values, torch.arange(7).expand(50, 7))
+    assert math.isclose(o[:, 0].double().mean().item(), 3.0, abs_tol=1.0)

@@ -32,6 +32,11 @@ wildcard_constraints:
 include: "workflow/rules/references.smk"
 
 
+# Target rules only collect files: they run on the submitting host, not as cluster jobs.
+localrules:
+    all_references,
+
+
 rule all_references:
     """Every reference table of the configured systems and sizes."""
     default_target: True

@@ -32,6 +32,13 @@ def test_default_config_is_valid(default_config, schema):
     np.testing.assert_array_equal(h, [-1.0, -0.5, 0.0, 0.5, 1.0])
 
 
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name, schema):
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    jsonschema.validate(cfg, schema)
+    check_config(cfg)
+
+
 def _walk(schema, path=""):
     yield path, schema
     for k, sub in schema.get("properties", {}).items():

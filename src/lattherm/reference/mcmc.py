@@ -17,6 +17,13 @@ Two updates, chosen by ``update=`` in :func:`run_metropolis`:
     xoroshiro128+ draws, one stream per chain seeded from ``(seed, condition, chain)``. States
     are ``uint8``, updated in place. Bit-reproducible for a seed, independent of the number
     of numba threads, and a chain's trajectory does not depend on how many chains run.
+    Ties: with a fixed visiting order and ``p = 1`` at ``ΔE_red = 0``, Metropolis is not
+    ergodic. At ``h = 0`` on an even torus the period-2 stripe states (every site has as many
+    up as down neighbours) flip colour by colour deterministically into each other forever:
+    a closed set (on 2x2 it holds a third of the chains). The checkerboard update therefore
+    accepts exact ties with probability 1/2, which keeps detailed balance (both directions
+    1/2) and leaves every deterministic move strictly energy-lowering, so no deterministic
+    cycle remains. All other moves use the Metropolis probability.
 ``"auto"`` picks ``"checkerboard"`` for :class:`IsingSystem`, ``"random-site"`` otherwise.
 
 Samples are taken after ``burn_in_sweeps`` and then every ``thin_sweeps`` sweeps (the paper
@@ -203,7 +210,8 @@ def ising_thresholds(T: np.ndarray, field: np.ndarray, J: float, k_B: float = 1.
     Entry ``5·x_i + n_up`` is ``min(floor(p · 2^64), 2^64 − 1)`` with the Metropolis
     probability ``p = min(1, exp(−β(2 J s_i n + 2 h s_i)))`` of flipping site i with state
     ``x_i`` (spin ``s_i = 2 x_i − 1``) and ``n_up`` of 4 neighbours up (``n = 2 n_up − 4``).
-    A flip is accepted iff a uniform 64-bit draw is below the threshold.
+    A flip is accepted iff a uniform 64-bit draw is below the threshold. Exact ties
+    (``ΔE_red = 0``) get ``p = 1/2`` instead of 1 (see the module docstring).
     """
     T = np.atleast_1d(np.asarray(T, dtype=np.float64))
     h = np.atleast_1d(np.asarray(field, dtype=np.float64))
@@ -213,6 +221,7 @@ def ising_thresholds(T: np.ndarray, field: np.ndarray, J: float, k_B: float = 1.
     beta = 1.0 / (k_B * T[:, None])
     log_p = -beta * (2.0 * J * s * n + 2.0 * h[:, None] * s)  # −β(ΔE_int − h ΔΣs), ΔΣs = −2 s_i
     p = np.exp(np.minimum(log_p, 0.0))
+    p[log_p == 0.0] = 0.5  # ties: see the module docstring (the period-2 stripe trap)
     top = 2**64 - 1
     return np.array([[min(int(math.ldexp(float(q), 64)), top) for q in row] for row in p], dtype=np.uint64)
 

@@ -24,7 +24,14 @@ TINY = {
     "fo-arm-mlp": {"channels": 3, "n_hidden": 1, "cond_width": 8, "n_freq": 2},
     "ao-arm-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
     "mam-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
-    "mam-transformer": {"dim": 16, "n_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "rope_k": 1, "n_freq": 2},
+    "mam-transformer": {
+        "dim": 16,
+        "n_blocks": 2,
+        "n_heads": 2,
+        "mlp_ratio": 2,
+        "rope_k": 1,
+        "n_freq": 2,
+    },
 }
 
 
@@ -57,7 +64,12 @@ def test_registry_names_and_configs():
     with pytest.raises(TypeError, match="takes a MADEConfig"):
         model_config_from_dict("fo-arm-mlp", TransformerConfig())
     with pytest.raises(ValueError, match="cond_box"):
-        build_model("ao-arm-mlp", system=IsingSystem(L=3), cond_box=((0.0, 1.0), (0.0, 0.0)), config=TINY["ao-arm-mlp"])
+        build_model(
+            "ao-arm-mlp",
+            system=IsingSystem(L=3),
+            cond_box=((0.0, 1.0), (0.0, 0.0)),
+            config=TINY["ao-arm-mlp"],
+        )
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -85,14 +97,25 @@ def test_invisible_sites_do_not_matter(name, gen):
     c = random_cond(B, gen)
     x2 = torch.where(vis, x, torch.randint(0, 2, (B, N), generator=gen))
     assert (x2 != x).any()
-    torch.testing.assert_close(model.conditional_logits(x2, vis, c), model.conditional_logits(x, vis, c), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        model.conditional_logits(x2, vis, c),
+        model.conditional_logits(x, vis, c),
+        rtol=0,
+        atol=1e-12,
+    )
     # ... while the visible sites and the condition do matter
     x3 = torch.where(vis, 1 - x, x)
-    assert not torch.allclose(model.conditional_logits(x3, vis, c), model.conditional_logits(x, vis, c))
+    assert not torch.allclose(
+        model.conditional_logits(x3, vis, c), model.conditional_logits(x, vis, c)
+    )
     c2 = c + torch.tensor([0.5, 0.3])
-    assert not torch.allclose(model.conditional_logits(x, vis, c2), model.conditional_logits(x, vis, c))
+    assert not torch.allclose(
+        model.conditional_logits(x, vis, c2), model.conditional_logits(x, vis, c)
+    )
     if model.has_marginal:
-        torch.testing.assert_close(model.log_marginal(x2, vis, c), model.log_marginal(x, vis, c), rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            model.log_marginal(x2, vis, c), model.log_marginal(x, vis, c), rtol=0, atol=1e-12
+        )
         logits, lm = model.heads(x, vis, c)
         assert logits.shape == (B, N, 2) and lm.shape == (B,)
     else:
@@ -111,7 +134,9 @@ def test_made_is_autoregressive_in_raster_order(gen):
     for j in range(N):
         x2 = x.clone()
         x2[:, j:] = torch.randint(0, 2, (B, N - j), generator=gen)
-        torch.testing.assert_close(model.conditional_logits(x2, ones, c)[:, : j + 1], base[:, : j + 1], rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            model.conditional_logits(x2, ones, c)[:, : j + 1], base[:, : j + 1], rtol=0, atol=1e-12
+        )
     # the first site's conditional depends on the condition
     c2 = c.clone()
     c2[:, 1] = -c2[:, 1]
@@ -126,7 +151,12 @@ def test_3d_box(name, gen):
 
     cls, cfg_cls = _REGISTRY[name]
     torch.manual_seed(0)
-    model = cls(lattice=lattice, n_states=2, cond_box=((300.0, 1500.0), (-0.2, 0.2)), config=cfg_cls(**TINY[name]))
+    model = cls(
+        lattice=lattice,
+        n_states=2,
+        cond_box=((300.0, 1500.0), (-0.2, 0.2)),
+        config=cfg_cls(**TINY[name]),
+    )
     x = torch.randint(0, 2, (5, 12), generator=gen)
     vis = torch.rand(5, 12, generator=gen) < 0.5
     c = torch.tensor([[600.0, 0.05]]).expand(5, 2)
@@ -165,5 +195,8 @@ def test_transformer_periodic_rope_translation_equivariance(shape, gen):
 def test_transformer_rejects_too_many_rope_dims():
     with pytest.raises(ValueError, match="periodic RoPE needs"):
         MAMTransformer(
-            lattice=Lattice(shape=(8, 8)), n_states=2, cond_box=BOX, config=TransformerConfig(dim=16, n_heads=2, rope_k=4)
+            lattice=Lattice(shape=(8, 8)),
+            n_states=2,
+            cond_box=BOX,
+            config=TransformerConfig(dim=16, n_heads=2, rope_k=4),
         )

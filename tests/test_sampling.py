@@ -1,4 +1,4 @@
-"""Sampling: exact normalisation, sample/log_prob agreement, chi-square, in-painting, symmetrised."""
+"""Sampling: normalisation, sample/log_prob agreement, chi-square, in-painting, symmetrised."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import torch
 from scipy import stats
 
 from lattherm.lattices import Lattice
-from lattherm.models import _REGISTRY, MODEL_NAMES, build_model
+from lattherm.models import _REGISTRY, MODEL_NAMES
 from lattherm.reference.exact import enumerate_states
 from lattherm.sampling import log_prob, random_orders, sample
-from lattherm.systems import IsingSystem
 
 BOX = ((1.0, 4.0), (-1.0, 1.0))
 #: tiny configs of every architecture (fast on 2 CPU cores)
@@ -22,7 +21,14 @@ TINY = {
     "fo-arm-mlp": {"channels": 3, "n_hidden": 1, "cond_width": 8, "n_freq": 2},
     "ao-arm-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
     "mam-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
-    "mam-transformer": {"dim": 16, "n_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "rope_k": 1, "n_freq": 2},
+    "mam-transformer": {
+        "dim": 16,
+        "n_blocks": 2,
+        "n_heads": 2,
+        "mlp_ratio": 2,
+        "rope_k": 1,
+        "n_freq": 2,
+    },
 }
 
 
@@ -50,7 +56,9 @@ def all_states(n: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "shape, order", [((3, 3), "permutation"), ((2, 2, 2), "fixed")], ids=["3x3-random-order", "2x2x2-fixed-order"]
+    "shape, order",
+    [((3, 3), "permutation"), ((2, 2, 2), "fixed")],
+    ids=["3x3-random-order", "2x2x2-fixed-order"],
 )
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_path_probabilities_are_normalised(name, shape, order, gen):
@@ -60,7 +68,12 @@ def test_path_probabilities_are_normalised(name, shape, order, gen):
     model = tiny(name, lattice, scale=1.5)
     if order == "permutation":  # one fixed random order (FO-ARMs: their own order)
         order = model.order if model.fixed_order else torch.randperm(N, generator=gen)
-    cond = torch.tensor([1.0 + 3.0 * torch.rand(1, generator=gen).item(), 2 * torch.rand(1, generator=gen).item() - 1])
+    cond = torch.tensor(
+        [
+            1.0 + 3.0 * torch.rand(1, generator=gen).item(),
+            2 * torch.rand(1, generator=gen).item() - 1,
+        ]
+    )
     lp = log_prob(model, all_states(N), cond, order, steps_per_pass=3)
     assert lp.dtype == torch.float64
     assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
@@ -78,7 +91,9 @@ def test_sample_log_q_equals_log_prob_along_the_same_order(name, gen):
     torch.testing.assert_close(log_prob(model, x, c, used), log_q, rtol=0, atol=1e-10)
     if not model.fixed_order:
         assert len({tuple(o) for o in used.tolist()}) > 1  # a fresh order per sample
-        torch.testing.assert_close(log_prob(model, x, c, used, steps_per_pass=4), log_q, rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            log_prob(model, x, c, used, steps_per_pass=4), log_q, rtol=0, atol=1e-10
+        )
         # batch_size only splits the work: still exact
         x2, lq2, o2 = sample(model, conds, 8, generator=gen, batch_size=5, return_order=True)
         torch.testing.assert_close(log_prob(model, x2, c, o2), lq2, rtol=0, atol=1e-10)
@@ -86,7 +101,9 @@ def test_sample_log_q_equals_log_prob_along_the_same_order(name, gen):
 
 def test_sampling_is_reproducible():
     model = tiny("mam-transformer", Lattice(shape=(3, 3)))
-    draws = [sample(model, [2.0, 0.1], 16, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
+    draws = [
+        sample(model, [2.0, 0.1], 16, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)
+    ]
     assert torch.equal(draws[0][0], draws[1][0]) and torch.equal(draws[0][1], draws[1][1])
     assert not torch.equal(draws[0][0], draws[2][0])
 
@@ -126,7 +143,9 @@ def test_fixed_order_histogram_matches_reported_probabilities(name):
     probs = log_prob(model, all_states(4), cond, "fixed").exp().numpy()
     pvals = []
     for seed in (11, 12, 13):
-        x, log_q = sample(model, cond, 2500, order="fixed", generator=torch.Generator().manual_seed(seed))
+        x, log_q = sample(
+            model, cond, 2500, order="fixed", generator=torch.Generator().manual_seed(seed)
+        )
         idx = (x * (1 << torch.arange(4))).sum(1)
         np.testing.assert_allclose(log_q.exp().numpy(), probs[idx.numpy()], rtol=1e-10)
         pvals.append(_chi2_pvalue(x, probs))
@@ -138,10 +157,18 @@ def test_random_order_histogram_matches_order_average():
     model = tiny("ao-arm-mlp", Lattice(shape=(2, 2)), seed=4, scale=1.5)
     cond = torch.tensor([1.7, -0.2])
     X = all_states(4)
-    probs = np.mean([log_prob(model, X, cond, torch.tensor(p)).exp().numpy() for p in itertools.permutations(range(4))], 0)
+    probs = np.mean(
+        [
+            log_prob(model, X, cond, torch.tensor(p)).exp().numpy()
+            for p in itertools.permutations(range(4))
+        ],
+        0,
+    )
     assert abs(probs.sum() - 1) < 1e-12
     pvals = [
-        _chi2_pvalue(sample(model, cond, 2500, generator=torch.Generator().manual_seed(s))[0], probs)
+        _chi2_pvalue(
+            sample(model, cond, 2500, generator=torch.Generator().manual_seed(s))[0], probs
+        )
         for s in (21, 22, 23)
     ]
     assert stats.combine_pvalues(pvals, method="fisher").pvalue > 1e-3
@@ -162,10 +189,19 @@ def test_inpainting_keeps_known_sites_and_normalises_over_the_rest(name, gen):
     lp = log_prob(model, X, cond, order, known_mask=known)
     assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
     x, log_q, used = sample(
-        model, cond, 20, order=order, generator=gen, known_mask=known, known_values=values, return_order=True
+        model,
+        cond,
+        20,
+        order=order,
+        generator=gen,
+        known_mask=known,
+        known_values=values,
+        return_order=True,
     )
     assert torch.equal(x[:, known], values[known].expand(20, -1))
-    torch.testing.assert_close(log_prob(model, x, cond, used, known_mask=known), log_q, rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        log_prob(model, x, cond, used, known_mask=known), log_q, rtol=0, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -177,12 +213,20 @@ def test_symmetrised_distribution_is_normalised_and_sampled_exactly(name, gen):
     lp = log_prob(model, X, cond, order, symmetrised=True)
     assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
     # invariant under flip + field reversal
-    torch.testing.assert_close(log_prob(model, 1 - X, -cond * torch.tensor([-1.0, 1.0]), order, symmetrised=True), lp)
-    x, log_q, used = sample(model, cond, 32, order=order, generator=gen, symmetrised=True, return_order=True)
-    torch.testing.assert_close(log_prob(model, x, cond, used, symmetrised=True), log_q, rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        log_prob(model, 1 - X, -cond * torch.tensor([-1.0, 1.0]), order, symmetrised=True), lp
+    )
+    x, log_q, used = sample(
+        model, cond, 32, order=order, generator=gen, symmetrised=True, return_order=True
+    )
+    torch.testing.assert_close(
+        log_prob(model, x, cond, used, symmetrised=True), log_q, rtol=0, atol=1e-10
+    )
     if not model.fixed_order:  # per-sample random orders too
         x, log_q, used = sample(model, cond, 32, generator=gen, symmetrised=True, return_order=True)
-        torch.testing.assert_close(log_prob(model, x, cond, used, symmetrised=True), log_q, rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            log_prob(model, x, cond, used, symmetrised=True), log_q, rtol=0, atol=1e-10
+        )
 
 
 def test_symmetrised_sampling_covers_both_sectors():
@@ -190,7 +234,9 @@ def test_symmetrised_sampling_covers_both_sectors():
     model = tiny("ao-arm-mlp", Lattice(shape=(3, 3)), seed=5)
     with torch.no_grad():  # bias every conditional towards x = 1 at h > 0
         model.head.bias.view(9, 2)[:, 1] += 4.0
-    x, _ = sample(model, [2.0, 0.8], 200, generator=torch.Generator().manual_seed(0), symmetrised=True)
+    x, _ = sample(
+        model, [2.0, 0.8], 200, generator=torch.Generator().manual_seed(0), symmetrised=True
+    )
     m = (2 * x - 1).sum(1).double()
     frac_up = (m > 0).double().mean().item()
     assert 0.35 < frac_up < 0.65

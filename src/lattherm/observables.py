@@ -58,7 +58,10 @@ def log_weights(log_q, reduced_energy) -> np.ndarray:
     """``log w = −β(E_int − field Σs) − log q`` (float64, one per sample)."""
     log_q, red = _np(log_q), _np(reduced_energy)
     if log_q.shape != red.shape or log_q.ndim != 1:
-        raise ValueError(f"log_q and reduced_energy must be 1-D of equal length, got {log_q.shape} and {red.shape}")
+        raise ValueError(
+            f"log_q and reduced_energy must be 1-D of equal length, "
+            f"got {log_q.shape} and {red.shape}"
+        )
     if not np.all(np.isfinite(log_q)):
         raise ValueError("log_q must be finite (a sample with q = 0 cannot have been drawn)")
     return -red - log_q
@@ -75,7 +78,9 @@ def f_var(log_w, T: float, n_sites: int, k_B: float = 1.0) -> float:
     return float(-k_B * T * np.mean(_np(log_w)) / n_sites)
 
 
-def f_nis(log_w, T: float, n_sites: int, k_B: float = 1.0, *, n_boot: int = 0, seed: int = 0) -> tuple[float, float]:
+def f_nis(
+    log_w, T: float, n_sites: int, k_B: float = 1.0, *, n_boot: int = 0, seed: int = 0
+) -> tuple[float, float]:
     """``(f_NIS, bootstrap error)`` per site; the error is NaN for ``n_boot = 0``."""
     log_w = _np(log_w)
     f = float(-k_B * T * log_Z_nis(log_w) / n_sites)
@@ -97,18 +102,26 @@ def normalised_weights(log_w) -> np.ndarray:
     return np.exp(log_w - _lse(log_w))
 
 
-def reweighted(log_w, energy, spin_sum, T: float, n_sites: int, k_B: float = 1.0) -> dict[str, float]:
+def reweighted(
+    log_w, energy, spin_sum, T: float, n_sites: int, k_B: float = 1.0
+) -> dict[str, float]:
     """Reweighted ``u, c, m`` per site (``c`` of ``E_int`` alone, units of k_B)."""
     w = normalised_weights(log_w)
     E, M = _np(energy), _np(spin_sum)
     mean_E = np.sum(w * E)
     var_E = np.sum(w * (E - mean_E) ** 2)
     beta = 1.0 / (k_B * T)
-    return {"u": float(mean_E / n_sites), "c": float(beta**2 * var_E / n_sites), "m": float(np.sum(w * M) / n_sites)}
+    return {
+        "u": float(mean_E / n_sites),
+        "c": float(beta**2 * var_E / n_sites),
+        "m": float(np.sum(w * M) / n_sites),
+    }
 
 
-def _bootstrap(log_w: np.ndarray, E: np.ndarray | None, M: np.ndarray | None, n_boot: int, seed: int) -> dict:
-    """Per replicate: ``log_Z`` (NIS) and, with ``E``/``M``, weighted ``<E>``, ``Var E``, ``<M>``."""
+def _bootstrap(
+    log_w: np.ndarray, E: np.ndarray | None, M: np.ndarray | None, n_boot: int, seed: int
+) -> dict:
+    """Replicates: NIS ``log_Z`` and, given ``E``, ``M``: weighted ``<E>``, ``Var E``, ``<M>``."""
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 2:
         raise ValueError(f"n_boot must be 0 (no errors) or an integer >= 2, got {n_boot!r}")
     rng = np.random.default_rng(seed)
@@ -130,7 +143,9 @@ def _bootstrap(log_w: np.ndarray, E: np.ndarray | None, M: np.ndarray | None, n_
     return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
-def estimate_thermo(system, x, log_q, T: float, field: float, *, n_boot: int = 200, seed: int = 0) -> dict[str, float]:
+def estimate_thermo(
+    system, x, log_q, T: float, field: float, *, n_boot: int = 200, seed: int = 0
+) -> dict[str, float]:
     """All estimators at one condition from samples ``x`` (B, N) and their ``log_q`` (B,).
 
     Returns ``n_samples, f_var, f_nis, f_nis_err, ness, u, u_err, c, c_err, m, m_err`` (and
@@ -149,7 +164,11 @@ def estimate_thermo(system, x, log_q, T: float, field: float, *, n_boot: int = 2
         red = _np(reduced_energy(system, x, T, field))
     log_w = log_weights(log_q, red)
     beta = 1.0 / (k_B * T)
-    res = {"n_samples": int(len(log_w)), "f_var": f_var(log_w, T, N, k_B), "f_nis": f_nis(log_w, T, N, k_B)[0]}
+    res = {
+        "n_samples": int(len(log_w)),
+        "f_var": f_var(log_w, T, N, k_B),
+        "f_nis": f_nis(log_w, T, N, k_B)[0],
+    }
     res["ness"] = ness(log_w)
     res.update(reweighted(log_w, E, M, T, N, k_B))
     if n_boot == 0:
@@ -169,7 +188,9 @@ def estimate_thermo(system, x, log_q, T: float, field: float, *, n_boot: int = 2
     return res
 
 
-def estimate_by_condition(system, x, log_q, cond, *, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+def estimate_by_condition(
+    system, x, log_q, cond, *, n_boot: int = 200, seed: int = 0
+) -> pd.DataFrame:
     """:func:`estimate_thermo` for every distinct ``(T, field)`` row of ``cond`` (B, 2).
 
     Returns a table with ``system, size, T, field`` and the estimator columns, sorted by T, field.
@@ -179,12 +200,17 @@ def estimate_by_condition(system, x, log_q, cond, *, n_boot: int = 200, seed: in
     log_q = _np(log_q)
     if cond.ndim != 2 or cond.shape != (x.shape[0], 2) or log_q.shape != (x.shape[0],):
         raise ValueError(
-            f"need cond (B, 2), x (B, N), log_q (B,) with one B; got {cond.shape}, {tuple(x.shape)}, {log_q.shape}"
+            f"need cond (B, 2), x (B, N), log_q (B,) with one B; "
+            f"got {cond.shape}, {tuple(x.shape)}, {log_q.shape}"
         )
     uniq, inv = np.unique(cond, axis=0, return_inverse=True)
     rows = []
     for k, (T, h) in enumerate(uniq):
         sel = np.flatnonzero(inv.ravel() == k)
-        est = estimate_thermo(system, x[torch.from_numpy(sel)], log_q[sel], T, h, n_boot=n_boot, seed=seed)
-        rows.append({"system": system.name, "size": system.size, "T": float(T), "field": float(h), **est})
+        est = estimate_thermo(
+            system, x[torch.from_numpy(sel)], log_q[sel], T, h, n_boot=n_boot, seed=seed
+        )
+        rows.append(
+            {"system": system.name, "size": system.size, "T": float(T), "field": float(h), **est}
+        )
     return pd.DataFrame(rows)

@@ -42,7 +42,9 @@ def _device(model: Model) -> torch.device:
     return torch.device("cpu")
 
 
-def random_orders(n: int, n_sites: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
+def random_orders(
+    n: int, n_sites: int, *, generator: torch.Generator | None = None, device=None
+) -> Tensor:
     """``(n, N)`` independent uniform random permutations of the sites."""
     return torch.rand(n, n_sites, generator=generator, device=device).argsort(dim=1)
 
@@ -54,7 +56,9 @@ def expand_conditions(cond, n: int | None = None, *, device=None) -> Tensor:
     if cond.ndim == 1:
         cond = cond[None]
     if cond.ndim != 2 or cond.shape[1] != 2:
-        raise ValueError(f"cond must be (2,) or (B, 2) of (T, field), got shape {tuple(cond.shape)}")
+        raise ValueError(
+            f"cond must be (2,) or (B, 2) of (T, field), got shape {tuple(cond.shape)}"
+        )
     if n is not None:
         if isinstance(n, bool) or int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -72,9 +76,13 @@ def _resolve_order(model: Model, order, B: int, generator, device) -> Tensor:
             return base.to(device).expand(B, N)
         if order == "random":
             if model.fixed_order:
-                raise ValueError(f"{model.name} is a fixed-order model: use order='fixed', not 'random'")
+                raise ValueError(
+                    f"{model.name} is a fixed-order model: use order='fixed', not 'random'"
+                )
             return random_orders(B, N, generator=generator, device=device)
-        raise ValueError(f"order must be 'fixed', 'random' or a LongTensor of permutations, got {order!r}")
+        raise ValueError(
+            f"order must be 'fixed', 'random' or a LongTensor of permutations, got {order!r}"
+        )
     order = torch.as_tensor(order, device=device)
     if order.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"an explicit order must be an integer tensor, got {order.dtype}")
@@ -85,7 +93,9 @@ def _resolve_order(model: Model, order, B: int, generator, device) -> Tensor:
     if not torch.equal(order.sort(dim=1).values, torch.arange(N, device=device).expand(B, N)):
         raise ValueError("every row of order must be a permutation of the sites 0..N-1")
     if model.fixed_order and not torch.equal(order, model.order.to(device).expand(B, N)):
-        raise ValueError(f"{model.name} is a fixed-order model: it only generates along its own order")
+        raise ValueError(
+            f"{model.name} is a fixed-order model: it only generates along its own order"
+        )
     return order
 
 
@@ -127,7 +137,9 @@ def _check_states(model: Model, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _ancestral(model: Model, cond: Tensor, order: Tensor, known: Tensor, values: Tensor, generator) -> tuple[Tensor, Tensor]:
+def _ancestral(
+    model: Model, cond: Tensor, order: Tensor, known: Tensor, values: Tensor, generator
+) -> tuple[Tensor, Tensor]:
     B, N = order.shape
     order, n_unknown = _unknown_first(order, known)
     x, visible = values.clone(), known.clone()  # (B, N)
@@ -137,8 +149,14 @@ def _ancestral(model: Model, cond: Tensor, order: Tensor, known: Tensor, values:
         site = order[rows, t]  # (b,)
         logits = model.conditional_logits(x[rows], visible[rows], cond[rows])  # (b, N, q)
         logp = F.log_softmax(logits[torch.arange(len(rows)), site].double(), dim=-1)  # (b, q)
-        gumbel = -torch.log(-torch.log(torch.rand(logp.shape, generator=generator, dtype=torch.float64, device=x.device)))
-        a = (logp + gumbel).argmax(dim=-1)  # (b,) Gumbel-max: exact draw, never a zero-probability state
+        gumbel = -torch.log(
+            -torch.log(
+                torch.rand(logp.shape, generator=generator, dtype=torch.float64, device=x.device)
+            )
+        )
+        a = (logp + gumbel).argmax(
+            dim=-1
+        )  # (b,) Gumbel-max: exact draw, never a zero-probability state
         x[rows, site] = a
         visible[rows, site] = True
         log_q[rows] += logp.gather(1, a[:, None])[:, 0]
@@ -173,15 +191,20 @@ def log_prob(
         if model.n_states != 2 or known_mask is not None:
             raise ValueError("symmetrised log_prob needs binary states and no known_mask")
         if isinstance(order, str) and order == "random":
-            raise ValueError("symmetrised log_prob with a random order: pass the order explicitly (same for both branches)")
+            raise ValueError(
+                "symmetrised log_prob with a random order: pass the order explicitly "
+                "(the same for both branches)"
+            )
         flipped = cond * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device)
         a = log_prob(model, x, cond, order, steps_per_pass=steps_per_pass)
         b = log_prob(model, 1 - x, flipped, order, steps_per_pass=steps_per_pass)
         return torch.logaddexp(a, b) - LN2
     order = _resolve_order(model, order, B, None, device)
-    known = torch.zeros(B, N, dtype=torch.bool, device=device) if known_mask is None else _resolve_known(
-        known_mask, x, B, N, device
-    )[0]
+    known = (
+        torch.zeros(B, N, dtype=torch.bool, device=device)
+        if known_mask is None
+        else _resolve_known(known_mask, x, B, N, device)[0]
+    )
     if model.fixed_order:  # one pass gives every q(x_j | x_<j)
         logits = model.conditional_logits(x, torch.ones_like(known), cond)  # (B, N, q)
         lp = F.log_softmax(logits.double(), dim=-1).gather(2, x[..., None])[..., 0]  # (B, N)
@@ -200,8 +223,12 @@ def log_prob(
             x.repeat(c, 1), visible.reshape(c * B, N), cond.repeat(c, 1)
         ).view(c, B, N, -1)  # (c, B, N, q)
         site = order[:, ts].T  # (c, B)
-        lg = logits.gather(2, site[..., None, None].expand(c, B, 1, logits.shape[-1]))[:, :, 0]  # (c, B, q)
-        lp = F.log_softmax(lg.double(), dim=-1).gather(2, x.gather(1, site.T).T[..., None])[..., 0]  # (c, B)
+        lg = logits.gather(2, site[..., None, None].expand(c, B, 1, logits.shape[-1]))[
+            :, :, 0
+        ]  # (c, B, q)
+        lp = F.log_softmax(lg.double(), dim=-1).gather(2, x.gather(1, site.T).T[..., None])[
+            ..., 0
+        ]  # (c, B)
         total = total + torch.where(ts[:, None] < n_unknown[None], lp, 0.0).sum(0)
     return total
 
@@ -245,11 +272,19 @@ def sample(
     known, values = _resolve_known(known_mask, known_values, B, N, device)
     if symmetrised:
         if model.n_states != 2:
-            raise ValueError(f"symmetrised sampling flips binary states; the model has {model.n_states}")
+            raise ValueError(
+                f"symmetrised sampling flips binary states; the model has {model.n_states}"
+            )
         if known_mask is not None:
-            raise ValueError("symmetrised sampling cannot keep known sites (the flip would change them)")
+            raise ValueError(
+                "symmetrised sampling cannot keep known sites (the flip would change them)"
+            )
         flip = torch.rand(B, generator=generator, device=device) < 0.5  # (B,) the −h branch
-        cond = torch.where(flip[:, None], cond * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device), cond)
+        cond = torch.where(
+            flip[:, None],
+            cond * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device),
+            cond,
+        )
     step = B if batch_size is None else int(batch_size)
     if step < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

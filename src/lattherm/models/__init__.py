@@ -54,7 +54,7 @@ def _entry(name: str) -> tuple[type[Model], type]:
 
 
 def model_config_from_dict(name: str, config: Mapping[str, Any] | Any | None = None):
-    """The config dataclass of ``name`` from a dict (missing keys take defaults), an instance, or None."""
+    """The config dataclass of ``name`` from a dict (missing keys: defaults), instance or None."""
     cls = _entry(name)[1]
     if config is None:
         return cls()
@@ -63,19 +63,28 @@ def model_config_from_dict(name: str, config: Mapping[str, Any] | Any | None = N
             raise TypeError(f"model {name!r} takes a {cls.__name__}, got a {type(config).__name__}")
         return config
     if not isinstance(config, Mapping):
-        raise TypeError(f"config of {name!r} must be a {cls.__name__}, a dict or None, got {type(config).__name__}")
+        raise TypeError(
+            f"config of {name!r} must be a {cls.__name__}, a dict or None, "
+            f"got {type(config).__name__}"
+        )
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ValueError(f"unknown keys {unknown} in the config of {name!r}; {cls.__name__} has {sorted(known)}")
+        raise ValueError(
+            f"unknown keys {unknown} in the config of {name!r}; {cls.__name__} has {sorted(known)}"
+        )
     return cls(**dict(config))
 
 
-def build_model(name: str, *, system, cond_box: CondBox, config: Mapping | Any | None = None) -> Model:
-    """Build architecture ``name`` for ``system`` (its lattice and ``n_states``) over ``cond_box``."""
+def build_model(
+    name: str, *, system, cond_box: CondBox, config: Mapping | Any | None = None
+) -> Model:
+    """Build architecture ``name`` for ``system`` (lattice, ``n_states``) over ``cond_box``."""
     model_cls, _ = _entry(name)
     cfg = model_config_from_dict(name, config)
-    return model_cls(lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=cfg)
+    return model_cls(
+        lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=cfg
+    )
 
 
 def build_from_spec(spec: Mapping[str, Any], *, system) -> Model:
@@ -83,4 +92,6 @@ def build_from_spec(spec: Mapping[str, Any], *, system) -> Model:
     missing = [k for k in ("name", "config", "cond_box") if k not in spec]
     if missing:
         raise ValueError(f"model spec is missing {missing}; got keys {sorted(spec)}")
-    return build_model(spec["name"], system=system, cond_box=spec["cond_box"], config=spec["config"])
+    return build_model(
+        spec["name"], system=system, cond_box=spec["cond_box"], config=spec["config"]
+    )

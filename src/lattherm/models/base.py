@@ -44,7 +44,9 @@ def check_cond_box(cond_box) -> CondBox:
         (t0, t1), (h0, h1) = cond_box
         t0, t1, h0, h1 = (float(v) for v in (t0, t1, h0, h1))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"cond_box must be ((T_min, T_max), (field_min, field_max)), got {cond_box!r}") from err
+        raise ValueError(
+            f"cond_box must be ((T_min, T_max), (field_min, field_max)), got {cond_box!r}"
+        ) from err
     if not all(math.isfinite(v) for v in (t0, t1, h0, h1)):
         raise ValueError(f"cond_box must be finite, got {cond_box!r}")
     if not (0 < t0 <= t1):
@@ -74,7 +76,9 @@ class FourierCondition(nn.Module):
         self.out_features = 2 * (1 + 2 * int(n_freq))
 
     def forward(self, cond: Tensor) -> Tensor:
-        u = (cond.to(torch.float64) - self.centre.double()) * self.scale.double()  # (B, 2) in [-1, 1]
+        u = (
+            cond.to(torch.float64) - self.centre.double()
+        ) * self.scale.double()  # (B, 2) in [-1, 1]
         ang = u[:, :, None] * self.freqs.double()  # (B, 2, n_freq)
         feats = torch.cat([u, ang.sin().flatten(1), ang.cos().flatten(1)], dim=1)  # (B, F)
         return feats.to(self.centre.dtype)
@@ -120,23 +124,33 @@ class Model(nn.Module):
 
     def spec(self) -> dict:
         """Everything needed to rebuild the model (besides the system): for checkpoints."""
-        return {"name": self.name, "config": asdict(self.config), "cond_box": [list(b) for b in self.cond_box]}
+        return {
+            "name": self.name,
+            "config": asdict(self.config),
+            "cond_box": [list(b) for b in self.cond_box],
+        }
 
     # ------------------------------------------------------------------ inputs
     def _check(self, x: Tensor, visible: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if x.ndim != 2 or x.shape[1] != self.n_sites:
-            raise ValueError(f"{self.name}: x must have shape (B, {self.n_sites}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.name}: x must have shape (B, {self.n_sites}), got {tuple(x.shape)}"
+            )
         B = x.shape[0]
         if visible.dtype != torch.bool:
             raise ValueError(f"{self.name}: visible must be a bool tensor, got {visible.dtype}")
         visible = visible.expand(B, self.n_sites) if visible.ndim == 1 else visible
         if visible.shape != x.shape:
-            raise ValueError(f"{self.name}: visible must have shape {tuple(x.shape)}, got {tuple(visible.shape)}")
+            raise ValueError(
+                f"{self.name}: visible must have shape {tuple(x.shape)}, got {tuple(visible.shape)}"
+            )
         cond = torch.as_tensor(cond, device=x.device)
         if cond.ndim == 1:
             cond = cond.expand(B, 2)
         if cond.shape != (B, 2):
-            raise ValueError(f"{self.name}: cond must have shape ({B}, 2) of (T, field), got {tuple(cond.shape)}")
+            raise ValueError(
+                f"{self.name}: cond must have shape ({B}, 2) of (T, field), got {tuple(cond.shape)}"
+            )
         return x.long(), visible, cond
 
     def masked_onehot(self, x: Tensor, visible: Tensor) -> Tensor:

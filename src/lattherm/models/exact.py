@@ -39,10 +39,17 @@ class ExactModel(Model):
     def __init__(self, *, system, cond_box: CondBox, config: ExactConfig | None = None) -> None:
         config = ExactConfig() if config is None else config
         if system.n_sites > config.max_sites:
-            raise ValueError(f"ExactModel enumerates 2^N states: N={system.n_sites} > max_sites={config.max_sites}")
-        super().__init__(lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=config)
+            raise ValueError(
+                f"ExactModel enumerates 2^N states: N={system.n_sites} > "
+                f"max_sites={config.max_sites}"
+            )
+        super().__init__(
+            lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=config
+        )
         if self.n_states != 2:
-            raise ValueError(f"ExactModel enumerates binary states only, got n_states={self.n_states}")
+            raise ValueError(
+                f"ExactModel enumerates binary states only, got n_states={self.n_states}"
+            )
         states = torch.cat(list(enumerate_states(self.n_sites))).long()  # (K, N)
         self.k_B = float(system.k_B)
         self.register_buffer("states", states, persistent=False)
@@ -66,7 +73,9 @@ class ExactModel(Model):
         lw_S = torch.where(match.all(-1), lw, -torch.inf)  # (B, K) consistent with x_S
         logits = torch.stack(
             [
-                torch.logsumexp(torch.where(self.states[None] == a, lw_S[:, :, None], -torch.inf), dim=1)
+                torch.logsumexp(
+                    torch.where(self.states[None] == a, lw_S[:, :, None], -torch.inf), dim=1
+                )
                 for a in range(self.n_states)
             ],
             dim=-1,

@@ -53,7 +53,9 @@ def _check_positive(cfg, *names: str) -> None:
 def _site_mask(n_sites: int, c_out: int, c_in: int, *, strict: bool) -> Tensor:
     """``(N c_out, N c_in)`` block mask: output position j sees input positions i < j (or <=)."""
     pos = torch.arange(n_sites)
-    tri = (pos[None, :] < pos[:, None]) if strict else (pos[None, :] <= pos[:, None])  # (N, N) [j, i]
+    tri = (
+        (pos[None, :] < pos[:, None]) if strict else (pos[None, :] <= pos[:, None])
+    )  # (N, N) [j, i]
     return torch.kron(tri.to(torch.get_default_dtype()), torch.ones(c_out, c_in))
 
 
@@ -63,15 +65,21 @@ class MADE(Model):
     name = "fo-arm-mlp"
     fixed_order = True
 
-    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MADEConfig) -> None:
+    def __init__(
+        self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MADEConfig
+    ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
         _check_positive(config, "channels", "cond_width")
         if int(config.n_hidden) != config.n_hidden or config.n_hidden < 0:
-            raise ValueError(f"MADEConfig.n_hidden must be an integer >= 0, got {config.n_hidden!r}")
+            raise ValueError(
+                f"MADEConfig.n_hidden must be an integer >= 0, got {config.n_hidden!r}"
+            )
         N, q, C = self.n_sites, self.n_states, config.channels
         self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
         self.cond_mlp = nn.Sequential(
-            nn.Linear(self.cond_embed.out_features, config.cond_width), nn.GELU(), nn.Linear(config.cond_width, N * C)
+            nn.Linear(self.cond_embed.out_features, config.cond_width),
+            nn.GELU(),
+            nn.Linear(config.cond_width, N * C),
         )
         self.inp = nn.Linear(N * q, N * C)
         self.hidden = nn.ModuleList(nn.Linear(N * C, N * C) for _ in range(config.n_hidden))
@@ -83,7 +91,9 @@ class MADE(Model):
 
     def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
         B, N = x.shape
-        inp = (F.one_hot(x, self.n_states).to(self.dtype) * visible[..., None]).reshape(B, -1)  # (B, N q)
+        inp = (F.one_hot(x, self.n_states).to(self.dtype) * visible[..., None]).reshape(
+            B, -1
+        )  # (B, N q)
         h = F.linear(inp, self.inp.weight * self.mask_in, self.inp.bias)  # (B, N C)
         h = h + self.cond_mlp(self.cond_embed(cond))
         for layer in self.hidden:
@@ -95,7 +105,9 @@ class MADE(Model):
 class _MaskedInputMLP(nn.Module):
     """Backbone of the any-order MLPs: ``[onehot * visible, visible]`` + condition → ``(B, W)``."""
 
-    def __init__(self, *, n_sites: int, n_states: int, cond_box: CondBox, config: MLPConfig) -> None:
+    def __init__(
+        self, *, n_sites: int, n_states: int, cond_box: CondBox, config: MLPConfig
+    ) -> None:
         super().__init__()
         _check_positive(config, "width", "n_layers")
         W = config.width
@@ -103,7 +115,8 @@ class _MaskedInputMLP(nn.Module):
         self.inp = nn.Linear(n_sites * (n_states + 1), W)
         self.cond_proj = nn.Linear(self.cond_embed.out_features, W)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(W), nn.Linear(W, W), nn.GELU()) for _ in range(config.n_layers - 1)
+            nn.Sequential(nn.LayerNorm(W), nn.Linear(W, W), nn.GELU())
+            for _ in range(config.n_layers - 1)
         )
         self.norm = nn.LayerNorm(W)
 
@@ -119,9 +132,13 @@ class AnyOrderMLP(Model):
 
     name = "ao-arm-mlp"
 
-    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MLPConfig) -> None:
+    def __init__(
+        self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MLPConfig
+    ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
-        self.backbone = _MaskedInputMLP(n_sites=self.n_sites, n_states=n_states, cond_box=cond_box, config=config)
+        self.backbone = _MaskedInputMLP(
+            n_sites=self.n_sites, n_states=n_states, cond_box=cond_box, config=config
+        )
         self.head = nn.Linear(config.width, self.n_sites * self.n_states)
 
     def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
@@ -135,9 +152,13 @@ class MAMMLP(Model):
     name = "mam-mlp"
     has_marginal = True
 
-    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MLPConfig) -> None:
+    def __init__(
+        self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MLPConfig
+    ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
-        self.backbone = _MaskedInputMLP(n_sites=self.n_sites, n_states=n_states, cond_box=cond_box, config=config)
+        self.backbone = _MaskedInputMLP(
+            n_sites=self.n_sites, n_states=n_states, cond_box=cond_box, config=config
+        )
         self.cond_head = nn.Linear(config.width, self.n_sites * self.n_states)
         self.marginal_head = nn.Linear(config.width, 1)
 

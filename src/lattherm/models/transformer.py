@@ -45,7 +45,7 @@ class TransformerConfig:
 
 
 def periodic_rope_angles(coords: Tensor, periods: tuple[int, ...], rope_k: int) -> Tensor:
-    """``(N, F)`` angles ``2π k r_{i,d} / P_d`` for each direction d and ``k = 1..min(rope_k, P_d//2)``."""
+    """``(N, F)`` angles ``2π k r_{i,d} / P_d`` per direction d, ``k = 1..min(rope_k, P_d//2)``."""
     cols = []
     for d, P in enumerate(periods):
         k = torch.arange(1, min(int(rope_k), int(P) // 2) + 1, dtype=torch.float64)  # (K_d,)
@@ -79,12 +79,16 @@ class Block(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = _norm(norm, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
 
     def forward(self, h: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         B, N, D = h.shape
         H = self.n_heads
-        qkv = self.qkv(self.norm1(h)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # (3, B, H, N, hd)
+        qkv = (
+            self.qkv(self.norm1(h)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        )  # (3, B, H, N, hd)
         q, k, v = _rotate(qkv[0], cos, sin), _rotate(qkv[1], cos, sin), qkv[2]
         a = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, hd)
         h = h + self.proj(a.transpose(1, 2).reshape(B, N, D))
@@ -97,14 +101,18 @@ class MAMTransformer(Model):
     name = "mam-transformer"
     has_marginal = True
 
-    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: TransformerConfig) -> None:
+    def __init__(
+        self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: TransformerConfig
+    ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
         for n in ("dim", "n_blocks", "n_heads", "mlp_ratio"):
             v = getattr(config, n)
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"TransformerConfig.{n} must be an integer >= 1, got {v!r}")
         if int(config.rope_k) != config.rope_k or config.rope_k < 0:
-            raise ValueError(f"TransformerConfig.rope_k must be an integer >= 0, got {config.rope_k!r}")
+            raise ValueError(
+                f"TransformerConfig.rope_k must be an integer >= 0, got {config.rope_k!r}"
+            )
         D, H = config.dim, config.n_heads
         if D % H:
             raise ValueError(f"TransformerConfig.dim ({D}) must be divisible by n_heads ({H})")
@@ -112,17 +120,21 @@ class MAMTransformer(Model):
         angles = periodic_rope_angles(coords, lattice.periods, config.rope_k)  # (N, F)
         if 2 * angles.shape[1] > D // H:
             raise ValueError(
-                f"periodic RoPE needs 2 x {angles.shape[1]} head dims for periods {lattice.periods} and "
-                f"rope_k={config.rope_k}, but heads have {D // H}: lower rope_k or raise dim / n_heads"
+                f"periodic RoPE needs 2 x {angles.shape[1]} head dims for periods "
+                f"{lattice.periods} and rope_k={config.rope_k}, but heads have {D // H}: "
+                "lower rope_k or raise dim / n_heads"
             )
         dt = torch.get_default_dtype()
         self.register_buffer("rope_cos", angles.cos().to(dt), persistent=False)
         self.register_buffer("rope_sin", angles.sin().to(dt), persistent=False)
         self.token = nn.Embedding(n_states + 1, D)  # states 0..q-1 and MASK = q
         self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
-        self.cond_mlp = nn.Sequential(nn.Linear(self.cond_embed.out_features, D), nn.GELU(), nn.Linear(D, D))
+        self.cond_mlp = nn.Sequential(
+            nn.Linear(self.cond_embed.out_features, D), nn.GELU(), nn.Linear(D, D)
+        )
         self.blocks = nn.ModuleList(
-            Block(dim=D, n_heads=H, mlp_ratio=config.mlp_ratio, norm=config.norm) for _ in range(config.n_blocks)
+            Block(dim=D, n_heads=H, mlp_ratio=config.mlp_ratio, norm=config.norm)
+            for _ in range(config.n_blocks)
         )
         self.norm = _norm(config.norm, D)
         self.cond_head = nn.Sequential(

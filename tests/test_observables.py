@@ -1,0 +1,146 @@
+"""Estimators against their exact twins: the exact Boltzmann model and full enumeration."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lattherm.models import ExactModel
+from lattherm.observables import (
+    estimate_by_condition,
+    estimate_thermo,
+    f_nis,
+    f_var,
+    log_weights,
+    ness,
+)
+from lattherm.reference.exact import enumerate_states, exact_thermodynamics
+from lattherm.sampling import log_prob, sample
+from lattherm.systems import IsingSystem, reduced_energy
+
+BOX = ((1.0, 4.0), (-1.0, 1.0))
+
+
+def exact_ref(system, T, h) -> dict:
+    return {k: float(np.asarray(v)) for k, v in exact_thermodynamics(system, T, h).items()}
+
+
+@pytest.mark.parametrize("T, h", [(1.5, 0.0), (2.5, 0.3)])
+def test_exact_model_gives_exact_free_energy_and_unit_ness(T, h):
+    """q = p (the exact twin, sampled in random order): every log w equals ln Z."""
+    system = IsingSystem(L=3)
+    model = ExactModel(system=system, cond_box=BOX)
+    x, log_q = sample(model, [T, h], 200, generator=torch.Generator().manual_seed(0))
+    ref = exact_ref(system, T, h)
+    log_p = -reduced_energy(system, x, T, h) - ref["log_Z"]
+    torch.testing.assert_close(log_q, log_p, rtol=0, atol=1e-10)
+    est = estimate_thermo(system, x, log_q, T, h, n_boot=50, seed=1)
+    assert abs(est["f_nis"] - ref["f"]) < 1e-10
+    assert abs(est["f_var"] - ref["f"]) < 1e-10
+    assert abs(est["ness"] - 1) < 1e-10
+    assert est["f_nis_err"] < 1e-10
+    # u, c, m are plain sample averages here: statistically consistent with the exact values
+    for k in ("u", "m"):
+        assert abs(est[k] - ref[k]) < 5 * est[f"{k}_err"] + 1e-12, (
+            k,
+            est[k],
+            ref[k],
+            est[f"{k}_err"],
+        )
+    assert abs(est["c"] - ref["c"]) < 6 * est["c_err"]
+
+
+def test_exact_model_marginals_are_consistent():
+    """log p(x_S) + log p(x_j | x_S) = log p(x_S ∪ j), and p(empty) = 1: MAM identities, exactly."""
+    system = IsingSystem(L=2)
+    model = ExactModel(system=system, cond_box=BOX)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 2, (16, 4), generator=gen)
+    vis = torch.rand(16, 4, generator=gen) < 0.5
+    cond = torch.tensor([[2.0, 0.2]]).expand(16, 2)
+    j = torch.randint(0, 4, (16,), generator=gen)
+    logits, lm = model.heads(x, vis, cond)
+    lp_j = torch.log_softmax(logits, -1)[torch.arange(16), j].gather(
+        1, x[torch.arange(16), j][:, None]
+    )[:, 0]
+    vis2 = vis.clone()
+    vis2[torch.arange(16), j] = True
+    keep = ~vis[torch.arange(16), j]
+    torch.testing.assert_close(
+        (lm + lp_j)[keep], model.log_marginal(x, vis2, cond)[keep], rtol=0, atol=1e-12
+    )
+    none = torch.zeros(16, 4, dtype=torch.bool)
+    torch.testing.assert_close(
+        model.log_marginal(x, none, cond), torch.zeros(16, dtype=torch.float64)
+    )
+    allv = ~none
+    torch.testing.assert_close(
+        model.log_marginal(x, allv, cond), log_prob(model, x, cond, "fixed"), rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("T, h", [(1.2, 0.0), (2.27, -0.4)])
+def test_uniform_proposal_over_all_states_is_exact(T, h):
+    """Every state once, q uniform: self-normalised weights are p(x); f, u, c, m are exact."""
+    system = IsingSystem(L=3)
+    x = torch.cat(list(enumerate_states(9))).long()
+    log_q = torch.full((len(x),), -9 * math.log(2.0), dtype=torch.float64)
+    est = estimate_thermo(system, x, log_q, T, h, n_boot=0)
+    ref = exact_ref(system, T, h)
+    for k in ("u", "c", "m"):
+        assert abs(est[k] - ref[k]) < 1e-10, k
+    assert abs(est["f_nis"] - ref["f"]) < 1e-10
+    assert est["f_var"] > ref["f"]  # the variational bound is an upper bound
+    assert math.isnan(est["f_nis_err"])
+
+
+def test_estimator_formulas_and_bounds():
+    rng = np.random.default_rng(0)
+    log_q = rng.normal(size=500)
+    red = rng.normal(size=500)
+    lw = log_weights(log_q, red)
+    np.testing.assert_allclose(lw, -red - log_q)
+    w = np.exp(lw)
+    assert math.isclose(ness(lw), w.sum() ** 2 / (500 * (w**2).sum()), rel_tol=1e-12)
+    T, N = 1.7, 9
+    f, err = f_nis(lw, T, N, n_boot=100, seed=4)
+    assert math.isclose(f, -T * math.log(w.mean()) / N, rel_tol=1e-12)
+    assert f_var(lw, T, N) >= f  # Jensen
+    assert err > 0 and f_nis(lw, T, N, n_boot=100, seed=4)[1] == err
+    assert f_nis(lw, T, N, n_boot=100, seed=5)[1] != err
+    # log space: huge log weights do not overflow
+    assert math.isclose(ness(lw + 1e4), ness(lw), rel_tol=1e-12)
+    with pytest.raises(ValueError, match="finite"):
+        log_weights(np.array([0.0, -np.inf]), np.zeros(2))
+    with pytest.raises(ValueError, match="n_boot"):
+        f_nis(lw, T, N, n_boot=1)
+
+
+def test_estimate_by_condition_groups_samples(gen):
+    system = IsingSystem(L=2)
+    model = ExactModel(system=system, cond_box=BOX)
+    conds = torch.tensor([[1.5, 0.0], [3.0, 0.5]])
+    x, log_q = sample(model, conds, 50, generator=gen)
+    cond = conds.repeat_interleave(50, dim=0)
+    table = estimate_by_condition(system, x, log_q, cond, n_boot=20, seed=0)
+    assert list(table.columns[:4]) == ["system", "size", "T", "field"]
+    assert table["n_samples"].tolist() == [50, 50]
+    one = estimate_thermo(system, x[50:], log_q[50:], 3.0, 0.5, n_boot=20, seed=0)
+    row = table[table["T"] == 3.0].iloc[0]
+    for k, v in one.items():
+        assert row[k] == v or (math.isnan(v) and math.isnan(row[k])), k
+    for (T, h), f in zip(conds.tolist(), table["f_nis"], strict=True):
+        assert abs(f - exact_ref(system, T, h)["f"]) < 1e-10
+
+
+def test_cuau_adds_composition():
+    system = IsingSystem(L=2)
+    system.name = "cuau"  # only the name decides: x_au = (m + 1) / 2
+    x = torch.tensor([[1, 1, 0, 1], [0, 0, 0, 1]])
+    est = estimate_thermo(
+        system, x, torch.tensor([-1.0, -2.0], dtype=torch.float64), 2.0, 0.0, n_boot=10
+    )
+    assert math.isclose(est["x_au"], (est["m"] + 1) / 2)

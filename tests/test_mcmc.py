@@ -18,7 +18,12 @@ import torch
 
 from lattherm.io import read_table, unpack_states, write_table
 from lattherm.lattices import Lattice
-from lattherm.reference.exact import enumerate_levels, enumerate_states, exact_thermodynamics, ising_transfer_matrix
+from lattherm.reference.exact import (
+    enumerate_levels,
+    enumerate_states,
+    exact_thermodynamics,
+    ising_transfer_matrix,
+)
 from lattherm.reference.mcmc import (
     integrated_autocorr_time,
     ising_thresholds,
@@ -104,7 +109,11 @@ def chi2_pvalue(states: np.ndarray, p: np.ndarray) -> float:
         exp = np.append(exp[~small], exp[small].sum())
     chi2 = float(((obs - exp) ** 2 / exp).sum())
     dof = len(exp) - 1
-    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)))
+    return float(
+        torch.special.gammaincc(
+            torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)
+        )
+    )
 
 
 def exact_abs_m(system: System, T: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -146,8 +155,17 @@ STATIONARY_CONDS = [(3.0, 0.0), (2.5, 0.3)]
 def test_ising_samples_follow_boltzmann(update, L, torch_one_thread):
     system = IsingSystem(L)
     T, h = np.array(STATIONARY_CONDS).T
-    res = run_metropolis(system, T, h, n_chains=2048, n_samples=12, seed=11 + L, burn_in_sweeps=60,
-                         thin_sweeps=30, update=update)
+    res = run_metropolis(
+        system,
+        T,
+        h,
+        n_chains=2048,
+        n_samples=12,
+        seed=11 + L,
+        burn_in_sweeps=60,
+        thin_sweeps=30,
+        update=update,
+    )
     # samples must be (nearly) independent for the chi-square test to be exact
     assert np.all(integrated_autocorr_time(res.energy) < 1.5)
     assert np.all(integrated_autocorr_time(res.spin_sum) < 1.5)
@@ -162,7 +180,9 @@ def test_ising_samples_follow_boltzmann(update, L, torch_one_thread):
 def test_generic_update_on_non_ising_system(torch_one_thread):
     system = FakeCuAu()
     T, mu = np.array([500.0, 900.0]), np.array([0.01, -0.02])  # K, eV
-    res = run_metropolis(system, T, mu, n_chains=1024, n_samples=12, seed=5, burn_in_sweeps=40, thin_sweeps=15)
+    res = run_metropolis(
+        system, T, mu, n_chains=1024, n_samples=12, seed=5, burn_in_sweeps=40, thin_sweeps=15
+    )
     assert res.update == "random-site"
     assert np.all(integrated_autocorr_time(res.energy) < 1.5)
     assert np.all(integrated_autocorr_time(res.spin_sum) < 1.5)
@@ -177,22 +197,63 @@ def test_generic_update_on_non_ising_system(torch_one_thread):
     assert np.all(np.abs(tab.u - ex["u"]) < 4 * tab.u_err)
     assert np.all(np.abs(tab.c - ex["c"]) < 4 * tab.c_err)
     assert np.all(np.abs(tab.x_au - (1 + ex["m"]) / 2) < 4 * tab.x_au_err)
-    e_ends = system.energy(torch.stack([torch.ones(8, dtype=torch.long), torch.zeros(8, dtype=torch.long)])).numpy() / 8
+    e_ends = (
+        system.energy(
+            torch.stack([torch.ones(8, dtype=torch.long), torch.zeros(8, dtype=torch.long)])
+        ).numpy()
+        / 8
+    )
     u_form = ex["u"] - (1 + ex["m"]) / 2 * e_ends[0] - (1 - ex["m"]) / 2 * e_ends[1]
     assert np.all(np.abs(tab.u_form - u_form) < 4 * tab.u_form_err)
+
+
+@pytest.mark.slow
+def test_generic_update_on_cuau_2x2x4(torch_one_thread):
+    """The real CuAu cluster expansion (16 sites, eV, K) against enumeration of all 2^16 states."""
+    pytest.importorskip("clease")
+    from lattherm.systems import make_system
+
+    system = make_system("cuau", "2x2x4")
+    T, mu = np.array([400.0, 800.0, 1500.0]), np.array([0.0, 0.05, -0.1])
+    res = run_metropolis(
+        system,
+        T,
+        mu,
+        n_chains=64,
+        n_samples=30,
+        seed=3,
+        burn_in_sweeps=100,
+        thin_sweeps=4,
+        keep_states=False,
+    )
+    tab = mcmc_table(res, system)
+    ex = exact_thermodynamics(system, T, mu)
+    ex["x_au"] = (1 + ex["m"]) / 2
+    _check_against(tab, ex, ("u", "c", "m", "x_au"))
 
 
 # ----------------------------------------------------------------------------- observables
 def _check_against(tab: pd.DataFrame, exact: dict[str, np.ndarray], keys=("u", "c", "m")) -> None:
     for k in keys:
         z = (tab[k].to_numpy() - exact[k]) / tab[f"{k}_err"].to_numpy()
-        assert np.all(np.abs(z) < 4), f"{k}: z = {np.round(z, 2)} at T, h = {list(zip(tab['T'], tab['field']))}"
+        assert np.all(np.abs(z) < 4), (
+            f"{k}: z = {np.round(z, 2)} at T, h = {list(zip(tab['T'], tab['field'], strict=True))}"
+        )
 
 
 def test_checkerboard_observables_4x4():
     system = IsingSystem(4)
-    res = run_metropolis(system, GRID_T, GRID_H, n_chains=256, n_samples=200, seed=2024, burn_in_sweeps=1000,
-                         thin_sweeps=5, keep_states=False)
+    res = run_metropolis(
+        system,
+        GRID_T,
+        GRID_H,
+        n_chains=256,
+        n_samples=200,
+        seed=2024,
+        burn_in_sweeps=1000,
+        thin_sweeps=5,
+        keep_states=False,
+    )
     tab = mcmc_table(res)
     ex = exact_thermodynamics(system, GRID_T, GRID_H)
     ex["abs_m"] = exact_abs_m(system, GRID_T, GRID_H)
@@ -204,8 +265,17 @@ def test_checkerboard_observables_4x4():
 @pytest.mark.slow
 def test_checkerboard_observables_6x6():
     system = IsingSystem(6)
-    res = run_metropolis(system, GRID_T, GRID_H, n_chains=256, n_samples=100, seed=606, burn_in_sweeps=3000,
-                         thin_sweeps=10, keep_states=False)
+    res = run_metropolis(
+        system,
+        GRID_T,
+        GRID_H,
+        n_chains=256,
+        n_samples=100,
+        seed=606,
+        burn_in_sweeps=3000,
+        thin_sweeps=10,
+        keep_states=False,
+    )
     tab = mcmc_table(res)
     _check_against(tab, ising_transfer_matrix(6, GRID_T, GRID_H))
     assert np.all(tab.u_err < 0.01)
@@ -213,16 +283,35 @@ def test_checkerboard_observables_6x6():
 
 def test_random_site_observables_4x4(torch_one_thread):
     system = IsingSystem(4)
-    res = run_metropolis(system, GRID_T, GRID_H, n_chains=64, n_samples=32, seed=77, burn_in_sweeps=250,
-                         thin_sweeps=4, update="random-site", keep_states=False)
+    res = run_metropolis(
+        system,
+        GRID_T,
+        GRID_H,
+        n_chains=64,
+        n_samples=32,
+        seed=77,
+        burn_in_sweeps=250,
+        thin_sweeps=4,
+        update="random-site",
+        keep_states=False,
+    )
     tab = mcmc_table(res)
     _check_against(tab, exact_thermodynamics(system, GRID_T, GRID_H))
 
 
 def test_ordered_start_below_tc_stays_in_its_sector():
     system = IsingSystem(6)
-    res = run_metropolis(system, [1.8, 1.8], 0.0, n_chains=32, n_samples=20, seed=1, burn_in_sweeps=50,
-                         thin_sweeps=5, start=np.stack([np.ones((32, 36)), np.zeros((32, 36))]).astype(np.uint8))
+    res = run_metropolis(
+        system,
+        [1.8, 1.8],
+        0.0,
+        n_chains=32,
+        n_samples=20,
+        seed=1,
+        burn_in_sweeps=50,
+        thin_sweeps=5,
+        start=np.stack([np.ones((32, 36)), np.zeros((32, 36))]).astype(np.uint8),
+    )
     s = mcmc_summary(res)
     assert s["m"][0] > 0.9 and s["m"][1] < -0.9
     assert np.allclose(np.abs(s["m"]), s["abs_m"])
@@ -233,8 +322,17 @@ def test_error_bars_have_unit_z_spread_between_chains():
     """60 independent conditions (10 repeats of 6 exact points): z-scores of u, c, m, |m|."""
     system = IsingSystem(4)
     T, h = np.tile(GRID_T, 10), np.tile(GRID_H, 10)
-    res = run_metropolis(system, T, h, n_chains=128, n_samples=100, seed=99, burn_in_sweeps=500, thin_sweeps=5,
-                         keep_states=False)
+    res = run_metropolis(
+        system,
+        T,
+        h,
+        n_chains=128,
+        n_samples=100,
+        seed=99,
+        burn_in_sweeps=500,
+        thin_sweeps=5,
+        keep_states=False,
+    )
     tab = mcmc_table(res)
     ex = exact_thermodynamics(system, T, h)
     ex["abs_m"] = np.tile(exact_abs_m(system, GRID_T, GRID_H), 10)
@@ -247,8 +345,17 @@ def test_error_bars_by_blocking_few_chains():
     """4 chains per condition: errors come from blocks inside chains (fast mixing, T = 3)."""
     system = IsingSystem(4)
     T, h = np.full(50, 3.0), np.tile([0.0, 0.3], 25)
-    res = run_metropolis(system, T, h, n_chains=4, n_samples=800, seed=4, burn_in_sweeps=100, thin_sweeps=2,
-                         keep_states=False)
+    res = run_metropolis(
+        system,
+        T,
+        h,
+        n_chains=4,
+        n_samples=800,
+        seed=4,
+        burn_in_sweeps=100,
+        thin_sweeps=2,
+        keep_states=False,
+    )
     tab = mcmc_table(res)
     assert np.all(tab.n_batches == 32)
     ex = exact_thermodynamics(system, T, h)
@@ -258,8 +365,17 @@ def test_error_bars_by_blocking_few_chains():
 
 
 def test_blocking_warns_when_chains_are_stuck():
-    res = run_metropolis(IsingSystem(6), 1.5, 0.0, n_chains=2, n_samples=64, seed=3, burn_in_sweeps=100,
-                         thin_sweeps=1, keep_states=False)
+    res = run_metropolis(
+        IsingSystem(6),
+        1.5,
+        0.0,
+        n_chains=2,
+        n_samples=64,
+        seed=3,
+        burn_in_sweeps=100,
+        thin_sweeps=1,
+        keep_states=False,
+    )
     with pytest.warns(UserWarning, match="shorter than 5"):
         mcmc_summary(res)
 
@@ -306,8 +422,16 @@ def test_checkerboard_independent_of_threads_and_chain_count():
 
 def test_recorded_energies_match_states():
     system = IsingSystem(5)  # odd L: the two colours are not independent, still exact
-    res = run_metropolis(system, [1.5, 2.5], [0.0, -0.2], n_chains=20, n_samples=4, seed=0, burn_in_sweeps=2,
-                         thin_sweeps=1)
+    res = run_metropolis(
+        system,
+        [1.5, 2.5],
+        [0.0, -0.2],
+        n_chains=20,
+        n_samples=4,
+        seed=0,
+        burn_in_sweeps=2,
+        thin_sweeps=1,
+    )
     x = torch.from_numpy(res.states.reshape(-1, system.n_sites))
     np.testing.assert_array_equal(res.energy.ravel(), system.energy(x).numpy())
     np.testing.assert_array_equal(res.spin_sum.ravel(), system.spin_sum(x).numpy())
@@ -316,11 +440,31 @@ def test_recorded_energies_match_states():
 # ----------------------------------------------------------------------------- tables, inputs
 def test_tables(tmp_path):
     system = IsingSystem(4)
-    res = run_metropolis(system, [2.0, 3.0], [0.0, 0.2], n_chains=40, n_samples=10, seed=1, burn_in_sweeps=20,
-                         thin_sweeps=2)
+    res = run_metropolis(
+        system,
+        [2.0, 3.0],
+        [0.0, 0.2],
+        n_chains=40,
+        n_samples=10,
+        seed=1,
+        burn_in_sweeps=20,
+        thin_sweeps=2,
+    )
     tab = mcmc_table(res)
     assert list(tab.columns[:4]) == ["system", "size", "T", "field"]
-    for col in ("u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "tau_E", "tau_M", "n_samples"):
+    for col in (
+        "u",
+        "u_err",
+        "c",
+        "c_err",
+        "m",
+        "m_err",
+        "abs_m",
+        "abs_m_err",
+        "tau_E",
+        "tau_M",
+        "n_samples",
+    ):
         assert col in tab.columns
     assert (tab.method == "mcmc").all() and (tab.n_samples == 400).all()
     write_table(tab, tmp_path / "mcmc.parquet")
@@ -335,9 +479,15 @@ def test_tables(tmp_path):
     assert len(samples) == 100 and samples.chain.max() == 39
     write_table(samples, tmp_path / "samples.parquet")
     back = read_table(tmp_path / "samples.parquet")
-    x = unpack_states(np.frombuffer(b"".join(back.configuration), dtype=np.uint8).reshape(len(back), -1), 16)
-    np.testing.assert_array_equal(system.energy(torch.from_numpy(x)).numpy(), back.energy.to_numpy())
-    np.testing.assert_array_equal(system.spin_sum(torch.from_numpy(x)).numpy(), back.spin_sum.to_numpy())
+    x = unpack_states(
+        np.frombuffer(b"".join(back.configuration), dtype=np.uint8).reshape(len(back), -1), 16
+    )
+    np.testing.assert_array_equal(
+        system.energy(torch.from_numpy(x)).numpy(), back.energy.to_numpy()
+    )
+    np.testing.assert_array_equal(
+        system.spin_sum(torch.from_numpy(x)).numpy(), back.spin_sum.to_numpy()
+    )
 
 
 @pytest.mark.parametrize(
@@ -362,4 +512,6 @@ def test_bad_inputs(kwargs, match):
 
 def test_checkerboard_refuses_other_systems():
     with pytest.raises(ValueError, match="IsingSystem only"):
-        run_metropolis(FakeCuAu(), 500.0, 0.0, n_chains=2, n_samples=1, seed=0, update="checkerboard")
+        run_metropolis(
+            FakeCuAu(), 500.0, 0.0, n_chains=2, n_samples=1, seed=0, update="checkerboard"
+        )

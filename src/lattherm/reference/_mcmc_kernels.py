@@ -113,9 +113,17 @@ def _site_row(xi, n0, n1, n2, n3, s0a, s1a, t, W):
         xw = xi[w]
         # select (not a table gather): compiles to blends, keeps the loop vectorised
         if xw == 0:
-            th = t0 if nup == 0 else (t1 if nup == 1 else (t2 if nup == 2 else (t3 if nup == 3 else t4)))
+            th = (
+                t0
+                if nup == 0
+                else (t1 if nup == 1 else (t2 if nup == 2 else (t3 if nup == 3 else t4)))
+            )
         else:
-            th = t5 if nup == 0 else (t6 if nup == 1 else (t7 if nup == 2 else (t8 if nup == 3 else t9)))
+            th = (
+                t5
+                if nup == 0
+                else (t6 if nup == 1 else (t7 if nup == 2 else (t8 if nup == 3 else t9)))
+            )
         r = _next(s0a, s1a, w)
         xi[w] = xw ^ np.uint8(r < th)
 
@@ -148,11 +156,15 @@ def checkerboard_sweeps(x, thr, st0, st1, nb, order, n_sweeps):
         for _ in range(n_sweeps):
             for k in range(N):
                 i = order[k]
-                _site_row(xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t, W)
+                _site_row(
+                    xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t, W
+                )
 
 
 @njit(parallel=True, cache=True)
-def checkerboard_sample(x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond_out, up_out, states_out):
+def checkerboard_sample(
+    x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond_out, up_out, states_out
+):
     """``n_take`` rounds of (``thin`` sweeps, then a measurement), in place, in one parallel region.
 
     ``x, thr, st0, st1, nb, order`` as in :func:`checkerboard_sweeps`; ``bonds`` ``(n_bonds, 2)``
@@ -175,7 +187,17 @@ def checkerboard_sample(x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bo
             for _ in range(thin):
                 for kk in range(N):
                     i = order[kk]
-                    _site_row(xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t, W)
+                    _site_row(
+                        xb[i],
+                        xb[nb[i, 0]],
+                        xb[nb[i, 1]],
+                        xb[nb[i, 2]],
+                        xb[nb[i, 3]],
+                        s0a,
+                        s1a,
+                        t,
+                        W,
+                    )
             ts = t0 + k
             for w in range(W):
                 acc[w] = 0

@@ -147,51 +147,87 @@ def run_metropolis(
         keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes).
         progress: show a tqdm bar over sweeps.
     """
-    T_b, h_b = np.broadcast_arrays(np.asarray(T, dtype=np.float64), np.asarray(field, dtype=np.float64))
+    T_b, h_b = np.broadcast_arrays(
+        np.asarray(T, dtype=np.float64), np.asarray(field, dtype=np.float64)
+    )
     T_arr, h_arr = T_b.ravel().copy(), h_b.ravel().copy()
     if T_arr.size == 0 or np.any(~(T_arr > 0)) or np.any(~np.isfinite(T_arr)):
         raise ValueError(f"temperatures must be finite and > 0, got {T_arr}")
     if np.any(~np.isfinite(h_arr)):
         raise ValueError(f"fields must be finite, got {h_arr}")
-    for name, val, lo in (("n_chains", n_chains, 1), ("n_samples", n_samples, 1), ("thin_sweeps", thin_sweeps, 1), ("burn_in_sweeps", burn_in_sweeps, 0)):
+    for name, val, lo in (
+        ("n_chains", n_chains, 1),
+        ("n_samples", n_samples, 1),
+        ("thin_sweeps", thin_sweeps, 1),
+        ("burn_in_sweeps", burn_in_sweeps, 0),
+    ):
         if int(val) != val or val < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
     if int(seed) != seed or seed < 0 or seed >= 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if system.n_states != 2:
-        raise ValueError(f"Metropolis flips need two states per site, {system.name} has {system.n_states}")
+        raise ValueError(
+            f"Metropolis flips need two states per site, {system.name} has {system.n_states}"
+        )
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
     if update == "auto":
         update = "checkerboard" if isinstance(system, IsingSystem) else "random-site"
     if update == "checkerboard" and not isinstance(system, IsingSystem):
-        raise ValueError(f"the checkerboard update is for IsingSystem only, got {type(system).__name__}; use 'random-site'")
+        raise ValueError(
+            "the checkerboard update is for IsingSystem only, "
+            f"got {type(system).__name__}; use 'random-site'"
+        )
     n_cond, N = T_arr.size, system.n_sites
     x0 = _start_states(start, n_cond, int(n_chains), N)
-    args = dict(n_chains=int(n_chains), n_samples=int(n_samples), seed=int(seed), burn=int(burn_in_sweeps),
-                thin=int(thin_sweeps), x0=x0, keep_states=keep_states, progress=progress)
+    args = dict(
+        n_chains=int(n_chains),
+        n_samples=int(n_samples),
+        seed=int(seed),
+        burn=int(burn_in_sweeps),
+        thin=int(thin_sweeps),
+        x0=x0,
+        keep_states=keep_states,
+        progress=progress,
+    )
     run = _run_checkerboard if update == "checkerboard" else _run_random_site
     energy, spin, states = run(system, T_arr, h_arr, **args)
     return MCMCResult(
-        system=system.name, size=system.size, n_sites=N, k_B=float(system.k_B), T=T_arr, field=h_arr,
-        energy=energy, spin_sum=spin, states=states, seed=int(seed), update=update,
-        burn_in_sweeps=int(burn_in_sweeps), thin_sweeps=int(thin_sweeps),
+        system=system.name,
+        size=system.size,
+        n_sites=N,
+        k_B=float(system.k_B),
+        T=T_arr,
+        field=h_arr,
+        energy=energy,
+        spin_sum=spin,
+        states=states,
+        seed=int(seed),
+        update=update,
+        burn_in_sweeps=int(burn_in_sweeps),
+        thin_sweeps=int(thin_sweeps),
     )
 
 
 def _start_states(start, n_cond: int, n_chains: int, N: int) -> np.ndarray | str:
-    """``"random"`` is resolved by each update's own RNG; otherwise a ``(n_cond, n_chains, N)`` uint8 array."""
+    """``"random"`` stays a string (each update draws it from its own RNG); otherwise a
+    ``(n_cond, n_chains, N)`` uint8 array."""
     if isinstance(start, str):
         if start == "random":
             return start
         if start in ("up", "down"):
             return np.full((n_cond, n_chains, N), 1 if start == "up" else 0, dtype=np.uint8)
-        raise ValueError(f"start must be 'random', 'up', 'down' or an array of states, got {start!r}")
+        raise ValueError(
+            f"start must be 'random', 'up', 'down' or an array of states, got {start!r}"
+        )
     x = np.asarray(start)
     if x.shape == (n_chains, N):
         x = np.broadcast_to(x, (n_cond, n_chains, N))
     if x.shape != (n_cond, n_chains, N):
-        raise ValueError(f"start states must have shape ({n_chains}, {N}) or ({n_cond}, {n_chains}, {N}), got {x.shape}")
+        raise ValueError(
+            f"start states must have shape ({n_chains}, {N}) or ({n_cond}, {n_chains}, {N}), "
+            f"got {x.shape}"
+        )
     if not np.isin(x, (0, 1)).all():
         raise ValueError("start states must be 0/1")
     return np.ascontiguousarray(x, dtype=np.uint8)
@@ -223,11 +259,14 @@ def ising_thresholds(T: np.ndarray, field: np.ndarray, J: float, k_B: float = 1.
     p = np.exp(np.minimum(log_p, 0.0))
     p[log_p == 0.0] = 0.5  # ties: see the module docstring (the period-2 stripe trap)
     top = 2**64 - 1
-    return np.array([[min(int(math.ldexp(float(q), 64)), top) for q in row] for row in p], dtype=np.uint64)
+    return np.array(
+        [[min(int(math.ldexp(float(q), 64)), top) for q in row] for row in p], dtype=np.uint64
+    )
 
 
 def _chain_blocks(n_chains: int) -> tuple[int, int]:
-    """``(n_blocks, W)`` with ``n_blocks · W >= n_chains`` and ``W <= _MAX_BLOCK``, W a multiple of 8 when large."""
+    """``(n_blocks, W)``: ``n_blocks · W >= n_chains``, ``W <= _MAX_BLOCK``, W a multiple of 8
+    when >= 8 (the padding chains run and are discarded)."""
     n_blocks = -(-n_chains // _MAX_BLOCK)
     W = -(-n_chains // n_blocks)
     if W >= 8:
@@ -237,16 +276,22 @@ def _chain_blocks(n_chains: int) -> tuple[int, int]:
 
 def _checkerboard_order(system: IsingSystem) -> np.ndarray:
     parity = system.lattice.coords.sum(axis=1) % 2
-    return np.concatenate([np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)]).astype(np.int64)
+    return np.concatenate([np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)]).astype(
+        np.int64
+    )
 
 
-def _run_checkerboard(system: IsingSystem, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress):
+def _run_checkerboard(
+    system: IsingSystem, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress
+):
     from lattherm.reference import _mcmc_kernels as K
 
     n_cond, N = T.size, system.n_sites
     nb = np.ascontiguousarray(system.lattice.neighbours().numpy(), dtype=np.int64)
     if nb.shape != (N, 4):
-        raise ValueError(f"the checkerboard kernel needs 4 neighbours per site, got a table of shape {nb.shape}")
+        raise ValueError(
+            f"the checkerboard kernel needs 4 neighbours per site, got a table of shape {nb.shape}"
+        )
     bonds = np.ascontiguousarray(system.lattice.bonds().numpy(), dtype=np.int64)
     order = _checkerboard_order(system)
     thr = ising_thresholds(T, h, system.J, system.k_B)
@@ -265,7 +310,9 @@ def _run_checkerboard(system: IsingSystem, T, h, *, n_chains, n_samples, seed, b
 
     bond = np.empty((n_cond, n_blocks, W, n_samples), dtype=np.int64)
     up = np.empty_like(bond)
-    st_out = np.empty((n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0), dtype=np.uint8)
+    st_out = np.empty(
+        (n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0), dtype=np.uint8
+    )
     # one parallel region per chunk of samples; chunks only serve the progress bar
     chunk = max(1, -(-n_samples // 50), 1000 // thin) if progress else n_samples
     with _progress(burn + n_samples * thin, progress, f"metropolis {system.size}") as bar:
@@ -277,7 +324,9 @@ def _run_checkerboard(system: IsingSystem, T, h, *, n_chains, n_samples, seed, b
             bar.update(k)
         for t0 in range(0, n_samples, chunk):
             n_take = min(chunk, n_samples - t0)
-            K.checkerboard_sample(x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond, up, st_out)
+            K.checkerboard_sample(
+                x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond, up, st_out
+            )
             bar.update(n_take * thin)
     energy = -system.J * bond.reshape(n_cond, M, n_samples)[:, :n_chains].astype(np.float64)
     spin = (2 * up.reshape(n_cond, M, n_samples)[:, :n_chains] - N).astype(np.float64)
@@ -287,7 +336,9 @@ def _run_checkerboard(system: IsingSystem, T, h, *, n_chains, n_samples, seed, b
 
 # --- generic path --------------------------------------------------------------------
 @torch.no_grad()
-def _run_random_site(system: System, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress):
+def _run_random_site(
+    system: System, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress
+):
     n_cond, N = T.size, system.n_sites
     B = n_cond * n_chains
     gen = torch.Generator().manual_seed(seed)
@@ -364,13 +415,19 @@ def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, np.n
     full = stat(*[t / (n_b * ell) for t in tot])[:, 0]
     if n_b < 2:
         return full, np.full_like(full, np.nan)
-    loo = stat(*[(t - s) / ((n_b - 1) * ell) for t, s in zip(tot, sums, strict=True)])  # (n_cond, n_b)
+    loo = stat(
+        *[(t - s) / ((n_b - 1) * ell) for t, s in zip(tot, sums, strict=True)]
+    )  # (n_cond, n_b)
     err = np.sqrt((n_b - 1) / n_b * ((loo - loo.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
     return full, err
 
 
-def mcmc_summary(result: MCMCResult, *, blocks_per_chain: int | None = None,
-                 extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def mcmc_summary(
+    result: MCMCResult,
+    *,
+    blocks_per_chain: int | None = None,
+    extra: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-condition estimates and errors: ``u, c, m, abs_m`` (+ ``*_err``), ``tau_E, tau_M``.
 
     ``u = ⟨E_int⟩/N``, ``c = β² Var(E_int)/N`` (pooled over all samples of the condition),
@@ -383,7 +440,11 @@ def mcmc_summary(result: MCMCResult, *, blocks_per_chain: int | None = None,
     """
     n_cond, K, n = result.energy.shape
     N = result.n_sites
-    nbk = blocks_per_chain if blocks_per_chain is not None else (1 if K >= _MIN_BATCHES else -(-_MIN_BATCHES // K))
+    nbk = (
+        blocks_per_chain
+        if blocks_per_chain is not None
+        else (1 if K >= _MIN_BATCHES else -(-_MIN_BATCHES // K))
+    )
     nbk = int(min(max(nbk, 1), n))
     ell = n // nbk
     keep = slice(n - nbk * ell, n)
@@ -397,11 +458,15 @@ def mcmc_summary(result: MCMCResult, *, blocks_per_chain: int | None = None,
     beta = result.beta[:, None]
     out: dict[str, np.ndarray] = {}
     out["u"], out["u_err"] = _jackknife(lambda e1: (e1 + E_ref) / N, [batch_sums(dE)], ell)
-    out["c"], out["c_err"] = _jackknife(lambda e1, e2: beta**2 * (e2 - e1**2) / N, [batch_sums(dE), batch_sums(dE**2)], ell)
+    out["c"], out["c_err"] = _jackknife(
+        lambda e1, e2: beta**2 * (e2 - e1**2) / N, [batch_sums(dE), batch_sums(dE**2)], ell
+    )
     out["m"], out["m_err"] = _jackknife(lambda m1: m1 / N, [batch_sums(M)], ell)
     out["abs_m"], out["abs_m_err"] = _jackknife(lambda m1: m1 / N, [batch_sums(np.abs(M))], ell)
     for name, a in (extra or {}).items():
-        out[name], out[f"{name}_err"] = _jackknife(lambda v: v, [batch_sums(np.asarray(a, dtype=np.float64))], ell)
+        out[name], out[f"{name}_err"] = _jackknife(
+            lambda v: v, [batch_sums(np.asarray(a, dtype=np.float64))], ell
+        )
     out["tau_E"] = integrated_autocorr_time(E)
     out["tau_M"] = integrated_autocorr_time(M)
     out["n_samples"] = np.full(n_cond, K * n, dtype=np.int64)
@@ -412,15 +477,18 @@ def mcmc_summary(result: MCMCResult, *, blocks_per_chain: int | None = None,
         bad = tau * 5 > ell
         if np.any(bad):
             warnings.warn(
-                f"blocks of {ell} samples are shorter than 5 τ (max τ = {np.nanmax(tau):.3g} samples) at "
-                f"{int(bad.sum())} conditions: error bars from blocking inside {K} chains are too small there; "
+                f"blocks of {ell} samples are shorter than 5 τ (max τ = {np.nanmax(tau):.3g} "
+                f"samples) at {int(bad.sum())} conditions: error bars from blocking inside {K} "
+                "chains are too small there; "
                 f"run more chains (>= {_MIN_BATCHES}) or longer chains",
                 stacklevel=2,
             )
     return out
 
 
-def mcmc_table(result: MCMCResult, system: System | None = None, *, blocks_per_chain: int | None = None) -> pd.DataFrame:
+def mcmc_table(
+    result: MCMCResult, system: System | None = None, *, blocks_per_chain: int | None = None
+) -> pd.DataFrame:
     """One row per condition: ``system, size, T, field, u, u_err, c, c_err, m, m_err, abs_m,
     abs_m_err, tau_E, tau_M, n_samples, n_chains, n_batches, update, method="mcmc"``.
 
@@ -432,7 +500,9 @@ def mcmc_table(result: MCMCResult, system: System | None = None, *, blocks_per_c
     extra = {}
     if result.system == "cuau" and system is not None:
         N = result.n_sites
-        ends = system.energy(torch.stack([torch.ones(N, dtype=torch.long), torch.zeros(N, dtype=torch.long)]))
+        ends = system.energy(
+            torch.stack([torch.ones(N, dtype=torch.long), torch.zeros(N, dtype=torch.long)])
+        )
         e_au, e_cu = (float(v) / N for v in ends)
         n_au = (result.spin_sum + N) / 2
         extra["u_form"] = (result.energy - n_au * e_au - (N - n_au) * e_cu) / N
@@ -474,11 +544,22 @@ def mcmc_histograms(result: MCMCResult, *, bins: int = 64) -> pd.DataFrame:
             lo, hi, value, n_bins = edges[:-1], edges[1:], 0.5 * (edges[:-1] + edges[1:]), bins
         for c in range(a.shape[0]):
             count = np.bincount(idx[c], minlength=n_bins)
-            frames.append(pd.DataFrame({
-                "system": result.system, "size": result.size, "T": result.T[c], "field": result.field[c],
-                "quantity": quantity, "value": value, "bin_lo": lo, "bin_hi": hi,
-                "count": count, "probability": count / flat.shape[1],
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "system": result.system,
+                        "size": result.size,
+                        "T": result.T[c],
+                        "field": result.field[c],
+                        "quantity": quantity,
+                        "value": value,
+                        "bin_lo": lo,
+                        "bin_hi": hi,
+                        "count": count,
+                        "probability": count / flat.shape[1],
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -490,7 +571,9 @@ def mcmc_samples_table(result: MCMCResult, *, max_per_condition: int | None = No
     of all chains (the most independent subset) rather than one chain's trajectory.
     """
     if result.states is None:
-        raise ValueError("this run did not keep its states; rerun run_metropolis with keep_states=True")
+        raise ValueError(
+            "this run did not keep its states; rerun run_metropolis with keep_states=True"
+        )
     n_cond, K, n, N = result.states.shape
     take = K * n if max_per_condition is None else min(int(max_per_condition), K * n)
     frames = []
@@ -499,9 +582,19 @@ def mcmc_samples_table(result: MCMCResult, *, max_per_condition: int | None = No
         packed = pack_states(st)
         chain = np.tile(np.arange(K), n)[:take]
         sample = np.repeat(np.arange(n), K)[:take]
-        frames.append(pd.DataFrame({
-            "system": result.system, "size": result.size, "T": result.T[c], "field": result.field[c],
-            "chain": chain, "sample": sample, "configuration": [row.tobytes() for row in packed],
-            "energy": result.energy[c].T.reshape(-1)[:take], "spin_sum": result.spin_sum[c].T.reshape(-1)[:take],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "system": result.system,
+                    "size": result.size,
+                    "T": result.T[c],
+                    "field": result.field[c],
+                    "chain": chain,
+                    "sample": sample,
+                    "configuration": [row.tobytes() for row in packed],
+                    "energy": result.energy[c].T.reshape(-1)[:take],
+                    "spin_sum": result.spin_sum[c].T.reshape(-1)[:take],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)

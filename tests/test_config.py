@@ -71,6 +71,9 @@ BAD = [
     (("systems", "ising", "sizes"), [], "systems.ising.sizes"),
     (("systems", "ising", "models"), ["ao-arm-mlp", "made"], "systems.ising.models[1]"),
     (("seed",), -5, "seed"),
+    (("systems", "cuau", "sizes"), ["2x2x4", "4x4"], "systems.cuau.sizes[1]"),
+    (("systems", "cuau", "T", "min"), -100, "systems.cuau.T.min"),
+    (("systems", "cuau", "models"), ["gpt"], "systems.cuau.models[0]"),
 ]
 
 

@@ -24,7 +24,8 @@ TINY = {
             "T": {"values": [1.0, 2.269185314213022, 5.0]},
             "field": {"values": [-0.5, 0.0, 0.5]},
             "models": [],
-        }
+        },
+        "cuau": {"sizes": ["2x2x4"], "T": {"values": [600.0, 900.0]}, "field": {"values": [-0.06, 0.0]}},
     },
     "reference": {"exact": {"max_transfer_L": 14}},
 }
@@ -67,6 +68,12 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
         for col in ("f", "u", "c", "m"):
             np.testing.assert_allclose(df[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=1e-14)
         assert (tmp_path / f"logs/ising/{L}x{L}/reference/exact.log").exists()
+    cuau = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact.parquet")
+    assert len(cuau) == 4 and set(cuau["field"]) == {-0.06, 0.0}
+    row = cuau[(cuau["T"] == 600.0) & (cuau["field"] == 0.0)]
+    assert row["f"].item() == pytest.approx(-0.0436415345, abs=1e-10)  # published check value
+    comp = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact_composition.parquet")
+    assert len(comp) == 2 * 17 and comp["n_au"].max() == 16
     # a size outside the config, asked for on the command line
     rc, out = run_snakemake(snakemake_exe, tmp_path, "results/ising/5x5/reference/exact.parquet", config=TINY)
     assert rc == 0, out

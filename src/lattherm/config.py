@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 
 import numpy as np
 
 from lattherm.conditions import grid_values
-from lattherm.systems import SYSTEMS
+from lattherm.systems import SYSTEMS, parse_size
 
-__all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "system_grid"]
+__all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid"]
 
 #: architecture names of DESIGN §6
 MODELS = ("fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-gnn", "mam-transformer", "twobo")
@@ -96,6 +97,25 @@ def _check_ising(cfg: Mapping) -> None:
     _check_models(cfg, f"{key}.models")
 
 
+#: largest system enumerated exactly (2^N states)
+MAX_ENUMERATION_SITES = 24
+
+
+def _check_cuau(cfg: Mapping) -> None:
+    key = "systems.cuau"
+    sizes = cfg.get("sizes")
+    if not isinstance(sizes, list) or not sizes:
+        raise ConfigError(f"{key}.sizes", "a non-empty list of FCC cells like '2x2x4'", sizes)
+    for i, size in enumerate(sizes):
+        if not isinstance(size, str) or not re.fullmatch(r"[1-9]\d*x[1-9]\d*x[1-9]\d*", size):
+            raise ConfigError(f"{key}.sizes[{i}]", "a cell n1xn2xn3 of positive integers, e.g. '2x2x4'", size)
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"{key}.sizes", "each size at most once", sizes)
+    _check_grid(cfg, f"{key}.T", positive=True)
+    _check_grid(cfg, f"{key}.field")
+    _check_models(cfg, f"{key}.models")
+
+
 def check_config(config: Mapping) -> None:
     """Raise :class:`ConfigError` on the first semantically wrong value of a workflow config."""
     seed = config.get("seed")
@@ -109,11 +129,21 @@ def check_config(config: Mapping) -> None:
             raise ConfigError(f"systems.{name}", f"a system name, one of {list(SYSTEMS)}", name)
     if "ising" in systems:
         _check_ising(systems["ising"])
+    if "cuau" in systems:
+        _check_cuau(systems["cuau"])
 
 
 def ising_sizes(config: Mapping) -> list[str]:
     """Size tokens ``"LxL"`` of the Ising lattices in the config."""
     return [f"{L}x{L}" for L in config["systems"]["ising"]["sizes"]]
+
+
+def cuau_sizes(config: Mapping, *, exact_only: bool = False) -> list[str]:
+    """CuAu cell tokens of the config; ``exact_only``: those small enough to enumerate."""
+    sizes = list(config["systems"]["cuau"]["sizes"])
+    if exact_only:
+        sizes = [s for s in sizes if math.prod(parse_size(s)) <= MAX_ENUMERATION_SITES]
+    return sizes
 
 
 def system_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:

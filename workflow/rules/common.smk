@@ -10,7 +10,7 @@ if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 
-from lattherm.config import check_config, ising_sizes, system_grid  # noqa: E402
+from lattherm.config import check_config, cuau_sizes, ising_sizes, system_grid  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
 check_config(config)
@@ -21,10 +21,16 @@ def reference_targets():
     targets = []
     if "ising" in config["systems"]:
         targets += expand("results/ising/{size}/reference/exact.parquet", size=ising_sizes(config))
+    if "cuau" in config["systems"]:
+        targets += expand(
+            "results/cuau/{size}/reference/{table}.parquet",
+            size=cuau_sizes(config, exact_only=True),
+            table=["exact", "exact_composition"],
+        )
     return targets
 
 
-def ising_grid():
-    """(T values, field values) of the Ising evaluation grid, as lists for params."""
-    T, field = system_grid(config, "ising")
+def grid_of(system):
+    """{"T": [...], "field": [...]}: the evaluation grid of a system, as lists for params."""
+    T, field = system_grid(config, system)
     return {"T": T.tolist(), "field": field.tolist()}

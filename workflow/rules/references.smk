@@ -11,7 +11,7 @@ rule exact_reference:
             labels={"system": "ising", "size": "{L}x{L}", "method": "exact"},
         ),
     params:
-        grid=ising_grid(),
+        grid=grid_of("ising"),
         J=config["systems"]["ising"]["J"],
         max_transfer_L=config["reference"]["exact"]["max_transfer_L"],
     log:
@@ -22,3 +22,25 @@ rule exact_reference:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/exact_reference.py"
+
+
+rule cuau_exact_reference:
+    """Exact CuAu semi-grand thermodynamics and composition free energies by enumeration (N <= 24)."""
+    output:
+        table=report(
+            "results/cuau/{size}/reference/exact.parquet",
+            caption="../report/cuau_exact_reference.rst",
+            category="References",
+            labels={"system": "cuau", "size": "{size}", "method": "exact"},
+        ),
+        composition="results/cuau/{size}/reference/exact_composition.parquet",
+    params:
+        grid=grid_of("cuau") if "cuau" in config["systems"] else {},
+    log:
+        "logs/cuau/{size}/reference/exact.log",
+    benchmark:
+        "benchmarks/cuau/{size}/reference/exact.tsv"
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/cuau_exact_reference.py"

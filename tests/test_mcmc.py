@@ -500,6 +500,7 @@ def test_tables(tmp_path):
         (dict(update="wolff"), "update"),
         (dict(start="hot"), "start"),
         (dict(start=np.zeros((3, 9))), "shape"),
+        (dict(n_chains=2**20, n_samples=2**10), "GiB"),
     ],
 )
 def test_bad_inputs(kwargs, match):

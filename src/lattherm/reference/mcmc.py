@@ -20,8 +20,8 @@ Two updates, chosen by ``update=`` in :func:`run_metropolis`:
     Ties: with a fixed visiting order and ``p = 1`` at ``ΔE_red = 0``, Metropolis is not
     ergodic. At ``h = 0`` on an even torus the period-2 stripe states (every site has as many
     up as down neighbours) flip colour by colour deterministically into each other forever:
-    a closed set (on 2x2 it holds a third of the chains). The checkerboard update therefore
-    accepts exact ties with probability 1/2, which keeps detailed balance (both directions
+    a closed set (on 2x2 at T = 2.5 a quarter of the chains ended in it). The checkerboard update
+    therefore accepts exact ties with probability 1/2, which keeps detailed balance (both directions
     1/2) and leaves every deterministic move strictly energy-lowering, so no deterministic
     cycle remains. All other moves use the Metropolis probability.
 ``"auto"`` picks ``"checkerboard"`` for :class:`IsingSystem`, ``"random-site"`` otherwise.
@@ -31,9 +31,10 @@ uses 250). Errors (:func:`mcmc_summary`): every chain is cut into ``blocks_per_c
 contiguous blocks; the ``n_batches = n_chains × blocks_per_chain`` batch means are treated as
 independent and errors are delete-one-batch jackknife errors. With the default, one block per
 chain whenever there are >= 32 chains, the error is the between-chain spread of independent
-chains: honest whatever the autocorrelation, and it captures chains stuck in one magnetisation
-sector at ``h = 0`` below ``T_c``. With fewer chains each chain is blocked, which is honest only
-when a block is much longer than the autocorrelation time (a warning says when it is not).
+chains: honest whatever the autocorrelation (given enough burn-in), and it captures chains
+stuck in one magnetisation sector at ``h = 0`` below ``T_c``. With fewer chains each chain is
+blocked, which is honest only when a block is much longer than the autocorrelation time (a
+warning says when it is not).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ UPDATES = ("auto", "checkerboard", "random-site")
 _MAX_BLOCK = 128
 #: below this many chains, :func:`mcmc_summary` blocks inside chains by default
 _MIN_BATCHES = 32
+#: refuse to keep more sampled states than this (bytes, one per site)
+_MAX_STATE_BYTES = 4 * 2**30
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +147,8 @@ def run_metropolis(
             (all ``x = 0``), or an array of 0/1 states ``(n_chains, N)`` or
             ``(n_cond, n_chains, N)``.
         update: ``"auto"``, ``"checkerboard"`` (Ising only) or ``"random-site"``.
-        keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes).
+        keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes;
+            more than 4 GiB is refused).
         progress: show a tqdm bar over sweeps.
     """
     T_b, h_b = np.broadcast_arrays(
@@ -179,6 +183,12 @@ def run_metropolis(
             f"got {type(system).__name__}; use 'random-site'"
         )
     n_cond, N = T_arr.size, system.n_sites
+    if keep_states and n_cond * n_chains * n_samples * N > _MAX_STATE_BYTES:
+        raise ValueError(
+            f"keeping every state needs {n_cond * n_chains * n_samples * N / 2**30:.1f} GiB "
+            f"(n_cond·n_chains·n_samples·N bytes, limit {_MAX_STATE_BYTES / 2**30:.0f} GiB); "
+            "pass keep_states=False (energies and spin sums are always kept) or sample less"
+        )
     x0 = _start_states(start, n_cond, int(n_chains), N)
     args = dict(
         n_chains=int(n_chains),
@@ -389,20 +399,23 @@ def integrated_autocorr_time(a: np.ndarray, c: float = 5.0) -> np.ndarray:
     ``W >= c · τ(W)``; if no such W exists, ``W = n − 1`` (τ is then a lower bound). ``nan``
     for a constant series or a single sample.
     """
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
     n = a.shape[-1]
     lead = a.shape[:-2]
     if n < 2:
         return np.full(lead, np.nan)
-    d = a - a.mean(axis=(-2, -1), keepdims=True)
-    f = np.fft.rfft(d, n=2 * n, axis=-1)
-    acf = np.fft.irfft(f * np.conj(f), n=2 * n, axis=-1)[..., :n].sum(axis=-2)  # (..., n)
+    flat = a.reshape(-1, *a.shape[-2:])
+    acf = np.empty((flat.shape[0], n))
+    for k, series in enumerate(flat):  # one condition at a time: bounded memory
+        d = series - series.mean(dtype=np.float64)
+        f = np.fft.rfft(d, n=2 * n, axis=-1)
+        acf[k] = np.fft.irfft(f * np.conj(f), n=2 * n, axis=-1)[:, :n].sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = acf / acf[..., :1]
+        rho = acf / acf[:, :1]
     taus = 2.0 * np.cumsum(rho, axis=-1) - 1.0  # τ(W) for W = 0..n-1
     ok = np.arange(n) >= c * taus
     W = np.where(ok.any(axis=-1), ok.argmax(axis=-1), n - 1)
-    return np.take_along_axis(taus, W[..., None], axis=-1)[..., 0]
+    return np.take_along_axis(taus, W[:, None], axis=-1)[:, 0].reshape(lead)
 
 
 def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,11 +36,14 @@ TINY = {
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
+def float64_one_thread():
+    """float64 models (tolerances of 1e-10); one thread: tiny tensors on shared cores."""
+    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
     yield
-    torch.set_default_dtype(old)
+    torch.set_default_dtype(old_dtype)
+    torch.set_num_threads(old_threads)
 
 
 def tiny(name: str, system, seed: int = 0) -> Model:

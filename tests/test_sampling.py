@@ -33,11 +33,14 @@ TINY = {
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
+def float64_one_thread():
+    """float64 models (tolerances of 1e-10); one thread: tiny tensors on shared cores."""
+    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
     yield
-    torch.set_default_dtype(old)
+    torch.set_default_dtype(old_dtype)
+    torch.set_num_threads(old_threads)
 
 
 def tiny(name: str, lattice: Lattice, seed: int = 0, scale: float = 1.0):
@@ -246,3 +249,23 @@ def test_random_orders_are_permutations(gen):
     o = random_orders(50, 7, generator=gen)
     assert torch.equal(o.sort(1).values, torch.arange(7).expand(50, 7))
     assert math.isclose(o[:, 0].double().mean().item(), 3.0, abs_tol=1.0)
+
+
+@pytest.mark.parametrize("name", ["fo-arm-mlp", "mam-transformer"])
+def test_log_prob_is_differentiable(name, gen):
+    """REINFORCE needs ∇ log q: log_prob keeps the graph (sample() does not)."""
+    model = tiny(name, Lattice(shape=(2, 3))).requires_grad_(True)
+    x, log_q, order = sample(
+        model,
+        [[2.0, 0.2]],
+        6,
+        generator=gen,
+        return_order=True,
+        order="fixed" if model.fixed_order else "random",
+    )
+    assert not log_q.requires_grad
+    lp = log_prob(model, x, torch.tensor([[2.0, 0.2]]), order, steps_per_pass=2)
+    torch.testing.assert_close(lp.detach(), log_q, rtol=0, atol=1e-10)
+    lp.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)

@@ -184,7 +184,9 @@ def log_prob(
     x = _check_states(model, torch.as_tensor(x, device=device))
     B, N = x.shape
     cond = torch.as_tensor(cond, dtype=torch.float64, device=device)
-    cond = expand_conditions(cond.expand(B, 2) if cond.ndim == 1 else cond, device=device)
+    if cond.ndim == 1 or (cond.ndim == 2 and cond.shape[0] == 1):
+        cond = cond.reshape(1, -1).expand(B, -1)
+    cond = expand_conditions(cond, device=device)
     if cond.shape[0] != B:
         raise ValueError(f"cond must have {B} rows (one per configuration), got {cond.shape[0]}")
     if symmetrised:

@@ -53,7 +53,8 @@ def level_of(spins, nb):
     n = spins.shape[0]
     b = 0
     for i in range(n):
-        b += np.int64(spins[i]) * (np.int64(spins[nb[i, 0]]) + spins[nb[i, 1]])  # offsets +e_0, +e_1: each bond once
+        # offsets +e_0, +e_1: each bond once
+        b += np.int64(spins[i]) * (np.int64(spins[nb[i, 0]]) + spins[nb[i, 1]])
     return (2 * n - b) // 4
 
 
@@ -70,9 +71,26 @@ def _is_flat(hist, levels, flatness):
 
 
 @njit(cache=True)
-def _walk_one(spins, nb, lng, hist, levels, lo, hi, m, lnf, n_moves, check_every, since_check, flatness,
-              stop_when_flat, inv_t, t0, s):
-    """``n_moves`` single-spin-flip WL moves of one walker; returns (m, moves done, flat, since_check).
+def _walk_one(
+    spins,
+    nb,
+    lng,
+    hist,
+    levels,
+    lo,
+    hi,
+    m,
+    lnf,
+    n_moves,
+    check_every,
+    since_check,
+    flatness,
+    stop_when_flat,
+    inv_t,
+    t0,
+    s,
+):
+    """``n_moves`` single-spin-flip WL moves of one walker -> (m, moves done, flat, since_check).
 
     With ``inv_t`` the modification factor is ``ln f = n_levels / t`` at every move, ``t`` the
     walker's moves since its start (``t0`` before this call), as in Belardinelli–Pereyra.
@@ -108,8 +126,28 @@ def _walk_one(spins, nb, lng, hist, levels, lo, hi, m, lnf, n_moves, check_every
 
 
 @njit(cache=True, parallel=True)
-def walk(spins, nb, lng, hist, levels, n_levels, lo, hi, m, lnf, active, flat, since_check, moves,
-         n_moves, check_every, flatness, stop_when_flat, inv_t, rng):
+def walk(
+    spins,
+    nb,
+    lng,
+    hist,
+    levels,
+    n_levels,
+    lo,
+    hi,
+    m,
+    lnf,
+    active,
+    flat,
+    since_check,
+    moves,
+    n_moves,
+    check_every,
+    flatness,
+    stop_when_flat,
+    inv_t,
+    rng,
+):
     """Advance every active walker ``w`` by up to ``n_moves[w]`` moves, in parallel over walkers.
 
     ``levels[w, :n_levels[w]]`` lists the allowed levels of walker ``w``'s window (flatness is
@@ -121,9 +159,25 @@ def walk(spins, nb, lng, hist, levels, n_levels, lo, hi, m, lnf, active, flat, s
     for w in prange(n_w):
         if not active[w]:
             continue
-        mw, done, fl, sc = _walk_one(spins[w], nb, lng[w], hist[w], levels[w, : n_levels[w]], lo[w], hi[w], m[w],
-                                     lnf[w], n_moves[w], check_every, since_check[w], flatness,
-                                     stop_when_flat and not inv_t[w], inv_t[w], moves[w], rng[w])
+        mw, done, fl, sc = _walk_one(
+            spins[w],
+            nb,
+            lng[w],
+            hist[w],
+            levels[w, : n_levels[w]],
+            lo[w],
+            hi[w],
+            m[w],
+            lnf[w],
+            n_moves[w],
+            check_every,
+            since_check[w],
+            flatness,
+            stop_when_flat and not inv_t[w],
+            inv_t[w],
+            moves[w],
+            rng[w],
+        )
         m[w] = mw
         moves[w] += done
         since_check[w] = sc

@@ -44,7 +44,7 @@ __all__ = ["WLResult", "ising_levels", "wang_landau", "wang_landau_table", "wang
 
 
 def ising_levels(L: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(m, allowed)`` for ``m = 0..N``: which levels ``E = −J(2N − 4m)`` occur on the ``L x L`` torus.
+    """``(m, allowed)``, ``m = 0..N``: which levels ``E = −J(2N − 4m)`` occur on the L x L torus.
 
     Valid for ``L >= 3`` (see the module docstring for the argument).
     """
@@ -62,7 +62,7 @@ def ising_levels(L: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class WLResult:
-    """Outcome of :func:`wang_landau`: the normalised DOS on the allowed levels and run statistics."""
+    """Outcome of :func:`wang_landau`: normalised DOS on the allowed levels and run statistics."""
 
     L: int
     J: float
@@ -73,7 +73,8 @@ class WLResult:
     iterations: int  # completed ln f stages (of the slowest window)
     moves: int  # single-spin-flip attempts summed over walkers
     wall_time: float  # seconds
-    stages: list[dict] = field(default_factory=list)  # window, stage, ln_f, moves (per walker), time
+    # per completed stage: window, stage, kind, ln_f, moves (per walker), time
+    stages: list[dict] = field(default_factory=list)
     windows: list[tuple[int, int]] = field(default_factory=list)  # (m_lo, m_hi) per window
     joins: list[int] = field(default_factory=list)  # m of each stitching point
     exchange_acceptance: float = float("nan")
@@ -107,13 +108,16 @@ def _windows(allowed: np.ndarray, n_windows: int, overlap: float) -> list[tuple[
         ov = np.flatnonzero(allowed[lo_b : hi_a + 1])
         if len(ov) < 3 or hi_b <= hi_a or lo_b <= lo_a:
             raise ValueError(
-                f"{n_windows} windows with overlap {overlap} over {top + 1} levels leave too little overlap "
+                f"{n_windows} windows with overlap {overlap} over {top + 1} levels leave too "
+                "little overlap "
                 f"({(lo_a, hi_a)} and {(lo_b, hi_b)}); use fewer windows or more overlap"
             )
     return out
 
 
-def _stitch(pieces: list[np.ndarray], windows: list[tuple[int, int]], allowed: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def _stitch(
+    pieces: list[np.ndarray], windows: list[tuple[int, int]], allowed: np.ndarray
+) -> tuple[np.ndarray, list[int]]:
     """Join window ``ln g`` pieces (full-length rows, valid on their window) into one ``ln g``."""
     n = allowed.shape[0]
     out = np.full(n, -np.inf)
@@ -125,7 +129,12 @@ def _stitch(pieces: list[np.ndarray], windows: list[tuple[int, int]], allowed: n
         hi_a = windows[k - 1][1]
         b = pieces[k]
         # slopes over consecutive allowed levels m, m+1 inside the overlap
-        cand = [m for m in range(lo_b, hi_a) if allowed[m] and allowed[m + 1]]
+        prev = joins[-1] if joins else -1  # joins move right, so every window contributes
+        cand = [m for m in range(max(lo_b, prev + 1), hi_a) if allowed[m] and allowed[m + 1]]
+        if not cand:
+            raise RuntimeError(
+                f"no level to join window {k} at (overlap {lo_b}..{hi_a}, previous join {prev})"
+            )
         d_a = np.array([out[m + 1] - out[m] for m in cand])
         d_b = np.array([b[m + 1] - b[m] for m in cand])
         j = cand[int(np.argmin(np.abs(d_a - d_b)))]
@@ -174,7 +183,8 @@ def wang_landau(
         n_windows, walkers_per_window, overlap: replica-exchange layout; ``n_windows = 1`` and
             ``walkers_per_window = 1`` is plain WL. Several walkers in one window are averaged
             at every stage (a batched multi-walker WL).
-        exchange_every: moves per walker between exchange attempts (default ``check_every``).
+        exchange_every: moves per walker between exchange attempts (default ``10 · check_every``;
+            every exchange is a barrier of the parallel walk, which costs dearly on busy cores).
         schedule: ``"halving"`` (DESIGN default: halve ``ln f`` at every flat histogram) or
             ``"1/t"`` (Belardinelli–Pereyra: halving until ``ln f <= n_levels/t``, ``t`` the
             walker's moves, then ``ln f = n_levels/t`` at every move until it falls below
@@ -202,10 +212,11 @@ def wang_landau(
     N = L * L
     n_lev = N + 1
     windows = _windows(allowed, n_windows, overlap)
-    n_stages = int(np.floor(np.log2(1.0 / ln_f_final))) + 1  # ln f = 2^0 .. 2^-(n_stages-1) >= ln_f_final
+    # stages at ln f = 2^0 .. 2^-(n_stages-1), all >= ln_f_final
+    n_stages = int(np.floor(np.log2(1.0 / ln_f_final))) + 1
     W = n_windows * walkers_per_window
     rewl = n_windows > 1
-    exchange_every = check_every if exchange_every is None else int(exchange_every)
+    exchange_every = 10 * check_every if exchange_every is None else int(exchange_every)
     nb = square_lattice(L).neighbours().numpy().astype(np.int64)
 
     ss = np.random.SeedSequence(seed)
@@ -255,8 +266,16 @@ def wang_landau(
     def log_stage(k: int, ws: slice, ln_f: float, kind: str) -> None:
         per_walker = int(moves[ws].sum() - moves_at_stage[k]) // walkers_per_window
         moves_at_stage[k] = moves[ws].sum()
-        stages.append(dict(window=k, stage=int(stage_of[k]), kind=kind, ln_f=ln_f, moves=per_walker,
-                           time=time.perf_counter() - t0))
+        stages.append(
+            dict(
+                window=k,
+                stage=int(stage_of[k]),
+                kind=kind,
+                ln_f=ln_f,
+                moves=per_walker,
+                time=time.perf_counter() - t0,
+            )
+        )
 
     def average_window(ws: slice, idx: np.ndarray) -> None:
         piece = lng[ws][:, idx]
@@ -271,11 +290,35 @@ def wang_landau(
         bar = tqdm(total=n_windows * n_stages, desc=f"WL {L}x{L} ({schedule})", unit="stage")
     try:
         while active.any():
-            n_moves = np.where(inv_t, np.minimum(round_moves, t_end - moves), round_moves).astype(np.int64)
-            K.walk(spins, nb, lng, hist, levels, n_levels, lo, hi, m, lnf, active, flat, since, moves,
-                   n_moves, check_every, flatness, True, inv_t, rng)
+            n_moves = np.where(inv_t, np.minimum(round_moves, t_end - moves), round_moves).astype(
+                np.int64
+            )
+            K.walk(
+                spins,
+                nb,
+                lng,
+                hist,
+                levels,
+                n_levels,
+                lo,
+                hi,
+                m,
+                lnf,
+                active,
+                flat,
+                since,
+                moves,
+                n_moves,
+                check_every,
+                flatness,
+                True,
+                inv_t,
+                rng,
+            )
             if rewl:
-                a, c = K.exchange(spins, lng, lo, hi, m, active, walkers_per_window, n_windows, parity, rng_x)
+                a, c = K.exchange(
+                    spins, lng, lo, hi, m, active, walkers_per_window, n_windows, parity, rng_x
+                )
                 att_tot += a
                 acc_tot += c
                 parity ^= 1
@@ -312,7 +355,9 @@ def wang_landau(
                 bar.n = int(stage_of.sum())
                 bar.set_postfix(ln_f=f"{lnf[active].max() if active.any() else lnf.min():.2g}")
             if max_moves is not None and moves.max() > max_moves:
-                raise RuntimeError(f"Wang–Landau exceeded max_moves={max_moves} per walker at stages {stage_of}")
+                raise RuntimeError(
+                    f"Wang–Landau exceeded max_moves={max_moves} per walker at stages {stage_of}"
+                )
     finally:
         if bar is not None:
             bar.close()
@@ -330,9 +375,18 @@ def wang_landau(
         energy=-float(J) * (2 * N - 4 * m_all[keep]).astype(np.float64),
         ln_g=ln_g[keep],
         method="wang_landau_rewl" if rewl else "wang_landau",
-        settings=dict(schedule=schedule, symmetrized=symmetrized, ln_f_final=ln_f_final, flatness=flatness, check_every=check_every, n_windows=n_windows,
-                      walkers_per_window=walkers_per_window, overlap=overlap, exchange_every=exchange_every,
-                      seed=seed),
+        settings=dict(
+            schedule=schedule,
+            symmetrized=symmetrized,
+            ln_f_final=ln_f_final,
+            flatness=flatness,
+            check_every=check_every,
+            n_windows=n_windows,
+            walkers_per_window=walkers_per_window,
+            overlap=overlap,
+            exchange_every=exchange_every,
+            seed=seed,
+        ),
         iterations=int(stage_of.min()),
         moves=int(moves.sum()),
         wall_time=time.perf_counter() - t0,
@@ -363,4 +417,6 @@ def wang_landau_table(result: WLResult, T: np.ndarray | list[float]) -> pd.DataF
 
 def wang_landau_dos_table(result: WLResult) -> pd.DataFrame:
     """``system, size, E, ln_g`` on the allowed levels (``Σ exp(ln_g) = 2^N``)."""
-    return pd.DataFrame({"system": "ising", "size": result.size, "E": result.energy, "ln_g": result.ln_g})
+    return pd.DataFrame(
+        {"system": "ising", "size": result.size, "E": result.energy, "ln_g": result.ln_g}
+    )

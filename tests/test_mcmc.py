@@ -532,6 +532,18 @@ def test_tables(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("update", "n_samples", "burn", "thin"),
+    [("checkerboard", 120, 2500, 30), ("random-site", 7, 5, 3)],  # checkerboard: 4 + 3 chunks
+)
+def test_progress_bar_does_not_change_results(update, n_samples, burn, thin, torch_one_thread):
+    kw = dict(n_chains=6, n_samples=n_samples, seed=2, burn_in_sweeps=burn, thin_sweeps=thin)
+    kw["update"] = update
+    quiet = run_metropolis(IsingSystem(4), 2.5, 0.1, **kw)
+    loud = run_metropolis(IsingSystem(4), 2.5, 0.1, progress=True, **kw)
+    np.testing.assert_array_equal(quiet.states, loud.states)
+
+
+@pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         (dict(T=0.0), "temperatures"),

@@ -1,0 +1,401 @@
+"""Training loop of every neural sampler: config, schedule, checkpoints, resume, log.
+
+``train(system, model_name=..., model_config=..., train_config=..., cond_box=...,
+checkpoint_path=..., log_path=...)`` trains one conditional model over ``cond_box`` and returns a
+summary dict. ARMs (``fo-arm-mlp``, ``ao-arm-mlp``) use :mod:`~lattherm.training.reinforce`,
+MAMs (``mam-*``) :mod:`~lattherm.training.mam`. Each step draws the conditions of the drifting
+``n_T x n_field`` grid (:mod:`~lattherm.training.conditions`). AdamW, linear warm-up then cosine
+decay of the learning rate, global grad-norm clipping, optional β-annealing (VAN: the reduced
+energy in the loss is scaled by ``β_s`` rising linearly from ``beta0`` to 1 over the first
+``beta_anneal_frac`` of the steps).
+
+**Checkpoints and resume.** Every ``checkpoint_every`` steps, on the wall-clock budget
+(``max_minutes``) and at the end, the full state is written atomically
+(:mod:`~lattherm.training.checkpoint`) and the log to ``log_path`` (Parquet). If the checkpoint
+exists, training continues from it when it matches (same model spec, system, box, and train
+config apart from ``max_minutes``, ``checkpoint_every``, ``log_every``), else fails. A resumed run
+continues the same trajectory: every random draw comes from generators stored in the checkpoint.
+
+**Divergence.** A non-finite loss term or gradient norm raises :class:`TrainingDiverged` naming the
+step and the term; nothing is written, so the last good checkpoint stays untouched.
+
+**Log** (one row every ``log_every`` steps and at the last step): ``step`` (steps completed),
+``loss`` and its terms (ARMs: ``surrogate``, ``reward``; MAMs: ``kl``, ``cons``, ``anchor``),
+``f_var_mean`` / ``f_var_max`` (per-site variational free energy of each batch condition,
+averaged / maximised over the ``n_T · n_field`` conditions — ARMs from the exact ``log q``,
+MAMs from the marginal surrogate, see ``f_var_source``), ``lw_std_mean`` / ``lw_std_max`` (per
+condition standard deviation of ``log w``, 0 when ``q = p``: the reference-free convergence
+signal), ``grad_norm`` (before clipping), ``lr``, ``beta_scale``, ``wall_s`` (training time
+summed over resumes), ``samples_per_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from lattherm.io import atomic_path
+from lattherm.models import build_model, check_cond_box
+from lattherm.training.checkpoint import (
+    FORMAT,
+    check_system,
+    load_checkpoint,
+    save_checkpoint,
+    system_record,
+)
+from lattherm.training.conditions import DriftingGrid
+from lattherm.training.mam import GibbsBuffer, default_block, default_gibbs_sweeps, mam_loss
+from lattherm.training.reinforce import reinforce_loss
+
+__all__ = ["TrainConfig", "TrainingDiverged", "train", "train_config_from_dict", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # optimisation steps
+    n_T: int = 5  # drifting grid: temperatures per step (paper: 5)
+    n_field: int = 5  # drifting grid: fields per step (paper: 5)
+    samples_per_condition: int = 40  # samples per condition per step (MAMs: buffer per condition)
+    grid_step_frac: float = 0.05  # Gaussian drift of each grid value per step, fraction of the box
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_frac: float = 0.02  # linear warm-up over this fraction of the steps
+    min_lr_frac: float = 0.05  # cosine decay ends at min_lr_frac · lr
+    grad_clip: float | None = 1.0  # max global gradient norm (None: no clipping)
+    beta0: float = 0.2  # β-annealing: initial scale of the reduced energy in the loss
+    beta_anneal_frac: float = 0.2  # ... reaching 1 after this fraction of the steps (0: off)
+    standardise: bool = True  # per-condition standardised advantage (False: leave-one-out)
+    ao_grad_steps: int | None = None  # any-order ARMs: None exact ∇log q(x|σ) (N passes); k: unbiased k-step
+    steps_per_pass: int = 16  # exact any-order gradient: steps batched per forward call
+    mam_lambda: float = 1.0  # MAM: weight λ of N·L_cons + L_anchor
+    gibbs_sweeps: int | None = None  # MAM: Gibbs moves per step (None: paper's 10 Ising, 4 CuAu)
+    gibbs_block: int | None = None  # MAM: sites per Gibbs move (None: ceil(N / gibbs_sweeps))
+    refill_every: int = 50  # MAM: refill the buffer by ancestral sampling every this many steps
+    checkpoint_every: int = 200  # steps between checkpoints (and log writes)
+    log_every: int = 10  # steps between log rows
+    seed: int = 0  # seed of initialisation, grid, sampling
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, float32 on CPU), "float32", "bf16", "float64"
+    max_minutes: float | None = None  # wall-clock budget of this call: checkpoint and stop cleanly
+
+
+#: config fields that do not change the trajectory (may differ on resume)
+_FREE_ON_RESUME = ("max_minutes", "checkpoint_every", "log_every")
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss term or the gradient norm became NaN/inf; the last checkpoint was kept."""
+
+
+def train_config_from_dict(config: Mapping | TrainConfig | None) -> TrainConfig:
+    if config is None:
+        return TrainConfig()
+    if isinstance(config, TrainConfig):
+        return config
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig keys {unknown}; known: {sorted(known)}")
+    return TrainConfig(**dict(config))
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    for name in ("steps", "n_T", "n_field", "checkpoint_every", "log_every", "refill_every", "steps_per_pass"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {v!r}")
+    if cfg.samples_per_condition < 2:
+        raise ValueError(f"TrainConfig.samples_per_condition must be >= 2, got {cfg.samples_per_condition}")
+    if not cfg.lr > 0 or cfg.weight_decay < 0:
+        raise ValueError(f"need lr > 0 and weight_decay >= 0, got {cfg.lr}, {cfg.weight_decay}")
+    if not (0 <= cfg.warmup_frac < 1 and 0 <= cfg.min_lr_frac <= 1 and 0 <= cfg.beta_anneal_frac <= 1):
+        raise ValueError("warmup_frac in [0, 1), min_lr_frac and beta_anneal_frac in [0, 1] expected")
+    if not 0 < cfg.beta0 <= 1:
+        raise ValueError(f"beta0 must be in (0, 1], got {cfg.beta0}")
+    if cfg.precision not in ("auto", "float32", "bf16", "float64"):
+        raise ValueError(f"precision must be auto, float32, bf16 or float64, got {cfg.precision!r}")
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0 or None, got {cfg.max_minutes}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available")
+    return dev
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine to ``min_lr_frac`` at the last step."""
+    warm = int(round(cfg.warmup_frac * cfg.steps))
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def beta_scale(step: int, cfg: TrainConfig) -> float:
+    """VAN's β-annealing: ``beta0`` → 1 linearly over ``beta_anneal_frac · steps``, then 1."""
+    n = cfg.beta_anneal_frac * cfg.steps
+    if n <= 0:
+        return 1.0
+    return min(1.0, cfg.beta0 + (1 - cfg.beta0) * step / n)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "train_generator": gen.get_state(),
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict, gen: torch.Generator) -> None:
+    gen.set_state(state["train_generator"])
+    torch.set_rng_state(state["torch_cpu"])
+    if state["torch_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch_cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    random.setstate(state["python"])
+
+
+def _diff_keys(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig, path) -> None:
+    check_system(state["system"], system)
+    if state["model_spec"] != spec:
+        raise ValueError(
+            f"{path} holds a different model ({state['model_spec']}) than asked for ({spec}); "
+            "delete it or use another path"
+        )
+    if state["cond_box"] != [list(b) for b in cond_box]:
+        raise ValueError(f"{path} was trained on cond_box {state['cond_box']}, asked for {cond_box}")
+    mine = {k: v for k, v in asdict(cfg).items() if k not in _FREE_ON_RESUME}
+    theirs = {k: v for k, v in state["train_config"].items() if k not in _FREE_ON_RESUME}
+    diff = _diff_keys(mine, theirs)
+    if diff:
+        raise ValueError(
+            f"{path} was trained with a different TrainConfig in {diff} "
+            f"(checkpoint: { {k: theirs.get(k) for k in diff} }, asked: { {k: mine.get(k) for k in diff} }); "
+            "delete it to start over"
+        )
+
+
+def _write_log(rows: dict, path) -> None:
+    if path is None:
+        return
+    with atomic_path(Path(path), suffix=".parquet") as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+
+
+def _per_condition(values: torch.Tensor, C: int) -> torch.Tensor:
+    return values.view(C, -1)
+
+
+def train(
+    system,
+    *,
+    model_name: str,
+    model_config=None,
+    train_config: TrainConfig | Mapping | None = None,
+    cond_box,
+    checkpoint_path: str | os.PathLike,
+    log_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``model_name`` on ``system`` over ``cond_box``; resume from ``checkpoint_path``.
+
+    Returns ``{model, steps_done, steps, finished, stop_reason, wall_s, wall_s_this_call,
+    samples_per_s, last (the last log row), checkpoint_path, log_path}``.
+    """
+    cfg = train_config_from_dict(train_config)
+    _check_config(cfg)
+    cond_box = check_cond_box(cond_box)
+    checkpoint_path = Path(checkpoint_path)
+    device = resolve_device(cfg.device)
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "float32")
+    if precision == "bf16" and device.type != "cuda":
+        raise ValueError("precision 'bf16' (autocast) is for CUDA; use float32 on CPU")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_name, system=system, cond_box=cond_box, config=model_config)
+    if precision == "float64":
+        model = model.double()
+    model = model.to(device)
+    spec = model.spec()
+    is_mam = model.has_marginal
+    N = system.n_sites
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    grid = DriftingGrid(
+        cond_box=cond_box, n_T=cfg.n_T, n_field=cfg.n_field, step_frac=cfg.grid_step_frac, seed=cfg.seed + 1
+    )
+    C, S = grid.n_conditions, cfg.samples_per_condition
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    buffer = GibbsBuffer(n_conditions=C, samples_per_condition=S, n_sites=N) if is_mam else None
+    sweeps = cfg.gibbs_sweeps if cfg.gibbs_sweeps is not None else default_gibbs_sweeps(system)
+    block = cfg.gibbs_block if cfg.gibbs_block is not None else default_block(N, sweeps)
+
+    step, wall_prev, rows = 0, 0.0, {}
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        _check_resume(state, spec=spec, system=system, cond_box=cond_box, cfg=cfg, path=checkpoint_path)
+        model.load_state_dict(state["model_state"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        grid.load_state_dict(state["grid"])
+        _set_rng_state(state["rng"], gen)
+        if is_mam:
+            buffer.load_state_dict(state["buffer"], device=device)
+        step, wall_prev, rows = int(state["step"]), float(state["wall_s"]), dict(state["log"])
+        log.info("resuming %s from %s at step %d/%d", model_name, checkpoint_path, step, cfg.steps)
+
+    def snapshot(finished: bool, wall: float) -> dict:
+        return {
+            "format": FORMAT,
+            "model_spec": spec,
+            "model_state": model.state_dict(),
+            "system": system_record(system),
+            "cond_box": [list(b) for b in cond_box],
+            "train_config": asdict(cfg),
+            "step": step,
+            "finished": finished,
+            "wall_s": wall,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": _rng_state(gen),
+            "grid": grid.state_dict(),
+            "buffer": buffer.state_dict() if is_mam else None,
+            "log": rows,
+        }
+
+    def save(finished: bool, wall: float) -> None:
+        save_checkpoint(snapshot(finished, wall), checkpoint_path)
+        _write_log(rows, log_path)
+
+    step_start = step
+    t_call = time.perf_counter()
+    t_log, n_since_log = t_call, 0
+    stop_reason = "completed"
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
+    )
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=model_name, dynamic_ncols=True)
+    model.train()
+    last: dict = {}
+    while step < cfg.steps:
+        if cfg.max_minutes is not None and time.perf_counter() - t_call > 60 * cfg.max_minutes:
+            stop_reason = "time_budget"
+            break
+        b_s = beta_scale(step, cfg)
+        cond = grid.conditions().to(device)  # (C, 2)
+        with autocast:
+            if is_mam:
+                if buffer.x is None or step % cfg.refill_every == 0:
+                    x = buffer.refill(model, cond, generator=gen)
+                else:
+                    x = buffer.gibbs(model, cond, sweeps=sweeps, block=block, generator=gen)
+                loss, st = mam_loss(
+                    model, system, x, cond, lam=cfg.mam_lambda, generator=gen, beta_scale=b_s,
+                    standardise=cfg.standardise,
+                )
+                terms = {"kl": st["kl"], "cons": st["cons"], "anchor": st["anchor"]}
+            else:
+                loss, st = reinforce_loss(
+                    model, system, cond, samples_per_condition=S, generator=gen, beta_scale=b_s,
+                    standardise=cfg.standardise, grad_steps=cfg.ao_grad_steps, steps_per_pass=cfg.steps_per_pass,
+                )
+                terms = {"surrogate": loss.detach(), "reward": st["reward"].mean() / N}
+        for name, v in {"loss": loss.detach(), **terms}.items():
+            if not torch.isfinite(v).all():
+                bar.close()
+                raise TrainingDiverged(
+                    f"{model_name}: loss term {name!r} is {v.item()} at step {step + 1} "
+                    f"(steps completed: {step}); last good checkpoint kept at {checkpoint_path}"
+                )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if not torch.isfinite(grad_norm):
+            bar.close()
+            raise TrainingDiverged(
+                f"{model_name}: gradient norm is {grad_norm.item()} at step {step + 1} "
+                f"(steps completed: {step}); last good checkpoint kept at {checkpoint_path}"
+            )
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        grid.step()
+        step += 1
+        n_since_log += C * S
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            T_rows = st["cond"][:, 0]
+            lw = _per_condition(st["log_w"].double(), C)  # (C, S)
+            T_c = _per_condition(T_rows, C)[:, 0].double()
+            f_var_c = -system.k_B * T_c * lw.mean(1) / N  # (C,)
+            lw_std = lw.std(1, correction=0)
+            now = time.perf_counter()
+            last = {
+                "step": step,
+                "loss": float(loss.detach()),
+                **{k: float(v) for k, v in terms.items()},
+                "f_var_mean": float(f_var_c.mean()),
+                "f_var_max": float(f_var_c.max()),
+                "f_var_source": "marginal" if is_mam else "log_q",
+                "lw_std_mean": float(lw_std.mean()),
+                "lw_std_max": float(lw_std.max()),
+                "grad_norm": float(grad_norm),
+                "lr": float(lr),
+                "beta_scale": float(b_s),
+                "wall_s": wall_prev + now - t_call,
+                "samples_per_s": n_since_log / max(now - t_log, 1e-9),
+            }
+            for k, v in last.items():
+                rows.setdefault(k, []).append(v)
+            t_log, n_since_log = now, 0
+            bar.set_postfix(loss=f"{last['loss']:.3g}", f_var=f"{last['f_var_mean']:.5g}", lw_std=f"{last['lw_std_mean']:.3g}")
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save(False, wall_prev + time.perf_counter() - t_call)
+    bar.close()
+    wall = wall_prev + time.perf_counter() - t_call
+    if step > step_start:
+        save(step >= cfg.steps, wall)
+    elapsed = time.perf_counter() - t_call
+    return {
+        "model": model_name,
+        "steps_done": step,
+        "steps": cfg.steps,
+        "finished": step >= cfg.steps,
+        "stop_reason": stop_reason,
+        "wall_s": wall,
+        "wall_s_this_call": elapsed,
+        "samples_per_s": (step - step_start) * C * S / max(elapsed, 1e-9),
+        "last": last,
+        "checkpoint_path": str(checkpoint_path),
+        "log_path": None if log_path is None else str(log_path),
+    }

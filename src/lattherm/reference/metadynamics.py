@@ -149,7 +149,7 @@ def run_metadynamics(
     flatness: float = 0.8,
     sweeps_per_check: int = 10,
     max_sweeps_per_stage: int = 200_000,
-    production_sweeps: int = 50_000,
+    production_sweeps: int = 200_000,
     production_blocks: int = 8,
     seed: int,
     backend: str = "numba",

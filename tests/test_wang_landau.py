@@ -121,6 +121,16 @@ def test_same_seed_same_result_any_thread_count():
     assert not np.array_equal(a.ln_g, c.ln_g)
 
 
+def test_progress_bar_and_one_over_t_bookkeeping(capsys):
+    r = wang_landau(4, ln_f_final=1e-5, schedule="1/t", progress=True, seed=2)
+    assert "WL 4x4" in capsys.readouterr().err
+    kinds = [s["kind"] for s in r.stages]
+    assert kinds[-1] == "1/t" and set(kinds[:-1]) == {"flat"}
+    assert r.stages[-1]["ln_f"] <= 1e-5
+    # the 1/t phase ends when n_levels / t falls below ln_f_final: t >= 15 / 1e-5 moves
+    assert 15 / 1e-5 <= r.moves < 1.01 * 15 / 1e-5 + 1
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         wang_landau(4, seed=0, schedule="fast")

@@ -27,7 +27,10 @@ TINY = {
         },
         "cuau": {"sizes": ["2x2x4"], "T": {"values": [600.0, 900.0]}, "field": {"values": [-0.06, 0.0]}},
     },
-    "reference": {"exact": {"max_transfer_L": 14}},
+    "reference": {
+        "exact": {"max_transfer_L": 14},
+        "mcmc": {"n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16},
+    },
 }
 
 
@@ -50,6 +53,7 @@ def test_dry_run_default_config(snakemake_exe, tmp_path):
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
     assert rc == 0, out
     assert re.search(r"exact_reference\s+2", out), out
+    assert re.search(r"mcmc_reference\s+2", out), out
     assert not (tmp_path / "results").exists()
 
 
@@ -68,6 +72,11 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
         for col in ("f", "u", "c", "m"):
             np.testing.assert_allclose(df[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=1e-14)
         assert (tmp_path / f"logs/ising/{L}x{L}/reference/exact.log").exists()
+        mcmc = pd.read_parquet(tmp_path / f"results/ising/{L}x{L}/reference/mcmc.parquet")
+        assert len(mcmc) == 9 and {"u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "tau_E"} <= set(mcmc.columns)
+        assert (mcmc["n_samples"] == 32 * 8).all() and (mcmc["u_err"] >= 0).all() and mcmc["u"].notna().all()
+        samples = pd.read_parquet(tmp_path / f"results/ising/{L}x{L}/reference/mcmc_samples.parquet")
+        assert len(samples) == 9 * 16
     cuau = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact.parquet")
     assert len(cuau) == 4 and set(cuau["field"]) == {-0.06, 0.0}
     row = cuau[(cuau["T"] == 600.0) & (cuau["field"] == 0.0)]

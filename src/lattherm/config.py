@@ -8,6 +8,7 @@ live here too, so the workflow and the tests read the config the same way.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -18,7 +19,7 @@ import numpy as np
 from lattherm.conditions import grid_values
 from lattherm.systems import SYSTEMS, parse_size
 
-__all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid"]
+__all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid", "job_seed"]
 
 #: architecture names of DESIGN §6
 MODELS = ("fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-gnn", "mam-transformer", "twobo")
@@ -131,6 +132,15 @@ def check_config(config: Mapping) -> None:
         _check_ising(systems["ising"])
     if "cuau" in systems:
         _check_cuau(systems["cuau"])
+
+
+def job_seed(seed: int, *keys: str) -> int:
+    """A per-job seed derived from the config seed and the job's identity (rule, system, size).
+
+    Jobs get distinct, reproducible streams; the same config seed gives the same seeds.
+    """
+    digest = hashlib.sha256("/".join([str(seed), *map(str, keys)]).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def ising_sizes(config: Mapping) -> list[str]:

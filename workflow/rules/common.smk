@@ -10,7 +10,7 @@ if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 
-from lattherm.config import check_config, cuau_sizes, ising_sizes, system_grid  # noqa: E402
+from lattherm.config import check_config, cuau_sizes, ising_sizes, job_seed, system_grid  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
 check_config(config)
@@ -20,7 +20,9 @@ def reference_targets():
     """All reference tables of the configured systems and sizes."""
     targets = []
     if "ising" in config["systems"]:
-        targets += expand("results/ising/{size}/reference/exact.parquet", size=ising_sizes(config))
+        targets += expand(
+            "results/ising/{size}/reference/{method}.parquet", size=ising_sizes(config), method=["exact", "mcmc"]
+        )
     if "cuau" in config["systems"]:
         targets += expand(
             "results/cuau/{size}/reference/{table}.parquet",
@@ -34,3 +36,17 @@ def grid_of(system):
     """{"T": [...], "field": [...]}: the evaluation grid of a system, as lists for params."""
     T, field = system_grid(config, system)
     return {"T": T.tolist(), "field": field.tolist()}
+
+
+def job_grid(wildcards):
+    """Params function: the evaluation grid of the job's system."""
+    return grid_of(wildcards.system)
+
+
+def seed_of(method):
+    """Params function for `method`: the job's seed, derived from the config seed, system and size."""
+
+    def seed(wildcards):
+        return job_seed(config["seed"], method, wildcards.system, wildcards.size)
+
+    return seed

@@ -44,3 +44,30 @@ rule cuau_exact_reference:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/cuau_exact_reference.py"
+
+
+rule mcmc_reference:
+    """Batched Metropolis MCMC at every condition of the system's grid: observables with errors,
+    energy/magnetisation histograms and packed sample configurations."""
+    output:
+        table=report(
+            "results/{system}/{size}/reference/mcmc.parquet",
+            caption="../report/mcmc_reference.rst",
+            category="References",
+            labels={"system": "{system}", "size": "{size}", "method": "mcmc"},
+        ),
+        histograms="results/{system}/{size}/reference/mcmc_histograms.parquet",
+        samples="results/{system}/{size}/reference/mcmc_samples.parquet",
+    params:
+        grid=job_grid,
+        settings=config["reference"]["mcmc"],
+        seed=seed_of("mcmc"),
+    log:
+        "logs/{system}/{size}/reference/mcmc.log",
+    benchmark:
+        "benchmarks/{system}/{size}/reference/mcmc.tsv"
+    threads: 2
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/mcmc_reference.py"

@@ -64,7 +64,7 @@ class IsingSystem:
 
     def local_field(self, x: Tensor, sites: Tensor) -> Tensor:
         """``Σ_{j ∈ nb(i)} s_j`` at ``i = sites[b]`` of configuration ``b`` (int64)."""
-        nb = self._neighbours.to(x.device)[sites]  # (B, 4)
+        nb = self._neighbours.to(x.device).index_select(0, sites)  # (B, 4)
         s_nb = 2 * torch.gather(x.to(torch.int64), 1, nb) - 1
         return s_nb.sum(-1)
 

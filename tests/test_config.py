@@ -6,11 +6,10 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT
 
 from lattherm.conditions import condition_grid, grid_values
 from lattherm.config import ConfigError, check_config, ising_sizes, system_grid
-
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -125,8 +125,12 @@ def test_unknown_system_stops_before_any_job(snakemake_exe, tmp_path):
 
 @pytest.mark.parametrize(
     "target",
-    ["results/ising/4x5/reference/exact.parquet", "results/ising/1x1/reference/exact.parquet",
-     "results/isng/4x4/reference/exact.parquet", "results/ising/4x4/reference/exakt.parquet"],
+    [
+        "results/ising/4x5/reference/exact.parquet",
+        "results/ising/1x1/reference/exact.parquet",
+        "results/isng/4x4/reference/exact.parquet",
+        "results/ising/4x4/reference/exakt.parquet",
+    ],
 )
 def test_mistyped_target_matches_no_rule(snakemake_exe, tmp_path, target):
     rc, out = run_snakemake(snakemake_exe, tmp_path, target, config=TINY)

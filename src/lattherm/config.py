@@ -60,7 +60,9 @@ def _check_grid(cfg: Mapping, key: str, *, positive: bool = False) -> np.ndarray
             raise ConfigError(f"{key}.step", "a grid step > 0", spec["step"])
         if not spec["max"] > spec["min"]:
             raise ConfigError(
-                f"{key}.max", f"a value greater than {key}.min = {spec['min']} (a non-empty, increasing range)", spec["max"]
+                f"{key}.max",
+                f"a value greater than {key}.min = {spec['min']} (a non-empty, increasing range)",
+                spec["max"],
             )
     values = grid_values(spec)
     if positive and not np.all(values > 0):

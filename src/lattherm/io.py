@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "write_table", "read_table", "THERMO_COLUMNS", "check_columns", "pack_states", "unpack_states"]
+__all__ = [
+    "atomic_path",
+    "write_table",
+    "read_table",
+    "THERMO_COLUMNS",
+    "check_columns",
+    "pack_states",
+    "unpack_states",
+]
 
 #: leading columns of every thermodynamic table (DESIGN §6)
 THERMO_COLUMNS = ("system", "size", "T", "field")

@@ -34,8 +34,11 @@ def job_log(path: str | Path, name: str, **context) -> Iterator[logging.Logger]:
         root.setLevel(logging.INFO)
         logger = logging.getLogger(f"lattherm.{name}")
         logger.info(
-            "lattherm %s, python %s, torch %s, host %s", lattherm.__version__, platform.python_version(),
-            torch.__version__, platform.node(),
+            "lattherm %s, python %s, torch %s, host %s",
+            lattherm.__version__,
+            platform.python_version(),
+            torch.__version__,
+            platform.node(),
         )
         for k, v in context.items():
             logger.info("%s = %s", k, v)

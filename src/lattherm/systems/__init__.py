@@ -5,7 +5,16 @@ from __future__ import annotations
 from lattherm.systems.base import SIZE_PATTERN, System, parse_size, reduced_energy, spin_sum
 from lattherm.systems.ising import IsingSystem
 
-__all__ = ["System", "IsingSystem", "make_system", "parse_size", "reduced_energy", "spin_sum", "SYSTEMS", "SIZE_PATTERN"]
+__all__ = [
+    "System",
+    "IsingSystem",
+    "make_system",
+    "parse_size",
+    "reduced_energy",
+    "spin_sum",
+    "SYSTEMS",
+    "SIZE_PATTERN",
+]
 
 #: system names known to the workflow
 SYSTEMS = ("ising", "cuau")

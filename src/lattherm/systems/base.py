@@ -58,5 +58,7 @@ def reduced_energy(system: System, x: Tensor, T: Tensor | float, field: Tensor |
 def parse_size(size: str) -> tuple[int, ...]:
     """``"10x10"`` → ``(10, 10)``; raises ``ValueError`` naming the expected form."""
     if not isinstance(size, str) or not re.fullmatch(SIZE_PATTERN, size):
-        raise ValueError(f"size token must look like '10x10' or '2x2x4' (positive integers joined by 'x'), got {size!r}")
+        raise ValueError(
+            f"size token must look like '10x10' or '2x2x4' (positive integers joined by 'x'), got {size!r}"
+        )
     return tuple(int(n) for n in size.split("x"))

@@ -45,7 +45,9 @@ class IsingSystem:
 
     def _check(self, x: Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.n_sites:
-            raise ValueError(f"expected states of shape (B, {self.n_sites}) for Ising {self.size}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected states of shape (B, {self.n_sites}) for Ising {self.size}, got {tuple(x.shape)}"
+            )
 
     def bond_sum(self, x: Tensor) -> Tensor:
         """``Σ_<ij> s_i s_j`` as int64 (exact)."""

@@ -87,9 +87,7 @@ def test_numba_metadynamics_matches_exact_2x2x4(T, mu):
 def test_clease_metadynamics_matches_exact_2x2x4():
     """CLEASE's SGCMonteCarlo + BinnedBiasPotential + MetaDynamicsSampler, short run at 400 K."""
     T = 400.0
-    res = run_metadynamics(
-        SIZE, T, backend="clease", seed=5, mod_factor_final=1e-3, production_sweeps=20_000
-    )
+    res = run_metadynamics(SIZE, T, backend="clease", seed=5, mod_factor_final=1e-3, production_sweeps=20_000)
     assert res.converged and res.backend == "clease"
     f_exact, u_exact = _exact_canonical(T)
     err = np.abs(res.f_x - f_exact)
@@ -100,13 +98,13 @@ def test_clease_metadynamics_matches_exact_2x2x4():
 def test_clease_run_is_seeded_leaves_no_files_and_restores_global_rngs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     random.seed(123)
-    np.random.seed(123)
-    before = (random.random(), np.random.random())
+    np.random.seed(123)  # noqa: NPY002
+    before = (random.random(), np.random.random())  # noqa: NPY002
     random.seed(123)
-    np.random.seed(123)
+    np.random.seed(123)  # noqa: NPY002
     kw = dict(backend="clease", mod_factor_start=1.0, mod_factor_final=0.25, production_sweeps=100)
     a = run_metadynamics(SIZE, 600.0, seed=3, **kw)
-    assert (random.random(), np.random.random()) == before  # global RNG states restored
+    assert (random.random(), np.random.random()) == before  # global RNG states restored  # noqa: NPY002
     b = run_metadynamics(SIZE, 600.0, seed=3, **kw)
     c = run_metadynamics(SIZE, 600.0, seed=4, **kw)
     np.testing.assert_array_equal(a.f_x, b.f_x)
@@ -130,8 +128,7 @@ def test_numba_run_is_seeded():
 
 
 def test_table_columns_and_parquet(tmp_path):
-    res = [run_metadynamics(SIZE, T, seed=1, mod_factor_final=0.01, production_sweeps=2000)
-           for T in (500.0, 900.0)]
+    res = [run_metadynamics(SIZE, T, seed=1, mod_factor_final=0.01, production_sweeps=2000) for T in (500.0, 900.0)]
     df = metadynamics_table(res)
     assert list(df.columns[:6]) == ["system", "size", "T", "field", "n_au", "x_au"]
     assert {"f_x", "f_x_err", "f_x_formation", "u_x", "c_x", "method"} <= set(df.columns)

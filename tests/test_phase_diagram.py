@@ -115,7 +115,8 @@ def test_order_disorder_temperature_from_hull_on_exact_2x2x4():
     # around it, and the hull is convex from 1200 K on (see the high-T test)
     reg = two_phase_regions(tab)
     bounded = [
-        t for t in T
+        t
+        for t in T
         if ((reg["T"] == t) & (reg["x_hi"] == 0.5)).any() and ((reg["T"] == t) & (reg["x_lo"] == 0.5)).any()
     ]
     assert t_c == pytest.approx(max(bounded) + 50.0)

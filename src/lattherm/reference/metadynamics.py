@@ -33,18 +33,29 @@ to minus the SGC free-energy profile ``−[−k_B T ln P_μ(n)]`` up to a consta
 μ (the μ used only changes how the walk is biased, not the result), and comparable row by row
 with :func:`lattherm.reference.cuau_exact.cuau_exact_composition_table`.
 
-Per-composition energies. During the stages with ``mod_factor <= stats_mod_factor`` the
-interaction energy of the current state is accumulated per bin after every move. Inside one bin
-the bias is a constant, so the states visited at fixed ``n`` are Boltzmann-distributed at ``T``
-(canonical), which gives ``u_x = ⟨E_int⟩_n / N`` and ``c_x = β² Var_n(E_int) / N`` (units of k_B),
-used for the order–disorder transition (:mod:`lattherm.reference.phase_diagram`).
+Production run. The halving schedule saturates (the error stops shrinking once the stages get
+short: measured ~1–2 meV/atom on 2x2x4 at 1200 K whatever the final ``mod_factor``), so after
+the last stage the walk continues with the bias frozen (``mod_factor = 0``) for
+``production_sweeps`` sweeps in ``production_blocks`` blocks. Its visit histogram ``H(n)`` measures
+what is left of the non-flatness, ``P_biased(n) ∝ Z_n e^{βμ(2n−N)} e^{−βV(n)}``, so
+
+    F(n) = −V(n) − k_B T ln H(n) + μ (2n − N) + C          (C again from F(0) = E_int(all Cu)),
+
+an unbiased estimate (the multicanonical reweighting of the frozen bias) whose error falls as
+the run grows; the spread of the per-block estimates gives ``f_x_err``. The states visited at
+fixed ``n`` during this run are Boltzmann-distributed at ``T`` (the bias is constant inside a
+bin), which gives the canonical ``u_x = ⟨E_int⟩_n / N`` and ``c_x = β² Var_n(E_int) / N`` (units
+of k_B) used for the order–disorder transition (:mod:`lattherm.reference.phase_diagram`).
 
 Backends. ``backend="clease"`` runs the algorithm above with CLEASE's classes (the reference
-implementation; about 150–250 µs per move on 2x2x4 on the shared 2-core machine, measured).
+implementation; 40–50 µs per move on 2x2x4 on the shared 2-core machine, measured; CLEASE's own
+per-move flatness test would add ~30%).
 ``backend="numba"`` runs the *same* algorithm (same moves, acceptance, bias update, bins,
 flatness rule and schedule) in a numba kernel on the exact flip tables of
-:class:`lattherm.systems.cuau.CuAuSystem` (identical energies to CLEASE's calculator to ~1e-12 eV),
-about a microsecond per move; it is the one to use on 4x4x4 and for temperature scans. Both are
+:class:`lattherm.systems.cuau.CuAuSystem` (the same energies as CLEASE's calculator to ~1e-10 eV, tested in test_cuau.py),
+0.6–1 µs per move on 2x2x4 and ~1.3 µs on 4x4x4 (measured); it is the default, and the one to
+use for the workflow's temperature grids and on 4x4x4 (11 temperatures of 2x2x4 with the
+default settings: ~40 s; one 4x4x4 temperature with 50,000 production sweeps: ~5 s). Both are
 tested against exact enumeration on 2x2x4.
 
 Seeds. CLEASE draws its trial moves and Metropolis numbers from Python's global ``random`` module
@@ -71,7 +82,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from lattherm.systems.cuau import K_B_EV, CuAuSystem, load_published_eci
+from lattherm.systems.cuau import K_B_EV, CuAuSystem
 
 __all__ = ["MetadynamicsResult", "run_metadynamics", "metadynamics_table", "free_energy_from_bias"]
 
@@ -182,10 +193,7 @@ def run_metadynamics(
     if not T > 0:
         raise ValueError(f"T must be > 0 K, got {T}")
     if not 0 < mod_factor_final <= mod_factor_start:
-        raise ValueError(
-            f"need 0 < mod_factor_final <= mod_factor_start, got {mod_factor_final}, "
-            f"{mod_factor_start}"
-        )
+        raise ValueError(f"need 0 < mod_factor_final <= mod_factor_start, got {mod_factor_final}, {mod_factor_start}")
     if not 0 < flatness < 1:
         raise ValueError(f"flatness must be in (0, 1), got {flatness}")
     if backend not in ("clease", "numba"):
@@ -211,9 +219,7 @@ def run_metadynamics(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=len(schedule) + n_blocks, desc=f"metadynamics {size} T={T:g} K", unit="stage"
-        )
+        bar = tqdm(total=len(schedule) + n_blocks, desc=f"metadynamics {size} T={T:g} K", unit="stage")
     t0 = time.perf_counter()
     try:
         run = _run_clease if backend == "clease" else _run_numba
@@ -237,7 +243,9 @@ def run_metadynamics(
     if not converged:
         log.warning(
             "metadynamics %s T=%g K: a stage hit max_sweeps_per_stage=%d before being flat",
-            size, T, max_sweeps_per_stage,
+            size,
+            T,
+            max_sweeps_per_stage,
         )
     e_cu = system.pure_energies().cu * n
     common = dict(T=T, mu=mu, e_all_cu=e_cu, n_sites=n)
@@ -316,8 +324,7 @@ def metadynamics_table(results: list[MetadynamicsResult] | MetadynamicsResult) -
 # ---------------------------------------------------------------------------------- CLEASE
 
 
-def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, production,
-                seed, bar, workdir):
+def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, production, seed, bar, workdir):
     from clease.calculator import attach_calculator
     from clease.montecarlo import BinnedBiasPotential, MetaDynamicsSampler, SGCMonteCarlo
     from clease.montecarlo.observers import ConcentrationObserver
@@ -363,9 +370,9 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 self.cnt[i] += 1
 
     n_sites = system.n_sites
-    py_state, np_state = random.getstate(), np.random.get_state()
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
     own_tmp = None
     if workdir is None:
         own_tmp = tempfile.TemporaryDirectory(prefix="lattherm-metadyn-")
@@ -378,11 +385,12 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
         mc = SGCMonteCarlo(atoms, T, symbols=["Au", "Cu"])
         mc.chemical_potential = {"c1_0": mu}
         conc = ConcentrationObserver(atoms, element="Au")
-        bias = BinnedBiasPotential(
-            xmin=-0.5 / n_sites, xmax=1.0 + 0.5 / n_sites, nbins=n_sites + 1, getter=conc
-        )
+        bias = BinnedBiasPotential(xmin=-0.5 / n_sites, xmax=1.0 + 0.5 / n_sites, nbins=n_sites + 1, getter=conc)
         sampler = _Sampler(
-            mc, bias, flat_limit=flatness, mod_factor=schedule[0],
+            mc,
+            bias,
+            flat_limit=flatness,
+            mod_factor=schedule[0],
             fname=os.path.join(workdir, "metadyn.json"),
         )
         sampler.log_freq = 1e9  # no periodic JSON dumps
@@ -409,11 +417,10 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 bar.update(1)
                 bar.set_postfix(moves=sampler.total_moves)
         values = np.array(bias.get_coeff(), dtype=np.float64)
-        return (values, H_blocks, sampler.sum_e, sampler.sum_e2, sampler.cnt,
-                sampler.total_moves, converged)
+        return (values, H_blocks, sampler.sum_e, sampler.sum_e2, sampler.cnt, sampler.total_moves, converged)
     finally:
         random.setstate(py_state)
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         if own_tmp is not None:
             own_tmp.cleanup()
 
@@ -423,12 +430,11 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
 
 @numba.njit(cache=True)
 def _nb_seed(seed):
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002
 
 
 @numba.njit(cache=True)
-def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, flat,
-              check_every, max_moves, collect):
+def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, flat, check_every, max_moves, collect):
     """One Wang–Landau stage. ``s``: (N+1,) spins ±1 with s[N] = +1 (padding); ``state``:
     float64 [n_au, E_int]. Returns (moves, flat_reached)."""
     N = s.shape[0] - 1
@@ -438,7 +444,7 @@ def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, 
     moves = 0
     flat_reached = False
     while moves < max_moves:
-        i = np.random.randint(N)
+        i = np.random.randint(N)  # noqa: NPY002
         si = s[i]
         acc = 0.0
         for m in range(M):
@@ -449,7 +455,7 @@ def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, 
         de = -2.0 * (coef1 * si + acc)
         n_new = n_au + 1 if si < 0 else n_au - 1
         d_tot = de + mu * 2.0 * si + V[n_new] - V[n_au]  # −μ ΔΣs, ΔΣs = −2 s_i
-        if d_tot <= 0.0 or np.random.random() <= math.exp(-beta * d_tot):
+        if d_tot <= 0.0 or np.random.random() <= math.exp(-beta * d_tot):  # noqa: NPY002
             s[i] = -si
             n_au = n_new
             e += de
@@ -475,8 +481,7 @@ def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, 
     return moves, flat_reached
 
 
-def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, production,
-               seed, bar, workdir):
+def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, production, seed, bar, workdir):
     n = system.n_sites
     kT = K_B_EV * T
     rows = np.ascontiguousarray(system._flip_rows)
@@ -493,8 +498,23 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     for mf in schedule:
         H[:] = 0.0
         moves, flat = _nb_stage(
-            s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, 1.0 / kT, mf * kT,
-            flatness, check_every, max_moves, False,
+            s,
+            state,
+            V,
+            H,
+            sum_e,
+            sum_e2,
+            cnt,
+            rows,
+            w,
+            coef1,
+            mu,
+            1.0 / kT,
+            mf * kT,
+            flatness,
+            check_every,
+            max_moves,
+            False,
         )
         total += moves
         converged &= bool(flat)
@@ -505,8 +525,23 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     H_blocks = np.zeros((n_blocks, n + 1))
     for b in range(n_blocks):  # frozen bias (update 0), never "flat" (flatness 2)
         moves, _ = _nb_stage(
-            s, state, V, H_blocks[b], sum_e, sum_e2, cnt, rows, w, coef1, mu, 1.0 / kT, 0.0,
-            2.0, block_moves, block_moves, True,
+            s,
+            state,
+            V,
+            H_blocks[b],
+            sum_e,
+            sum_e2,
+            cnt,
+            rows,
+            w,
+            coef1,
+            mu,
+            1.0 / kT,
+            0.0,
+            2.0,
+            block_moves,
+            block_moves,
+            True,
         )
         total += moves
         if bar is not None:

@@ -209,8 +209,16 @@ def phase_boundaries(regions: pd.DataFrame) -> pd.DataFrame:
                 cur.append((best, r.x_lo, r.x_hi))
                 for side, xv, ph in (("lo", r.x_lo, r.phase_lo), ("hi", r.x_hi, r.phase_hi)):
                     out.append(
-                        dict(system=system, size=size, region=best, label=labels[best],
-                             side=side, T=float(T), x=float(xv), phase=ph)
+                        dict(
+                            system=system,
+                            size=size,
+                            region=best,
+                            label=labels[best],
+                            side=side,
+                            T=float(T),
+                            x=float(xv),
+                            phase=ph,
+                        )
                     )
             prev = cur
     cols = ["system", "size", "region", "label", "side", "T", "x", "phase"]

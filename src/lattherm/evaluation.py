@@ -177,7 +177,9 @@ def metrics_table(
             "ness": est.pop("ness"), "f_ref": f_ref, "ref_method": ref_method,
             "delta_f": est.pop("f_nis") - f_ref,
         }
-        row.update(est)
+        for q in ("u", "c", "m", "x_au"):
+            if q in est:
+                row[q], row[f"{q}_err"] = est[q], est[f"{q}_err"]
         for q in ("u", "c", "m"):
             if reference_df is not None and q in reference_df:
                 row[f"{q}_ref"] = float(ref[q]) if ref is not None else float("nan")

@@ -8,11 +8,12 @@ and c and max absolute error of u over T = 1.5..3.5 step 0.1):
   extrapolation to 1e-8 (1/t moves are fixed by the schedule: n_levels/ln f per walker);
 * 16x16, replica-exchange WL (4 windows, overlap 0.75, 1 walker each, 2 threads) with the
   halving schedule to ln f = 1e-8 (or, with --l16-lnf, to a coarser ln f plus a fitted
-  extrapolation, labelled as such), and with the 1/t schedule to 1e-6;
+  extrapolation, labelled as such), and with the 1/t schedule to 1e-6 (and 1e-7 with --long);
 * 20x20, REWL halving to 1e-8 (same layout).
 
-Usage: ``python benchmarks/bench_wang_landau.py [--quick] [--l16-lnf 1e-6] [--no-20]``. Numbers on a
-shared 2-core machine depend on what else runs: the load average is recorded with the results.
+Usage: ``python benchmarks/bench_wang_landau.py [--quick] [--l16-lnf 1e-6] [--no-20] [--long]``.
+Numbers on a shared 2-core machine depend on what else runs: the load average is recorded with
+the results.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def main() -> None:
         "--accurate-lnf", type=float, default=2e-7, help="final ln f of the 8x8 1/t run"
     )
     ap.add_argument("--no-20", action="store_true", help="skip the 20x20 REWL run")
+    ap.add_argument(
+        "--long", action="store_true", help="add 16x16 REWL 1/t to ln f = 1e-7 (minutes)"
+    )
     args = ap.parse_args()
     rows = []
     wang_landau(4, ln_f_final=1e-2, seed=0)  # compile (numba cache) outside the timings
@@ -154,6 +158,9 @@ def main() -> None:
     if not args.quick:
         row, _ = run_case("16x16 REWL 1/t", 16, ln_f_final=1e-6, schedule="1/t", **rewl)
         rows.append(row)
+        if args.long:
+            row, _ = run_case("16x16 REWL 1/t", 16, ln_f_final=1e-7, schedule="1/t", **rewl)
+            rows.append(row)
         if not args.no_20:
             row, _ = run_case("20x20 REWL halving", 20, ln_f_final=1e-8, **rewl)
             rows.append(row)

@@ -4,8 +4,9 @@ The walk runs over the exact discrete levels ``E = −J(2N − 4m)``, ``m = 0..N
 of unsatisfied bonds; their number is always even on the torus). For ``L >= 3`` the level ``m = 1``
 (two unsatisfied bonds) never occurs; for even ``L`` neither does ``m = N − 1`` (the lattice is
 bipartite and ``g(E) = g(−E)``); for odd ``L`` the highest level is ``m = N − L`` (every row and
-column is an odd cycle and keeps at least one satisfied bond) and every level from ``m = 2`` up to
-it occurs. :func:`ising_levels` returns that set; the tests check it against enumeration.
+column is an odd cycle and keeps at least one satisfied bond) and the level just below it does
+occur. :func:`ising_levels` returns that set; the tests check it against full enumeration for
+L = 3, 4 and 5 (the empty levels of larger L follow from the same arguments).
 
 Schedule (DESIGN §5): ``ln f`` starts at 1 and is halved whenever the visit histogram is flat —
 ``min H >= flatness · mean H`` over the allowed levels of the walker's window, checked every
@@ -20,7 +21,8 @@ are swapped between neighbouring windows (alternating even/odd pairs) with proba
 walkers are flat; then their ``ln g`` (each shifted to zero mean over the window) are averaged and
 handed back to all of them. Windows are stitched pairwise at the level of their overlap where the
 slopes ``ln g(m+1) − ln g(m)`` of the two pieces agree best. One window with one walker is plain
-Wang–Landau. The result is normalised so that ``Σ_E g(E) = 2^N`` (log-sum-exp).
+Wang–Landau. For even ``L`` the result is symmetrised, ``ln g(E) ← ½[ln g(E) + ln g(−E)]``
+(exact; option ``symmetrize``), and always normalised so that ``Σ_E g(E) = 2^N`` (log-sum-exp).
 
 Accuracy (measured against enumeration, the transfer matrix and Kaufman's exact f, u, c over
 T = 1.5..3.5; see tests/test_wang_landau.py and benchmarks/bench_wang_landau.py): the halving

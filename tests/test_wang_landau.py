@@ -144,7 +144,7 @@ def test_bad_arguments():
 # Measured spreads (10 seeds each unless said; shared 2-core machine):
 #   4x4 ln g, halving (the paper's schedule) to ln f = 1e-6: max |Δ ln g| 0.035..0.125 (it
 #     saturates: the error does not shrink with ln f);
-#   4x4 ln g, 1/t to 1e-6: 0.004..0.012;
+#   4x4 ln g, 1/t to 1e-6: 0.004..0.012 (not symmetrised: 0.005..0.015);
 #   6x6 f, halving to 1e-6: max rel. error 5e-4..4.4e-3 (fails the 1e-3 target about half the time);
 #   6x6 f, 1/t to 1e-6: 8e-5..4.2e-4, c 0.1..0.9 %; REWL (3 windows x 2 walkers, 1/t): 2e-5..3.8e-4;
 #   6x6 ln g, REWL vs single window (both 1/t, 1e-6, 4 seed pairs): max |Δ ln g| 0.007..0.014;

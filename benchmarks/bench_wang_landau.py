@@ -94,17 +94,11 @@ def extrapolate_halving(res, ln_f_target: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--quick", action="store_true", help="coarser 16x16 run (smoke test of the script)"
-    )
+    ap.add_argument("--quick", action="store_true", help="coarser 16x16 run (smoke test of the script)")
     ap.add_argument("--l16-lnf", type=float, default=1e-8, help="final ln f of the 16x16 REWL run")
-    ap.add_argument(
-        "--accurate-lnf", type=float, default=2e-7, help="final ln f of the 8x8 1/t run"
-    )
+    ap.add_argument("--accurate-lnf", type=float, default=2e-7, help="final ln f of the 8x8 1/t run")
     ap.add_argument("--no-20", action="store_true", help="skip the 20x20 REWL run")
-    ap.add_argument(
-        "--long", action="store_true", help="add 16x16 REWL 1/t to ln f = 1e-7 (minutes)"
-    )
+    ap.add_argument("--long", action="store_true", help="add 16x16 REWL 1/t to ln f = 1e-7 (minutes)")
     args = ap.parse_args()
     rows = []
     wang_landau(4, ln_f_final=1e-2, seed=0)  # compile (numba cache) outside the timings

@@ -87,11 +87,7 @@ def test_normalisation_and_tables():
     assert [s["ln_f"] for s in r.stages] == [2.0**-k for k in range(14)]
     df = wang_landau_table(r, T_GRID)
     assert list(df.columns) == ["system", "size", "T", "field", "f", "u", "c", "method"]
-    assert (
-        (df["size"] == "4x4").all()
-        and (df["field"] == 0.0).all()
-        and (df["method"] == "wang_landau").all()
-    )
+    assert (df["size"] == "4x4").all() and (df["field"] == 0.0).all() and (df["method"] == "wang_landau").all()
     dos = wang_landau_dos_table(r)
     assert list(dos.columns) == ["system", "size", "E", "ln_g"] and len(dos) == 15
     np.testing.assert_array_equal(dos["E"], -(32 - 4 * np.array([0, *range(2, 15), 16])))
@@ -184,9 +180,7 @@ def test_rewl_stitching_matches_single_window_6x6():
     rewl = wang_landau(6, n_windows=3, walkers_per_window=2, overlap=0.75, seed=22, **kw)
     assert rewl.method == "wang_landau_rewl" and len(rewl.joins) == 2
     assert 0.2 < rewl.exchange_acceptance < 1.0
-    for (_, hi_a), (lo_b, _), j in zip(
-        rewl.windows[:-1], rewl.windows[1:], rewl.joins, strict=True
-    ):
+    for (_, hi_a), (lo_b, _), j in zip(rewl.windows[:-1], rewl.windows[1:], rewl.joins, strict=True):
         assert lo_b <= j < hi_a  # each join lies in its overlap
     assert rewl.joins[0] < rewl.joins[1]
     np.testing.assert_array_equal(single.energy, rewl.energy)

@@ -144,9 +144,7 @@ def _stitch(
         prev = joins[-1] if joins else -1  # joins move right, so every window contributes
         cand = [m for m in range(max(lo_b, prev + 1), hi_a) if allowed[m] and allowed[m + 1]]
         if not cand:
-            raise RuntimeError(
-                f"no level to join window {k} at (overlap {lo_b}..{hi_a}, previous join {prev})"
-            )
+            raise RuntimeError(f"no level to join window {k} at (overlap {lo_b}..{hi_a}, previous join {prev})")
         d_a = np.array([out[m + 1] - out[m] for m in cand])
         d_b = np.array([b[m + 1] - b[m] for m in cand])
         j = cand[int(np.argmin(np.abs(d_a - d_b)))]
@@ -302,9 +300,7 @@ def wang_landau(
         bar = tqdm(total=n_windows * n_stages, desc=f"WL {L}x{L} ({schedule})", unit="stage")
     try:
         while active.any():
-            n_moves = np.where(inv_t, np.minimum(round_moves, t_end - moves), round_moves).astype(
-                np.int64
-            )
+            n_moves = np.where(inv_t, np.minimum(round_moves, t_end - moves), round_moves).astype(np.int64)
             K.walk(
                 spins,
                 nb,
@@ -328,9 +324,7 @@ def wang_landau(
                 rng,
             )
             if rewl:
-                a, c = K.exchange(
-                    spins, lng, lo, hi, m, active, walkers_per_window, n_windows, parity, rng_x
-                )
+                a, c = K.exchange(spins, lng, lo, hi, m, active, walkers_per_window, n_windows, parity, rng_x)
                 att_tot += a
                 acc_tot += c
                 parity ^= 1
@@ -367,9 +361,7 @@ def wang_landau(
                 bar.n = int(stage_of.sum())
                 bar.set_postfix(ln_f=f"{lnf[active].max() if active.any() else lnf.min():.2g}")
             if max_moves is not None and moves.max() > max_moves:
-                raise RuntimeError(
-                    f"Wang–Landau exceeded max_moves={max_moves} per walker at stages {stage_of}"
-                )
+                raise RuntimeError(f"Wang–Landau exceeded max_moves={max_moves} per walker at stages {stage_of}")
     finally:
         if bar is not None:
             bar.close()
@@ -429,6 +421,4 @@ def wang_landau_table(result: WLResult, T: np.ndarray | list[float]) -> pd.DataF
 
 def wang_landau_dos_table(result: WLResult) -> pd.DataFrame:
     """``system, size, E, ln_g`` on the allowed levels (``Σ exp(ln_g) = 2^N``)."""
-    return pd.DataFrame(
-        {"system": "ising", "size": result.size, "E": result.energy, "ln_g": result.ln_g}
-    )
+    return pd.DataFrame({"system": "ising", "size": result.size, "E": result.energy, "ln_g": result.ln_g})

@@ -24,7 +24,12 @@ Two updates, chosen by ``update=`` in :func:`run_metropolis`:
     therefore accepts exact ties with probability 1/2, which keeps detailed balance (both directions
     1/2) and leaves every deterministic move strictly energy-lowering, so no deterministic
     cycle remains. All other moves use the Metropolis probability.
-``"auto"`` picks ``"checkerboard"`` for :class:`IsingSystem`, ``"random-site"`` otherwise.
+``"cluster-expansion"`` (CuAu fast path, numba): random-site semi-grand Metropolis on the exact
+    per-site flip tables of :class:`CuAuSystem` (int8 spins, integer cluster counts tracked per
+    chain, so sampled energies are exact; per-chain xoroshiro128+ streams as above, bit-reproducible
+    and thread-independent). See :mod:`lattherm.reference._ce_kernels`.
+``"auto"`` picks ``"checkerboard"`` for :class:`IsingSystem`, ``"cluster-expansion"`` for
+:class:`CuAuSystem`, ``"random-site"`` otherwise.
 
 Samples are taken after ``burn_in_sweeps`` and then every ``thin_sweeps`` sweeps (the paper
 uses 250). Errors (:func:`mcmc_summary`): every chain is cut into ``blocks_per_chain``
@@ -49,6 +54,7 @@ import torch
 
 from lattherm.io import pack_states
 from lattherm.systems.base import System
+from lattherm.systems.cuau import CuAuSystem
 from lattherm.systems.ising import IsingSystem
 
 __all__ = [
@@ -61,7 +67,7 @@ __all__ = [
     "integrated_autocorr_time",
 ]
 
-UPDATES = ("auto", "checkerboard", "random-site")
+UPDATES = ("auto", "checkerboard", "random-site", "cluster-expansion")
 #: widest block of chains handled by one numba task (vector loop length)
 _MAX_BLOCK = 128
 #: below this many chains, :func:`mcmc_summary` blocks inside chains by default
@@ -146,7 +152,8 @@ def run_metropolis(
         start: ``"random"`` (independent uniform sites), ``"up"`` (all ``x = 1``), ``"down"``
             (all ``x = 0``), or an array of 0/1 states ``(n_chains, N)`` or
             ``(n_cond, n_chains, N)``.
-        update: ``"auto"``, ``"checkerboard"`` (Ising only) or ``"random-site"``.
+        update: ``"auto"``, ``"checkerboard"`` (Ising only), ``"cluster-expansion"`` (CuAu only)
+            or ``"random-site"``.
         keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes;
             more than 4 GiB is refused).
         progress: show a tqdm bar over sweeps.
@@ -176,10 +183,20 @@ def run_metropolis(
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
     if update == "auto":
-        update = "checkerboard" if isinstance(system, IsingSystem) else "random-site"
+        if isinstance(system, IsingSystem):
+            update = "checkerboard"
+        elif isinstance(system, CuAuSystem):
+            update = "cluster-expansion"
+        else:
+            update = "random-site"
     if update == "checkerboard" and not isinstance(system, IsingSystem):
         raise ValueError(
             "the checkerboard update is for IsingSystem only, "
+            f"got {type(system).__name__}; use 'random-site'"
+        )
+    if update == "cluster-expansion" and not isinstance(system, CuAuSystem):
+        raise ValueError(
+            "the cluster-expansion update is for CuAuSystem only, "
             f"got {type(system).__name__}; use 'random-site'"
         )
     n_cond, N = T_arr.size, system.n_sites
@@ -200,7 +217,10 @@ def run_metropolis(
         keep_states=keep_states,
         progress=progress,
     )
-    run = _run_checkerboard if update == "checkerboard" else _run_random_site
+    if update == "cluster-expansion":
+        from lattherm.reference._ce_kernels import run_chains as run
+    else:
+        run = _run_checkerboard if update == "checkerboard" else _run_random_site
     energy, spin, states = run(system, T_arr, h_arr, **args)
     return MCMCResult(
         system=system.name,

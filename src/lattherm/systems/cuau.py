@@ -39,6 +39,8 @@ GPU path with the same result, bit for bit, as the float64 path. (Exact also und
 Single-site flips: flipping site i multiplies every row that contains i an odd number of times by
 −1 (an even number of times: unchanged), so ``ΔE = −2 (ECI_c1 s_i + Σ_{rows ∋ i, odd} w_row Π s)``
 with ``w_row = Σ_c mult[row, c] N ECI_c / norm_c``, from a per-site table built once.
+:meth:`CuAuSystem.flip_tables` exports the same sum per cluster, reduced to the other sites and
+with integer multiplicities (:class:`FlipTables`), for the numba Monte Carlo kernels.
 
 CLEASE construction takes under a second per cell (plus a few seconds to import CLEASE once);
 the export is cached in memory per cell shape and the merged tables per (cell, ECIs)
@@ -65,6 +67,7 @@ from lattherm.systems.base import parse_size, spin_sum
 
 __all__ = [
     "CuAuSystem",
+    "FlipTables",
     "PureEnergies",
     "K_B_EV",
     "LATTICE_A",
@@ -240,6 +243,89 @@ def _cluster_tables(exp: _CleaseExport, eci: tuple[float, ...]) -> _Tables:
     return _Tables(coef=coef, rows=rows, mult=mult, flip_rows=f_rows, flip_w=f_w)
 
 
+class FlipTables(NamedTuple):
+    """Per-site single-flip tables of the CE for compiled kernels (numpy, read-only).
+
+    Only the clusters that change the energy are tracked: ``Q`` clusters of size >= 2 with a
+    nonzero ECI, ``q = 0..Q−1``, cf column ``cf_index[q]``. For site ``i`` and cluster ``q`` the
+    terms ``t = ptr[i, q] .. ptr[i, q + 1] − 1`` are the figure rows that contain ``i`` an odd
+    number of times, reduced to the *other* sites that occur an odd number of times in the row
+    (``others[t, :width[q]]``, padded with index ``N``, a constant spin +1), identical reduced
+    rows merged with their integer multiplicities summed into ``mult[t]``.
+
+    Why the reduction is exact (self-images included): a row ``r`` contributes ``Π_{j ∈ r} s_j``
+    to the cluster count; a site occurring ``k`` times contributes ``s^k`` (``s`` for odd ``k``,
+    1 for even). Flipping ``s_i`` multiplies the product by ``(−1)^{k_i}``, so only rows with odd
+    ``k_i`` change, by ``−2 Π``, and ``Π = s_i Π_{j ≠ i, k_j odd} s_j``. With
+    ``A_q = Σ_t mult[t] Π_m s[others[t, m]]`` (an exact integer):
+
+        ΔC_q = −2 s_i A_q                    (exact change of the integer count of cluster q)
+        ΔE   = −2 s_i (coef_c1 + Σ_q coef[q] A_q)
+        E    = coef_c0 + coef_c1 Σ_i s_i + Σ_q coef[q] C_q
+
+    ``coef = N ECI / norm`` as in :meth:`CuAuSystem.energy` (``C_q`` = its cluster counts).
+    """
+
+    cf_index: np.ndarray  # (Q,) int64 column of each tracked cluster in cf_names
+    coef: np.ndarray  # (Q,) float64 energy per unit count (eV)
+    width: np.ndarray  # (Q,) int64 cluster size − 1 (columns of others to read)
+    ptr: np.ndarray  # (N, Q + 1) int64 term offsets; ptr[i, Q] == ptr[i + 1, 0]
+    others: np.ndarray  # (n_terms, 3) int32 other sites, padded with N
+    mult: np.ndarray  # (n_terms,) int64 merged multiplicities (> 0)
+    coef_c0: float  # constant energy (eV): N ECI_c0
+    coef_c1: float  # energy per unit Σs (eV): ECI_c1
+
+
+@functools.lru_cache(maxsize=16)
+def _flip_tables(exp: _CleaseExport, eci: tuple[float, ...]) -> FlipTables:
+    """Build :class:`FlipTables` from the merged rows of :func:`_cluster_tables`."""
+    n = len(exp.atoms)
+    tab = _cluster_tables(exp, eci)
+    tracked = [
+        c for c, k in enumerate(exp.cf_size) if k >= 2 and tab.coef[c] != 0.0
+    ]  # cf columns, in cf_names order
+    q_of = {c: q for q, c in enumerate(tracked)}
+    keys = []  # (site, q, o0, o1, o2, mult)
+    for k, rows in tab.rows.items():
+        m = tab.mult[k]
+        for r in range(len(rows)):
+            clusters = [c for c in np.flatnonzero(m[r]) if c in q_of]
+            if not clusters:
+                continue
+            sites, occ = np.unique(rows[r], return_counts=True)
+            odd = sites[occ % 2 == 1]
+            for i in odd:
+                oth = [int(j) for j in odd if j != i] + [n] * 3
+                for c in clusters:
+                    keys.append((int(i), q_of[c], *oth[:3], int(m[r, c])))
+    Q = len(tracked)
+    if keys:
+        a = np.array(keys, dtype=np.int64)
+        uniq, inv = np.unique(a[:, :5], axis=0, return_inverse=True)  # sorted by (site, q, ...)
+        mult = np.zeros(len(uniq), dtype=np.int64)
+        np.add.at(mult, inv.ravel(), a[:, 5])
+    else:
+        uniq, mult = np.zeros((0, 5), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    counts = np.zeros((n, Q), dtype=np.int64)
+    np.add.at(counts, (uniq[:, 0], uniq[:, 1]), 1)
+    ptr = np.zeros((n, Q + 1), dtype=np.int64)
+    ptr[:, 1:] = np.cumsum(counts, axis=1)
+    ptr += (np.cumsum(counts.sum(1)) - counts.sum(1))[:, None]
+    out = FlipTables(
+        cf_index=np.asarray(tracked, dtype=np.int64),
+        coef=np.ascontiguousarray(tab.coef[tracked]),
+        width=np.asarray([exp.cf_size[c] - 1 for c in tracked], dtype=np.int64),
+        ptr=ptr,
+        others=np.ascontiguousarray(uniq[:, 2:5], dtype=np.int32),
+        mult=mult,
+        coef_c0=float(tab.coef[exp.cf_names.index("c0")]),
+        coef_c1=float(tab.coef[exp.cf_names.index("c1_0")]),
+    )
+    for arr in out[:6]:
+        arr.setflags(write=False)
+    return out
+
+
 class PureEnergies(NamedTuple):
     """Energies per site (eV) of the pure ends of the CE."""
 
@@ -321,6 +407,11 @@ class CuAuSystem:
             }
             self._on_device[key] = t
         return self._on_device[key]
+
+    def flip_tables(self) -> FlipTables:
+        """Per-site single-flip tables (numpy, read-only, cached per cell and ECIs) for compiled
+        Monte Carlo kernels; see :class:`FlipTables` for the exact ΔE and count updates."""
+        return _flip_tables(self._export, tuple(self.eci[c] for c in self.cf_names))
 
     # ------------------------------------------------------------------ geometry
     @property

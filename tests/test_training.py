@@ -119,8 +119,10 @@ def test_reinforce_gradient_is_unbiased(name, grad_steps):
     """Leave-one-out REINFORCE: the mean of many estimates equals ∇KL by enumeration (2x2)."""
     system = IsingSystem(L=2)
     torch.manual_seed(0)
-    cfg = {"fo-arm-mlp": {"channels": 2, "n_hidden": 1, "cond_width": 4, "n_freq": 1},
-           "ao-arm-mlp": {"width": 8, "n_layers": 2, "n_freq": 1}}[name]
+    cfg = {
+        "fo-arm-mlp": {"channels": 2, "n_hidden": 1, "cond_width": 4, "n_freq": 1},
+        "ao-arm-mlp": {"width": 8, "n_layers": 2, "n_freq": 1},
+    }[name]
     model = build_model(name, system=system, cond_box=BOX, config=cfg).double()
     cond = torch.tensor([[2.0, 0.3], [3.0, -0.2]], dtype=torch.float64)
     exact = _exact_kl_gradient(model, system, cond)
@@ -128,8 +130,13 @@ def test_reinforce_gradient_is_unbiased(name, grad_steps):
     est = []
     for _ in range(150):
         surrogate, _ = reinforce_loss(
-            model, system, cond, samples_per_condition=64, generator=gen,
-            standardise=False, grad_steps=grad_steps,
+            model,
+            system,
+            cond,
+            samples_per_condition=64,
+            generator=gen,
+            standardise=False,
+            grad_steps=grad_steps,
         )
         g = torch.autograd.grad(surrogate, list(model.parameters()))
         est.append(torch.cat([t.flatten() for t in g]))
@@ -203,15 +210,30 @@ def test_short_training_lowers_kl(tmp_path, name, steps, max_kl, mean_kl):
     system = IsingSystem(L=3)
     cond = torch.tensor([[2.0, -0.5], [2.0, 0.5], [3.0, 0.0], [2.5, 0.25]], dtype=torch.float64)
     cfg = TrainConfig(
-        steps=steps, n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25,
-        beta_anneal_frac=0.3, checkpoint_every=10**6, log_every=10, seed=1, precision="float32",
+        steps=steps,
+        n_T=2,
+        n_field=2,
+        samples_per_condition=64,
+        lr=1e-2,
+        grid_step_frac=0.25,
+        beta_anneal_frac=0.3,
+        checkpoint_every=10**6,
+        log_every=10,
+        seed=1,
+        precision="float32",
     )
     torch.manual_seed(1)
     init = build_model(name, system=system, cond_box=BOX, config=TINY[name])
     kl0 = _kl_per_condition(init, system, cond)
     summary = train(
-        system, model_name=name, model_config=TINY[name], train_config=cfg, cond_box=BOX,
-        checkpoint_path=tmp_path / "ck.pt", log_path=tmp_path / "log.parquet", progress=False,
+        system,
+        model_name=name,
+        model_config=TINY[name],
+        train_config=cfg,
+        cond_box=BOX,
+        checkpoint_path=tmp_path / "ck.pt",
+        log_path=tmp_path / "log.parquet",
+        progress=False,
     )
     assert summary["finished"] and summary["steps_done"] == steps
     kl = _kl_per_condition(load_model(tmp_path / "ck.pt", system=system), system, cond)
@@ -242,8 +264,19 @@ def _kill_at(monkeypatch, fn_name: str, call: int, exc):
 
 
 def _tiny_cfg(**kw) -> TrainConfig:
-    base = dict(steps=7, n_T=2, n_field=2, samples_per_condition=8, checkpoint_every=2, log_every=1,
-                seed=3, refill_every=3, gibbs_sweeps=2, ao_grad_steps=2, beta_anneal_frac=0.5)
+    base = dict(
+        steps=7,
+        n_T=2,
+        n_field=2,
+        samples_per_condition=8,
+        checkpoint_every=2,
+        log_every=1,
+        seed=3,
+        refill_every=3,
+        gibbs_sweeps=2,
+        ao_grad_steps=2,
+        beta_anneal_frac=0.5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -260,15 +293,22 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, name):
             train(system, train_config=cfg, checkpoint_path=tmp_path / "b.pt", log_path=tmp_path / "b.parquet", **kw)
     assert load_checkpoint(tmp_path / "b.pt")["step"] == 4
     # resume (the budget is not part of the trajectory)
-    out = train(system, train_config=_tiny_cfg(max_minutes=5.0), checkpoint_path=tmp_path / "b.pt",
-                log_path=tmp_path / "b.parquet", **kw)
+    out = train(
+        system,
+        train_config=_tiny_cfg(max_minutes=5.0),
+        checkpoint_path=tmp_path / "b.pt",
+        log_path=tmp_path / "b.parquet",
+        **kw,
+    )
     assert out["finished"] and out["steps_done"] == 7
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
     for k, v in a["model_state"].items():
         assert torch.equal(v, b["model_state"][k]), k
     assert torch.equal(a["grid"]["T"], b["grid"]["T"])
     la, lb = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
-    pd.testing.assert_frame_equal(la.drop(columns=["wall_s", "samples_per_s"]), lb.drop(columns=["wall_s", "samples_per_s"]))
+    pd.testing.assert_frame_equal(
+        la.drop(columns=["wall_s", "samples_per_s"]), lb.drop(columns=["wall_s", "samples_per_s"])
+    )
     # a different trajectory-defining config refuses to resume
     with pytest.raises(ValueError, match="lr"):
         train(system, train_config=_tiny_cfg(lr=0.5), checkpoint_path=tmp_path / "b.pt", **kw)
@@ -279,8 +319,16 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch
     ck, lg = tmp_path / "ck.pt", tmp_path / "log.parquet"
     _kill_at(monkeypatch, "reinforce_loss", 5, "nan")
     with pytest.raises(TrainingDiverged, match=r"'loss'.*step 5"):
-        train(system, model_name="fo-arm-mlp", model_config=TINY["fo-arm-mlp"], train_config=_tiny_cfg(),
-              cond_box=BOX, checkpoint_path=ck, log_path=lg, progress=False)
+        train(
+            system,
+            model_name="fo-arm-mlp",
+            model_config=TINY["fo-arm-mlp"],
+            train_config=_tiny_cfg(),
+            cond_box=BOX,
+            checkpoint_path=ck,
+            log_path=lg,
+            progress=False,
+        )
     state = load_checkpoint(ck)
     assert state["step"] == 4 and not state["finished"]
     assert all(torch.isfinite(v).all() for v in state["model_state"].values())
@@ -290,8 +338,16 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch
 def test_checkpoint_loads_weights_only_and_rebuilds_model(tmp_path):
     system = IsingSystem(L=3)
     ck = tmp_path / "ck.pt"
-    train(system, model_name="mam-mlp", model_config=TINY["mam-mlp"], train_config=_tiny_cfg(steps=3),
-          cond_box=BOX, checkpoint_path=ck, log_path=None, progress=False)
+    train(
+        system,
+        model_name="mam-mlp",
+        model_config=TINY["mam-mlp"],
+        train_config=_tiny_cfg(steps=3),
+        cond_box=BOX,
+        checkpoint_path=ck,
+        log_path=None,
+        progress=False,
+    )
     state = torch.load(ck, weights_only=True)
     assert state["step"] == 3 and state["finished"]
     assert state["system"] == {"name": "ising", "size": "3x3", "n_sites": 9, "params": {"J": 1.0}}
@@ -311,8 +367,18 @@ def test_checkpoint_loads_weights_only_and_rebuilds_model(tmp_path):
 def _reference(system, T, h) -> pd.DataFrame:
     TT, HH = np.meshgrid(T, h, indexing="ij")
     r = ising_transfer_matrix(system.L, TT.ravel(), HH.ravel())
-    return pd.DataFrame({"system": "ising", "size": system.size, "T": TT.ravel(), "field": HH.ravel(),
-                         "f": r["f"], "u": r["u"], "c": r["c"], "m": r["m"]})
+    return pd.DataFrame(
+        {
+            "system": "ising",
+            "size": system.size,
+            "T": TT.ravel(),
+            "field": HH.ravel(),
+            "f": r["f"],
+            "u": r["u"],
+            "c": r["c"],
+            "m": r["m"],
+        }
+    )
 
 
 @pytest.mark.parametrize("symmetrised", [False, True], ids=["plain", "symmetrised"])
@@ -342,8 +408,16 @@ def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised):
 def test_sample_grid_from_checkpoint(tmp_path):
     system = IsingSystem(L=3)
     ck = tmp_path / "ck.pt"
-    train(system, model_name="fo-arm-mlp", model_config=TINY["fo-arm-mlp"], train_config=_tiny_cfg(steps=2),
-          cond_box=BOX, checkpoint_path=ck, log_path=None, progress=False)
+    train(
+        system,
+        model_name="fo-arm-mlp",
+        model_config=TINY["fo-arm-mlp"],
+        train_config=_tiny_cfg(steps=2),
+        cond_box=BOX,
+        checkpoint_path=ck,
+        log_path=None,
+        progress=False,
+    )
     df = sample_grid(ck, system, [2.0, 2.5], [0.0, 0.5], 50, seed=1, batch_size=64, symmetrised=True, device="cpu")
     assert tuple(df.columns) == SAMPLE_COLUMNS and (df["model"] == "fo-arm-mlp").all()
     again = sample_grid(ck, system, [2.0, 2.5], [0.0, 0.5], 50, seed=1, batch_size=64, symmetrised=True, device="cpu")
@@ -351,11 +425,15 @@ def test_sample_grid_from_checkpoint(tmp_path):
     # reported log_q is the exact symmetrised log-probability of the stored configuration
     from lattherm.io import unpack_states
 
-    x = torch.from_numpy(unpack_states(np.stack([np.frombuffer(b, np.uint8) for b in df["configuration"]]), 9).astype(np.int64))
+    x = torch.from_numpy(
+        unpack_states(np.stack([np.frombuffer(b, np.uint8) for b in df["configuration"]]), 9).astype(np.int64)
+    )
     model = load_model(ck, system=system)
     lq = log_prob(model, x, torch.tensor(df[["T", "field"]].to_numpy()), symmetrised=True)
     np.testing.assert_allclose(lq.detach().numpy(), df["log_q"].to_numpy(), rtol=0, atol=1e-6)
     np.testing.assert_array_equal(system.energy(x).numpy(), df["energy"].to_numpy())
-    met = metrics_table(df, system, "fo-arm-mlp", "direct", _reference(system, [2.0, 2.5], [0.0, 0.5]), "exact", n_boot=10, seed=0)
+    met = metrics_table(
+        df, system, "fo-arm-mlp", "direct", _reference(system, [2.0, 2.5], [0.0, 0.5]), "exact", n_boot=10, seed=0
+    )
     assert np.isfinite(met[["f_var", "f_nis", "ness", "delta_f"]].to_numpy()).all()
     assert (met["f_var"] >= met["f_ref"] - 1e-3).all()  # variational upper bound (up to noise)

@@ -37,13 +37,40 @@ __all__ = ["sample_grid", "sample_model", "metrics_table", "SAMPLE_COLUMNS", "ME
 log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = (
-    "system", "size", "model", "source", "symmetrised", "T", "field",
-    "configuration", "log_q", "energy", "spin_sum",
+    "system",
+    "size",
+    "model",
+    "source",
+    "symmetrised",
+    "T",
+    "field",
+    "configuration",
+    "log_q",
+    "energy",
+    "spin_sum",
 )
 METRIC_COLUMNS = (
-    "system", "size", "T", "field", "model", "source", "symmetrised", "n_samples",
-    "f_var", "f_nis", "f_nis_err", "ness", "f_ref", "ref_method", "delta_f",
-    "u", "u_err", "c", "c_err", "m", "m_err",
+    "system",
+    "size",
+    "T",
+    "field",
+    "model",
+    "source",
+    "symmetrised",
+    "n_samples",
+    "f_var",
+    "f_nis",
+    "f_nis_err",
+    "ness",
+    "f_ref",
+    "ref_method",
+    "delta_f",
+    "u",
+    "u_err",
+    "c",
+    "c_err",
+    "m",
+    "m_err",
 )
 
 
@@ -79,9 +106,7 @@ def sample_model(
     parts = []
     for c0 in range(0, len(conds), per_call):
         cc = torch.as_tensor(conds[c0 : c0 + per_call], dtype=torch.float64)
-        x, log_q = sample(
-            model, cc, n, order=order, generator=gen, symmetrised=symmetrised, batch_size=int(batch_size)
-        )
+        x, log_q = sample(model, cc, n, order=order, generator=gen, symmetrised=symmetrised, batch_size=int(batch_size))
         x = x.cpu()
         rows = cc.repeat_interleave(n, 0).numpy()
         packed = pack_states(x.numpy())
@@ -127,15 +152,24 @@ def sample_grid(
     model = load_model(checkpoint_path, system=system, device=dev)
     name = load_checkpoint(checkpoint_path)["model_spec"]["name"]
     return sample_model(
-        model, system, T_values, field_values, n_samples,
-        seed=seed, batch_size=batch_size, symmetrised=symmetrised, model_name=name,
+        model,
+        system,
+        T_values,
+        field_values,
+        n_samples,
+        seed=seed,
+        batch_size=batch_size,
+        symmetrised=symmetrised,
+        model_name=name,
     )
 
 
 def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.Series | None:
     if reference_df is None:
         return None
-    hit = reference_df[np.isclose(reference_df["T"], T, rtol=0, atol=1e-9) & np.isclose(reference_df["field"], h, rtol=0, atol=1e-9)]
+    hit = reference_df[
+        np.isclose(reference_df["T"], T, rtol=0, atol=1e-9) & np.isclose(reference_df["field"], h, rtol=0, atol=1e-9)
+    ]
     if len(hit) > 1:
         raise ValueError(f"reference has {len(hit)} rows at T={T}, field={h}; expected one")
     return None if hit.empty else hit.iloc[0]
@@ -170,11 +204,20 @@ def metrics_table(
         ref = _reference_row(reference_df, T, h)
         f_ref = float(ref["f"]) if ref is not None else float("nan")
         row = {
-            "system": system.name, "size": system.size, "T": float(T), "field": float(h),
-            "model": model, "source": source, "symmetrised": bool(sym[0]),
+            "system": system.name,
+            "size": system.size,
+            "T": float(T),
+            "field": float(h),
+            "model": model,
+            "source": source,
+            "symmetrised": bool(sym[0]),
             "n_samples": est.pop("n_samples"),
-            "f_var": est.pop("f_var"), "f_nis": est["f_nis"], "f_nis_err": est.pop("f_nis_err"),
-            "ness": est.pop("ness"), "f_ref": f_ref, "ref_method": ref_method,
+            "f_var": est.pop("f_var"),
+            "f_nis": est["f_nis"],
+            "f_nis_err": est.pop("f_nis_err"),
+            "ness": est.pop("ness"),
+            "f_ref": f_ref,
+            "ref_method": ref_method,
             "delta_f": est.pop("f_nis") - f_ref,
         }
         for q in ("u", "c", "m", "x_au"):

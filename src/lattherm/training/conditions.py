@@ -41,9 +41,7 @@ class DriftingGrid:
         seed: seed of the grid's own generator (CPU).
     """
 
-    def __init__(
-        self, *, cond_box: CondBox, n_T: int, n_field: int, step_frac: float, seed: int
-    ) -> None:
+    def __init__(self, *, cond_box: CondBox, n_T: int, n_field: int, step_frac: float, seed: int) -> None:
         for name, v in (("n_T", n_T), ("n_field", n_field)):
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -54,9 +52,7 @@ class DriftingGrid:
         self.generator = torch.Generator().manual_seed(int(seed))
         (t0, t1), (h0, h1) = self.cond_box
         self.T = t0 + (t1 - t0) * torch.rand(self.n_T, generator=self.generator, dtype=torch.float64)
-        self.field = h0 + (h1 - h0) * torch.rand(
-            self.n_field, generator=self.generator, dtype=torch.float64
-        )
+        self.field = h0 + (h1 - h0) * torch.rand(self.n_field, generator=self.generator, dtype=torch.float64)
 
     @property
     def n_conditions(self) -> int:

@@ -77,8 +77,12 @@ class GibbsBuffer:
             known = torch.ones(B, N, dtype=torch.bool, device=x.device)
             known.scatter_(1, chosen, False)
             x, _ = sample(
-                model, cond_rows, order="random", generator=generator,
-                known_mask=known, known_values=x,
+                model,
+                cond_rows,
+                order="random",
+                generator=generator,
+                known_mask=known,
+                known_values=x,
             )
         self.x = x
         return x
@@ -89,9 +93,7 @@ class GibbsBuffer:
     def load_state_dict(self, state: dict, *, device) -> None:
         x = state["x"]
         if x is not None and tuple(x.shape) != (self.C * self.S, self.N):
-            raise ValueError(
-                f"buffer state has shape {tuple(x.shape)}, expected ({self.C * self.S}, {self.N})"
-            )
+            raise ValueError(f"buffer state has shape {tuple(x.shape)}, expected ({self.C * self.S}, {self.N})")
         self.x = None if x is None else x.long().to(device)
 
 
@@ -108,9 +110,7 @@ def consistency_terms(model: Model, x: Tensor, cond_rows: Tensor, *, generator) 
     """``(B,)`` residuals ``f(x_σ(<d)) + log p(x_σ(d) | x_σ(<d)) − f(x_σ(≤d))`` (module doc)."""
     B, N = x.shape
     vis_prev, vis_next, j = _consistency_inputs(x, generator)
-    logits, f = model.heads(
-        torch.cat([x, x]), torch.cat([vis_prev, vis_next]), torch.cat([cond_rows, cond_rows])
-    )
+    logits, f = model.heads(torch.cat([x, x]), torch.cat([vis_prev, vis_next]), torch.cat([cond_rows, cond_rows]))
     lp = F.log_softmax(logits[:B][torch.arange(B), j].double(), dim=-1)  # (B, q)
     lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
     return f[:B].double() + lp - f[B:].double()

@@ -113,9 +113,7 @@ def reinforce_loss(
     elif grad_steps is None:
         log_q_grad = log_prob(model, x, cond_rows, order_used, steps_per_pass=steps_per_pass)
     else:
-        log_q_grad = sampled_step_log_prob(
-            model, x, cond_rows, order_used, k=grad_steps, generator=generator
-        )
+        log_q_grad = sampled_step_log_prob(model, x, cond_rows, order_used, k=grad_steps, generator=generator)
     reward = (log_q + beta_scale * red).detach()  # ℓ
     assert not reward.requires_grad
     adv = advantage(reward, C, standardise=standardise)

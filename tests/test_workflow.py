@@ -30,6 +30,13 @@ TINY = {
     "reference": {
         "exact": {"max_transfer_L": 14},
         "mcmc": {"n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16},
+        "wang_landau": {"schedule": "1/t", "ln_f_final": 1e-5, "walkers_per_window": 1},
+        "metadynamics": {
+            "sizes": ["2x2x4"],
+            "T": {"values": [400.0, 600.0]},
+            "mod_factor_final": 1e-3,
+            "production_sweeps": 20000,
+        },
     },
 }
 
@@ -77,6 +84,21 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
         assert (mcmc["n_samples"] == 32 * 8).all() and (mcmc["u_err"] >= 0).all() and mcmc["u"].notna().all()
         samples = pd.read_parquet(tmp_path / f"results/ising/{L}x{L}/reference/mcmc_samples.parquet")
         assert len(samples) == 9 * 16
+        wl = pd.read_parquet(tmp_path / f"results/ising/{L}x{L}/reference/wang_landau.parquet")
+        assert len(wl) == 3 and (wl["field"] == 0).all() and (wl["schedule"] == "1/t").all()
+        exact0 = ref[ref["field"] == 0].reset_index(drop=True)
+        np.testing.assert_allclose(wl["f"], exact0["f"], rtol=2e-3)  # a coarse WL run (ln f = 1e-5)
+        dos = pd.read_parquet(tmp_path / f"results/ising/{L}x{L}/reference/wang_landau_dos.parquet")
+        assert np.log(np.exp(dos["ln_g"]).sum()) == pytest.approx(L * L * np.log(2), rel=1e-12)
+    meta = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/metadynamics.parquet")
+    assert len(meta) == 2 * 17 and meta["converged"].all()
+    exact_fx = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact_composition.parquet")
+    joined = meta.merge(exact_fx, on=["T", "n_au"], suffixes=("", "_exact"))
+    assert len(joined) == 17  # the exact table has T = 600 K in common
+    assert (joined["f_x"] - joined["f_x_exact"]).abs().max() < 1e-3  # 1 meV/atom, short run
+    regions = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/phase_diagram.parquet")
+    low = regions[regions["T"] == 400.0].sort_values("x_lo")
+    assert low["x_lo"].tolist() == [0.0, 0.25, 0.5, 0.75] and low["x_hi"].tolist() == [0.25, 0.5, 0.75, 1.0]
     cuau = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact.parquet")
     assert len(cuau) == 4 and set(cuau["field"]) == {-0.06, 0.0}
     row = cuau[(cuau["T"] == 600.0) & (cuau["field"] == 0.0)]

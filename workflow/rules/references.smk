@@ -24,6 +24,32 @@ rule exact_reference:
         "../scripts/exact_reference.py"
 
 
+rule wang_landau:
+    """Wang-Landau density of states of the L x L Ising torus and its field-0 f, u, c on the T grid."""
+    output:
+        table=report(
+            "results/ising/{L}x{L}/reference/wang_landau.parquet",
+            caption="../report/wang_landau.rst",
+            category="References",
+            labels={"system": "ising", "size": "{L}x{L}", "method": "wang_landau"},
+        ),
+        dos="results/ising/{L}x{L}/reference/wang_landau_dos.parquet",
+    params:
+        T=grid_of("ising")["T"] if "ising" in config["systems"] else [],
+        J=config["systems"]["ising"]["J"] if "ising" in config["systems"] else 1.0,
+        settings=config["reference"]["wang_landau"],
+        seed=ising_seed_of("wang_landau"),
+    log:
+        "logs/ising/{L}x{L}/reference/wang_landau.log",
+    benchmark:
+        "benchmarks/ising/{L}x{L}/reference/wang_landau.tsv"
+    threads: 2
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/wang_landau.py"
+
+
 rule cuau_exact_reference:
     """Exact CuAu semi-grand thermodynamics and composition free energies by enumeration (N <= 24)."""
     output:
@@ -71,3 +97,48 @@ rule mcmc_reference:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/mcmc_reference.py"
+
+
+rule metadynamics_reference:
+    """CuAu composition free energies f_x by metadynamics over the Au fraction, at each configured T."""
+    output:
+        table=report(
+            "results/cuau/{size}/reference/metadynamics.parquet",
+            caption="../report/metadynamics_reference.rst",
+            category="References",
+            labels={"system": "cuau", "size": "{size}", "method": "metadynamics"},
+        ),
+    params:
+        temperatures=metadynamics_temperatures(),
+        settings=metadynamics_settings(),
+        seed=seed_of("metadynamics", system="cuau"),
+    log:
+        "logs/cuau/{size}/reference/metadynamics.log",
+    benchmark:
+        "benchmarks/cuau/{size}/reference/metadynamics.tsv"
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/metadynamics_reference.py"
+
+
+rule phase_diagram_reference:
+    """Two-phase regions (lower convex hull of f_x per T) and boundary lines from metadynamics."""
+    input:
+        table=rules.metadynamics_reference.output.table,
+    output:
+        regions=report(
+            "results/cuau/{size}/reference/phase_diagram.parquet",
+            caption="../report/phase_diagram_reference.rst",
+            category="References",
+            labels={"system": "cuau", "size": "{size}", "method": "phase diagram"},
+        ),
+        boundaries="results/cuau/{size}/reference/phase_boundaries.parquet",
+    params:
+        tol=config["reference"]["phase_diagram"]["tol"],
+    log:
+        "logs/cuau/{size}/reference/phase_diagram.log",
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/phase_diagram_reference.py"

@@ -289,7 +289,7 @@ def run_metadynamics(
 
 def metadynamics_table(results: list[MetadynamicsResult] | MetadynamicsResult) -> pd.DataFrame:
     """One row per ``(T, n_au)``: ``system="cuau", size, T, field, n_au, x_au, f_x, f_x_err,
-    f_x_formation, u_x, c_x, method="metadynamics"`` (eV/atom; ``c_x`` in k_B).
+    f_x_formation, u_x, c_x, converged, method="metadynamics"`` (eV/atom; ``c_x`` in k_B).
 
     ``field`` is the chemical potential μ of the walk (``f_x`` does not depend on it);
     ``f_x_formation = f_x − [x E_Au + (1 − x) E_Cu]`` with the CE's pure-end energies per site.
@@ -314,6 +314,7 @@ def metadynamics_table(results: list[MetadynamicsResult] | MetadynamicsResult) -
                     "f_x_formation": r.f_x - (x * ref.au + (1.0 - x) * ref.cu),
                     "u_x": r.u_x,
                     "c_x": r.c_x,
+                    "converged": r.converged,
                     "method": "metadynamics",
                 }
             )
@@ -555,3 +556,22 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     if abs(e_exact - state[1]) > 1e-8 * max(1.0, abs(e_exact)):
         raise RuntimeError(f"running energy drifted: {state[1]} vs {e_exact} from scratch")
     return V.copy(), H_blocks, sum_e, sum_e2, cnt, total, converged
+
+
+def metadynamics_scan(
+    size: str, temperatures, *, seed: int, progress: bool = False, log=None, **settings
+) -> pd.DataFrame:
+    """Run :func:`run_metadynamics` at each temperature and return :func:`metadynamics_table`.
+
+    Temperature ``i`` uses seed ``seed + i``; ``settings`` are passed on (mu, schedule, backend…).
+    """
+    results = []
+    for i, T in enumerate(np.asarray(temperatures, dtype=float)):
+        r = run_metadynamics(size, float(T), seed=int(seed) + i, progress=progress, **settings)
+        if log is not None:
+            log.info(
+                "T = %g K: %d moves, %.1f s, converged %s, final mod factor %g",
+                T, r.n_moves, r.wall_s, r.converged, r.mod_factors[-1] if len(r.mod_factors) else float("nan"),
+            )
+        results.append(r)
+    return metadynamics_table(results)

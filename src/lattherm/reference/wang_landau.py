@@ -402,7 +402,7 @@ def wang_landau(
 
 
 def wang_landau_table(result: WLResult, T: np.ndarray | list[float]) -> pd.DataFrame:
-    """``system, size, T, field, f, u, c, method`` at field 0 from a WL density of states."""
+    """``system, size, T, field, f, u, c, method, schedule, ln_f_final`` at field 0 from a WL DOS."""
     T = np.asarray(T, dtype=np.float64).ravel()
     th = result.thermo(T)
     return pd.DataFrame(
@@ -415,6 +415,8 @@ def wang_landau_table(result: WLResult, T: np.ndarray | list[float]) -> pd.DataF
             "u": th["u"],
             "c": th["c"],
             "method": result.method,
+            "schedule": result.settings["schedule"],
+            "ln_f_final": result.settings["ln_f_final"],
         }
     )
 

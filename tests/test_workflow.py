@@ -29,7 +29,10 @@ TINY = {
     },
     "reference": {
         "exact": {"max_transfer_L": 14},
-        "mcmc": {"n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16},
+        "mcmc": {
+            "ising": {"n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16},
+            "cuau": {"n_chains": 64, "n_samples": 4, "burn_in_sweeps": 200, "thin_sweeps": 10, "saved_per_condition": 8},
+        },
         "wang_landau": {"schedule": "1/t", "ln_f_final": 1e-5, "walkers_per_window": 1},
         "metadynamics": {
             "sizes": ["2x2x4"],
@@ -59,8 +62,16 @@ def run_snakemake(exe: str, workdir: Path, *args: str, config: dict | None = Non
 def test_dry_run_default_config(snakemake_exe, tmp_path):
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
     assert rc == 0, out
-    assert re.search(r"exact_reference\s+2", out), out
-    assert re.search(r"mcmc_reference\s+2", out), out
+    counts = {
+        "exact_reference": 2,  # Ising 4x4, 8x8
+        "mcmc_reference": 3,  # Ising 4x4, 8x8; CuAu 2x2x4
+        "wang_landau": 2,
+        "cuau_exact_reference": 1,
+        "metadynamics_reference": 2,  # CuAu 2x2x4, 4x4x4
+        "phase_diagram_reference": 2,
+    }
+    for rule, n in counts.items():
+        assert re.search(rf"\b{rule}\s+{n}\b", out), (rule, out)
     assert not (tmp_path / "results").exists()
 
 
@@ -99,6 +110,8 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
     regions = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/phase_diagram.parquet")
     low = regions[regions["T"] == 400.0].sort_values("x_lo")
     assert low["x_lo"].tolist() == [0.0, 0.25, 0.5, 0.75] and low["x_hi"].tolist() == [0.25, 0.5, 0.75, 1.0]
+    cuau_mcmc = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/mcmc.parquet")
+    assert len(cuau_mcmc) == 4 and {"x_au", "x_au_err", "u", "u_err"} <= set(cuau_mcmc.columns)
     cuau = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact.parquet")
     assert len(cuau) == 4 and set(cuau["field"]) == {-0.06, 0.0}
     row = cuau[(cuau["T"] == 600.0) & (cuau["field"] == 0.0)]

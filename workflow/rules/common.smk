@@ -27,6 +27,7 @@ def reference_targets():
             method=["exact", "mcmc", "wang_landau"],
         )
     if "cuau" in config["systems"]:
+        targets += expand("results/cuau/{size}/reference/mcmc.parquet", size=cuau_sizes(config))
         targets += expand(
             "results/cuau/{size}/reference/{table}.parquet",
             size=cuau_sizes(config, exact_only=True),
@@ -78,3 +79,8 @@ def ising_seed_of(method):
         return job_seed(config["seed"], method, "ising", f"{wildcards.L}x{wildcards.L}")
 
     return seed
+
+
+def mcmc_settings(wildcards):
+    """Params function: the Metropolis settings of the job's system."""
+    return config["reference"]["mcmc"][wildcards.system]

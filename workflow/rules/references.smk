@@ -86,7 +86,7 @@ rule mcmc_reference:
         samples="results/{system}/{size}/reference/mcmc_samples.parquet",
     params:
         grid=job_grid,
-        settings=config["reference"]["mcmc"],
+        settings=mcmc_settings,
         seed=seed_of("mcmc"),
     log:
         "logs/{system}/{size}/reference/mcmc.log",

@@ -266,7 +266,9 @@ def test_generic_update_on_cuau_2x2x4(torch_one_thread):
         burn_in_sweeps=100,
         thin_sweeps=4,
         keep_states=False,
+        update="random-site",  # the generic torch path ("auto" picks the CE kernel, tested elsewhere)
     )
+    assert res.update == "random-site"
     tab = mcmc_table(res, system)
     ex = exact_thermodynamics(system, T, mu)
     ex["x_au"] = (1 + ex["m"]) / 2

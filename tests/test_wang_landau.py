@@ -86,7 +86,7 @@ def test_normalisation_and_tables():
     assert r.method == "wang_landau" and r.iterations == 14 and r.moves > 0
     assert [s["ln_f"] for s in r.stages] == [2.0**-k for k in range(14)]
     df = wang_landau_table(r, T_GRID)
-    assert list(df.columns) == ["system", "size", "T", "field", "f", "u", "c", "method"]
+    assert list(df.columns) == ["system", "size", "T", "field", "f", "u", "c", "method", "schedule", "ln_f_final"]
     assert (df["size"] == "4x4").all() and (df["field"] == 0.0).all() and (df["method"] == "wang_landau").all()
     dos = wang_landau_dos_table(r)
     assert list(dos.columns) == ["system", "size", "E", "ln_g"] and len(dos) == 15

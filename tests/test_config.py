@@ -73,6 +73,9 @@ BAD = [
     (("systems", "cuau", "sizes"), ["2x2x4", "4x4"], "systems.cuau.sizes[1]"),
     (("systems", "cuau", "T", "min"), -100, "systems.cuau.T.min"),
     (("systems", "cuau", "models"), ["gpt"], "systems.cuau.models[0]"),
+    (("reference", "metadynamics", "sizes"), ["4x4"], "reference.metadynamics.sizes[0]"),
+    (("reference", "metadynamics", "T"), {"min": 0.0, "max": 500.0, "step": 100.0}, "reference.metadynamics.T.min"),
+    (("reference", "metadynamics", "mod_factor_final"), 2.0, "reference.metadynamics.mod_factor_final"),
 ]
 
 

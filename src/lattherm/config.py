@@ -104,16 +104,19 @@ def _check_ising(cfg: Mapping) -> None:
 MAX_ENUMERATION_SITES = 24
 
 
-def _check_cuau(cfg: Mapping) -> None:
-    key = "systems.cuau"
-    sizes = cfg.get("sizes")
+def _check_cuau_sizes(sizes, key: str) -> None:
     if not isinstance(sizes, list) or not sizes:
-        raise ConfigError(f"{key}.sizes", "a non-empty list of FCC cells like '2x2x4'", sizes)
+        raise ConfigError(key, "a non-empty list of FCC cells like '2x2x4'", sizes)
     for i, size in enumerate(sizes):
         if not isinstance(size, str) or not re.fullmatch(r"[1-9]\d*x[1-9]\d*x[1-9]\d*", size):
-            raise ConfigError(f"{key}.sizes[{i}]", "a cell n1xn2xn3 of positive integers, e.g. '2x2x4'", size)
+            raise ConfigError(f"{key}[{i}]", "a cell n1xn2xn3 of positive integers, e.g. '2x2x4'", size)
     if len(set(sizes)) != len(sizes):
-        raise ConfigError(f"{key}.sizes", "each size at most once", sizes)
+        raise ConfigError(key, "each size at most once", sizes)
+
+
+def _check_cuau(cfg: Mapping) -> None:
+    key = "systems.cuau"
+    _check_cuau_sizes(cfg.get("sizes"), f"{key}.sizes")
     _check_grid(cfg, f"{key}.T", positive=True)
     _check_grid(cfg, f"{key}.field")
     _check_models(cfg, f"{key}.models")
@@ -134,6 +137,16 @@ def check_config(config: Mapping) -> None:
         _check_ising(systems["ising"])
     if "cuau" in systems:
         _check_cuau(systems["cuau"])
+    meta = config.get("reference", {}).get("metadynamics")
+    if meta is not None and "cuau" in systems:
+        _check_cuau_sizes(meta.get("sizes"), "reference.metadynamics.sizes")
+        _check_grid(meta, "reference.metadynamics.T", positive=True)
+        if not meta.get("mod_factor_final", 1e-4) <= meta.get("mod_factor_start", 1.0):
+            raise ConfigError(
+                "reference.metadynamics.mod_factor_final",
+                f"a value <= mod_factor_start = {meta.get('mod_factor_start')}",
+                meta.get("mod_factor_final"),
+            )
 
 
 def job_seed(seed: int, *keys: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import BOX, TINY
 
 from lattherm.lattices import Lattice
 from lattherm.models import (
@@ -18,32 +19,7 @@ from lattherm.models import (
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
 from lattherm.systems import IsingSystem
 
-BOX = ((1.0, 4.0), (-1.0, 1.0))
-#: tiny configs of every architecture (fast on 2 CPU cores)
-TINY = {
-    "fo-arm-mlp": {"channels": 3, "n_hidden": 1, "cond_width": 8, "n_freq": 2},
-    "ao-arm-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
-    "mam-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
-    "mam-transformer": {
-        "dim": 16,
-        "n_blocks": 2,
-        "n_heads": 2,
-        "mlp_ratio": 2,
-        "rope_k": 1,
-        "n_freq": 2,
-    },
-}
-
-
-@pytest.fixture(autouse=True)
-def float64_one_thread():
-    """float64 models (tolerances of 1e-10); one thread: tiny tensors on shared cores."""
-    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(old_dtype)
-    torch.set_num_threads(old_threads)
+pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
 
 def tiny(name: str, system, seed: int = 0) -> Model:

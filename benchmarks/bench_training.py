@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-
 from _harness import print_table, record
+
 from lattherm.evaluation import metrics_table, sample_grid
 from lattherm.reference.exact import ising_transfer_matrix
 from lattherm.systems import IsingSystem

@@ -136,11 +136,34 @@ def _check_states(model: Model, x: Tensor) -> Tensor:
     return x
 
 
+def _draw(logits: Tensor, generator) -> tuple[Tensor, Tensor]:
+    """Gumbel-max draw from ``(b, q)`` logits: ``(state (b,), its float64 log-probability)``."""
+    logp = F.log_softmax(logits.double(), dim=-1)  # (b, q)
+    u = torch.rand(logp.shape, generator=generator, dtype=torch.float64, device=logp.device)
+    a = (logp - torch.log(-torch.log(u))).argmax(dim=-1)  # exact, never a zero-probability state
+    return a, logp.gather(1, a[:, None])[:, 0]
+
+
+@torch.no_grad()
+def _ancestral_stepper(stepper, order: Tensor, x: Tensor, generator) -> tuple[Tensor, Tensor]:
+    """Fixed order, nothing known: the model's incremental stepper gives each conditional."""
+    log_q = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    for t, site in enumerate(order.tolist()):
+        a, lp = _draw(stepper.logits(t), generator)
+        x[:, site] = a
+        stepper.observe(t, a)
+        log_q += lp
+    return x, log_q
+
+
 @torch.no_grad()
 def _ancestral(
     model: Model, cond: Tensor, order: Tensor, known: Tensor, values: Tensor, generator
 ) -> tuple[Tensor, Tensor]:
     B, N = order.shape
+    stepper = model.fixed_order_stepper(cond) if model.fixed_order and B and not known.any() else None
+    if stepper is not None:  # incremental fixed-order path: same conditionals, ~1 pass of cost
+        return _ancestral_stepper(stepper, order[0], values.clone(), generator)
     order, n_unknown = _unknown_first(order, known)
     x, visible = values.clone(), known.clone()  # (B, N)
     log_q = torch.zeros(B, dtype=torch.float64, device=x.device)

@@ -179,6 +179,18 @@ class Model(nn.Module):
             raise NotImplementedError(f"{self.name} has no marginal head (only MAMs do)")
         return self._heads(*self._check(x, visible, cond))
 
+    def fixed_order_stepper(self, cond: Tensor):
+        """FO-ARMs may return an incremental sampler for ``(B, 2)`` conditions (else None).
+
+        The object has ``logits(t) -> (B, q)``, the logits of the site at position ``t`` of
+        :attr:`order` given the sites observed so far, and ``observe(t, a)`` recording state
+        ``a`` (B,) at that position; positions are visited in order ``0..N-1``. The logits must
+        equal those of :meth:`conditional_logits` with positions ``< t`` visible (up to
+        rounding); :func:`lattherm.sampling.sample` uses it when nothing is in-painted, so the
+        ``N`` sampling steps cost about one full forward pass instead of ``N``.
+        """
+        return None
+
     def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
         if self.has_marginal:
             return self._heads(x, visible, cond)[0]

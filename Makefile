@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORES  ?= all
-TARGET ?= all_references
+TARGET ?= all
 SNAKEMAKE_ARGS ?=
 
 .PHONY: run test bench lint clean-venv

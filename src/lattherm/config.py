@@ -17,12 +17,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from lattherm.conditions import grid_values
+from lattherm.models import MODEL_NAMES, model_config_from_dict
 from lattherm.systems import SYSTEMS, parse_size
 
 __all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid", "job_seed"]
 
-#: architecture names of DESIGN §6
-MODELS = ("fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-gnn", "mam-transformer", "twobo")
+#: architectures implemented so far (DESIGN §6 also plans mam-gnn and twobo)
+MODELS = MODEL_NAMES
 
 
 class ConfigError(ValueError):
@@ -122,6 +123,23 @@ def _check_cuau(cfg: Mapping) -> None:
     _check_models(cfg, f"{key}.models")
 
 
+def _check_training(training: Mapping) -> None:
+    from lattherm.training.trainer import _check_config as check_train_config
+    from lattherm.training.trainer import train_config_from_dict
+
+    for system in SYSTEMS:
+        block = dict(training.get(system) or {})
+        per_model = block.pop("per_model", {}) or {}
+        for name, override in [(None, {}), *per_model.items()]:
+            key = f"training.{system}" + (f".per_model.{name}" if name else "")
+            if name is not None and name not in MODELS:
+                raise ConfigError(key, f"a model name, one of {list(MODELS)}", name)
+            try:
+                check_train_config(train_config_from_dict({**block, **(override or {})}))
+            except (TypeError, ValueError) as err:
+                raise ConfigError(key, "keys and values of lattherm.training.TrainConfig", str(err)) from None
+
+
 def check_config(config: Mapping) -> None:
     """Raise :class:`ConfigError` on the first semantically wrong value of a workflow config."""
     seed = config.get("seed")
@@ -137,6 +155,14 @@ def check_config(config: Mapping) -> None:
         _check_ising(systems["ising"])
     if "cuau" in systems:
         _check_cuau(systems["cuau"])
+    for name, cfg in (config.get("models") or {}).items():
+        if name not in MODELS:
+            raise ConfigError(f"models.{name}", f"a model name, one of {list(MODELS)}", name)
+        try:
+            model_config_from_dict(name, cfg or {})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"models.{name}", "keys of the model's config dataclass", str(err)) from None
+    _check_training(config.get("training") or {})
     meta = config.get("reference", {}).get("metadynamics")
     if meta is not None and "cuau" in systems:
         _check_cuau_sizes(meta.get("sizes"), "reference.metadynamics.sizes")
@@ -169,6 +195,19 @@ def cuau_sizes(config: Mapping, *, exact_only: bool = False) -> list[str]:
     if exact_only:
         sizes = [s for s in sizes if math.prod(parse_size(s)) <= MAX_ENUMERATION_SITES]
     return sizes
+
+
+def train_settings(config: Mapping, system: str, model: str) -> dict:
+    """TrainConfig keys for ``model`` on ``system``: the system's block with the model's overrides."""
+    block = dict(config.get("training", {}).get(system) or {})
+    per_model = block.pop("per_model", {}) or {}
+    return {**block, **(per_model.get(model) or {})}
+
+
+def cond_box(config: Mapping, system: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The training box ``((T_min, T_max), (field_min, field_max))``: the system's evaluation grid."""
+    T, field = system_grid(config, system)
+    return ((float(T.min()), float(T.max())), (float(field.min()), float(field.max())))
 
 
 def system_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:

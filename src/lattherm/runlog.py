@@ -14,10 +14,11 @@ __all__ = ["job_log"]
 
 
 @contextlib.contextmanager
-def job_log(path: str | Path, name: str, **context) -> Iterator[logging.Logger]:
+def job_log(path: str | Path, name: str, *, threads: int | None = None, **context) -> Iterator[logging.Logger]:
     """Send logging (and stderr: tracebacks, progress bars) to ``path`` for the job's duration.
 
-    ``context`` (seed, wildcards, settings) is written at the top of the log.
+    ``context`` (seed, wildcards, settings) is written at the top of the log; ``threads`` (the
+    job's cores) sets torch's intra-op threads.
     """
     import torch
 
@@ -40,6 +41,9 @@ def job_log(path: str | Path, name: str, **context) -> Iterator[logging.Logger]:
             torch.__version__,
             platform.node(),
         )
+        if threads is not None:
+            torch.set_num_threads(max(1, int(threads)))
+            logger.info("torch threads = %d", torch.get_num_threads())
         for k, v in context.items():
             logger.info("%s = %s", k, v)
         t0 = time.perf_counter()

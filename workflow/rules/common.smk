@@ -11,7 +11,18 @@ if _SRC not in sys.path:
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 
 from lattherm.conditions import grid_values  # noqa: E402
-from lattherm.config import check_config, cuau_sizes, ising_sizes, job_seed, system_grid  # noqa: E402
+from lattherm.config import (  # noqa: E402
+    MAX_ENUMERATION_SITES,
+    MODELS,
+    check_config,
+    cond_box,
+    cuau_sizes,
+    ising_sizes,
+    job_seed,
+    system_grid,
+    train_settings,
+)
+from lattherm.systems import parse_size  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
 check_config(config)
@@ -84,3 +95,77 @@ def ising_seed_of(method):
 def mcmc_settings(wildcards):
     """Params function: the Metropolis settings of the job's system."""
     return config["reference"]["mcmc"][wildcards.system]
+
+
+def sizes_of(system):
+    """Size tokens of a system in the config."""
+    return ising_sizes(config) if system == "ising" else cuau_sizes(config)
+
+
+def metric_targets():
+    """Metric tables of every configured system, size and model."""
+    return [
+        f"results/{system}/{size}/metrics/{model}/direct.parquet"
+        for system, cfg in config["systems"].items()
+        for size in sizes_of(system)
+        for model in cfg.get("models", [])
+    ]
+
+
+def model_config_of(wildcards):
+    """Params function: the architecture settings of the job's model."""
+    return dict(config.get("models", {}).get(wildcards.model) or {})
+
+
+def train_config_of(wildcards):
+    """Params function: TrainConfig keys of the job, with a seed derived from the config seed."""
+    settings = train_settings(config, wildcards.system, wildcards.model)
+    settings.setdefault("seed", job_seed(config["seed"], "train", wildcards.system, wildcards.size, wildcards.model))
+    return settings
+
+
+def cond_box_of(wildcards):
+    """Params function: the training box of the job's system."""
+    return cond_box(config, wildcards.system)
+
+
+def training_gpus():
+    """GPUs per training job (resource gpu -> sbatch --gpus)."""
+    return int(config.get("training", {}).get("gpus", 0))
+
+
+def symmetrised_of(wildcards):
+    """Params function: sample the flip-symmetrised mixture (Ising only)."""
+    return bool(config["sampling"]["symmetrised"]) and wildcards.system == "ising"
+
+
+def model_seed_of(method):
+    """Params function for a per-model rule: the job's seed."""
+
+    def seed(wildcards):
+        return job_seed(config["seed"], method, wildcards.system, wildcards.size, wildcards.model)
+
+    return seed
+
+
+def _reference(wildcards):
+    """(path, method) of the best reference with free energies for the job's system and size."""
+    dims = parse_size(wildcards.size)
+    if wildcards.system == "ising":
+        # transfer matrix (every field) up to max_transfer_L, Kaufman (field 0) above
+        return f"results/ising/{wildcards.size}/reference/exact.parquet", "exact"
+    n_sites = dims[0] * dims[1] * dims[2]
+    if n_sites <= MAX_ENUMERATION_SITES:
+        return f"results/cuau/{wildcards.size}/reference/exact.parquet", "exact"
+    return None, None
+
+
+def best_reference(wildcards):
+    """Input function: the reference table of the metrics job (none for large CuAu cells)."""
+    path, _ = _reference(wildcards)
+    return [path] if path else []
+
+
+def best_reference_method(wildcards):
+    """Params function: the method name of the metrics job's reference."""
+    return _reference(wildcards)[1]

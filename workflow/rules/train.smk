@@ -1,0 +1,29 @@
+# Training stage: one conditional sampler per system, size and model, over the system's (T, field) box.
+
+
+rule train:
+    """Train a neural sampler; a killed run resumes from its last checkpoint (models/{model}/state/)."""
+    output:
+        checkpoint="results/{system}/{size}/models/{model}/checkpoint.pt",
+        train_log=report(
+            "results/{system}/{size}/models/{model}/train_log.parquet",
+            caption="../report/train_log.rst",
+            category="Training",
+            labels={"system": "{system}", "size": "{size}", "model": "{model}"},
+        ),
+    params:
+        model_config=model_config_of,
+        train_config=train_config_of,
+        cond_box=cond_box_of,
+        state="results/{system}/{size}/models/{model}/state/last.pt",
+    resources:
+        gpu=training_gpus(),
+    threads: 1
+    log:
+        "logs/{system}/{size}/models/{model}/train.log",
+    benchmark:
+        "benchmarks/{system}/{size}/models/{model}/train.tsv"
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/train.py"

@@ -84,7 +84,7 @@ def metadynamics_settings():
 
 
 def ising_seed_of(method):
-    """Params function for an Ising rule with an {L}x{L} pattern: the job's seed."""
+    """Params function for the Ising {L}x{L} patterns: the job's seed."""
 
     def seed(wildcards):
         return job_seed(config["seed"], method, "ising", f"{wildcards.L}x{wildcards.L}")

@@ -1,0 +1,178 @@
+"""The workflow on a real Slurm cluster: a tiny DAG through the Snakemake Slurm executor plugin with
+profiles/slurm-test, its outputs equal to a local run's, its jobs in sacct, and a GPU job through
+the cluster's fake GPUs.
+
+Needs a running cluster: `ci/slurm/up.sh` (single node on localhost, what .ci/run starts before
+`make test`; `ci/slurm/down.sh` stops it). Skipped when there is no `sinfo` or no cluster answers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, snakemake_env
+
+pytestmark = pytest.mark.slurm
+
+#: state directory of ci/slurm/up.sh
+SLURM_DIR = Path(os.environ.get("LATTHERM_SLURM_DIR", "/tmp/lattherm-slurm"))
+PROFILE = ROOT / "profiles/slurm-test"
+ACCOUNT = "lattherm"
+
+#: Ising 3x3 only (as tests/test_workflow.py's TINY): two jobs of a few seconds each
+TINY = {
+    "seed": 7,
+    "systems": {
+        "ising": {
+            "J": 1.0,
+            "sizes": [3],
+            "T": {"values": [1.0, 2.269185314213022, 5.0]},
+            "field": {"values": [-0.5, 0.0, 0.5]},
+            "models": [],
+        },
+    },
+    "reference": {
+        "exact": {"max_transfer_L": 14},
+        "mcmc": {
+            "ising": {"n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16},
+        },
+        "wang_landau": {"schedule": "1/t", "ln_f_final": 1e-5, "walkers_per_window": 1},
+        "metadynamics": {"sizes": ["2x2x4"], "T": {"values": [400.0]}, "mod_factor_final": 1e-3, "production_sweeps": 100},
+    },
+}
+TARGETS = ["results/ising/3x3/reference/exact.parquet", "results/ising/3x3/reference/mcmc.parquet"]
+#: Snakemake may ignore SIGTERM while it polls Slurm: runs are ended with SIGKILL
+SNAKEMAKE_TIMEOUT = 600
+
+
+def slurm_env() -> dict:
+    """The test environment plus SLURM_CONF of the CI cluster (unless SLURM_CONF is set)."""
+    env = snakemake_env()
+    conf = SLURM_DIR / "etc/slurm.conf"
+    if "SLURM_CONF" not in env and conf.exists():
+        env["SLURM_CONF"] = str(conf)
+    return env
+
+
+def slurm(*args: str, timeout: int = 30) -> str:
+    proc = subprocess.run(args, env=slurm_env(), capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"{' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def cluster_problem() -> str | None:
+    """Why no Slurm cluster can be used, or None."""
+    if shutil.which("sinfo") is None:
+        return "no Slurm client (sinfo) on PATH; ci/slurm/up.sh installs and starts a local cluster"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], env=slurm_env(), capture_output=True, text=True, timeout=15, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out: no Slurm controller answers (start one with ci/slurm/up.sh)"
+    if proc.returncode != 0:
+        return f"no Slurm cluster is up (start one with ci/slurm/up.sh): {proc.stderr.strip()}"
+    if not set(proc.stdout.split()) & {"idle", "mix", "alloc"}:
+        return f"Slurm has no usable node (states: {proc.stdout.split()}); see ci/slurm/up.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def run_snakemake(exe: str, workdir: Path, *args: str) -> tuple[int, str]:
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    # targets and flags first: --configfile takes every word that follows it
+    cmd = ["timeout", "-s", "KILL", str(SNAKEMAKE_TIMEOUT), exe, *args, *TARGETS]
+    cmd += ["-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(cfg)]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=slurm_env(), capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT + 60, check=False
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, snakemake_exe, tmp_path_factory):
+    """The tiny DAG through the Slurm executor: (workdir, Snakemake's output, the run's uuid)."""
+    workdir = tmp_path_factory.mktemp("slurm_run")
+    start = time.monotonic()
+    rc, out = run_snakemake(snakemake_exe, workdir, "--profile", str(PROFILE))
+    assert rc == 0, f"snakemake --profile profiles/slurm-test failed (rc {rc}, {time.monotonic() - start:.0f} s):\n{out}"
+    match = re.search(r"SLURM run ID: (\S+)", out)
+    assert match, f"no 'SLURM run ID' in Snakemake's output (not the Slurm executor?):\n{out}"
+    return workdir, out, match.group(1)
+
+
+def test_outputs_match_local_run(slurm_run, snakemake_exe, tmp_path):
+    workdir, _, _ = slurm_run
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "--cores", "2")
+    assert rc == 0, out
+    for target in TARGETS:
+        cluster_df = pd.read_parquet(workdir / target)
+        local_df = pd.read_parquet(tmp_path / target)
+        assert len(cluster_df) == 9
+        # same seeds: equal up to floating-point reordering (thread counts differ)
+        pd.testing.assert_frame_equal(cluster_df, local_df, check_exact=False, rtol=1e-10, atol=1e-12)
+    exact = pd.read_parquet(workdir / TARGETS[0])
+    assert np.isfinite(exact[["f", "u", "c", "m"]].to_numpy()).all()
+    assert (workdir / "logs/ising/3x3/reference/mcmc.log").exists()
+
+
+def test_jobs_in_sacct(slurm_run):
+    """One Slurm job per rule, named by the run's uuid, under the test profile's account/QOS/constraint."""
+    _, _, run_uuid = slurm_run
+    fields = "JobID,JobName,State,ExitCode,Account,QOS,Constraints,Comment"
+    out = slurm("sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_uuid, "-o", fields)
+    rows = [dict(zip(fields.split(","), line.split("|"), strict=True)) for line in out.splitlines() if line]
+    assert len(rows) == 2, out
+    for row in rows:
+        assert row["JobName"] == run_uuid and row["State"] == "COMPLETED" and row["ExitCode"] == "0:0", row
+        assert row["Account"] == ACCOUNT and row["QOS"] == "regular" and row["Constraints"] == "cpu", row
+    # the plugin's comment names the rule (kept by AccountingStoreFlags=job_comment, ci/slurm/slurm.conf.in)
+    assert sorted(row["Comment"].split("_wildcards")[0] for row in rows) == [
+        "rule_exact_reference",
+        "rule_mcmc_reference",
+    ], out
+
+
+def test_gpu_job_through_fake_gres(cluster, tmp_path):
+    """The GPU path of the cluster: `--gpus=1 -C gpu` gets one (fake) GPU, visible to the job as
+    CUDA_VISIBLE_DEVICES, and accounted as gres/gpu=1."""
+    log = tmp_path / "gpu.out"
+    out = slurm(
+        "sbatch", "--parsable", "--wait", "-A", ACCOUNT, "-q", "regular", "-C", "gpu", "--gpus=1",
+        "-t", "1", "--mem", "100", "-J", "lattherm-gpu-check", "-o", str(log),
+        "--wrap", 'echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset}"',
+        timeout=120,
+    )  # fmt: skip
+    job_id = out.strip().split(";")[0]
+    assert re.fullmatch(r"CUDA_VISIBLE_DEVICES=[01]\n", log.read_text()), log.read_text()
+    tres = slurm("sacct", "-X", "-P", "-n", "-j", job_id, "-o", "State,AllocTRES")
+    assert tres.startswith("COMPLETED|") and "gres/gpu=1" in tres, tres
+
+
+def test_train_rule_requests_gpus(cluster):
+    """TODO(train rule): when the workflow has the `train` rule (with `resources: gpu=...`), run a
+    tiny training target through profiles/slurm-test like `slurm_run` (a config with one tiny
+    model, TARGETS = its checkpoint), then assert from
+    `sacct -X -P -n --name <uuid> -o Comment,AllocTRES,Constraints` that the rows whose Comment
+    starts with `rule_train` have `gres/gpu=<gpu>` in AllocTRES and Constraints `gpu`, and that
+    the job saw CUDA_VISIBLE_DEVICES (its log)."""
+    rules = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    if not re.search(r"^rule train\b", rules, re.M):
+        pytest.skip("no `train` rule in the workflow yet: the GPU path is checked by test_gpu_job_through_fake_gres")
+    pytest.skip("TODO: the `train` rule exists; its GPU request through Slurm is not checked yet (see the docstring)")

@@ -1,6 +1,6 @@
-"""The workflow on a real Slurm cluster: a tiny DAG through the Snakemake Slurm executor plugin with
-profiles/slurm-test, its outputs equal to a local run's, its jobs in sacct, and a GPU job through
-the cluster's fake GPUs.
+"""The workflow on a real Slurm cluster: a tiny DAG (two reference tables and one training run)
+through the Snakemake Slurm executor plugin with profiles/slurm-test; its tables equal a local
+run's, its jobs are in sacct, the train job got a (fake) GPU, and plain `sbatch --gpus` works.
 
 Needs a running cluster: `ci/slurm/up.sh` (single node on localhost, what .ci/run starts before
 `make test`; `ci/slurm/down.sh` stops it). Skipped when there is no `sinfo` or no cluster answers.
@@ -28,7 +28,8 @@ SLURM_DIR = Path(os.environ.get("LATTHERM_SLURM_DIR", "/tmp/lattherm-slurm"))
 PROFILE = ROOT / "profiles/slurm-test"
 ACCOUNT = "lattherm"
 
-#: Ising 3x3 only (as tests/test_workflow.py's TINY): two jobs of a few seconds each
+#: Ising 3x3 only (as tests/test_workflow.py's TINY and SAMPLER): three jobs of a few seconds each;
+#: training asks for one GPU (the CI node's GPUs are fake: torch trains on the CPU)
 TINY = {
     "seed": 7,
     "systems": {
@@ -37,19 +38,29 @@ TINY = {
             "sizes": [3],
             "T": {"values": [1.0, 2.269185314213022, 5.0]},
             "field": {"values": [-0.5, 0.0, 0.5]},
-            "models": [],
+            "models": ["fo-arm-mlp"],
         },
+    },
+    "models": {"fo-arm-mlp": {"channels": 2, "n_hidden": 1, "cond_width": 16, "n_freq": 2}},
+    "training": {
+        "gpus": 1,
+        "ising": {"steps": 10, "lr": 3e-3, "samples_per_condition": 8, "n_T": 2, "n_field": 2, "checkpoint_every": 5},
     },
     "reference": {
         "exact": {"max_transfer_L": 14},
         "mcmc": {
-            "ising": {"n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16},
+            "ising": {
+                "n_chains": 32, "n_samples": 8, "burn_in_sweeps": 100, "thin_sweeps": 10, "saved_per_condition": 16
+            },
         },
         "wang_landau": {"schedule": "1/t", "ln_f_final": 1e-5, "walkers_per_window": 1},
-        "metadynamics": {"sizes": ["2x2x4"], "T": {"values": [400.0]}, "mod_factor_final": 1e-3, "production_sweeps": 100},
+        "metadynamics": {
+            "sizes": ["2x2x4"], "T": {"values": [400.0]}, "mod_factor_final": 1e-3, "production_sweeps": 100
+        },
     },
 }
 TARGETS = ["results/ising/3x3/reference/exact.parquet", "results/ising/3x3/reference/mcmc.parquet"]
+TRAIN_TARGET = "results/ising/3x3/models/fo-arm-mlp/checkpoint.pt"
 #: Snakemake may ignore SIGTERM while it polls Slurm: runs are ended with SIGKILL
 SNAKEMAKE_TIMEOUT = 600
 
@@ -93,11 +104,11 @@ def cluster():
         pytest.skip(problem)
 
 
-def run_snakemake(exe: str, workdir: Path, *args: str) -> tuple[int, str]:
+def run_snakemake(exe: str, workdir: Path, targets: list[str], *args: str) -> tuple[int, str]:
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     # targets and flags first: --configfile takes every word that follows it
-    cmd = ["timeout", "-s", "KILL", str(SNAKEMAKE_TIMEOUT), exe, *args, *TARGETS]
+    cmd = ["timeout", "-s", "KILL", str(SNAKEMAKE_TIMEOUT), exe, *args, *targets]
     cmd += ["-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(cfg)]
     proc = subprocess.run(
         cmd, cwd=ROOT, env=slurm_env(), capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT + 60, check=False
@@ -110,8 +121,9 @@ def slurm_run(cluster, snakemake_exe, tmp_path_factory):
     """The tiny DAG through the Slurm executor: (workdir, Snakemake's output, the run's uuid)."""
     workdir = tmp_path_factory.mktemp("slurm_run")
     start = time.monotonic()
-    rc, out = run_snakemake(snakemake_exe, workdir, "--profile", str(PROFILE))
-    assert rc == 0, f"snakemake --profile profiles/slurm-test failed (rc {rc}, {time.monotonic() - start:.0f} s):\n{out}"
+    rc, out = run_snakemake(snakemake_exe, workdir, [*TARGETS, TRAIN_TARGET], "--profile", str(PROFILE))
+    took = time.monotonic() - start
+    assert rc == 0, f"snakemake --profile profiles/slurm-test failed (rc {rc}, {took:.0f} s):\n{out}"
     match = re.search(r"SLURM run ID: (\S+)", out)
     assert match, f"no 'SLURM run ID' in Snakemake's output (not the Slurm executor?):\n{out}"
     return workdir, out, match.group(1)
@@ -119,7 +131,7 @@ def slurm_run(cluster, snakemake_exe, tmp_path_factory):
 
 def test_outputs_match_local_run(slurm_run, snakemake_exe, tmp_path):
     workdir, _, _ = slurm_run
-    rc, out = run_snakemake(snakemake_exe, tmp_path, "--cores", "2")
+    rc, out = run_snakemake(snakemake_exe, tmp_path, TARGETS, "--cores", "2")
     assert rc == 0, out
     for target in TARGETS:
         cluster_df = pd.read_parquet(workdir / target)
@@ -132,21 +144,41 @@ def test_outputs_match_local_run(slurm_run, snakemake_exe, tmp_path):
     assert (workdir / "logs/ising/3x3/reference/mcmc.log").exists()
 
 
-def test_jobs_in_sacct(slurm_run):
-    """One Slurm job per rule, named by the run's uuid, under the test profile's account/QOS/constraint."""
-    _, _, run_uuid = slurm_run
-    fields = "JobID,JobName,State,ExitCode,Account,QOS,Constraints,Comment"
+def sacct_rows(run_uuid: str) -> list[dict]:
+    fields = "JobID,JobName,State,ExitCode,Account,QOS,Constraints,AllocTRES,Comment"
     out = slurm("sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_uuid, "-o", fields)
-    rows = [dict(zip(fields.split(","), line.split("|"), strict=True)) for line in out.splitlines() if line]
-    assert len(rows) == 2, out
+    return [dict(zip(fields.split(","), line.split("|"), strict=True)) for line in out.splitlines() if line]
+
+
+def rule_of(row: dict) -> str:
+    # the plugin's comment, "rule_<name>_wildcards_<...>" (kept by AccountingStoreFlags=job_comment)
+    return row["Comment"].split("_wildcards")[0].removeprefix("rule_")
+
+
+def test_jobs_in_sacct(slurm_run):
+    """One Slurm job per rule, named by the run's uuid, under the test profile's account, QOS and
+    constraints: cpu for the references, gpu for training."""
+    _, _, run_uuid = slurm_run
+    rows = sacct_rows(run_uuid)
+    assert sorted(map(rule_of, rows)) == ["exact_reference", "mcmc_reference", "train"], rows
     for row in rows:
         assert row["JobName"] == run_uuid and row["State"] == "COMPLETED" and row["ExitCode"] == "0:0", row
-        assert row["Account"] == ACCOUNT and row["QOS"] == "regular" and row["Constraints"] == "cpu", row
-    # the plugin's comment names the rule (kept by AccountingStoreFlags=job_comment, ci/slurm/slurm.conf.in)
-    assert sorted(row["Comment"].split("_wildcards")[0] for row in rows) == [
-        "rule_exact_reference",
-        "rule_mcmc_reference",
-    ], out
+        assert row["Account"] == ACCOUNT and row["QOS"] == "regular", row
+        assert row["Constraints"] == ("gpu" if rule_of(row) == "train" else "cpu"), row
+
+
+def test_train_job_got_gpus(slurm_run):
+    """The train rule's `gpu` resource (config training.gpus) reaches sbatch as --gpus: the job was
+    allocated that many (fake) GPUs; the reference jobs none."""
+    workdir, _, run_uuid = slurm_run
+    for row in sacct_rows(run_uuid):
+        gpus = re.search(r"gres/gpu=(\d+)", row["AllocTRES"])
+        if rule_of(row) == "train":
+            assert gpus and int(gpus.group(1)) == TINY["training"]["gpus"], row
+        else:
+            assert gpus is None, row
+    assert (workdir / TRAIN_TARGET).stat().st_size > 0
+    assert len(pd.read_parquet(workdir / "results/ising/3x3/models/fo-arm-mlp/train_log.parquet")) > 0
 
 
 def test_gpu_job_through_fake_gres(cluster, tmp_path):
@@ -163,16 +195,3 @@ def test_gpu_job_through_fake_gres(cluster, tmp_path):
     assert re.fullmatch(r"CUDA_VISIBLE_DEVICES=[01]\n", log.read_text()), log.read_text()
     tres = slurm("sacct", "-X", "-P", "-n", "-j", job_id, "-o", "State,AllocTRES")
     assert tres.startswith("COMPLETED|") and "gres/gpu=1" in tres, tres
-
-
-def test_train_rule_requests_gpus(cluster):
-    """TODO(train rule): when the workflow has the `train` rule (with `resources: gpu=...`), run a
-    tiny training target through profiles/slurm-test like `slurm_run` (a config with one tiny
-    model, TARGETS = its checkpoint), then assert from
-    `sacct -X -P -n --name <uuid> -o Comment,AllocTRES,Constraints` that the rows whose Comment
-    starts with `rule_train` have `gres/gpu=<gpu>` in AllocTRES and Constraints `gpu`, and that
-    the job saw CUDA_VISIBLE_DEVICES (its log)."""
-    rules = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    if not re.search(r"^rule train\b", rules, re.M):
-        pytest.skip("no `train` rule in the workflow yet: the GPU path is checked by test_gpu_job_through_fake_gres")
-    pytest.skip("TODO: the `train` rule exists; its GPU request through Slurm is not checked yet (see the docstring)")

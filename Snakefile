@@ -28,17 +28,36 @@ wildcard_constraints:
     # size tokens: 10x10, 2x2x4
     size=SIZE_PATTERN,
     system=r"ising|cuau",
+    model="|".join(MODELS),
 
 include: "workflow/rules/references.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/metrics.smk"
 
 
 # Target rules only collect files: they run on the submitting host, not as cluster jobs.
 localrules:
+    all,
     all_references,
+    all_metrics,
+
+
+rule all:
+    """Every table the workflow makes so far: references, then trained samplers and their metrics."""
+    default_target: True
+    input:
+        reference_targets(),
+        metric_targets(),
 
 
 rule all_references:
     """Every reference table of the configured systems and sizes."""
-    default_target: True
     input:
         reference_targets(),
+
+
+rule all_metrics:
+    """Train, sample and evaluate every configured model on every configured system and size."""
+    input:
+        metric_targets(),

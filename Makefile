@@ -9,7 +9,7 @@ CORES  ?= all
 TARGET ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test bench lint clean-venv
+.PHONY: run test bench lint slurm-test clean-venv
 .DEFAULT_GOAL := run
 
 $(PY):
@@ -37,6 +37,11 @@ test: $(VENV)/.installed-test
 ## bench: run every benchmark and record benchmarks/results/*.json
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py $(ONLY)
+
+## slurm-test: the Slurm tests on a throw-away single-node cluster on localhost (root, Debian)
+slurm-test: $(VENV)/.installed-test
+	ci/slurm/up.sh
+	$(VENV)/bin/pytest -m slurm $(PYTEST_ARGS); rc=$$?; ci/slurm/down.sh; exit $$rc
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts

@@ -32,7 +32,7 @@ from lattherm.training import TrainConfig, train
 BOX = ((1.5, 3.5), (-1.0, 1.0))
 #: laptop settings per model: (model config, train config); steps sized for ~8 min on one core
 RUNS = {
-    "fo-arm-mlp": ({"channels": 4, "n_hidden": 1, "cond_width": 64, "n_freq": 8}, {"steps": 4000, "lr": 3e-3}),
+    "fo-arm-mlp": ({"channels": 4, "n_hidden": 1, "cond_width": 64, "n_freq": 8}, {"steps": 3800, "lr": 5e-3}),
     "ao-arm-mlp": ({"width": 256, "n_layers": 2, "n_freq": 8}, {"steps": 450, "lr": 3e-3, "ao_grad_steps": 4}),
     "mam-mlp": ({"width": 256, "n_layers": 2, "n_freq": 8}, {"steps": 450, "lr": 3e-3}),
 }

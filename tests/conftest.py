@@ -13,6 +13,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test runs torch on one thread: the tensors are small, and on a shared 2-core machine
+    extra intra-op threads only add contention (up to 10x slower)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
@@ -53,10 +63,8 @@ TINY = {
 
 @pytest.fixture
 def float64_one_thread():
-    """float64 models (tolerances of 1e-10); one thread: tiny tensors on shared cores."""
-    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
+    """float64 models (tolerances of 1e-10); one thread (see one_torch_thread)."""
+    old_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
     yield
     torch.set_default_dtype(old_dtype)
-    torch.set_num_threads(old_threads)

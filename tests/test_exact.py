@@ -25,16 +25,6 @@ from lattherm.reference.exact import (
 )
 from lattherm.systems import IsingSystem
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The 2^L blocks are small: on a shared 2-core machine extra threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CATALAN = 0.915965594177219015054603514932384110774
 K_C = 0.5 * np.log1p(np.sqrt(2.0))
 

@@ -7,7 +7,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from lattherm.io import write_table
 from lattherm.reference.cuau_exact import _levels, cuau_exact_composition_table
@@ -21,14 +20,6 @@ from lattherm.systems.cuau import K_B_EV, CuAuSystem
 SIZE = "2x2x4"
 N = 16
 TOL_EV = 1e-3  # the acceptance: 1 meV/atom at every composition
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _exact_canonical(T: float) -> tuple[np.ndarray, np.ndarray]:

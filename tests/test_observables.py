@@ -24,15 +24,6 @@ from lattherm.systems import IsingSystem, reduced_energy
 BOX = ((1.0, 4.0), (-1.0, 1.0))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on shared cores: one thread avoids OpenMP oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def exact_ref(system, T, h) -> dict:
     return {k: float(np.asarray(v)) for k, v in exact_thermodynamics(system, T, h).items()}
 

@@ -38,15 +38,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on shared cores: one thread avoids OpenMP oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --------------------------------------------------------------------------- condition grid
 def test_drifting_grid_stays_in_box_and_is_reproducible():
     box = ((1.5, 3.5), (-1.0, 1.0))

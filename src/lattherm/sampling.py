@@ -167,23 +167,39 @@ def _ancestral(
     order, n_unknown = _unknown_first(order, known)
     x, visible = values.clone(), known.clone()  # (B, N)
     log_q = torch.zeros(B, dtype=torch.float64, device=x.device)
+    stepper = model.any_order_stepper(x, visible, cond) if model.any_order and B else None
+    all_rows = torch.arange(B, device=x.device)
     for t in range(int(n_unknown.max()) if B else 0):
-        rows = torch.nonzero(t < n_unknown)[:, 0]  # (b,) rows still sampling
+        full = bool((t < n_unknown).all())
+        rows = all_rows if full else torch.nonzero(t < n_unknown)[:, 0]  # (b,) rows still sampling
         site = order[rows, t]  # (b,)
-        logits = model.conditional_logits(x[rows], visible[rows], cond[rows])  # (b, N, q)
-        logp = F.log_softmax(logits[torch.arange(len(rows)), site].double(), dim=-1)  # (b, q)
-        gumbel = -torch.log(
-            -torch.log(
-                torch.rand(logp.shape, generator=generator, dtype=torch.float64, device=x.device)
-            )
-        )
-        a = (logp + gumbel).argmax(
-            dim=-1
-        )  # (b,) Gumbel-max: exact draw, never a zero-probability state
+        if stepper is not None:  # incremental: only what changed since the last step
+            lg = stepper.logits(None if full else rows, site)  # (b, q)
+        else:
+            lg = model.conditional_logits(x[rows], visible[rows], cond[rows])[all_rows[: len(rows)], site]
+        a, lp = _draw(lg, generator)  # Gumbel-max: exact draw, never a zero-probability state
         x[rows, site] = a
         visible[rows, site] = True
-        log_q[rows] += logp.gather(1, a[:, None])[:, 0]
+        log_q[rows] += lp
+        if stepper is not None:
+            stepper.observe(None if full else rows, site, a)
     return x, log_q
+
+
+def _teacher_forced(stepper, x: Tensor, order: Tensor, n_unknown: Tensor) -> Tensor:
+    """``log q(x | order)`` through an any-order stepper, observing ``x`` step by step."""
+    B = x.shape[0]
+    total = torch.zeros(B, dtype=torch.float64, device=x.device)
+    all_rows = torch.arange(B, device=x.device)
+    for t in range(int(n_unknown.max())):
+        full = bool((t < n_unknown).all())
+        rows = all_rows if full else torch.nonzero(t < n_unknown)[:, 0]
+        site = order[rows, t]
+        a = x[rows, site]
+        lp = F.log_softmax(stepper.logits(None if full else rows, site).double(), dim=-1)
+        total[rows] += lp.gather(1, a[:, None])[:, 0]
+        stepper.observe(None if full else rows, site, a)
+    return total
 
 
 def log_prob(
@@ -202,6 +218,7 @@ def log_prob(
     ``"random"`` the draw is unseeded: pass the order used by :func:`sample` instead). With
     ``known_mask``, the sum runs over the other sites only (in-painting). ``steps_per_pass``
     batches that many steps of an any-order model into one forward pass (memory for speed).
+    Under ``torch.no_grad()`` an any-order model's incremental stepper is used when it has one.
     """
     device = _device(model)
     x = _check_states(model, torch.as_tensor(x, device=device))
@@ -237,6 +254,9 @@ def log_prob(
     if int(steps_per_pass) != steps_per_pass or steps_per_pass < 1:
         raise ValueError(f"steps_per_pass must be a positive integer, got {steps_per_pass!r}")
     order, n_unknown = _unknown_first(order, known)
+    stepper = None if torch.is_grad_enabled() or not B else model.any_order_stepper(x, known, cond)
+    if stepper is not None:  # no gradient asked for: teacher-forced incremental pass
+        return _teacher_forced(stepper, x, order, n_unknown)
     rank = order.argsort(dim=1)  # (B, N): step at which each site is generated
     total = torch.zeros(B, dtype=torch.float64, device=device)
     n_steps = int(n_unknown.max()) if B else 0

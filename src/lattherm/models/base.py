@@ -191,6 +191,18 @@ class Model(nn.Module):
         """
         return None
 
+    def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor):
+        """Any-order models may return an incremental sampler (else None).
+
+        Started from ``(B, N)`` states ``x`` with ``visible`` sites observed (in-painting) and
+        ``(B, 2)`` conditions. ``logits(rows, site) -> (b, q)`` gives the logits of ``site`` (b,)
+        for the batch rows ``rows`` (b,) given what they have observed; ``observe(rows, site, a)``
+        records state ``a`` (b,) there. The logits must equal :meth:`conditional_logits`'s (up to
+        rounding); :func:`lattherm.sampling.sample` then skips recomputing what does not change
+        between steps (e.g. the input layer, the logits of the other sites).
+        """
+        return None
+
     def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
         if self.has_marginal:
             return self._heads(x, visible, cond)[0]

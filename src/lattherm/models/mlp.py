@@ -164,11 +164,44 @@ class _MaskedInputMLP(nn.Module):
         )
         self.norm = nn.LayerNorm(W)
 
-    def forward(self, inp: Tensor, cond: Tensor) -> Tensor:
-        h = self.inp(inp.flatten(1)) + self.cond_proj(self.cond_embed(cond))  # (B, W)
+    def first_layer(self, inp: Tensor, cond: Tensor) -> Tensor:
+        return self.inp(inp.flatten(1)) + self.cond_proj(self.cond_embed(cond))  # (B, W)
+
+    def rest(self, h: Tensor) -> Tensor:
         for block in self.blocks:
             h = h + block(h)
         return F.gelu(self.norm(h))
+
+    def forward(self, inp: Tensor, cond: Tensor) -> Tensor:
+        return self.rest(self.first_layer(inp, cond))
+
+
+class _AnyOrderMLPStepper:
+    """Incremental any-order sampling for the masked-input MLPs: the first layer is linear in
+    ``[onehot * visible, visible]``, so observing site ``i`` in state ``a`` adds two weight
+    columns to its pre-activations (instead of a full ``N (q + 1) x W`` product), and only the
+    observed site's ``q`` rows of the output head are evaluated (instead of ``N q``)."""
+
+    def __init__(self, model: Model, head: nn.Linear, x: Tensor, visible: Tensor, cond: Tensor) -> None:
+        N, q = model.n_sites, model.n_states
+        self.q = q
+        self.backbone = model.backbone
+        self.h0 = self.backbone.first_layer(model.masked_onehot(x, visible), cond)  # (B, W)
+        self.w_in = self.backbone.inp.weight.T.reshape(N, q + 1, -1)  # [site, channel, W]
+        self.w_head = head.weight.view(N, q, -1)  # [site, state, W]
+        self.b_head = head.bias.view(N, q)
+
+    def logits(self, rows: Tensor | None, site: Tensor) -> Tensor:
+        h0 = self.h0 if rows is None else self.h0[rows]
+        h = self.backbone.rest(h0)  # (b, W)
+        return torch.bmm(self.w_head[site], h[:, :, None])[..., 0] + self.b_head[site]  # (b, q)
+
+    def observe(self, rows: Tensor | None, site: Tensor, a: Tensor) -> None:
+        add = self.w_in[site, a] + self.w_in[site, self.q]  # (b, W): state column + visible flag
+        if rows is None:
+            self.h0 += add
+        else:
+            self.h0.index_add_(0, rows, add)
 
 
 class AnyOrderMLP(Model):
@@ -188,6 +221,10 @@ class AnyOrderMLP(Model):
     def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
         h = self.backbone(self.masked_onehot(x, visible), cond)  # (B, W)
         return self.head(h).view(x.shape[0], self.n_sites, self.n_states)
+
+    @torch.no_grad()
+    def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor) -> _AnyOrderMLPStepper:
+        return _AnyOrderMLPStepper(self, self.head, *self._check(x, visible, cond))
 
 
 class MAMMLP(Model):
@@ -210,3 +247,7 @@ class MAMMLP(Model):
         h = self.backbone(self.masked_onehot(x, visible), cond)  # (B, W)
         logits = self.cond_head(h).view(x.shape[0], self.n_sites, self.n_states)
         return logits, self.marginal_head(h)[:, 0]
+
+    @torch.no_grad()
+    def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor) -> _AnyOrderMLPStepper:
+        return _AnyOrderMLPStepper(self, self.cond_head, *self._check(x, visible, cond))

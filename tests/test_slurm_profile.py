@@ -1,0 +1,289 @@
+"""The NERSC-style Slurm profile (profiles/slurm) on the paper config, without a cluster.
+
+1. `snakemake --profile profiles/slurm all -n`: the jobs of config/paper.yaml (counts computed from
+   the config), with the profile's Perlmutter resources, GPUs on the train and sample jobs.
+2. The same command for real, with fake Slurm tools first on PATH (`sbatch` records its argv and
+   prints a job id; `sacctmgr` knows the account m0000): the plugin submits every job that is ready
+   at the start, then the run is killed. The sbatch lines are printed (`pytest -s`, or `-rA` for
+   the captured output) and checked against what a Perlmutter user expects: `-A m0000` from
+   $SBATCH_ACCOUNT, `-C cpu` / `-C gpu`, `--qos=regular`, runtime, memory and cores of the
+   profile, `--gpus=<training.gpus>` on one node for training.
+
+Everything runs in a temporary working directory (`-d`); nothing is left running. The real Slurm
+path is tests/test_slurm.py (a one-node cluster from ci/slurm/up.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, snakemake_env
+
+from lattherm.config import cuau_sizes, ising_sizes
+
+pytestmark = pytest.mark.workflow
+
+#: the target a Perlmutter user builds; `all_figures` once the figure stage lands (then add the
+#: figure rules to expected_jobs)
+TARGET = "all"
+#: as the user types it, from the repository root (the profile's configfile is relative to it)
+PROFILE = "profiles/slurm"
+ACCOUNT = "m0000"
+#: rules whose jobs need no other job's output: the plugin submits all of them at once
+SOURCE_RULES = (
+    "exact_reference",
+    "mcmc_reference",
+    "wang_landau",
+    "cuau_exact_reference",
+    "metadynamics_reference",
+    "train",
+)
+GPU_RULES = ("train", "sample")
+#: every Slurm command the plugin may call on the submitting host
+SLURM_TOOLS = ("sbatch", "sacct", "squeue", "scancel", "sinfo", "scontrol", "sacctmgr", "sshare", "srun")
+SUBMIT_TIMEOUT = 120
+
+FAKE_SLURM = """#!{python}
+# Fake Slurm command for tests/test_slurm_profile.py: records its name, argv and stdin (one JSON
+# line in $FAKE_SLURM_LOG); sbatch prints a job id, sacctmgr/sshare the account $SBATCH_ACCOUNT.
+import fcntl, json, os, sys
+tool = os.path.basename(sys.argv[0])
+stdin = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+with open(os.environ["FAKE_SLURM_LOG"], "a+") as fh:
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    fh.seek(0)
+    n = sum(json.loads(line)["tool"] == "sbatch" for line in fh)
+    fh.write(json.dumps({{"tool": tool, "argv": sys.argv[1:], "stdin": stdin}}) + "\\n")
+if tool == "sbatch":
+    print(1000 + n)
+elif tool in ("sacctmgr", "sshare"):
+    print(os.environ.get("SBATCH_ACCOUNT", ""))
+elif tool == "sinfo":
+    print("PARTITION")  # no default partition: the plugin adds no -p (Perlmutter routes by QOS)
+"""
+
+
+def load_profile() -> dict:
+    return yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())
+
+
+def load_config() -> dict:
+    return yaml.safe_load((ROOT / load_profile()["configfile"]).read_text())
+
+
+def expected_jobs(config: dict) -> Counter:
+    """Jobs per rule of TARGET for a config (DESIGN §6 layout, workflow/rules/common.smk targets)."""
+    systems = config["systems"]
+    ising = ising_sizes(config) if "ising" in systems else []
+    cuau = cuau_sizes(config) if "cuau" in systems else []
+    cuau_exact = cuau_sizes(config, exact_only=True) if "cuau" in systems else []
+    metadynamics = config["reference"]["metadynamics"]["sizes"] if "cuau" in systems else []
+    models = len(ising) * len(systems.get("ising", {}).get("models", [])) + len(cuau) * len(
+        systems.get("cuau", {}).get("models", [])
+    )
+    counts = Counter(
+        exact_reference=len(ising),
+        wang_landau=len(ising),
+        mcmc_reference=len(ising) + len(cuau),
+        cuau_exact_reference=len(cuau_exact),
+        metadynamics_reference=len(metadynamics),
+        phase_diagram_reference=len(metadynamics),
+        train=models,
+        sample=models,
+        metrics=models,
+    )
+    counts[TARGET] = 1
+    return +counts  # drops rules without jobs
+
+
+@pytest.fixture(scope="module")
+def fake_slurm(tmp_path_factory) -> Path:
+    """A bin directory with fake Slurm commands (one script, one name per command)."""
+    bin_dir = tmp_path_factory.mktemp("fake-slurm") / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "fake_slurm"
+    script.write_text(FAKE_SLURM.format(python=sys.executable))
+    script.chmod(0o755)
+    for tool in SLURM_TOOLS:
+        (bin_dir / tool).symlink_to(script.name)
+    return bin_dir
+
+
+def slurm_env(bin_dir: Path, log: Path) -> dict:
+    """The test environment with the fake Slurm first on PATH, the account in SBATCH_ACCOUNT and
+    no Slurm variables of a surrounding job or cluster."""
+    env = {k: v for k, v in snakemake_env().items() if not k.startswith(("SLURM_", "SBATCH_", "SNAKEMAKE_SLURM"))}
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    env["SBATCH_ACCOUNT"] = ACCOUNT
+    env["FAKE_SLURM_LOG"] = str(log)
+    return env
+
+
+def parse_dry_run(out: str) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job in a dry run's output."""
+    jobs: list[tuple[str, dict]] = []
+    for line in out.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            jobs.append((m.group(1), {}))
+        elif (m := re.match(r"^\s+resources: (.*)$", line)) and jobs:
+            jobs[-1][1].update(item.split("=", 1) for item in m.group(1).split(", "))
+    return jobs
+
+
+def dry_run(snakemake_exe: str, tmp_path: Path, fake_slurm: Path, *extra: str) -> list[tuple[str, dict]]:
+    cmd = [snakemake_exe, "--profile", PROFILE, TARGET, "-n", *extra, "-d", str(tmp_path / "work")]
+    env = slurm_env(fake_slurm, tmp_path / "slurm.jsonl")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert not sbatch_calls(tmp_path / "slurm.jsonl"), "a dry run submitted jobs"
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[-1], flags=re.M))
+    jobs = parse_dry_run(out)
+    assert Counter(rule for rule, _ in jobs) == Counter({k: int(v) for k, v in stats.items() if k != "total"}), out
+    return jobs
+
+
+def test_dry_run_paper_config(snakemake_exe, tmp_path, fake_slurm):
+    """Every job of the paper config, with the profile's resources; GPUs for train and sample."""
+    config, profile = load_config(), load_profile()
+    jobs = dry_run(snakemake_exe, tmp_path, fake_slurm)
+    assert Counter(rule for rule, _ in jobs) == expected_jobs(config)
+    gpus = int(config["training"]["gpus"])
+    assert gpus >= 1, "the paper config trains on GPUs"
+    for rule, res in jobs:
+        if rule == TARGET:
+            continue  # a local rule: collects files on the submitting host
+        want = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        assert res["slurm_account"] == ACCOUNT, (rule, res)
+        for key in ("constraint", "qos", "runtime", "mem_mb", "cpus_per_task"):
+            assert res[key] == str(want[key]), (rule, key, res)
+        if rule in GPU_RULES:
+            assert res["constraint"] == "gpu" and res["nodes"] == "1", (rule, res)
+            assert res["gpu"] == str(gpus if rule == "train" else 1), (rule, res)
+        else:
+            assert res["constraint"] == "cpu" and "gpu" not in res, (rule, res)
+
+
+def test_dry_run_four_gpu_training(snakemake_exe, tmp_path, fake_slurm):
+    """The paper's largest models train on 4 GPUs: training.gpus reaches the train jobs' gpu
+    resource; sampling stays on one GPU."""
+    config = load_config()
+    config["training"]["gpus"] = 4
+    configfile = tmp_path / "paper-4gpu.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = dry_run(snakemake_exe, tmp_path, fake_slurm, "--configfile", str(configfile))
+    assert {res["gpu"] for rule, res in jobs if rule == "train"} == {"4"}
+    assert {res["gpu"] for rule, res in jobs if rule == "sample"} == {"1"}
+
+
+def sbatch_calls(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [row["argv"] for row in map(json.loads, log.read_text().splitlines()) if row["tool"] == "sbatch"]
+
+
+def options(argv: list[str]) -> dict[str, str]:
+    """sbatch options as {flag: value} ("-A m0000" and "--qos=regular" alike)."""
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg.split("=", 1)
+            opts[key] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            opts[arg] = argv[i + 1]
+            i += 1
+        else:
+            opts[arg] = ""
+        i += 1
+    return opts
+
+
+def shown(argv: list[str], work: Path) -> str:
+    """An sbatch line as the plugin runs it, with the wrapped job command cut after its target and
+    the working directory written $WORK."""
+    wrap = next(a for a in argv if a.startswith("--wrap="))
+    short = re.sub(r"(--target-jobs \S+).*", r"\1 …", wrap.removeprefix("--wrap="))
+    line = shlex.join(["sbatch", *(a for a in argv if a != wrap)]) + f' --wrap="{short}"'
+    return line.replace(str(work), "$WORK")
+
+
+def test_sbatch_lines_perlmutter(snakemake_exe, tmp_path, fake_slurm):
+    """The real plugin's sbatch lines for every job it can submit at once (fake sbatch)."""
+    config, profile = load_config(), load_profile()
+    expected = expected_jobs(config)
+    first_wave = Counter({rule: expected[rule] for rule in SOURCE_RULES if expected[rule]})
+    work, log = tmp_path / "work", tmp_path / "slurm.jsonl"
+    cmd = [snakemake_exe, "--profile", PROFILE, TARGET, "-d", str(work)]
+    t0 = time.perf_counter()
+    # a session of its own: killing its process group ends Snakemake and everything it started
+    proc = subprocess.Popen(
+        ["timeout", "-s", "KILL", str(SUBMIT_TIMEOUT), *cmd],
+        cwd=ROOT,
+        env=slurm_env(fake_slurm, log),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        while len(sbatch_calls(log)) < first_wave.total() and proc.poll() is None:
+            if time.perf_counter() - t0 > SUBMIT_TIMEOUT:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)  # nothing more may come: the other jobs wait for these
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    for _ in range(50):  # orphans of the group are gone, not just the leader
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"processes of group {proc.pid} still running")
+    calls = sbatch_calls(log)
+    print(f"\n{len(calls)} sbatch calls within {time.perf_counter() - t0:.1f} s of `{shlex.join(cmd)}`")
+    print(f"(WORK={work}):")
+    for argv in calls:
+        print(shown(argv, work))
+
+    rules = []
+    for argv in calls:
+        opts = options(argv)
+        m = re.fullmatch(r"rule_(\w+?)(?:_wildcards_.*)?", opts["--comment"])
+        assert m, opts["--comment"]
+        rule = m.group(1)
+        rules.append(rule)
+        want = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
+        assert opts["-A"] == ACCOUNT
+        assert opts["--qos"] == "regular" == want["qos"]
+        assert opts["-t"] == str(want["runtime"])
+        assert opts["--mem"] == str(want["mem_mb"])
+        assert opts["--cpus-per-task"] == str(want["cpus_per_task"])
+        assert "-p" not in opts and "--partition" not in opts  # NERSC routes jobs by QOS and constraint
+        assert opts["-D"] == str(work) and opts["--export"] == "ALL" and "--parsable" in opts
+        assert opts["--output"].startswith(f"{work}/.snakemake/slurm_logs/rule_{rule}/"), opts["--output"]
+        job = opts["--wrap"]
+        assert f"--allowed-rules {rule}" in job and f"--configfiles {ROOT / 'config/paper.yaml'}" in job, job
+        if rule in GPU_RULES:
+            gpus = int(config["training"]["gpus"]) if rule == "train" else 1
+            assert opts["-C"] == "gpu" and opts["--gpus"] == str(gpus) and opts["--nodes"] == "1", argv
+        else:
+            assert opts["-C"] == "cpu" and opts["--ntasks"] == "1" and "--gpus" not in opts, argv
+    assert Counter(rules) == first_wave, out

@@ -5,8 +5,8 @@
 #           results/{system}/{size}/{samples,metrics}/{model}/{source}.parquet
 # Logs and rule benchmarks mirror those paths under logs/ and benchmarks/.
 #
-# Laptop:   snakemake --cores all all_references          (config/config.yaml)
-# Cluster:  snakemake --profile profiles/slurm all_figures  (config/paper.yaml)
+# Laptop:   snakemake --cores all all                     (config/config.yaml)
+# Cluster:  snakemake --profile profiles/slurm all         (config/paper.yaml; all_figures with the figure stage)
 
 from snakemake.utils import min_version, validate
 

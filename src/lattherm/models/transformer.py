@@ -54,11 +54,16 @@ def periodic_rope_angles(coords: Tensor, periods: tuple[int, ...], rope_k: int) 
     return torch.cat(cols, dim=1)
 
 
-def _rotate(t: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate pairs ``(t[..., f], t[..., F + f])`` by the angles; other dims untouched."""
+def _rotate_(qkv: Tensor, cos: Tensor, sin: Tensor) -> None:
+    """In place on ``(B, N, 3, H, hd)`` projections: rotate the pairs ``(f, F + f)`` of every
+    head's queries and keys by the ``(N, F)`` angles; values and other dims untouched. (On the
+    contiguous projection, before the head permute: ~2x faster than rotating strided q, k.)"""
     n = cos.shape[-1]
-    a, b, rest = t[..., :n], t[..., n : 2 * n], t[..., 2 * n :]
-    return torch.cat([a * cos - b * sin, a * sin + b * cos, rest], dim=-1)
+    c, s = cos[None, :, None, None, :], sin[None, :, None, None, :]
+    a, b = qkv[:, :, :2, :, :n], qkv[:, :, :2, :, n : 2 * n]
+    ra, rb = a * c - b * s, a * s + b * c
+    a.copy_(ra)
+    b.copy_(rb)
 
 
 def _norm(kind: str, dim: int) -> nn.Module:
@@ -86,10 +91,9 @@ class Block(nn.Module):
     def forward(self, h: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         B, N, D = h.shape
         H = self.n_heads
-        qkv = (
-            self.qkv(self.norm1(h)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
-        )  # (3, B, H, N, hd)
-        q, k, v = _rotate(qkv[0], cos, sin), _rotate(qkv[1], cos, sin), qkv[2]
+        qkv = self.qkv(self.norm1(h)).view(B, N, 3, H, D // H)
+        _rotate_(qkv, cos, sin)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, H, N, hd) each
         a = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, hd)
         h = h + self.proj(a.transpose(1, 2).reshape(B, N, D))
         return h + self.mlp(self.norm2(h))

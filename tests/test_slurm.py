@@ -12,12 +12,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import ROOT, snakemake_env
 
@@ -195,3 +197,56 @@ def test_gpu_job_through_fake_gres(cluster, tmp_path):
     assert re.fullmatch(r"CUDA_VISIBLE_DEVICES=[01]\n", log.read_text()), log.read_text()
     tres = slurm("sacct", "-X", "-P", "-n", "-j", job_id, "-o", "State,AllocTRES")
     assert tres.startswith("COMPLETED|") and "gres/gpu=1" in tres, tres
+
+
+#: `lattherm submit ... --wait` polls Slurm through submitit, which may ignore SIGTERM: ended with SIGKILL
+SUBMIT_TIMEOUT = 240
+
+
+def test_two_rank_ddp_training_as_a_slurm_job(cluster, tmp_path):
+    """A 2-rank gloo DDP training (the tiny fo-arm-mlp of TINY) as one real Slurm job through
+    `lattherm submit --executor slurm --tasks-per-node 2`: the job and its 2-task step are in
+    sacct, both ranks logged and their states are in the checkpoint (world_size 2), and the
+    weights equal the same 2-rank training run locally through `launch` (`lattherm train --nproc 2`)."""
+    from lattherm.cli import main as lattherm_main
+    from lattherm.training import load_checkpoint
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    what = ["--system", "ising", "--size", "3x3", "--model", "fo-arm-mlp", "--config", str(cfg)]
+    cmd = [
+        "timeout", "-s", "KILL", str(SUBMIT_TIMEOUT), sys.executable, "-m", "lattherm.cli", "submit", *what,
+        "--out", str(tmp_path / "slurm"), "--executor", "slurm", "--tasks-per-node", "2", "--cpus-per-task", "1",
+        "--account", ACCOUNT, "--qos", "regular", "--constraint", "cpu", "--time-min", "5", "--wait",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, env=slurm_env(), capture_output=True, text=True, timeout=SUBMIT_TIMEOUT + 30, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"submitted job (\d+) ", proc.stdout)
+    assert match and "finished: 10/10 steps" in proc.stdout, proc.stdout
+    job_id = match.group(1)
+    deadline = time.monotonic() + 60  # submitit returns on the result files; Slurm ends the job just after
+    while True:
+        rows = slurm("sacct", "-P", "-n", "-j", job_id, "-o", "JobID,State,NTasks,Account,QOS").splitlines()
+        done = all(r.split("|")[1] not in ("PENDING", "RUNNING", "COMPLETING") for r in rows)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert rows[0].split("|")[1:2] == ["COMPLETED"] and rows[0].endswith(f"|{ACCOUNT}|regular"), rows
+    assert any(r.split("|")[0] == f"{job_id}.0" and r.split("|")[1:3] == ["COMPLETED", "2"] for r in rows), rows
+    logs = {r: (tmp_path / f"slurm/submitit/{job_id}_{r}_log.err").read_text() for r in (0, 1)}
+    for r, text in logs.items():
+        assert f"rank {r} of 2 (local rank {r}, gloo on cpu)" in text, text
+    on_slurm = load_checkpoint(tmp_path / "slurm/checkpoint.pt")
+    assert on_slurm["finished"] and on_slurm["world_size"] == 2 and len(on_slurm["ranks"]) == 2
+    assert lattherm_main(["train", *what, "--out", str(tmp_path / "local"), "--nproc", "2", "--quiet"]) == 0
+    local = load_checkpoint(tmp_path / "local/checkpoint.pt")
+    for name, v in local["model_state"].items():
+        torch.testing.assert_close(on_slurm["model_state"][name], v, rtol=0, atol=1e-6)
+    drop = ["wall_s", "samples_per_s"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "slurm/train_log.parquet").drop(columns=drop),
+        pd.read_parquet(tmp_path / "local/train_log.parquet").drop(columns=drop),
+        check_exact=False, rtol=1e-6,
+    )  # fmt: skip

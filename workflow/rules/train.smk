@@ -2,7 +2,8 @@
 
 
 rule train:
-    """Train a neural sampler; a killed run resumes from its last checkpoint (models/{model}/state/)."""
+    """Train a neural sampler; a killed run resumes from its last checkpoint (models/{model}/state/).
+    With training.gpus = N > 1 the job runs N DDP processes, one per GPU (workflow/scripts/train.py)."""
     output:
         checkpoint="results/{system}/{size}/models/{model}/checkpoint.pt",
         train_log=report(
@@ -17,6 +18,7 @@ rule train:
         cond_box=cond_box_of,
         state="results/{system}/{size}/models/{model}/state/last.pt",
     resources:
+        # GPUs of the job (sbatch --gpus=N through the Slurm profile) = DDP processes when N > 1
         gpu=training_gpus(),
     threads: 1
     log:

@@ -1,29 +1,60 @@
-"""Adapter: train one model (rule train); resumable through the state checkpoint."""
+"""Adapter: train one model (rule train); resumable through the state checkpoint.
+
+The job starts max(1, gpus) training processes (resource gpu = config training.gpus): one process
+in this one when gpus <= 1, else one DDP process per GPU (lattherm.distributed.launch), each of
+which also logs to the job's log.
+"""
 
 import shutil
 from typing import TYPE_CHECKING
 
+from lattherm.distributed import launch
 from lattherm.io import atomic_path
 from lattherm.runlog import job_log
-from lattherm.systems import make_system
-from lattherm.training import train
+from lattherm.training import train_process
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-wc, params = snakemake.wildcards, snakemake.params
-with job_log(snakemake.log[0], "train", threads=snakemake.threads, system=wc.system, size=wc.size, model=wc.model,
-             model_config=params.model_config, train_config=params.train_config, cond_box=params.cond_box) as log:
-    summary = train(
-        make_system(wc.system, wc.size),
-        model_name=wc.model,
+
+def main() -> None:
+    wc, params = snakemake.wildcards, snakemake.params
+    nproc = max(1, int(getattr(snakemake.resources, "gpu", 0)))
+    with job_log(
+        snakemake.log[0],
+        "train",
+        threads=snakemake.threads,
+        system=wc.system,
+        size=wc.size,
+        model=wc.model,
         model_config=params.model_config,
         train_config=params.train_config,
         cond_box=params.cond_box,
-        checkpoint_path=params.state,
-        log_path=snakemake.output.train_log,
-        progress=True,
-    )
-    log.info("%s", summary)
-    with atomic_path(snakemake.output.checkpoint, suffix=".pt") as tmp:
-        shutil.copyfile(params.state, tmp)
+        processes=nproc,
+    ) as log:
+        options = dict(
+            model_name=wc.model,
+            model_config=params.model_config,
+            train_config=params.train_config,
+            cond_box=params.cond_box,
+            checkpoint_path=params.state,
+            log_path=snakemake.output.train_log,
+            progress=True,
+        )
+        summary = launch(
+            nproc,
+            train_process,
+            wc.system,
+            wc.size,
+            options,
+            snakemake.log[0] if nproc > 1 else None,  # launched processes log there too
+            device=str(params.train_config.get("device", "auto")),
+        )
+        log.info("%s", summary)
+        with atomic_path(snakemake.output.checkpoint, suffix=".pt") as tmp:
+            shutil.copyfile(params.state, tmp)
+
+
+# launched processes start by 'spawn', which imports this script again (as __mp_main__): guard
+if __name__ == "__main__":
+    main()

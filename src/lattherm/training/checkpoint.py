@@ -10,9 +10,12 @@ A checkpoint is a plain dict of tensors, dicts, lists, str, int, float, bool and
     train_config  dataclasses.asdict(TrainConfig)
     step, finished, wall_s
     optimizer, scheduler           state dicts
-    rng           {train_generator, torch_cpu, torch_cuda (list), numpy, python}
+    rng           {train_generator, torch_cpu, torch_cuda (list), numpy, python}   (rank 0's)
     grid          DriftingGrid.state_dict()
-    buffer        GibbsBuffer.state_dict() (MAMs) or None
+    buffer        GibbsBuffer.state_dict() (MAMs) or None                          (rank 0's)
+    world_size    number of training processes (1; absent in older checkpoints: 1)
+    ranks         None for one process; else a list over ranks of {rng, buffer}, so that a run
+                  resumed with the same number of processes continues every rank's stream
     log           {column: list} of the training log so far
 
 Written atomically (temporary file + rename).

@@ -27,10 +27,35 @@ MAMs from the marginal surrogate, see ``f_var_source``), ``lw_std_mean`` / ``lw_
 condition standard deviation of ``log w``, 0 when ``q = p``: the reference-free convergence
 signal), ``grad_norm`` (before clipping), ``lr``, ``beta_scale``, ``wall_s`` (training time
 summed over resumes), ``samples_per_s``.
+
+**Several processes (DDP).** ``train`` reads the rank layout from the environment
+(:func:`lattherm.distributed.setup_distributed`: torchrun variables, a multi-task Slurm step or
+submitit job, else one process); :func:`lattherm.distributed.launch` with :func:`train_process`
+starts ``N`` local processes. With ``world_size = W > 1``:
+
+* ``samples_per_condition`` stays the *global* number per condition and must divide by ``W``
+  (at least 2 per rank); each rank draws ``samples_per_condition / W`` per condition of the same
+  drifting grid, from its own generator seeded by :func:`sampling_seed` ``(seed, rank)`` (rank 0
+  keeps the single-process seed). The REINFORCE baseline / standardisation (and a MAM rank's
+  Gibbs buffer) is per rank, over that rank's samples of each condition.
+* Gradients are averaged by a **manual all-reduce** of one flat buffer after ``backward`` and
+  before clipping (not ``DistributedDataParallel``: the losses call ``heads``,
+  ``conditional_logits`` and the samplers, not ``forward``). The loss terms and each rank's
+  time-budget vote ride in the same buffer, so the NaN check and the budget stop are decided
+  identically on every rank. Initial parameters are broadcast from rank 0.
+* Log rows use the full batch: ``log_w`` is all-gathered on log steps (``f_var_*``,
+  ``lw_std_*`` over all ``samples_per_condition`` samples of each condition); ``loss`` and its
+  terms are the mean over ranks (in the gradients' dtype); ``grad_norm`` is that of the averaged
+  gradient; ``samples_per_s`` counts all ranks.
+* Only rank 0 writes the checkpoint and the log and shows the progress bar. The checkpoint records
+  ``world_size`` and every rank's generator states and (MAMs) Gibbs buffer (``ranks``), so a
+  resumed run with the same number of processes continues the same trajectory; another number of
+  processes is refused. Single-process runs are unchanged (no collective is called).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -43,10 +68,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from lattherm.distributed import RankLayout, resolve_device, setup_distributed
 from lattherm.io import atomic_path
 from lattherm.models import build_model, check_cond_box
+from lattherm.runlog import job_log
+from lattherm.systems import make_system
 from lattherm.training.checkpoint import (
     FORMAT,
     check_system,
@@ -58,7 +87,16 @@ from lattherm.training.conditions import DriftingGrid
 from lattherm.training.mam import GibbsBuffer, default_block, default_gibbs_sweeps, mam_loss
 from lattherm.training.reinforce import reinforce_loss
 
-__all__ = ["TrainConfig", "TrainingDiverged", "train", "train_config_from_dict", "resolve_device"]
+__all__ = [
+    "TrainConfig",
+    "TrainingDiverged",
+    "train",
+    "train_process",
+    "train_config_from_dict",
+    "check_train_config",
+    "sampling_seed",
+    "resolve_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +106,7 @@ class TrainConfig:
     steps: int = 2000  # optimisation steps
     n_T: int = 5  # drifting grid: temperatures per step (paper: 5)
     n_field: int = 5  # drifting grid: fields per step (paper: 5)
-    samples_per_condition: int = 40  # samples per condition per step (MAMs: buffer per condition)
+    samples_per_condition: int = 40  # samples per condition per step, all processes together (MAMs: buffer)
     grid_step_frac: float = 0.1  # Gaussian drift of each grid value per step, fraction of the box
     lr: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
@@ -112,7 +150,8 @@ def train_config_from_dict(config: Mapping | TrainConfig | None) -> TrainConfig:
     return TrainConfig(**dict(config))
 
 
-def _check_config(cfg: TrainConfig) -> None:
+def check_train_config(cfg: TrainConfig, *, world_size: int = 1) -> None:
+    """Raise ``ValueError`` on a wrong setting; ``world_size``: the number of training processes."""
     for name in ("steps", "n_T", "n_field", "checkpoint_every", "log_every", "refill_every", "steps_per_pass"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or int(v) != v or v < 1:
@@ -129,15 +168,25 @@ def _check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"precision must be auto, float32, bf16 or float64, got {cfg.precision!r}")
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes must be > 0 or None, got {cfg.max_minutes}")
+    S, W = cfg.samples_per_condition, int(world_size)
+    if W > 1 and (S % W or S // W < 2):
+        raise ValueError(
+            f"TrainConfig.samples_per_condition = {S} is the number per condition over all {W} processes: "
+            f"it must be a multiple of {W} with at least 2 per process (e.g. {max(2, -(-S // W)) * W})"
+        )
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available")
-    return dev
+#: the name config.py imports
+_check_config = check_train_config
+
+
+def sampling_seed(seed: int, rank: int = 0) -> int:
+    """Seed of the sampling generator of process ``rank``: ``seed + 2`` for rank 0 (the
+    single-process seed), a hash of ``(seed, rank)`` below 2**63 for the others."""
+    if rank == 0:
+        return int(seed) + 2
+    digest = hashlib.sha256(f"lattherm-sampling/{int(seed)}/{int(rank)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -169,12 +218,13 @@ def _rng_state(gen: torch.Generator) -> dict:
 
 
 def _set_rng_state(state: dict, gen: torch.Generator) -> None:
-    gen.set_state(state["train_generator"])
-    torch.set_rng_state(state["torch_cpu"])
+    # generator states are CPU byte tensors (a checkpoint loaded onto a GPU moved them there)
+    gen.set_state(state["train_generator"].cpu())
+    torch.set_rng_state(state["torch_cpu"].cpu())
     if state["torch_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["torch_cuda"]])
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))  # noqa: NPY002
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))  # noqa: NPY002
     random.setstate(state["python"])
 
 
@@ -182,7 +232,7 @@ def _diff_keys(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig, path) -> None:
+def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig, path, world_size: int = 1) -> None:
     check_system(state["system"], system)
     if state["model_spec"] != spec:
         raise ValueError(
@@ -200,6 +250,13 @@ def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig
             f"(checkpoint: { {k: theirs.get(k) for k in diff} }, asked: { {k: mine.get(k) for k in diff} }); "
             "delete it to start over"
         )
+    written_by = int(state.get("world_size", 1))
+    if written_by != world_size:
+        raise ValueError(
+            f"{path} was written by a {written_by}-process run and cannot continue with {world_size} "
+            f"processes (every rank's generator and buffer are stored): resume it with {written_by} "
+            "processes (training.gpus / --nproc / tasks per node), or delete it to start over"
+        )
 
 
 def _write_log(rows: dict, path) -> None:
@@ -211,6 +268,42 @@ def _write_log(rows: dict, path) -> None:
 
 def _per_condition(values: torch.Tensor, C: int) -> torch.Tensor:
     return values.view(C, -1)
+
+
+def _mean_over_ranks(params: list[torch.Tensor], scalars: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Average the gradients of ``params`` and ``scalars`` (1-D) over the ranks in one all-reduce
+    of a flat buffer in the gradients' dtype; the gradients are replaced, the scalars returned.
+
+    Parameters without a gradient are left out: which parameters get one is structural (the same
+    code on same-shaped batches on every rank), so the buffers line up."""
+    grads = [p.grad for p in params if p.grad is not None]
+    dtype = grads[0].dtype if grads else scalars.dtype
+    device = grads[0].device if grads else scalars.device
+    flat = torch.cat([g.reshape(-1).to(dtype) for g in grads] + [scalars.to(device=device, dtype=dtype)])
+    dist.all_reduce(flat)  # sum (ReduceOp.AVG is NCCL-only)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return flat[offset:].double()
+
+
+def _gather_conditions(x: torch.Tensor, C: int, world_size: int) -> torch.Tensor:
+    """Every rank's condition-major ``(C·S_r,)`` values → ``(C, world_size·S_r)`` (all samples of
+    each condition)."""
+    parts = [torch.empty_like(x) for _ in range(world_size)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.stack([p.view(C, -1) for p in parts], 1).reshape(C, -1)  # (C, W, S_r) -> (C, S)
+
+
+def _check_finite(values: Mapping[str, torch.Tensor], *, model_name: str, step: int, path, where: str = "") -> None:
+    for name, v in values.items():
+        if not torch.isfinite(v).all():
+            raise TrainingDiverged(
+                f"{model_name}: loss term {name!r} is {v.item()}{where} at step {step + 1} "
+                f"(steps completed: {step}); last good checkpoint kept at {path}"
+            )
 
 
 def train(
@@ -226,14 +319,32 @@ def train(
 ) -> dict:
     """Train ``model_name`` on ``system`` over ``cond_box``; resume from ``checkpoint_path``.
 
-    Returns ``{model, steps_done, steps, finished, stop_reason, wall_s, wall_s_this_call,
-    samples_per_s, last (the last log row), checkpoint_path, log_path}``.
+    One process, or one rank of a multi-process run when the environment describes one (module
+    doc). Returns ``{model, steps_done, steps, finished, stop_reason, wall_s, wall_s_this_call,
+    samples_per_s, last (the last log row), checkpoint_path, log_path, world_size}`` (the same on
+    every rank).
     """
     cfg = train_config_from_dict(train_config)
-    _check_config(cfg)
+    check_train_config(cfg)
     cond_box = check_cond_box(cond_box)
-    checkpoint_path = Path(checkpoint_path)
-    device = resolve_device(cfg.device)
+    return _train(
+        system,
+        layout=setup_distributed(cfg.device),
+        model_name=model_name,
+        model_config=model_config,
+        cfg=cfg,
+        cond_box=cond_box,
+        checkpoint_path=Path(checkpoint_path),
+        log_path=log_path,
+        progress=progress,
+    )
+
+
+def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainConfig, cond_box, checkpoint_path,
+           log_path, progress) -> dict:  # fmt: skip
+    W, rank = layout.world_size, layout.rank
+    check_train_config(cfg, world_size=W)
+    device = layout.device
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "float32")
     if precision == "bf16" and device.type != "cuda":
         raise ValueError("precision 'bf16' (autocast) is for CUDA; use float32 on CPU")
@@ -253,26 +364,46 @@ def train(
         cond_box=cond_box, n_T=cfg.n_T, n_field=cfg.n_field, step_frac=cfg.grid_step_frac, seed=cfg.seed + 1
     )
     C, S = grid.n_conditions, cfg.samples_per_condition
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
-    buffer = GibbsBuffer(n_conditions=C, samples_per_condition=S, n_sites=N) if is_mam else None
+    S_rank = S // W  # samples per condition drawn by this process
+    gen = torch.Generator(device=device).manual_seed(sampling_seed(cfg.seed, rank))
+    buffer = GibbsBuffer(n_conditions=C, samples_per_condition=S_rank, n_sites=N) if is_mam else None
     sweeps = cfg.gibbs_sweeps if cfg.gibbs_sweeps is not None else default_gibbs_sweeps(system)
     block = cfg.gibbs_block if cfg.gibbs_block is not None else default_block(N, sweeps)
+    if W > 1:
+        log.info(
+            "%s: rank %d of %d (local rank %d, %s on %s), %d samples per condition per rank",
+            model_name, rank, W, layout.local_rank, layout.backend, device, S_rank,
+        )  # fmt: skip
 
     step, wall_prev, rows = 0, 0.0, {}
-    if checkpoint_path.exists():
+    resume = checkpoint_path.exists()
+    if W > 1:  # rank 0's view decides
+        flag = [resume]
+        dist.broadcast_object_list(flag, src=0)
+        resume = flag[0]
+    if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
-        _check_resume(state, spec=spec, system=system, cond_box=cond_box, cfg=cfg, path=checkpoint_path)
+        _check_resume(state, spec=spec, system=system, cond_box=cond_box, cfg=cfg, path=checkpoint_path, world_size=W)
         model.load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         grid.load_state_dict(state["grid"])
-        _set_rng_state(state["rng"], gen)
+        own = state["ranks"][rank] if W > 1 else {"rng": state["rng"], "buffer": state["buffer"]}
+        _set_rng_state(own["rng"], gen)
         if is_mam:
-            buffer.load_state_dict(state["buffer"], device=device)
+            buffer.load_state_dict(own["buffer"], device=device)
         step, wall_prev, rows = int(state["step"]), float(state["wall_s"]), dict(state["log"])
-        log.info("resuming %s from %s at step %d/%d", model_name, checkpoint_path, step, cfg.steps)
+        if layout.is_main:
+            log.info("resuming %s from %s at step %d/%d", model_name, checkpoint_path, step, cfg.steps)
+    if W > 1:  # every rank starts from rank 0's parameters
+        for t in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(t.data, src=0)
 
-    def snapshot(finished: bool, wall: float) -> dict:
+    def rank_state() -> dict:
+        return {"rng": _rng_state(gen), "buffer": buffer.state_dict() if is_mam else None}
+
+    def snapshot(finished: bool, wall: float, ranks: list | None) -> dict:
+        mine = rank_state() if ranks is None else ranks[0]
         return {
             "format": FORMAT,
             "model_spec": spec,
@@ -285,15 +416,22 @@ def train(
             "wall_s": wall,
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
-            "rng": _rng_state(gen),
+            "rng": mine["rng"],
             "grid": grid.state_dict(),
-            "buffer": buffer.state_dict() if is_mam else None,
+            "buffer": mine["buffer"],
+            "world_size": W,
+            "ranks": ranks,
             "log": rows,
         }
 
     def save(finished: bool, wall: float) -> None:
-        save_checkpoint(snapshot(finished, wall), checkpoint_path)
-        _write_log(rows, log_path)
+        ranks = None
+        if W > 1:  # a collective: every rank takes part
+            ranks = [None] * W
+            dist.all_gather_object(ranks, rank_state())
+        if layout.is_main:
+            save_checkpoint(snapshot(finished, wall, ranks), checkpoint_path)
+            _write_log(rows, log_path)
 
     step_start = step
     t_call = time.perf_counter()
@@ -302,11 +440,18 @@ def train(
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
     )
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=model_name, dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps, initial=step, disable=not (progress and layout.is_main), desc=model_name, dynamic_ncols=True
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    budget_s = None if cfg.max_minutes is None else 60 * cfg.max_minutes
+    over_budget = False  # W > 1: a rank voted to stop in the last all-reduce
     model.train()
     last: dict = {}
     while step < cfg.steps:
-        if cfg.max_minutes is not None and time.perf_counter() - t_call > 60 * cfg.max_minutes:
+        if W == 1:
+            over_budget = budget_s is not None and time.perf_counter() - t_call > budget_s
+        if over_budget:
             stop_reason = "time_budget"
             break
         b_s = beta_scale(step, cfg)
@@ -333,7 +478,7 @@ def train(
                     model,
                     system,
                     cond,
-                    samples_per_condition=S,
+                    samples_per_condition=S_rank,
                     generator=gen,
                     beta_scale=b_s,
                     standardise=cfg.standardise,
@@ -341,15 +486,28 @@ def train(
                     steps_per_pass=cfg.steps_per_pass,
                 )
                 terms = {"surrogate": loss.detach(), "reward": st["reward"].mean() / N}
-        for name, v in {"loss": loss.detach(), **terms}.items():
-            if not torch.isfinite(v).all():
+        values = {"loss": loss.detach(), **terms}
+        if W == 1:
+            try:
+                _check_finite(values, model_name=model_name, step=step, path=checkpoint_path)
+            except TrainingDiverged:
                 bar.close()
-                raise TrainingDiverged(
-                    f"{model_name}: loss term {name!r} is {v.item()} at step {step + 1} "
-                    f"(steps completed: {step}); last good checkpoint kept at {checkpoint_path}"
-                )
+                raise
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if W > 1:
+            vote = float(budget_s is not None and time.perf_counter() - t_call > budget_s)
+            scalars = torch.stack([v.double().reshape(()) for v in values.values()] + [torch.tensor(vote).double()])
+            means = _mean_over_ranks(params, scalars.to(device), W)
+            values = dict(zip(values, means[:-1], strict=True))
+            over_budget = bool(means[-1] > 0)
+            try:
+                _check_finite(
+                    values, model_name=model_name, step=step, path=checkpoint_path, where=f" (mean over {W} ranks)"
+                )
+            except TrainingDiverged:
+                bar.close()
+                raise
         clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if not torch.isfinite(grad_norm):
@@ -368,15 +526,17 @@ def train(
 
         if step % cfg.log_every == 0 or step == cfg.steps:
             T_rows = st["cond"][:, 0]
-            lw = _per_condition(st["log_w"].double(), C)  # (C, S)
+            if W == 1:
+                lw = _per_condition(st["log_w"].double(), C)  # (C, S)
+            else:
+                lw = _gather_conditions(st["log_w"].double(), C, W)  # (C, S): all ranks' samples
             T_c = _per_condition(T_rows, C)[:, 0].double()
             f_var_c = -system.k_B * T_c * lw.mean(1) / N  # (C,)
             lw_std = lw.std(1, correction=0)
             now = time.perf_counter()
             last = {
                 "step": step,
-                "loss": float(loss.detach()),
-                **{k: float(v) for k, v in terms.items()},
+                **{k: float(v) for k, v in values.items()},
                 "f_var_mean": float(f_var_c.mean()),
                 "f_var_max": float(f_var_c.max()),
                 "f_var_source": "marginal" if is_mam else "log_q",
@@ -400,6 +560,8 @@ def train(
     wall = wall_prev + time.perf_counter() - t_call
     if step > step_start:
         save(step >= cfg.steps, wall)
+    if W > 1:  # return once rank 0's files are written
+        dist.barrier()
     elapsed = time.perf_counter() - t_call
     return {
         "model": model_name,
@@ -413,4 +575,19 @@ def train(
         "last": last,
         "checkpoint_path": str(checkpoint_path),
         "log_path": None if log_path is None else str(log_path),
+        "world_size": W,
     }
+
+
+def train_process(system_name: str, size: str, options: Mapping, job_log_path: str | None = None) -> dict:
+    """One training process, the picklable entry point for :func:`lattherm.distributed.launch`:
+    ``train(make_system(system_name, size), **options)``.
+
+    ``job_log_path``: this process also logs (and sends stderr) to that file, as a workflow job
+    does (:func:`lattherm.runlog.job_log`), under the name ``train.rank<RANK>``.
+    """
+    system = make_system(system_name, size)
+    if job_log_path is None:
+        return train(system, **options)
+    with job_log(job_log_path, f"train.rank{os.environ.get('RANK', '0')}"):
+        return train(system, **options)

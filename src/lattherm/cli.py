@@ -1,0 +1,372 @@
+"""The ``lattherm`` command: train one model outside Snakemake, here or as a (Slurm) job.
+
+::
+
+    lattherm train  --system ising --size 8x8 --model fo-arm-mlp --config config/config.yaml --out DIR [--nproc N]
+    lattherm submit --system ising --size 10x10 --model mam-transformer --config config/paper.yaml --out DIR \\
+        --executor slurm --account m1234 --qos regular --constraint gpu --gpus 4 --time-min 720 \\
+        [--sweep lr=1e-3,3e-4]
+
+Both take the model and training settings of ``(system, model)`` from a workflow config the way
+the ``train`` rule does (:func:`lattherm.config.train_settings` with the ``per_model``
+overrides, :func:`lattherm.config.cond_box`, ``models.<model>``, and the job seed
+``job_seed(seed, "train", system, size, model)`` unless the config sets one); ``--set KEY=VALUE``
+overrides a ``TrainConfig`` key. Outputs: ``DIR/checkpoint.pt`` (self-describing; running the
+same command again resumes it) and ``DIR/train_log.parquet``.
+
+``train`` runs in this shell: one process, or ``--nproc N`` local DDP processes
+(:func:`lattherm.distributed.launch`; one per GPU on CUDA, ``gloo`` on CPU).
+
+``submit`` sends the same training to submitit (``--executor slurm``, ``local`` or ``debug``) as
+a **checkpointable** job (:class:`TrainJob`): when Slurm pre-empts it or its time limit nears,
+submitit calls :meth:`TrainJob.checkpoint`, requeues the job, and the new run resumes from the
+last checkpoint in ``DIR`` (written every ``checkpoint_every`` steps), up to ``--max-requeues``
+times. The config's ``max_minutes`` is dropped for submitted jobs (the job's ``--time-min`` and
+the requeue take its place) unless ``--set max_minutes=...`` is given. Each task of the job is
+one DDP rank (``--tasks-per-node``, default one per GPU; the layout comes from Slurm through
+:func:`lattherm.distributed.setup_distributed`). ``--sweep KEY=V1,V2`` submits one job per value
+(several ``--sweep``: every combination) as one job array, each job in ``DIR/KEY=V``. The
+command prints the job ids, the output folders and submitit's log files (``--folder``, default
+``DIR/submitit``); ``--wait`` waits for the jobs and fails if one does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["main", "TrainSpec", "TrainJob", "build_parser"]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything one training needs, in plain (picklable) types."""
+
+    system: str
+    size: str
+    model: str
+    model_config: dict
+    train_config: dict
+    cond_box: tuple
+    out: str
+    label: str = ""  # sweep values of this job ("" without a sweep)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.out) / "checkpoint.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.out) / "train_log.parquet"
+
+    def options(self, *, progress: bool) -> dict:
+        """Keyword arguments of :func:`lattherm.training.train`."""
+        return {
+            "model_name": self.model,
+            "model_config": self.model_config,
+            "train_config": self.train_config,
+            "cond_box": self.cond_box,
+            "checkpoint_path": str(self.checkpoint_path),
+            "log_path": str(self.log_path),
+            "progress": progress,
+        }
+
+
+class TrainJob:
+    """A submitit callable: one training; every task of the job is a DDP rank. Checkpointable."""
+
+    def __init__(self, spec: TrainSpec) -> None:
+        self.spec = spec
+
+    def __call__(self) -> dict:
+        from lattherm.training import train_process
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus and "OMP_NUM_THREADS" not in os.environ:
+            import torch
+
+            torch.set_num_threads(int(cpus))
+        Path(self.spec.out).mkdir(parents=True, exist_ok=True)
+        return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on pre-emption or timeout: resubmit the same training, which resumes
+        from the last checkpoint in ``spec.out`` (the state lives there, not in this object)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(TrainJob(self.spec))
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return f"TrainJob({s.system} {s.size} {s.model} -> {s.out})"
+
+
+# --------------------------------------------------------------------------- settings
+class CliError(ValueError):
+    """A wrong command line or config; printed without a traceback."""
+
+
+def parse_value(text: str):
+    """A command-line value: int, float, true/false, none/null, else the string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    low = text.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    return text
+
+
+def _key_value(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise CliError(f"{option} expects KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def load_config(path: str) -> dict:
+    """A workflow config file, checked like the Snakefile does (:func:`lattherm.config.check_config`)."""
+    import yaml
+
+    from lattherm.config import check_config
+
+    try:
+        with open(path) as fh:
+            config = yaml.safe_load(fh)
+    except OSError as err:
+        raise CliError(f"cannot read the config {path}: {err.strerror}") from None
+    if not isinstance(config, Mapping):
+        raise CliError(f"{path} is not a workflow config (a YAML mapping)")
+    check_config(config)
+    return dict(config)
+
+
+def train_spec(
+    args: argparse.Namespace, *, config: Mapping, overrides: Mapping, out: str, label: str = ""
+) -> TrainSpec:
+    """The training of ``args.system/size/model`` as the workflow's ``train`` rule sets it up."""
+    from lattherm.config import cond_box, job_seed, train_settings
+
+    if args.system not in config.get("systems", {}):
+        raise CliError(f"{args.config} has no systems.{args.system} block (it has {sorted(config['systems'])})")
+    settings = train_settings(config, args.system, args.model)
+    # the seed of workflow/rules/common.smk's train_config_of
+    settings.setdefault("seed", job_seed(config["seed"], "train", args.system, args.size, args.model))
+    settings.update(overrides)
+    return TrainSpec(
+        system=args.system,
+        size=args.size,
+        model=args.model,
+        model_config=dict(config.get("models", {}).get(args.model) or {}),
+        train_config=settings,
+        cond_box=cond_box(config, args.system),
+        out=str(Path(out).resolve()),
+        label=label,
+    )
+
+
+def _check_spec(spec: TrainSpec, world_size: int) -> None:
+    from lattherm.systems import make_system
+    from lattherm.training import check_train_config, train_config_from_dict
+
+    make_system(spec.system, spec.size)  # a wrong size token fails here
+    check_train_config(train_config_from_dict(spec.train_config), world_size=world_size)
+
+
+def _overrides(pairs: Sequence[str]) -> dict:
+    return {k: parse_value(v) for k, v in (_key_value(p, "--set") for p in pairs)}
+
+
+def _sweep(pairs: Sequence[str]) -> list[tuple[str, dict]]:
+    """``[(label, {key: value})]``: every combination of the ``--sweep KEY=V1,V2`` values."""
+    axes = []
+    for pair in pairs:
+        key, values = _key_value(pair, "--sweep")
+        texts = [v.strip() for v in values.split(",") if v.strip()]
+        if not texts:
+            raise CliError(f"--sweep {pair!r} has no values")
+        axes.append([(f"{key}={t}", key, parse_value(t)) for t in texts])
+    points = []
+    for combo in itertools.product(*axes):
+        points.append(("+".join(lbl for lbl, _, _ in combo), {k: v for _, k, v in combo}))
+    return points
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from lattherm.distributed import launch
+    from lattherm.training import train_process
+
+    config = load_config(args.config)
+    spec = train_spec(args, config=config, overrides=_overrides(args.set), out=args.out)
+    _check_spec(spec, args.nproc)
+    Path(spec.out).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"training {spec.system} {spec.size} {spec.model} on {args.nproc} process(es) -> {spec.out}", flush=True)
+    summary = launch(
+        args.nproc,
+        train_process,
+        spec.system,
+        spec.size,
+        spec.options(progress=not args.quiet),
+        device=str(spec.train_config.get("device", "auto")),
+    )
+    state = "finished" if summary["finished"] else f"stopped ({summary['stop_reason']})"
+    print(
+        f"{state}: {summary['steps_done']}/{summary['steps']} steps, {summary['wall_s']:.1f} s of training; "
+        f"checkpoint {spec.checkpoint_path}, log {spec.log_path}"
+    )
+    return 0
+
+
+def make_executor(args: argparse.Namespace, folder: Path):
+    """A submitit ``AutoExecutor`` with the command line's resources."""
+    import submitit
+
+    executor = submitit.AutoExecutor(
+        folder=folder,
+        cluster=args.executor,
+        slurm_max_num_timeout=args.max_requeues,
+        local_max_num_timeout=args.max_requeues,
+    )
+    params = {
+        "name": args.name,
+        "timeout_min": args.time_min,
+        "nodes": 1,
+        "tasks_per_node": args.tasks_per_node,
+        "cpus_per_task": args.cpus_per_task,
+        "gpus_per_node": args.gpus or None,
+        "mem_gb": args.mem_gb,
+        "slurm_account": args.account,
+        "slurm_qos": args.qos,
+        "slurm_constraint": args.constraint,
+    }
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if args.tasks_per_node is None:
+        args.tasks_per_node = max(1, args.gpus)
+    if args.gpus and args.tasks_per_node != args.gpus:
+        raise CliError(
+            f"one DDP rank per GPU: --tasks-per-node ({args.tasks_per_node}) must equal --gpus ({args.gpus})"
+        )
+    if args.executor == "debug":
+        if args.tasks_per_node > 1:
+            raise CliError("the debug executor runs one task in this process: use --executor local for several tasks")
+        args.wait = True  # a debug job runs (in this process) when its result is asked for
+    config = load_config(args.config)
+    overrides = _overrides(args.set)
+    overrides.setdefault("max_minutes", None)  # the job's time limit and the requeue take its place
+    out = Path(args.out)
+    points = _sweep(args.sweep) if args.sweep else [("", {})]
+    specs = []
+    for label, values in points:
+        bad = [k for k in values if k in overrides and k != "max_minutes"]
+        if bad:
+            raise CliError(f"{bad} both swept and set with --set")
+        specs.append(
+            train_spec(args, config=config, overrides={**overrides, **values}, out=str(out / label), label=label)
+        )
+    for spec in specs:
+        _check_spec(spec, args.tasks_per_node)
+    folder = Path(args.folder) if args.folder else out / "submitit"
+    executor = make_executor(args, folder)
+    if len(specs) == 1:
+        jobs = [executor.submit(TrainJob(specs[0]))]
+    else:
+        with executor.batch():
+            jobs = [executor.submit(TrainJob(spec)) for spec in specs]
+    for job, spec in zip(jobs, specs, strict=True):
+        what = f"{spec.system} {spec.size} {spec.model}" + (f" [{spec.label}]" if spec.label else "")
+        print(f"submitted job {job.job_id} ({args.executor}, {args.tasks_per_node} task(s)): {what} -> {spec.out}")
+        print(f"    submitit logs: {job.paths.stdout} / {job.paths.stderr}")
+    sys.stdout.flush()
+    if not args.wait:
+        return 0
+    failed = 0
+    for job, spec in zip(jobs, specs, strict=True):
+        try:
+            summary = job.results()[0]  # rank 0 (every rank returns the same summary)
+        except Exception as err:  # submitit's UncompletedJobError / FailedJobError carry the job's traceback
+            failed += 1
+            print(f"job {job.job_id} failed: {err}", file=sys.stderr)
+            continue
+        state = "finished" if summary["finished"] else f"stopped ({summary['stop_reason']})"
+        print(f"job {job.job_id} {state}: {summary['steps_done']}/{summary['steps']} steps -> {spec.checkpoint_path}")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from lattherm.config import MODELS
+    from lattherm.systems import SYSTEMS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--system", required=True, choices=list(SYSTEMS), help="energy model")
+    common.add_argument("--size", required=True, help="size token: Ising LxL (8x8), CuAu cell (2x2x4)")
+    common.add_argument("--model", required=True, choices=list(MODELS), help="architecture")
+    common.add_argument("--config", required=True, help="workflow config (config/config.yaml, config/paper.yaml)")
+    common.add_argument("--out", required=True, help="output folder: checkpoint.pt, train_log.parquet")
+    common.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig key (repeatable)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="lattherm", description="Train lattherm samplers outside Snakemake (docs: lattherm.cli)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", parents=[common], help="train here (one or several local processes)")
+    p.add_argument("--nproc", type=int, default=1, help="local DDP processes (one per GPU; gloo on CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("submit", parents=[common], help="train as a checkpointable submitit job (or job array)")
+    p.add_argument("--executor", choices=["slurm", "local", "debug"], default="slurm", help="submitit executor")
+    p.add_argument("--account", help="Slurm account (sbatch -A)")
+    p.add_argument("--qos", help="Slurm QOS (sbatch -q)")
+    p.add_argument("--constraint", help="Slurm constraint (sbatch -C), e.g. gpu")
+    p.add_argument("--time-min", type=int, default=60, help="time limit per run in minutes (requeued after)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs of the job (one node)")
+    p.add_argument("--tasks-per-node", type=int, help="tasks = DDP ranks (default: one per GPU, else 1)")
+    p.add_argument("--cpus-per-task", type=int, help="CPU cores per task")
+    p.add_argument("--mem-gb", type=float, help="memory of the job in GB (default: the cluster's)")
+    p.add_argument("--folder", help="submitit's folder for job files and logs (default: OUT/submitit)")
+    p.add_argument(
+        "--sweep", action="append", default=[], metavar="KEY=V1,V2", help="one job per value of a TrainConfig key"
+    )
+    p.add_argument("--max-requeues", type=int, default=3, help="requeues on pre-emption/timeout before giving up")
+    p.add_argument("--name", default="lattherm-train", help="job name")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs and report their results")
+    p.set_defaults(func=cmd_submit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lattherm`` console command; returns the exit status."""
+    from lattherm.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "nproc", 1) < 1:
+        parser.error(f"--nproc must be >= 1, got {args.nproc}")
+    try:
+        return args.func(args)
+    except (CliError, ConfigError, ValueError) as err:
+        print(f"lattherm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

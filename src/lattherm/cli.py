@@ -10,7 +10,7 @@
 Both take the model and training settings of ``(system, model)`` from a workflow config the way
 the ``train`` rule does (:func:`lattherm.config.train_settings` with the ``per_model``
 overrides, :func:`lattherm.config.cond_box`, ``models.<model>``, and the job seed
-``job_seed(seed, "train", system, size, model)`` unless the config sets one); ``--set KEY=VALUE``
+``config.train_settings`` with the size, as the train rule); ``--set KEY=VALUE``
 overrides a ``TrainConfig`` key. Outputs: ``DIR/checkpoint.pt`` (self-describing; running the
 same command again resumes it) and ``DIR/train_log.parquet``.
 
@@ -156,13 +156,11 @@ def train_spec(
     args: argparse.Namespace, *, config: Mapping, overrides: Mapping, out: str, label: str = ""
 ) -> TrainSpec:
     """The training of ``args.system/size/model`` as the workflow's ``train`` rule sets it up."""
-    from lattherm.config import cond_box, job_seed, train_settings
+    from lattherm.config import cond_box, train_settings
 
     if args.system not in config.get("systems", {}):
         raise CliError(f"{args.config} has no systems.{args.system} block (it has {sorted(config['systems'])})")
-    settings = train_settings(config, args.system, args.model)
-    # the seed of workflow/rules/common.smk's train_config_of
-    settings.setdefault("seed", job_seed(config["seed"], "train", args.system, args.size, args.model))
+    settings = train_settings(config, args.system, args.model, args.size)  # as the train rule's
     settings.update(overrides)
     return TrainSpec(
         system=args.system,

@@ -197,11 +197,15 @@ def cuau_sizes(config: Mapping, *, exact_only: bool = False) -> list[str]:
     return sizes
 
 
-def train_settings(config: Mapping, system: str, model: str) -> dict:
-    """TrainConfig keys for ``model`` on ``system``: the system's block with the model's overrides."""
+def train_settings(config: Mapping, system: str, model: str, size: str | None = None) -> dict:
+    """TrainConfig keys for ``model`` on ``system``: the system's block with the model's overrides;
+    with ``size``, also the job's seed (unless the block sets one), derived from the config seed."""
     block = dict(config.get("training", {}).get(system) or {})
     per_model = block.pop("per_model", {}) or {}
-    return {**block, **(per_model.get(model) or {})}
+    settings = {**block, **(per_model.get(model) or {})}
+    if size is not None:
+        settings.setdefault("seed", job_seed(config["seed"], "train", system, size, model))
+    return settings
 
 
 def cond_box(config: Mapping, system: str) -> tuple[tuple[float, float], tuple[float, float]]:

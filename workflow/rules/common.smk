@@ -119,9 +119,7 @@ def model_config_of(wildcards):
 
 def train_config_of(wildcards):
     """Params function: TrainConfig keys of the job, with a seed derived from the config seed."""
-    settings = train_settings(config, wildcards.system, wildcards.model)
-    settings.setdefault("seed", job_seed(config["seed"], "train", wildcards.system, wildcards.size, wildcards.model))
-    return settings
+    return train_settings(config, wildcards.system, wildcards.model, wildcards.size)
 
 
 def cond_box_of(wildcards):

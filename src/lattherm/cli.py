@@ -10,7 +10,7 @@
 Both take the model and training settings of ``(system, model)`` from a workflow config the way
 the ``train`` rule does (:func:`lattherm.config.train_settings` with the ``per_model``
 overrides, :func:`lattherm.config.cond_box`, ``models.<model>``, and the job seed
-``config.train_settings`` with the size, as the train rule); ``--set KEY=VALUE``
+that the train rule derives from the config seed); ``--set KEY=VALUE``
 overrides a ``TrainConfig`` key. Outputs: ``DIR/checkpoint.pt`` (self-describing; running the
 same command again resumes it) and ``DIR/train_log.parquet``.
 

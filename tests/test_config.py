@@ -73,6 +73,8 @@ BAD = [
     (("training", "ising", "stepz"), 10, "training.ising"),
     (("training", "ising", "lr"), -1.0, "training.ising"),
     (("models", "ao-arm-mlp", "depth"), 3, "models.ao-arm-mlp"),
+    (("training", "gpus_per_model"), {"made": 2}, "training.gpus_per_model.made"),
+    (("training", "gpus_per_model"), {"mam-mlp": -1}, "training.gpus_per_model.mam-mlp"),
     (("systems", "cuau", "sizes"), ["2x2x4", "4x4"], "systems.cuau.sizes[1]"),
     (("systems", "cuau", "T", "min"), -100, "systems.cuau.T.min"),
     (("systems", "cuau", "models"), ["gpt"], "systems.cuau.models[0]"),
@@ -119,3 +121,14 @@ def test_grid_values_and_condition_grid():
     np.testing.assert_allclose(grid_values({"min": 0.0, "max": 1.0, "step": 0.3}), [0.0, 0.3, 0.6, 0.9], atol=0)
     grid = condition_grid([1.0, 2.0], [-1.0, 0.0, 1.0])
     assert grid.shape == (6, 2) and grid[:3, 0].tolist() == [1.0, 1.0, 1.0] and grid[3:, 1].tolist() == [-1, 0, 1]
+
+
+def test_training_gpus_per_model(default_config):
+    from lattherm.config import training_gpus
+
+    cfg = copy.deepcopy(default_config)
+    cfg["training"]["gpus"] = 1
+    cfg["training"]["gpus_per_model"] = {"mam-transformer": 4}
+    check_config(cfg)
+    assert training_gpus(cfg, "mam-transformer") == 4
+    assert training_gpus(cfg, "ao-arm-mlp") == 1 and training_gpus(cfg) == 1

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from conftest import ROOT, snakemake_env
 
-from lattherm.config import cuau_sizes, ising_sizes
+from lattherm.config import cuau_sizes, ising_sizes, training_gpus
 
 pytestmark = pytest.mark.workflow
 
@@ -161,6 +161,8 @@ def test_dry_run_paper_config(snakemake_exe, tmp_path, fake_slurm):
     assert Counter(rule for rule, _ in jobs) == expected_jobs(config)
     gpus = int(config["training"]["gpus"])
     assert gpus >= 1, "the paper config trains on GPUs"
+    train_gpus = {training_gpus(config, m) for s in config["systems"].values() for m in s["models"]}
+    assert max(train_gpus) == 4, "the paper's MAM Transformers train on 4 GPUs"
     for rule, res in jobs:
         if rule == TARGET:
             continue  # a local rule: collects files on the submitting host
@@ -170,7 +172,7 @@ def test_dry_run_paper_config(snakemake_exe, tmp_path, fake_slurm):
             assert res[key] == str(want[key]), (rule, key, res)
         if rule in GPU_RULES:
             assert res["constraint"] == "gpu" and res["nodes"] == "1", (rule, res)
-            assert res["gpu"] == str(gpus if rule == "train" else 1), (rule, res)
+            assert res["gpu"] in ({str(g) for g in train_gpus} if rule == "train" else {"1"}), (rule, res)
         else:
             assert res["constraint"] == "cpu" and "gpu" not in res, (rule, res)
 
@@ -282,7 +284,7 @@ def test_sbatch_lines_perlmutter(snakemake_exe, tmp_path, fake_slurm):
         job = opts["--wrap"]
         assert f"--allowed-rules {rule}" in job and f"--configfiles {ROOT / 'config/paper.yaml'}" in job, job
         if rule in GPU_RULES:
-            gpus = int(config["training"]["gpus"]) if rule == "train" else 1
+            gpus = training_gpus(config, opts["--comment"].rsplit("_", 1)[-1]) if rule == "train" else 1
             assert opts["-C"] == "gpu" and opts["--gpus"] == str(gpus) and opts["--nodes"] == "1", argv
         else:
             assert opts["-C"] == "cpu" and opts["--ntasks"] == "1" and "--gpus" not in opts, argv

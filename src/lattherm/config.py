@@ -20,7 +20,9 @@ from lattherm.conditions import grid_values
 from lattherm.models import MODEL_NAMES, model_config_from_dict
 from lattherm.systems import SYSTEMS, parse_size
 
-__all__ = ["ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid", "job_seed"]
+__all__ = [
+    "ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid", "job_seed", "training_gpus",
+]
 
 #: architectures implemented so far (DESIGN §6 also plans mam-gnn and twobo)
 MODELS = MODEL_NAMES
@@ -127,6 +129,15 @@ def _check_training(training: Mapping) -> None:
     from lattherm.training.trainer import _check_config as check_train_config
     from lattherm.training.trainer import train_config_from_dict
 
+    gpus_per_model = training.get("gpus_per_model", {}) or {}
+    if not isinstance(gpus_per_model, Mapping):
+        raise ConfigError("training.gpus_per_model", "a mapping model name -> GPUs", gpus_per_model)
+    for name, n in gpus_per_model.items():
+        if name not in MODELS:
+            raise ConfigError(f"training.gpus_per_model.{name}", f"a model name, one of {list(MODELS)}", name)
+        if not _is_int(n) or n < 0:
+            raise ConfigError(f"training.gpus_per_model.{name}", "an integer >= 0", n)
+
     for system in SYSTEMS:
         block = dict(training.get(system) or {})
         per_model = block.pop("per_model", {}) or {}
@@ -206,6 +217,15 @@ def train_settings(config: Mapping, system: str, model: str, size: str | None = 
     if size is not None:
         settings.setdefault("seed", job_seed(config["seed"], "train", system, size, model))
     return settings
+
+
+def training_gpus(config: Mapping, model: str | None = None) -> int:
+    """GPUs of a training job: ``training.gpus_per_model[model]`` if set, else ``training.gpus``."""
+    training = config.get("training", {}) or {}
+    per_model = training.get("gpus_per_model", {}) or {}
+    if model is not None and model in per_model:
+        return int(per_model[model])
+    return int(training.get("gpus", 0))
 
 
 def cond_box(config: Mapping, system: str) -> tuple[tuple[float, float], tuple[float, float]]:

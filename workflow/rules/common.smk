@@ -21,6 +21,7 @@ from lattherm.config import (  # noqa: E402
     job_seed,
     system_grid,
     train_settings,
+    training_gpus,
 )
 from lattherm.systems import parse_size  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
@@ -127,9 +128,9 @@ def cond_box_of(wildcards):
     return cond_box(config, wildcards.system)
 
 
-def training_gpus():
-    """GPUs per training job (resource gpu -> sbatch --gpus)."""
-    return int(config.get("training", {}).get("gpus", 0))
+def training_gpus_of(wildcards):
+    """Resource function: GPUs of the job's training (gpu -> sbatch --gpus; DDP processes when > 1)."""
+    return training_gpus(config, wildcards.model)
 
 
 def symmetrised_of(wildcards):

@@ -14,7 +14,7 @@ rule sample:
         symmetrised=symmetrised_of,
         seed=model_seed_of("sample"),
     resources:
-        gpu=min(1, training_gpus()),
+        gpu=lambda wc: min(1, training_gpus_of(wc)),
     threads: 1
     log:
         "logs/{system}/{size}/samples/{model}/direct.log",

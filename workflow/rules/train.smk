@@ -3,7 +3,7 @@
 
 rule train:
     """Train a neural sampler; a killed run resumes from its last checkpoint (models/{model}/state/).
-    With training.gpus = N > 1 the job runs N DDP processes, one per GPU (workflow/scripts/train.py)."""
+    With N > 1 GPUs (training.gpus, or training.gpus_per_model for the model) the job runs N DDP processes, one per GPU (workflow/scripts/train.py)."""
     output:
         checkpoint="results/{system}/{size}/models/{model}/checkpoint.pt",
         train_log=report(
@@ -19,7 +19,7 @@ rule train:
         state="results/{system}/{size}/models/{model}/state/last.pt",
     resources:
         # GPUs of the job (sbatch --gpus=N through the Slurm profile) = DDP processes when N > 1
-        gpu=training_gpus(),
+        gpu=training_gpus_of,
     threads: 1
     log:
         "logs/{system}/{size}/models/{model}/train.log",

@@ -43,11 +43,11 @@ def clease_rate(system: CuAuSystem) -> tuple[float, float]:
     from clease.montecarlo import SGCMonteCarlo
 
     random.seed(0)
-    np.random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 (CLEASE draws from the global state)
     with tempfile.TemporaryDirectory() as tmp:
         settings = clease_settings(system._export.shape, os.path.join(tmp, "clease.db"))
         atoms = settings.atoms.copy()
-        atoms.symbols[:] = np.where(np.random.random(len(atoms)) < 0.5, "Au", "Cu")
+        atoms.symbols[:] = np.where(np.random.random(len(atoms)) < 0.5, "Au", "Cu")  # noqa: NPY002
         atoms = attach_calculator(settings, atoms, eci=dict(system.eci))
         mc = SGCMonteCarlo(atoms, T, symbols=["Au", "Cu"])
         mc.run(steps=500, chem_pot={"c1_0": MU})  # warm-up

@@ -39,7 +39,7 @@ def one(model_name: str, L: int, paper: bool, grad_steps: int | None = None) -> 
 
     from lattherm.models import build_model
     from lattherm.systems import IsingSystem
-    from lattherm.training.mam import GibbsBuffer, mam_loss
+    from lattherm.training.mam import mam_loss
     from lattherm.training.reinforce import reinforce_loss
 
     torch.set_num_threads(1)
@@ -80,7 +80,8 @@ def one(model_name: str, L: int, paper: bool, grad_steps: int | None = None) -> 
             torch.cuda.synchronize()
         sample_per_s = cond.shape[0] * n / (time.perf_counter() - t0)
     n_params = sum(p.numel() for p in model.parameters())
-    return {"model": model_name, "grad": "MAM" if model.has_marginal else f"{grad_steps or L * L}-step", "L": L, "N": L * L, "params": n_params, "step_s": step_s,
+    grad = "MAM" if model.has_marginal else f"{grad_steps or L * L}-step"
+    return {"model": model_name, "grad": grad, "L": L, "N": L * L, "params": n_params, "step_s": step_s,
             "peak_mb": peak, "samples_per_s": sample_per_s, "device": dev.type}
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 
@@ -42,6 +43,8 @@ RUNS = {
 
 
 def _value(text: str):
+    if text in ("None", "null"):
+        return None
     for cast in (int, float):
         try:
             return cast(text)
@@ -66,12 +69,45 @@ def _setup(system_name: str):
     return IsingSystem(L=8), BOX, T, h, ref, True
 
 
-def main(minutes: float, models: list[str], n_samples: int, overrides: dict | None = None, system_name="ising") -> None:
+def _summary(name, mc, tc, s, met, n_orders, n_samples, eval_s, load_before, load_after_train) -> dict:
+    """One result row: training speed, accuracy against the reference, the worst conditions."""
+    met = met.assign(rel=(met["delta_f"] / met["f_ref"]).abs(), abs_mev=met["delta_f"].abs() * 1e3)
+    worst = met.sort_values("rel", ascending=False).head(3)
+    low_ness = met.sort_values("ness").head(3)
+    return {
+        "model": name,
+        "config": mc,
+        "train_config": tc,
+        "steps": s["steps_done"],
+        "finished": s["finished"],
+        "train_s": round(s["wall_s"], 1),
+        "s_per_step": round(s["wall_s"] / max(1, s["steps_done"]), 4),
+        "n_orders": n_orders,
+        "eval_s": round(eval_s, 1),
+        "n_samples": n_samples,
+        "max_rel": float(met["rel"].max()),
+        "median_rel": float(met["rel"].median()),
+        "frac_rel_below_1e-4": float((met["rel"] < 1e-4).mean()),
+        "max_abs_delta_f_meV": float(met["abs_mev"].max()),
+        "max_abs_delta_over_err": float((met["delta_f"].abs() / met["f_nis_err"]).max()),
+        "ness_median": float(met["ness"].median()),
+        "ness_min": float(met["ness"].min()),
+        "worst_rel_at": worst[["T", "field", "rel", "abs_mev"]].values.tolist(),
+        "lowest_ness_at": low_ness[["T", "field", "ness"]].values.tolist(),
+        "loadavg_1_5_15_start": [round(v, 2) for v in load_before],
+        "loadavg_1_5_15_after_train": [round(v, 2) for v in load_after_train],
+    }
+
+
+def main(minutes: float, models: list[str], n_samples: int, overrides: dict | None = None, system_name="ising",
+         model_overrides: dict | None = None, tag: str | None = None, n_orders: tuple[int, ...] = (1,),
+         keep: str | None = None) -> None:
     torch.set_num_threads(1)
     system, box, T, h, ref, symmetrised = _setup(system_name)
     rows = []
     for name in models:
         mc, tc = RUNS[name]
+        mc = {**mc, **(model_overrides or {})}
         tc = {**tc, **(overrides or {})}
         load_before = os.getloadavg()
         with tempfile.TemporaryDirectory() as d:
@@ -87,46 +123,27 @@ def main(minutes: float, models: list[str], n_samples: int, overrides: dict | No
                 progress=False,
             )
             load_after_train = os.getloadavg()
-            t0 = time.perf_counter()
-            df = sample_grid(
-                f"{d}/ck.pt", system, T, h, n_samples, seed=1, batch_size=20000, symmetrised=symmetrised, device="cpu"
-            )
-            met = metrics_table(df, system, name, "direct", ref, "exact", n_boot=50, seed=0)
-        met["rel"] = (met["delta_f"] / met["f_ref"]).abs()
-        met["abs_mev"] = met["delta_f"].abs() * 1e3
-        worst = met.sort_values("rel", ascending=False).head(3)
-        low_ness = met.sort_values("ness").head(3)
-        rows.append(
-            {
-                "model": name,
-                "config": mc,
-                "train_config": tc,
-                "steps": s["steps_done"],
-                "finished": s["finished"],
-                "train_s": round(s["wall_s"], 1),
-                "s_per_step": round(s["wall_s"] / max(1, s["steps_done"]), 4),
-                "eval_s": round(time.perf_counter() - t0, 1),
-                "n_samples": n_samples,
-                "max_rel": float(met["rel"].max()),
-                "median_rel": float(met["rel"].median()),
-                "frac_rel_below_1e-4": float((met["rel"] < 1e-4).mean()),
-                "max_abs_delta_f_meV": float(met["abs_mev"].max()),
-                "max_abs_delta_over_err": float((met["delta_f"].abs() / met["f_nis_err"]).max()),
-                "ness_median": float(met["ness"].median()),
-                "ness_min": float(met["ness"].min()),
-                "worst_rel_at": worst[["T", "field", "rel", "abs_mev"]].values.tolist(),
-                "lowest_ness_at": low_ness[["T", "field", "ness"]].values.tolist(),
-                "loadavg_1_5_15_start": [round(v, 2) for v in load_before],
-                "loadavg_1_5_15_after_train": [round(v, 2) for v in load_after_train],
-            }
-        )
+            if keep:
+                os.makedirs(keep, exist_ok=True)
+                shutil.copy(f"{d}/ck.pt", os.path.join(keep, f"{system_name}_{name}.pt"))
+            evals = []
+            for M in n_orders if not name.startswith("fo-") else (1,):
+                t0 = time.perf_counter()
+                df = sample_grid(f"{d}/ck.pt", system, T, h, n_samples, seed=1, batch_size=20000,
+                                 symmetrised=symmetrised, n_orders=M, device="cpu")  # fmt: skip
+                met = metrics_table(df, system, name, "direct", ref, "exact", n_boot=50, seed=0)
+                evals.append((M, met, time.perf_counter() - t0))
+        for M, met, eval_s in evals:
+            rows.append(_summary(name, mc, tc, s, met, M, n_samples, eval_s, load_before, load_after_train))
     print_table([{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in rows])
     for r in rows:
         print(r["model"], "worst |dF/F| at (T, h, rel):", r["worst_rel_at"], "lowest NESS at:", r["lowest_ness_at"])
-    tag = "training_ising8x8" if system_name == "ising" else "training_cuau2x2x4"
-    name = tag if len(models) == len(RUNS) else tag + "_" + "_".join(models)
+    base = "training_ising8x8" if system_name == "ising" else "training_cuau2x2x4"
+    name = base if len(models) == len(RUNS) else base + "_" + "_".join(models)
     if minutes != 8.0:
         name += f"_{minutes:g}min"
+    if tag:
+        name += f"_{tag}"
     record(name, rows, notes=f"{system_name}: {minutes} min per model, 1 torch thread, {n_samples} "
            f"{'symmetrised ' if symmetrised else ''}samples/condition")
 
@@ -138,6 +155,14 @@ if __name__ == "__main__":
     ap.add_argument("--samples", type=int, default=4000)
     ap.add_argument("--system", choices=["ising", "cuau"], default="ising")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides (all models)")
+    ap.add_argument("--model-set", nargs="*", default=[], metavar="KEY=VALUE", help="model config overrides")
+    ap.add_argument("--tag", default=None, help="suffix of the recorded result's name")
+    ap.add_argument("--n-orders", nargs="+", type=int, default=[1], help="any-order models: evaluate with each M")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="copy the trained checkpoints there")
     args = ap.parse_args()
-    main(args.minutes, args.models, args.samples, {k: _value(v) for k, v in (a.split("=", 1) for a in args.set)},
-         args.system)
+
+    def kv(items):
+        return {k: _value(v) for k, v in (a.split("=", 1) for a in items)}
+
+    main(args.minutes, args.models, args.samples, kv(args.set), args.system, kv(args.model_set), args.tag,
+         tuple(args.n_orders), args.keep)

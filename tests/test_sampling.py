@@ -208,6 +208,56 @@ def test_symmetrised_distribution_is_normalised_and_sampled_exactly(name, gen):
         )
 
 
+@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp", "mam-transformer"])
+def test_order_mixture_is_normalised(name, gen):
+    """q_M(x) = (1/M) Σ_m q(x | σ_m) sums to 1 over all states for fixed orders, also symmetrised."""
+    model = tiny(name, Lattice(shape=(2, 3)), scale=1.5)
+    X = all_states(6)
+    orders = torch.stack([torch.randperm(6, generator=gen) for _ in range(3)]).expand(len(X), 3, 6)
+    cond = torch.tensor([1.8, 0.4])
+    for sym in (False, True):
+        lp = log_prob(model, X, cond, orders, symmetrised=sym)
+        assert abs(torch.logsumexp(lp, 0).item()) < 1e-10
+    # M = 1 is the plain path probability
+    torch.testing.assert_close(log_prob(model, X, cond, orders[:, :1]), log_prob(model, X, cond, orders[:, 0]))
+
+
+@pytest.mark.parametrize("symmetrised", [False, True], ids=["plain", "symmetrised"])
+def test_order_mixture_sampler_reports_the_density_it_draws_from(symmetrised):
+    """Draws with M = 3 fresh orders each: their histogram is the order average (as for one random
+    order), log_q is the mixture's, and E[1 / q_M(x)] = 2^N (importance weights of the uniform
+    distribution): a draw paired with the wrong component's density would bias it."""
+    model = tiny("ao-arm-mlp", Lattice(shape=(2, 2)), seed=4, scale=1.5)
+    cond = torch.tensor([1.7, -0.2])
+    X = all_states(4)
+    avg = [log_prob(model, X, cond, torch.tensor(p), symmetrised=symmetrised).exp().numpy()
+           for p in itertools.permutations(range(4))]  # fmt: skip
+    probs = np.mean(avg, 0)
+    pvals, inv = [], []
+    for s in (31, 32, 33):
+        x, log_q, orders = sample(model, cond, 4000, generator=torch.Generator().manual_seed(s), n_orders=3,
+                                  symmetrised=symmetrised, return_order=True)  # fmt: skip
+        assert orders.shape == (4000, 3, 4)
+        torch.testing.assert_close(log_prob(model, x, cond, orders, symmetrised=symmetrised), log_q,
+                                   rtol=0, atol=1e-10)  # fmt: skip
+        pvals.append(_chi2_pvalue(x, probs))
+        inv.append(torch.exp(-log_q))
+    assert stats.combine_pvalues(pvals, method="fisher").pvalue > 1e-3
+    inv = torch.cat(inv)
+    assert abs(inv.mean().item() - 16) < 4 * inv.std().item() / math.sqrt(len(inv))
+
+
+def test_order_mixture_checks(gen):
+    lattice = Lattice(shape=(2, 2))
+    with pytest.raises(ValueError, match="fixed-order"):
+        sample(tiny("fo-arm-mlp", lattice), [2.0, 0.0], 4, order="fixed", n_orders=2, generator=gen)
+    ao = tiny("ao-arm-mlp", lattice)
+    with pytest.raises(ValueError, match="order='random'"):
+        sample(ao, [2.0, 0.0], 4, order=torch.arange(4), n_orders=2, generator=gen)
+    with pytest.raises(ValueError, match="positive integer"):
+        sample(ao, [2.0, 0.0], 4, n_orders=0, generator=gen)
+
+
 def test_symmetrised_sampling_covers_both_sectors():
     """At a strong field the plain sampler is one-sided; the symmetrised one has both signs."""
     model = tiny("ao-arm-mlp", Lattice(shape=(3, 3)), seed=5)

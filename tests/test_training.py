@@ -372,14 +372,17 @@ def _reference(system, T, h) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("symmetrised", [False, True], ids=["plain", "symmetrised"])
-def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised):
+@pytest.mark.parametrize(
+    "symmetrised, n_orders", [(False, 1), (True, 1), (True, 3)], ids=["plain", "symmetrised", "symmetrised-3-orders"]
+)
+def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised, n_orders):
     system = IsingSystem(L=3)
     T, h = np.array([1.5, 3.0]), np.array([-0.5, 0.0, 0.5])
     exact = ExactModel(system=system, cond_box=((1.0, 4.0), (-1.0, 1.0)))
-    df = sample_model(exact, system, T, h, 100, seed=0, batch_size=250, symmetrised=symmetrised)
+    df = sample_model(exact, system, T, h, 100, seed=0, batch_size=250, symmetrised=symmetrised, n_orders=n_orders)
     assert tuple(df.columns) == SAMPLE_COLUMNS and len(df) == 600
     assert df["symmetrised"].all() == symmetrised and (df["source"] == "direct").all()
+    assert (df["n_orders"] == n_orders).all()
     ref = _reference(system, T, h)
     met = metrics_table(df, system, "exact", "direct", ref, "exact", n_boot=20, seed=0)
     assert tuple(met.columns[: len(METRIC_COLUMNS)]) == METRIC_COLUMNS
@@ -388,6 +391,7 @@ def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised):
     assert (met["ness"] - 1).abs().max() < 1e-10
     assert (met["f_var"] - met["f_ref"]).abs().max() < 1e-10
     assert (met["symmetrised"] == symmetrised).all() and (met["ref_method"] == "exact").all()
+    assert (met["n_orders"] == n_orders).all()
     # reweighted u agrees with the reference (the bootstrap error is 0 when all 100 samples at
     # T = 1.5 are ground states, hence the floor)
     assert ((met["u"] - met["u_ref"]).abs() < 5 * met["u_err"] + 0.05).all()

@@ -2,17 +2,20 @@
 
 * :func:`sample_grid` loads a checkpoint and draws ``n_samples`` configurations at every
   ``(T, field)`` of ``T_values x field_values``: the sample file of DESIGN §6 (columns ``system,
-  size, model, source, symmetrised, T, field, configuration`` (packed bytes, :func:`io.pack_states`),
-  ``log_q`` (exact path log-probability), ``energy`` (E_int), ``spin_sum``). :func:`sample_model`
+  size, model, source, symmetrised, n_orders, T, field, configuration`` (packed bytes,
+  :func:`io.pack_states`), ``log_q`` (exact log-probability of the sampler), ``energy`` (E_int),
+  ``spin_sum``). :func:`sample_model`
   does the same for a model in memory (the exact twin in tests).
 * :func:`metrics_table` turns a sample table into the metric table: ``system, size, T, field,
-  model, source, symmetrised, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
+  model, source, symmetrised, n_orders, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
   delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), and
   ``u_ref, c_ref, m_ref`` where the reference has them. Conditions missing from the reference get
   NaN there.
 
 Orders: FO-ARMs sample along their fixed order, every other model along an independent random
-order per sample (the path probability is exact; DESIGN §4). ``symmetrised=True`` (Ising only)
+order per sample (the path probability is exact; DESIGN §4), or with ``n_orders = M > 1`` from the
+mixture over ``M`` random orders per sample (:func:`lattherm.sampling.sample`; column
+``n_orders``, 1 for FO-ARMs). ``symmetrised=True`` (Ising only)
 samples the global-flip mixture ``q_sym`` (DESIGN §3): needed below T_c near h = 0, where a
 one-sector sampler underestimates ``ln Z`` by ``ln 2``; the column ``symmetrised`` records it.
 """
@@ -42,6 +45,7 @@ SAMPLE_COLUMNS = (
     "model",
     "source",
     "symmetrised",
+    "n_orders",
     "T",
     "field",
     "configuration",
@@ -57,6 +61,7 @@ METRIC_COLUMNS = (
     "model",
     "source",
     "symmetrised",
+    "n_orders",
     "n_samples",
     "f_var",
     "f_nis",
@@ -85,10 +90,13 @@ def sample_model(
     seed: int,
     batch_size: int = 4096,
     symmetrised: bool = False,
+    n_orders: int = 1,
     model_name: str | None = None,
     source: str = "direct",
 ) -> pd.DataFrame:
-    """Samples of ``model`` at every condition of ``T_values x field_values`` (module doc)."""
+    """Samples of ``model`` at every condition of ``T_values x field_values`` (module doc).
+
+    ``n_orders``: random orders per sample of an any-order model's mixture; FO-ARMs use 1."""
     if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if int(batch_size) != batch_size or batch_size < 1:
@@ -103,10 +111,14 @@ def sample_model(
     per_call = max(1, int(batch_size) // n)  # conditions per sample() call
     gen = torch.Generator(device=device).manual_seed(int(seed))
     order = "fixed" if model.fixed_order else "random"
+    if isinstance(n_orders, bool) or int(n_orders) != n_orders or n_orders < 1:
+        raise ValueError(f"n_orders must be a positive integer, got {n_orders!r}")
+    n_orders = 1 if model.fixed_order else int(n_orders)
     parts = []
     for c0 in range(0, len(conds), per_call):
         cc = torch.as_tensor(conds[c0 : c0 + per_call], dtype=torch.float64)
-        x, log_q = sample(model, cc, n, order=order, generator=gen, symmetrised=symmetrised, batch_size=int(batch_size))
+        x, log_q = sample(model, cc, n, order=order, generator=gen, symmetrised=symmetrised,
+                          batch_size=int(batch_size), n_orders=n_orders)  # fmt: skip
         x = x.cpu()
         rows = cc.repeat_interleave(n, 0).numpy()
         packed = pack_states(x.numpy())
@@ -129,6 +141,7 @@ def sample_model(
         "model": model_name or model.name,
         "source": source,
         "symmetrised": bool(symmetrised),
+        "n_orders": n_orders,
     }
     for i, (k, v) in enumerate(meta.items()):
         df.insert(i, k, v)
@@ -145,6 +158,7 @@ def sample_grid(
     seed: int,
     batch_size: int = 4096,
     symmetrised: bool = False,
+    n_orders: int = 1,
     device: str = "auto",
 ) -> pd.DataFrame:
     """Load the checkpoint's model (checked against ``system``) and :func:`sample_model` it."""
@@ -160,6 +174,7 @@ def sample_grid(
         seed=seed,
         batch_size=batch_size,
         symmetrised=symmetrised,
+        n_orders=n_orders,
         model_name=name,
     )
 
@@ -196,6 +211,9 @@ def metrics_table(
     sym = sorted(set(samples_df["symmetrised"])) if "symmetrised" in samples_df else [False]
     if len(sym) != 1:
         raise ValueError("sample table mixes symmetrised and plain samples")
+    n_ord = sorted(set(samples_df["n_orders"])) if "n_orders" in samples_df else [1]
+    if len(n_ord) != 1:
+        raise ValueError(f"sample table mixes samplers with {n_ord} orders per sample")
     rows = []
     for (T, h), g in samples_df.groupby(["T", "field"], sort=True):
         packed = np.stack([np.frombuffer(b, dtype=np.uint8) for b in g["configuration"]])
@@ -211,6 +229,7 @@ def metrics_table(
             "model": model,
             "source": source,
             "symmetrised": bool(sym[0]),
+            "n_orders": int(n_ord[0]),
             "n_samples": est.pop("n_samples"),
             "f_var": est.pop("f_var"),
             "f_nis": est["f_nis"],

@@ -14,10 +14,19 @@
   sampled by drawing from ``q(·|T, ±h)`` with probability ½ and flipping the ``−h`` draws; its
   log-probability costs one extra :func:`log_prob` pass for the other branch (same order).
 
+* **Order mixture** (any-order models, ``n_orders = M > 1``): ``M`` independent uniform orders
+  ``σ_1..σ_M`` per sample and ``q_M(x) = (1/M) Σ_m q(x | σ_m)``, a mixture of normalised
+  distributions and so itself exactly normalised for the drawn orders; sampled by drawing along
+  one of them chosen uniformly; its log-probability costs ``M`` teacher-forced passes. Combined
+  with ``symmetrised`` it is the ``2M``-component mixture over orders and the global flip. The
+  importance weights ``p / q_M`` lose the order-to-order scatter of ``log q(x | σ)`` that a
+  single path probability carries (``M → ∞``: the order-averaged ``q``), at ``M`` times the cost.
+
 Orders: ``"fixed"`` (the model's order for FO-ARMs, the lattice storage order otherwise),
 ``"random"`` (an independent uniform permutation per sample), or a LongTensor ``(N,)`` / ``(B, N)``
-of permutations (``order[b, t]`` is the site generated at step t). FO-ARMs accept their own order
-only. Conditions ``cond`` are ``(T, field)`` per sample; everything is batched over conditions.
+of permutations (``order[b, t]`` is the site generated at step t); :func:`log_prob` also takes
+``(B, M, N)``: the order mixture. FO-ARMs accept their own order only. Conditions ``cond`` are
+``(T, field)`` per sample; everything is batched over conditions.
 Reproducible given a ``torch.Generator`` (on the model's device).
 """
 
@@ -229,6 +238,15 @@ def log_prob(
     cond = expand_conditions(cond, device=device)
     if cond.shape[0] != B:
         raise ValueError(f"cond must have {B} rows (one per configuration), got {cond.shape[0]}")
+    if isinstance(order, Tensor) and order.ndim == 3:  # the mixture over M orders per sample
+        if order.shape[0] != B or order.shape[1] < 1:
+            raise ValueError(f"a mixture of orders must have shape ({B}, M, {N}), got {tuple(order.shape)}")
+        parts = [
+            log_prob(model, x, cond, order[:, m], known_mask=known_mask, symmetrised=symmetrised,
+                     steps_per_pass=steps_per_pass)
+            for m in range(order.shape[1])
+        ]  # fmt: skip
+        return torch.logsumexp(torch.stack(parts), 0) - math.log(order.shape[1])
     if symmetrised:
         if model.n_states != 2 or known_mask is not None:
             raise ValueError("symmetrised log_prob needs binary states and no known_mask")
@@ -257,6 +275,11 @@ def log_prob(
     stepper = None if torch.is_grad_enabled() or not B else model.any_order_stepper(x, known, cond)
     if stepper is not None:  # no gradient asked for: teacher-forced incremental pass
         return _teacher_forced(stepper, x, order, n_unknown)
+    path = model.any_order_path_logits(x, known, order, cond) if B else None
+    if path is not None:  # every step's conditional from one batched computation
+        lp = F.log_softmax(path.double(), dim=-1).gather(2, x.gather(1, order)[..., None])[..., 0]  # (B, N)
+        steps = torch.arange(N, device=device)
+        return torch.where(steps[None] < n_unknown[:, None], lp, 0.0).sum(1)
     rank = order.argsort(dim=1)  # (B, N): step at which each site is generated
     total = torch.zeros(B, dtype=torch.float64, device=device)
     n_steps = int(n_unknown.max()) if B else 0
@@ -291,6 +314,7 @@ def sample(
     symmetrised: bool = False,
     batch_size: int | None = None,
     return_order: bool = False,
+    n_orders: int = 1,
 ):
     """Draw configurations and their exact path log-probabilities.
 
@@ -305,14 +329,34 @@ def sample(
         symmetrised: sample the global-flip mixture ``q_sym`` (binary states, no in-painting).
         batch_size: at most this many samples per forward pass (results depend on it only
             through the generator's stream).
-        return_order: also return the ``(B, N)`` orders used (for :func:`log_prob`).
+        return_order: also return the ``(B, N)`` orders used (for :func:`log_prob`); with
+            ``n_orders > 1`` the ``(B, M, N)`` orders of the mixture.
+        n_orders: ``M``: sample the mixture over ``M`` random orders per sample (module doc;
+            any-order models, ``order="random"``, no in-painting); ``log_q`` is the mixture's.
 
     Returns:
-        ``x`` (B, N) long, ``log_q`` (B,) float64 [, ``order`` (B, N) long].
+        ``x`` (B, N) long, ``log_q`` (B,) float64 [, ``order`` (B, N) or (B, M, N) long].
     """
     device = _device(model)
     cond = expand_conditions(cond, n, device=device)
     B, N = cond.shape[0], model.n_sites
+    if isinstance(n_orders, bool) or int(n_orders) != n_orders or n_orders < 1:
+        raise ValueError(f"n_orders must be a positive integer, got {n_orders!r}")
+    if n_orders > 1:
+        if model.fixed_order:
+            raise ValueError(f"{model.name} is a fixed-order model: a mixture of orders needs an any-order model")
+        if not (isinstance(order, str) and order == "random") or known_mask is not None:
+            raise ValueError("n_orders > 1 draws its own random orders: use order='random' and no known_mask")
+        orders = random_orders(B * n_orders, N, generator=generator, device=device).view(B, n_orders, N)
+        pick = torch.randint(0, n_orders, (B,), generator=generator, device=device)  # (B,) the order drawn along
+        x, _ = sample(model, cond, order=orders[torch.arange(B, device=device), pick], generator=generator,
+                      symmetrised=symmetrised, batch_size=batch_size)  # fmt: skip
+        step = B if batch_size is None else int(batch_size)
+        log_q = torch.cat(
+            [log_prob(model, x[s : s + step], cond[s : s + step], orders[s : s + step], symmetrised=symmetrised)
+             for s in range(0, B, step)]
+        ) if B else torch.zeros(0, dtype=torch.float64, device=device)  # fmt: skip
+        return (x, log_q, orders) if return_order else (x, log_q)
     order = _resolve_order(model, order, B, generator, device)
     known, values = _resolve_known(known_mask, known_values, B, N, device)
     if symmetrised:

@@ -12,6 +12,7 @@ rule sample:
         n_samples=config["sampling"]["n_samples"],
         batch_size=config["sampling"]["batch_size"],
         symmetrised=symmetrised_of,
+        n_orders=config["sampling"]["n_orders"],
         seed=model_seed_of("sample"),
     resources:
         gpu=lambda wc: min(1, training_gpus_of(wc)),

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 wc, params = snakemake.wildcards, snakemake.params
 with job_log(snakemake.log[0], "sample", threads=snakemake.threads, system=wc.system, size=wc.size, model=wc.model,
-             seed=params.seed, n_samples=params.n_samples, symmetrised=params.symmetrised) as log:
+             seed=params.seed, n_samples=params.n_samples, symmetrised=params.symmetrised,
+             n_orders=params.n_orders) as log:
     samples = sample_grid(
         snakemake.input.checkpoint,
         make_system(wc.system, wc.size),
@@ -22,6 +23,7 @@ with job_log(snakemake.log[0], "sample", threads=snakemake.threads, system=wc.sy
         seed=params.seed,
         batch_size=params.batch_size,
         symmetrised=params.symmetrised,
+        n_orders=params.n_orders,
     )
     log.info("%d samples", len(samples))
     write_table(samples, snakemake.output.samples)

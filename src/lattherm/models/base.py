@@ -203,6 +203,17 @@ class Model(nn.Module):
         """
         return None
 
+    def any_order_path_logits(self, x: Tensor, known: Tensor, order: Tensor, cond: Tensor) -> Tensor | None:
+        """Any-order models may return every step's conditional in one batched computation (else None).
+
+        ``order`` (B, N) lists the unknown sites first (those not in ``known``). The result is
+        ``(B, N, q)``: row ``t`` holds the logits of site ``order[:, t]`` given the ``known`` sites
+        and ``order[:, :t]``, equal to :meth:`conditional_logits`'s (up to rounding), with
+        gradients. Rows ``t`` at known sites are unspecified (the caller masks them).
+        :func:`lattherm.sampling.log_prob` uses it instead of one pass per step.
+        """
+        return None
+
     def _logits(self, x: Tensor, visible: Tensor, cond: Tensor) -> Tensor:
         if self.has_marginal:
             return self._heads(x, visible, cond)[0]

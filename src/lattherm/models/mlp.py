@@ -204,6 +204,23 @@ class _AnyOrderMLPStepper:
             self.h0.index_add_(0, rows, add)
 
 
+def _path_logits(model: Model, head: nn.Linear, x: Tensor, known: Tensor, order: Tensor, cond: Tensor) -> Tensor:
+    """Every step's conditional along ``order`` for the masked-input MLPs (orderless-NADE trick):
+    the first layer is linear in ``[onehot * visible, visible]``, so the pre-activations of all
+    ``N`` steps are the known sites' plus an exclusive cumulative sum of the generated sites'
+    weight columns, ``O(B N W)`` instead of ``N`` first-layer products; the residual blocks run
+    once on the ``(B, N, W)`` states and only each step's own ``q`` head rows are evaluated."""
+    N, q = model.n_sites, model.n_states
+    bb = model.backbone
+    h0 = bb.first_layer(model.masked_onehot(x, known), cond)  # (B, W) known sites and condition
+    w_in = bb.inp.weight.T.reshape(N, q + 1, -1)  # [site, channel, W]
+    cols = w_in[order, x.gather(1, order)] + w_in[order, q]  # (B, N, W) column of each step's site
+    prev = torch.cat([torch.zeros_like(cols[:, :1]), cols[:, :-1]], 1).cumsum(1)  # (B, N, W) steps < t
+    h = bb.rest(h0[:, None, :] + prev)  # (B, N, W)
+    w_head = head.weight.view(N, q, -1)[order]  # (B, N, q, W) each step's own head rows
+    return torch.einsum("bnw,bnqw->bnq", h, w_head) + head.bias.view(N, q)[order]  # (B, N, q)
+
+
 class AnyOrderMLP(Model):
     """Any-order MLP ARM (``ao-arm-mlp``); see the module docstring."""
 
@@ -225,6 +242,10 @@ class AnyOrderMLP(Model):
     @torch.no_grad()
     def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor) -> _AnyOrderMLPStepper:
         return _AnyOrderMLPStepper(self, self.head, *self._check(x, visible, cond))
+
+    def any_order_path_logits(self, x: Tensor, known: Tensor, order: Tensor, cond: Tensor) -> Tensor:
+        x, known, cond = self._check(x, known, cond)
+        return _path_logits(self, self.head, x, known, order, cond)
 
 
 class MAMMLP(Model):
@@ -251,3 +272,7 @@ class MAMMLP(Model):
     @torch.no_grad()
     def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor) -> _AnyOrderMLPStepper:
         return _AnyOrderMLPStepper(self, self.cond_head, *self._check(x, visible, cond))
+
+    def any_order_path_logits(self, x: Tensor, known: Tensor, order: Tensor, cond: Tensor) -> Tensor:
+        x, known, cond = self._check(x, known, cond)
+        return _path_logits(self, self.cond_head, x, known, order, cond)

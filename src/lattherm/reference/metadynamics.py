@@ -52,7 +52,8 @@ implementation; 40–50 µs per move on 2x2x4 on the shared 2-core machine, meas
 per-move flatness test would add ~30%).
 ``backend="numba"`` runs the *same* algorithm (same moves, acceptance, bias update, bins,
 flatness rule and schedule) in a numba kernel on the exact flip tables of
-:class:`lattherm.systems.cuau.CuAuSystem` (the same energies as CLEASE's calculator to ~1e-10 eV, tested in test_cuau.py),
+:class:`lattherm.systems.cuau.CuAuSystem` (the same energies as CLEASE's calculator to ~1e-10 eV,
+tested in test_cuau.py),
 0.6–1 µs per move on 2x2x4 and ~1.3 µs on 4x4x4 (measured); it is the default, and the one to
 use for the workflow's temperature grids and on 4x4x4 (11 temperatures of 2x2x4 with the
 default settings: ~40 s; one 4x4x4 temperature with 50,000 production sweeps: ~5 s). Both are

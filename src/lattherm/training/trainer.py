@@ -84,7 +84,7 @@ from lattherm.training.checkpoint import (
     system_record,
 )
 from lattherm.training.conditions import DriftingGrid
-from lattherm.training.mam import GibbsBuffer, default_block, default_gibbs_sweeps, mam_loss
+from lattherm.training.mam import GibbsBuffer, default_gibbs_block, mam_loss
 from lattherm.training.reinforce import reinforce_loss
 
 __all__ = [
@@ -119,8 +119,8 @@ class TrainConfig:
     ao_grad_steps: int | None = None  # any-order ARMs: None exact ∇log q(x|σ) (N passes); k: unbiased k-step
     steps_per_pass: int = 16  # exact any-order gradient: steps batched per forward call
     mam_lambda: float = 1.0  # MAM: weight λ of N·L_cons + L_anchor
-    gibbs_sweeps: int | None = None  # MAM: Gibbs moves per step (None: paper's 10 Ising, 4 CuAu)
-    gibbs_block: int | None = None  # MAM: sites per Gibbs move (None: ceil(N / gibbs_sweeps))
+    gibbs_sweeps: int = 1  # MAM: block-Gibbs moves per step
+    gibbs_block: int | None = None  # MAM: sites re-drawn per move (None: the paper's K, 10 Ising, 4 CuAu)
     refill_every: int = 50  # MAM: refill the buffer by ancestral sampling every this many steps
     checkpoint_every: int = 200  # steps between checkpoints (and log writes)
     log_every: int = 10  # steps between log rows
@@ -152,7 +152,8 @@ def train_config_from_dict(config: Mapping | TrainConfig | None) -> TrainConfig:
 
 def check_train_config(cfg: TrainConfig, *, world_size: int = 1) -> None:
     """Raise ``ValueError`` on a wrong setting; ``world_size``: the number of training processes."""
-    for name in ("steps", "n_T", "n_field", "checkpoint_every", "log_every", "refill_every", "steps_per_pass"):
+    for name in ("steps", "n_T", "n_field", "checkpoint_every", "log_every", "refill_every", "steps_per_pass",
+                 "gibbs_sweeps"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {v!r}")
@@ -367,8 +368,8 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
     S_rank = S // W  # samples per condition drawn by this process
     gen = torch.Generator(device=device).manual_seed(sampling_seed(cfg.seed, rank))
     buffer = GibbsBuffer(n_conditions=C, samples_per_condition=S_rank, n_sites=N) if is_mam else None
-    sweeps = cfg.gibbs_sweeps if cfg.gibbs_sweeps is not None else default_gibbs_sweeps(system)
-    block = cfg.gibbs_block if cfg.gibbs_block is not None else default_block(N, sweeps)
+    sweeps = cfg.gibbs_sweeps
+    block = cfg.gibbs_block if cfg.gibbs_block is not None else default_gibbs_block(system)
     if W > 1:
         log.info(
             "%s: rank %d of %d (local rank %d, %s on %s), %d samples per condition per rank",

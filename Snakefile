@@ -3,10 +3,11 @@
 # Results:  results/{system}/{size}/reference/{method}.parquet      exact | wang_landau | mcmc | metadynamics
 #           results/{system}/{size}/models/{model}/checkpoint.pt    (sampler stage)
 #           results/{system}/{size}/{samples,metrics}/{model}/{source}.parquet
+#           results/figures/{system}_{size}_{figure}.{png,pdf}        (figure stage)
 # Logs and rule benchmarks mirror those paths under logs/ and benchmarks/.
 #
 # Laptop:   snakemake --cores all all                     (config/config.yaml)
-# Cluster:  snakemake --profile profiles/slurm all         (config/paper.yaml; all_figures with the figure stage)
+# Cluster:  snakemake --profile profiles/slurm all_figures (config/paper.yaml)
 
 from snakemake.utils import min_version, validate
 
@@ -34,6 +35,7 @@ include: "workflow/rules/references.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/figures.smk"
 
 
 # Target rules only collect files: they run on the submitting host, not as cluster jobs.
@@ -41,14 +43,20 @@ localrules:
     all,
     all_references,
     all_metrics,
+    all_figures,
+    figure_free_energy,
+    figure_heat_capacity,
+    figure_training,
+    figure_phase_diagram,
 
 
 rule all:
-    """Every table the workflow makes so far: references, then trained samplers and their metrics."""
+    """Everything (the default): references, trained samplers and their metrics, and the figures."""
     default_target: True
     input:
         reference_targets(),
         metric_targets(),
+        figure_targets(),
 
 
 rule all_references:
@@ -61,3 +69,11 @@ rule all_metrics:
     """Train, sample and evaluate every configured model on every configured system and size."""
     input:
         metric_targets(),
+
+
+rule all_figures:
+    """The cluster's name for everything (the same as all): every table, then every figure."""
+    input:
+        reference_targets(),
+        metric_targets(),
+        figure_targets(),

@@ -90,8 +90,12 @@ def test_dry_run_default_config(snakemake_exe, tmp_path):
 def test_all_references_tiny_config(snakemake_exe, tmp_path):
     from lattherm.reference.exact import ising_exact_table
 
-    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", config=TINY)
+    rc, out = run_snakemake(
+        snakemake_exe, tmp_path, "all_references", "results/figures/cuau_2x2x4_phase_diagram.png", config=TINY
+    )
     assert rc == 0, out
+    assert (tmp_path / "results/figures/cuau_2x2x4_phase_diagram.png").stat().st_size > 10_000
+    assert (tmp_path / "results/figures/cuau_2x2x4_phase_diagram.pdf").exists()
     for L in (3, 4):
         path = tmp_path / f"results/ising/{L}x{L}/reference/exact.parquet"
         df = pd.read_parquet(path)
@@ -219,8 +223,12 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
     """train -> sample -> metrics for three models; tables follow DESIGN §6 and the references."""
     import torch
 
-    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_metrics", config=SAMPLER)
+    figures = [f"results/figures/{s}_{figure}.png" for s in ("ising_3x3", "cuau_2x2x4")
+               for figure in ("free_energy", "heat_capacity", "training")]  # fmt: skip
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_metrics", *figures, config=SAMPLER)
     assert rc == 0, out
+    for f in figures:
+        assert (tmp_path / f).stat().st_size > 10_000 and (tmp_path / f).with_suffix(".pdf").exists(), f
     for system, size, model, n_cond in [
         ("ising", "3x3", "fo-arm-mlp", 9),
         ("ising", "3x3", "mam-transformer", 9),

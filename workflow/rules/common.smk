@@ -168,3 +168,51 @@ def best_reference(wildcards):
 def best_reference_method(wildcards):
     """Params function: the method name of the metrics job's reference."""
     return _reference(wildcards)[1]
+
+
+def models_of(system):
+    """Models configured for a system (the figure rules plot them together)."""
+    return list(config["systems"].get(system, {}).get("models") or [])
+
+
+def metric_tables_of(wildcards):
+    """Input function: the metric tables of every configured model of the job's system and size."""
+    return expand(
+        "results/{system}/{size}/metrics/{model}/direct.parquet",
+        system=wildcards.system,
+        size=wildcards.size,
+        model=models_of(wildcards.system),
+    )
+
+
+def train_logs_of(wildcards):
+    """Input function (unpack): model name -> training log, every configured model of the job."""
+    return {
+        model: f"results/{wildcards.system}/{wildcards.size}/models/{model}/train_log.parquet"
+        for model in models_of(wildcards.system)
+    }
+
+
+def thermo_reference(wildcards):
+    """Input function: the reference with u and c for the job (exact where it exists, else MCMC)."""
+    path, _ = _reference(wildcards)
+    return [path or f"results/{wildcards.system}/{wildcards.size}/reference/mcmc.parquet"]
+
+
+def figure_targets():
+    """Every figure of the configured systems: sampler figures where models are configured,
+    CuAu phase diagrams of the metadynamics sizes."""
+    targets = []
+    for system in config["systems"]:
+        if models_of(system):
+            targets += expand(
+                "results/figures/{system}_{size}_{figure}.png",
+                system=system,
+                size=sizes_of(system),
+                figure=["free_energy", "heat_capacity", "training"],
+            )
+    if "cuau" in config["systems"]:
+        targets += expand(
+            "results/figures/cuau_{size}_phase_diagram.png", size=config["reference"]["metadynamics"]["sizes"]
+        )
+    return targets

@@ -1,0 +1,84 @@
+# Figure stage: results/figures/{system}_{size}_{figure}.{png,pdf} from the tables (lattherm.plotting).
+
+
+rule figure_free_energy:
+    """F_NIS error against the reference and NESS over T, every configured model of a system and size."""
+    input:
+        metrics=metric_tables_of,
+    output:
+        png=report(
+            "results/figures/{system}_{size}_free_energy.png",
+            caption="../report/fig_free_energy.rst",
+            category="Figures",
+            labels={"system": "{system}", "size": "{size}", "figure": "free energy"},
+        ),
+        pdf="results/figures/{system}_{size}_free_energy.pdf",
+    log:
+        "logs/figures/{system}_{size}_free_energy.log",
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_heat_capacity:
+    """Reweighted heat capacity of every configured model against the reference c(T)."""
+    input:
+        metrics=metric_tables_of,
+        reference=thermo_reference,
+    output:
+        png=report(
+            "results/figures/{system}_{size}_heat_capacity.png",
+            caption="../report/fig_heat_capacity.rst",
+            category="Figures",
+            labels={"system": "{system}", "size": "{size}", "figure": "heat capacity"},
+        ),
+        pdf="results/figures/{system}_{size}_heat_capacity.pdf",
+    log:
+        "logs/figures/{system}_{size}_heat_capacity.log",
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_training:
+    """Training curves (spread of log w, F_var) of every configured model of a system and size."""
+    input:
+        unpack(train_logs_of),
+    output:
+        png=report(
+            "results/figures/{system}_{size}_training.png",
+            caption="../report/fig_training.rst",
+            category="Figures",
+            labels={"system": "{system}", "size": "{size}", "figure": "training"},
+        ),
+        pdf="results/figures/{system}_{size}_training.pdf",
+    log:
+        "logs/figures/{system}_{size}_training.log",
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"
+
+
+rule figure_phase_diagram:
+    """CuAu: f_x per composition with its hull, and the T-x phase diagram from metadynamics."""
+    input:
+        composition=rules.metadynamics_reference.output.table,
+        regions=rules.phase_diagram_reference.output.regions,
+        boundaries=rules.phase_diagram_reference.output.boundaries,
+    output:
+        png=report(
+            "results/figures/cuau_{size}_phase_diagram.png",
+            caption="../report/fig_phase_diagram.rst",
+            category="Figures",
+            labels={"system": "cuau", "size": "{size}", "figure": "phase diagram"},
+        ),
+        pdf="results/figures/cuau_{size}_phase_diagram.pdf",
+    log:
+        "logs/figures/cuau_{size}_phase_diagram.log",
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"

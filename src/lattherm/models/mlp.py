@@ -216,9 +216,13 @@ def _path_logits(model: Model, head: nn.Linear, x: Tensor, known: Tensor, order:
     w_in = bb.inp.weight.T.reshape(N, q + 1, -1)  # [site, channel, W]
     cols = w_in[order, x.gather(1, order)] + w_in[order, q]  # (B, N, W) column of each step's site
     prev = torch.cat([torch.zeros_like(cols[:, :1]), cols[:, :-1]], 1).cumsum(1)  # (B, N, W) steps < t
-    h = bb.rest(h0[:, None, :] + prev)  # (B, N, W)
-    w_head = head.weight.view(N, q, -1)[order]  # (B, N, q, W) each step's own head rows
-    return torch.einsum("bnw,bnqw->bnq", h, w_head) + head.bias.view(N, q)[order]  # (B, N, q)
+    h = bb.rest(h0[:, None, :] + prev)  # (B, N, W) state before each step
+    rank = order.argsort(1)  # (B, N): the step of each site
+    h_site = h.gather(1, rank[..., None].expand_as(h))  # (B, N, W) state before each site is drawn
+    w_head = head.weight.view(N, q, -1)  # (N, q, W)
+    logits = torch.bmm(h_site.transpose(0, 1), w_head.transpose(1, 2)).transpose(0, 1)  # (B, N, q) per site
+    logits = logits + head.bias.view(N, q)
+    return logits.gather(1, order[..., None].expand(-1, -1, q))  # (B, N, q) in step order
 
 
 class AnyOrderMLP(Model):

@@ -325,10 +325,12 @@ def test_made_incremental_stepper_matches_full_passes():
     torch.testing.assert_close(lq1, log_prob(model, x1, cond), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp"])
-def test_any_order_mlp_stepper_matches_full_passes(name):
-    """The masked-input MLPs' incremental sampler gives the conditionals of full passes along any
-    order, with in-painted sites and rows that finish early, and the same draws as N full passes."""
+@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp", "mam-transformer"])
+def test_any_order_stepper_matches_full_passes(name):
+    """The any-order models' incremental samplers (masked-input MLPs: incremental first layer;
+    Transformer: last block and head for the generated token only) give the conditionals of full
+    passes along any order, with in-painted sites and rows that finish early, and the same draws
+    as N full passes."""
     lattice = Lattice(shape=(3, 3))
     model = tiny(name, lattice, seed=3, scale=1.5)
     g = torch.Generator().manual_seed(2)

@@ -3,6 +3,7 @@
 # Results:  results/{system}/{size}/reference/{method}.parquet      exact | wang_landau | mcmc | metadynamics
 #           results/{system}/{size}/models/{model}/checkpoint.pt    (sampler stage)
 #           results/{system}/{size}/{samples,metrics}/{model}/{source}.parquet
+#           results/tables/sampler_accuracy.parquet               (one row per sampler)
 #           results/figures/{system}_{size}_{figure}.{png,pdf}        (figure stage)
 # Logs and rule benchmarks mirror those paths under logs/ and benchmarks/.
 #
@@ -48,6 +49,7 @@ localrules:
     figure_heat_capacity,
     figure_training,
     figure_phase_diagram,
+    sampler_summary,
 
 
 rule all:
@@ -56,6 +58,7 @@ rule all:
     input:
         reference_targets(),
         metric_targets(),
+        summary_targets(),
         figure_targets(),
 
 
@@ -69,6 +72,7 @@ rule all_metrics:
     """Train, sample and evaluate every configured model on every configured system and size."""
     input:
         metric_targets(),
+        summary_targets(),
 
 
 rule all_figures:
@@ -76,4 +80,5 @@ rule all_figures:
     input:
         reference_targets(),
         metric_targets(),
+        summary_targets(),
         figure_targets(),

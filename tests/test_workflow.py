@@ -266,3 +266,8 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
         # a barely trained sampler: the variational bound lies above the exact free energy
         assert (m["f_var"] > m["f_ref"]).all() and ((m["ness"] > 0) & (m["ness"] <= 1)).all()
     assert (pd.read_parquet(tmp_path / "results/ising/3x3/samples/fo-arm-mlp/direct.parquet")["symmetrised"]).all()
+    summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
+    assert len(summary) == 3  # every configured sampler of SAMPLER, one row each
+    row = summary.set_index(["system", "size", "model"]).loc[("ising", "3x3", "fo-arm-mlp")]
+    m = pd.read_parquet(tmp_path / "results/ising/3x3/metrics/fo-arm-mlp/direct.parquet")
+    assert row["max_abs_delta_f"] == m["delta_f"].abs().max() and row["ness_min"] == m["ness"].min()

@@ -11,6 +11,10 @@
   delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), and
   ``u_ref, c_ref, m_ref`` where the reference has them. Conditions missing from the reference get
   NaN there.
+* :func:`accuracy_summary` condenses metric tables into one row per sampler (``system, size,
+  model, source, symmetrised, n_orders``): the worst and median error of ``F_NIS`` against the
+  reference and where the worst is, the NESS median and minimum and where the minimum is
+  (``results/tables/sampler_accuracy.parquet``).
 
 Orders: FO-ARMs sample along their fixed order, every other model along an independent random
 order per sample (the path probability is exact; DESIGN §4), or with ``n_orders = M > 1`` from the
@@ -35,7 +39,15 @@ from lattherm.observables import estimate_thermo
 from lattherm.training.checkpoint import load_checkpoint, load_model
 from lattherm.training.trainer import resolve_device
 
-__all__ = ["sample_grid", "sample_model", "metrics_table", "SAMPLE_COLUMNS", "METRIC_COLUMNS"]
+__all__ = [
+    "sample_grid",
+    "sample_model",
+    "metrics_table",
+    "accuracy_summary",
+    "SAMPLE_COLUMNS",
+    "METRIC_COLUMNS",
+    "SUMMARY_COLUMNS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +200,73 @@ def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.
     if len(hit) > 1:
         raise ValueError(f"reference has {len(hit)} rows at T={T}, field={h}; expected one")
     return None if hit.empty else hit.iloc[0]
+
+
+#: one row per sampler: errors of F_NIS against the reference (per site, table units; ``rel``:
+#: ``|delta_f / f_ref|``), ``delta_over_err``: ``|delta_f| / f_nis_err``, and where the extremes are
+SUMMARY_COLUMNS = (
+    "system",
+    "size",
+    "model",
+    "source",
+    "symmetrised",
+    "n_orders",
+    "ref_method",
+    "n_conditions",
+    "n_samples",
+    "max_abs_delta_f",
+    "median_abs_delta_f",
+    "max_rel_delta_f",
+    "median_rel_delta_f",
+    "T_worst",
+    "field_worst",
+    "max_delta_over_err",
+    "ness_median",
+    "ness_min",
+    "T_ness_min",
+    "field_ness_min",
+)
+_SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders")
+
+
+def accuracy_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per sampler of one or more metric tables (columns :data:`SUMMARY_COLUMNS`).
+
+    The worst condition is the one of largest ``|delta_f|`` (per site); ``max_rel_delta_f`` is
+    the largest ``|delta_f / f_ref|``, which may sit elsewhere where ``|f_ref|`` is small.
+    Conditions without a reference (``f_ref`` NaN) count for the NESS but not for the errors; a
+    sampler with no reference at all gets NaN errors.
+    """
+    check_columns(metrics, (*_SAMPLER_KEYS, "T", "field", "n_samples", "f_ref", "ref_method", "delta_f",
+                            "f_nis_err", "ness"), what="metric table")  # fmt: skip
+    nan = float("nan")
+    rows = []
+    for keys, g in metrics.groupby(list(_SAMPLER_KEYS), sort=True):
+        row = dict(zip(_SAMPLER_KEYS, keys, strict=True))
+        ref = g[g["f_ref"].notna()]
+        absd = ref["delta_f"].abs()
+        rel = (ref["delta_f"] / ref["f_ref"]).abs()
+        worst = ref.loc[absd.idxmax()] if len(ref) else None
+        low = g.loc[g["ness"].idxmin()]
+        methods = sorted(set(ref["ref_method"].dropna()))
+        row.update(
+            ref_method="+".join(methods) if methods else None,
+            n_conditions=len(g),
+            n_samples=int(g["n_samples"].min()),
+            max_abs_delta_f=float(absd.max()) if len(ref) else nan,
+            median_abs_delta_f=float(absd.median()) if len(ref) else nan,
+            max_rel_delta_f=float(rel.max()) if len(ref) else nan,
+            median_rel_delta_f=float(rel.median()) if len(ref) else nan,
+            T_worst=float(worst["T"]) if worst is not None else nan,
+            field_worst=float(worst["field"]) if worst is not None else nan,
+            max_delta_over_err=float((absd / ref["f_nis_err"]).max()) if len(ref) else nan,
+            ness_median=float(g["ness"].median()),
+            ness_min=float(low["ness"]),
+            T_ness_min=float(low["T"]),
+            field_ness_min=float(low["field"]),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
 def metrics_table(

@@ -113,6 +113,11 @@ def metric_targets():
     ]
 
 
+def summary_targets():
+    """The accuracy summary across every metric table (none without configured models)."""
+    return ["results/tables/sampler_accuracy.parquet"] if metric_targets() else []
+
+
 def model_config_of(wildcards):
     """Params function: the architecture settings of the job's model."""
     return dict(config.get("models", {}).get(wildcards.model) or {})

@@ -23,3 +23,17 @@ rule metrics:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/metrics.py"
+
+
+rule sampler_summary:
+    """One row per sampler: worst and median F_NIS error against its reference, NESS median and minimum, and where."""
+    input:
+        metrics=metric_targets(),
+    output:
+        table="results/tables/sampler_accuracy.parquet",
+    log:
+        "logs/tables/sampler_accuracy.log",
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/summary.py"

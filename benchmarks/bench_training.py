@@ -101,9 +101,14 @@ def _summary(name, mc, tc, s, met, n_orders, n_samples, eval_s, load_before, loa
 
 def main(minutes: float, models: list[str], n_samples: int, overrides: dict | None = None, system_name="ising",
          model_overrides: dict | None = None, tag: str | None = None, n_orders: tuple[int, ...] = (1,),
-         keep: str | None = None) -> None:
+         keep: str | None = None, eval_T: list[float] | None = None) -> None:
     torch.set_num_threads(1)
     system, box, T, h, ref, symmetrised = _setup(system_name)
+    if eval_T:  # a subset of the grid's temperatures (slow samplers); every field value stays
+        missing = [t for t in eval_T if not np.isclose(T, t).any()]
+        if missing:
+            raise SystemExit(f"--eval-T {missing}: not on the evaluation grid {T.tolist()}")
+        T = np.round(np.asarray(eval_T, dtype=float), 10)
     rows = []
     for name in models:
         mc, tc = RUNS[name]
@@ -145,7 +150,7 @@ def main(minutes: float, models: list[str], n_samples: int, overrides: dict | No
     if tag:
         name += f"_{tag}"
     record(name, rows, notes=f"{system_name}: {minutes} min per model, 1 torch thread, {n_samples} "
-           f"{'symmetrised ' if symmetrised else ''}samples/condition")
+           f"{'symmetrised ' if symmetrised else ''}samples/condition at T {T.tolist()} x field {h.tolist()}")
 
 
 if __name__ == "__main__":
@@ -159,10 +164,11 @@ if __name__ == "__main__":
     ap.add_argument("--tag", default=None, help="suffix of the recorded result's name")
     ap.add_argument("--n-orders", nargs="+", type=int, default=[1], help="any-order models: evaluate with each M")
     ap.add_argument("--keep", default=None, metavar="DIR", help="copy the trained checkpoints there")
+    ap.add_argument("--eval-T", nargs="+", type=float, default=None, help="evaluate at these grid temperatures only")
     args = ap.parse_args()
 
     def kv(items):
         return {k: _value(v) for k, v in (a.split("=", 1) for a in items)}
 
     main(args.minutes, args.models, args.samples, kv(args.set), args.system, kv(args.model_set), args.tag,
-         tuple(args.n_orders), args.keep)
+         tuple(args.n_orders), args.keep, args.eval_T)

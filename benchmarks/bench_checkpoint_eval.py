@@ -1,0 +1,53 @@
+"""Accuracy of trained checkpoints (e.g. the laptop run's ``results/.../checkpoint.pt``) at a
+chosen sample count: the workflow's sampling and metrics (:func:`lattherm.evaluation.sample_grid`,
+:func:`~lattherm.evaluation.metrics_table`, :func:`~lattherm.evaluation.accuracy_summary`) on the
+laptop evaluation grid (Ising 8x8: T 1.5..3.5 step 0.1 x h -1..1 step 0.5; CuAu 2x2x4: T 200..1200 K
+step 100 x 9 values of μ) against the exact tables. The laptop config samples 1000 per condition,
+whose statistical error (~1e-4 relative on Ising 8x8, ~0.1 meV/atom on CuAu at high T) is as large
+as the acceptance thresholds; this measures the same models with more samples.
+
+    python benchmarks/bench_checkpoint_eval.py results/ising/8x8/models/fo-arm-mlp/checkpoint.pt --samples 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from _harness import print_table, record
+from bench_training import _setup
+
+from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
+from lattherm.training.checkpoint import load_checkpoint
+
+
+def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None) -> None:
+    torch.set_num_threads(1)
+    rows = []
+    for path in paths:
+        ck = load_checkpoint(path)
+        system_name, model = ck["system"]["name"], ck["model_spec"]["name"]
+        system, _, T, h, ref, symmetrised = _setup(system_name)
+        M = 1 if model.startswith("fo-") else n_orders
+        t0 = time.perf_counter()
+        df = sample_grid(path, system, T, h, n_samples, seed=1, batch_size=20000, symmetrised=symmetrised,
+                         n_orders=M, device="cpu")  # fmt: skip
+        met = metrics_table(df, system, model, "direct", ref, "exact", n_boot=50, seed=0)
+        s = accuracy_summary(met).iloc[0].to_dict()
+        s.update(checkpoint=path, step=int(ck["step"]), eval_s=round(time.perf_counter() - t0, 1),
+                 max_abs_delta_f_meV=s["max_abs_delta_f"] * 1e3)  # fmt: skip
+        rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()})
+    print_table(rows)
+    record("checkpoint_eval" + (f"_{tag}" if tag else ""), rows,
+           notes=f"{n_samples} samples/condition, n_orders {n_orders} (any-order models), 1 torch thread")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--samples", type=int, default=4000)
+    ap.add_argument("--n-orders", type=int, default=4)
+    ap.add_argument("--tag", default=None)
+    args = ap.parse_args()
+    main(args.checkpoints, args.samples, args.n_orders, args.tag)

@@ -204,13 +204,9 @@ def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.
 
 #: one row per sampler: errors of F_NIS against the reference (per site, table units; ``rel``:
 #: ``|delta_f / f_ref|``), ``delta_over_err``: ``|delta_f| / f_nis_err``, and where the extremes are
+_SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders")
 SUMMARY_COLUMNS = (
-    "system",
-    "size",
-    "model",
-    "source",
-    "symmetrised",
-    "n_orders",
+    *_SAMPLER_KEYS,
     "ref_method",
     "n_conditions",
     "n_samples",
@@ -226,7 +222,6 @@ SUMMARY_COLUMNS = (
     "T_ness_min",
     "field_ness_min",
 )
-_SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders")
 
 
 def accuracy_summary(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -29,10 +29,9 @@ def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None) -> No
         ck = load_checkpoint(path)
         system_name, model = ck["system"]["name"], ck["model_spec"]["name"]
         system, _, T, h, ref, symmetrised = _setup(system_name)
-        M = 1 if model.startswith("fo-") else n_orders
         t0 = time.perf_counter()
         df = sample_grid(path, system, T, h, n_samples, seed=1, batch_size=20000, symmetrised=symmetrised,
-                         n_orders=M, device="cpu")  # fmt: skip
+                         n_orders=n_orders, device="cpu")  # fmt: skip
         met = metrics_table(df, system, model, "direct", ref, "exact", n_boot=50, seed=0)
         s = accuracy_summary(met).iloc[0].to_dict()
         s.update(checkpoint=path, step=int(ck["step"]), eval_s=round(time.perf_counter() - t0, 1),

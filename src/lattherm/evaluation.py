@@ -202,8 +202,9 @@ def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.
     return None if hit.empty else hit.iloc[0]
 
 
-#: one row per sampler: errors of F_NIS against the reference (per site, table units; ``rel``:
-#: ``|delta_f / f_ref|``), ``delta_over_err``: ``|delta_f| / f_nis_err``, and where the extremes are
+#: one row per sampler: errors of F_NIS against the reference (``*_abs_delta_f`` per site in table
+#: units, ``*_rel_delta_f`` of ``|delta_f / f_ref|``, ``max_delta_over_err`` of ``|delta_f| / f_nis_err``)
+#: and where the extremes are
 _SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders")
 SUMMARY_COLUMNS = (
     *_SAMPLER_KEYS,

@@ -132,3 +132,63 @@ def test_training_gpus_per_model(default_config):
     check_config(cfg)
     assert training_gpus(cfg, "mam-transformer") == 4
     assert training_gpus(cfg, "ao-arm-mlp") == 1 and training_gpus(cfg) == 1
+
+
+def test_training_per_size_overrides(default_config):
+    """training.<system>.per_size.<size> (and its per_model) win over the system block and
+    its per_model; other sizes keep the system's settings."""
+    from lattherm.config import train_settings
+
+    cfg = copy.deepcopy(default_config)
+    block = cfg["training"]["ising"]
+    block["per_model"] = {"mam-mlp": {"steps": 9000, "lr": 3e-3}}
+    block["per_size"] = {"4x4": {"steps": 3000, "per_model": {"mam-mlp": {"steps": 1500}}}}
+    check_config(cfg)
+    assert train_settings(cfg, "ising", "mam-mlp", "8x8")["steps"] == 9000
+    s4 = train_settings(cfg, "ising", "mam-mlp", "4x4")
+    assert s4["steps"] == 1500 and s4["lr"] == 3e-3  # size's model override; model's lr kept
+    assert train_settings(cfg, "ising", "fo-arm-mlp", "4x4")["steps"] == 3000
+    assert train_settings(cfg, "ising", "fo-arm-mlp", "8x8")["steps"] == block["steps"]
+
+
+def test_sampling_settings_per_system_model_and_size(default_config):
+    from lattherm.config import sampling_settings
+
+    cfg = copy.deepcopy(default_config)
+    cfg["sampling"].update(n_samples=1000, n_orders=4, symmetrised=True)
+    cfg["sampling"]["ising"] = {"per_model": {"fo-arm-mlp": {"n_samples": 10000}},
+                                "per_size": {"4x4": {"n_samples": 2000}}}  # fmt: skip
+    cfg["sampling"]["cuau"] = {"n_samples": 10000, "n_orders": 1}
+    check_config(cfg)
+    assert sampling_settings(cfg, "ising", "fo-arm-mlp", "8x8") == {
+        "n_samples": 10000, "symmetrised": True, "n_orders": 4,
+        "batch_size": cfg["sampling"]["batch_size"]}  # fmt: skip
+    assert sampling_settings(cfg, "ising", "ao-arm-mlp", "8x8")["n_samples"] == 1000
+    assert sampling_settings(cfg, "ising", "fo-arm-mlp", "4x4")["n_samples"] == 2000  # size wins
+    cu = sampling_settings(cfg, "cuau", "ao-arm-mlp", "2x2x4")
+    assert (cu["n_samples"], cu["n_orders"], cu["symmetrised"]) == (10000, 1, False)  # no flip symmetry
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("sampling", "ising"), {"n_sample": 10}, "sampling.ising"),
+        (("sampling", "ising"), {"per_model": {"made": {"n_samples": 10}}}, "sampling.ising.per_model.made"),
+        (("sampling", "cuau"), {"per_model": {"ao-arm-mlp": {"n_samples": 1}}},
+         "sampling.cuau.per_model.ao-arm-mlp.n_samples"),
+        (("sampling", "ising"), {"per_size": {"4x4": {"n_orders": 0}}}, "sampling.ising.per_size.4x4.n_orders"),
+        (("sampling", "ising"), {"per_size": {"four": {"n_orders": 2}}}, "sampling.ising.per_size"),
+        (("sampling", "ising"), {"symmetrised": "yes"}, "sampling.ising.symmetrised"),
+        (("training", "ising", "per_size"), {"4x4": {"stepz": 3}}, "training.ising.per_size.4x4"),
+        (("training", "ising", "per_size"), {"4x4": {"per_model": {"mam-mlp": {"lr": -1.0}}}},
+         "training.ising.per_size.4x4.per_model.mam-mlp"),
+        (("training", "cuau", "per_size"), {"2x2x4": {"per_model": {"gpt": {}}}},
+         "training.cuau.per_size.2x2x4.per_model.gpt"),
+    ],
+)
+def test_bad_override_blocks_are_rejected_by_name(default_config, path, value, key):
+    cfg = copy.deepcopy(default_config)
+    _set(cfg, path, value)
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert err.value.key == key, str(err.value)

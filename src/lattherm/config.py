@@ -22,6 +22,7 @@ from lattherm.systems import SYSTEMS, parse_size
 
 __all__ = [
     "ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid", "job_seed", "training_gpus",
+    "train_settings", "sampling_settings",
 ]
 
 #: architectures implemented so far (DESIGN §6 also plans mam-gnn and twobo)
@@ -139,16 +140,57 @@ def _check_training(training: Mapping) -> None:
             raise ConfigError(f"training.gpus_per_model.{name}", "an integer >= 0", n)
 
     for system in SYSTEMS:
-        block = dict(training.get(system) or {})
-        per_model = block.pop("per_model", {}) or {}
-        for name, override in [(None, {}), *per_model.items()]:
-            key = f"training.{system}" + (f".per_model.{name}" if name else "")
-            if name is not None and name not in MODELS:
-                raise ConfigError(key, f"a model name, one of {list(MODELS)}", name)
+        block = training.get(system) or {}
+        for key, model, size in _layers(block, f"training.{system}"):
             try:
-                check_train_config(train_config_from_dict({**block, **(override or {})}))
+                check_train_config(train_config_from_dict(_layered(block, model, size)))
             except (TypeError, ValueError) as err:
                 raise ConfigError(key, "keys and values of lattherm.training.TrainConfig", str(err)) from None
+
+
+def _layers(block, key: str):
+    """``(key, model, size)`` of every layer of a settings block with ``per_model`` / ``per_size``
+    overrides (the names checked), so that each resolved combination can be validated."""
+    if not isinstance(block, Mapping):
+        raise ConfigError(key, "a mapping of settings", block)
+    per_size = block.get("per_size") or {}
+    if not isinstance(per_size, Mapping):
+        raise ConfigError(f"{key}.per_size", "a mapping size token -> settings, e.g. {'4x4': {steps: 2000}}", per_size)
+    layers = [(key, None, None)]
+    for size_key, sub, size in [(key, block, None)] + [(f"{key}.per_size.{s}", b, s) for s, b in per_size.items()]:
+        if size is not None:
+            if not isinstance(size, str) or not re.fullmatch(r"[1-9]\d*(x[1-9]\d*)+", size):
+                raise ConfigError(f"{key}.per_size", "size tokens like '4x4' or '2x2x4'", size)
+            if not isinstance(sub, Mapping) or "per_size" in sub:
+                raise ConfigError(size_key, "a mapping of settings (with optional per_model, no per_size)", sub)
+            layers.append((size_key, None, size))
+        per_model = sub.get("per_model") or {}
+        if not isinstance(per_model, Mapping):
+            raise ConfigError(f"{size_key}.per_model", "a mapping model name -> settings", per_model)
+        for name in per_model:
+            if name not in MODELS:
+                raise ConfigError(f"{size_key}.per_model.{name}", f"a model name, one of {list(MODELS)}", name)
+            layers.append((f"{size_key}.per_model.{name}", name, size))
+    return layers
+
+
+def _check_sampling(sampling: Mapping) -> None:
+    for system in SYSTEMS:
+        block = sampling.get(system)
+        if block is None:
+            continue
+        for key, model, size in _layers(block, f"sampling.{system}"):
+            layer = _layered(block, model, size)
+            unknown = sorted(set(layer) - set(SAMPLING_KEYS))
+            if unknown:
+                raise ConfigError(key, f"sampling keys {list(SAMPLING_KEYS)}", unknown)
+            settings = sampling_settings({"sampling": sampling}, system, model, size)
+            for name in ("n_samples", "n_orders", "batch_size"):
+                v, low = settings[name], 2 if name == "n_samples" else 1
+                if not _is_int(v) or v < low:
+                    raise ConfigError(f"{key}.{name}", f"an integer >= {low}", v)
+            if not isinstance(layer.get("symmetrised", True), bool):
+                raise ConfigError(f"{key}.symmetrised", "true or false", layer["symmetrised"])
 
 
 def check_config(config: Mapping) -> None:
@@ -174,6 +216,7 @@ def check_config(config: Mapping) -> None:
         except (TypeError, ValueError) as err:
             raise ConfigError(f"models.{name}", "keys of the model's config dataclass", str(err)) from None
     _check_training(config.get("training") or {})
+    _check_sampling(config.get("sampling") or {})
     meta = config.get("reference", {}).get("metadynamics")
     if meta is not None and "cuau" in systems:
         _check_cuau_sizes(meta.get("sizes"), "reference.metadynamics.sizes")
@@ -208,14 +251,44 @@ def cuau_sizes(config: Mapping, *, exact_only: bool = False) -> list[str]:
     return sizes
 
 
-def train_settings(config: Mapping, system: str, model: str, size: str | None = None) -> dict:
-    """TrainConfig keys for ``model`` on ``system``: the system's block with the model's overrides;
-    with ``size``, also the job's seed (unless the block sets one), derived from the config seed."""
-    block = dict(config.get("training", {}).get(system) or {})
-    per_model = block.pop("per_model", {}) or {}
+def _layered(block: Mapping | None, model: str | None, size: str | None) -> dict:
+    """A settings block resolved for one job: its own keys, then ``per_model[model]``, then
+    ``per_size[size]`` (its keys, then its ``per_model[model]``); later layers win."""
+    block = dict(block or {})
+    per_model = block.pop("per_model", None) or {}
+    per_size = block.pop("per_size", None) or {}
     settings = {**block, **(per_model.get(model) or {})}
+    if size is not None and size in per_size:
+        size_block = dict(per_size[size] or {})
+        size_models = size_block.pop("per_model", None) or {}
+        settings.update(size_block)
+        settings.update(size_models.get(model) or {})
+    return settings
+
+
+def train_settings(config: Mapping, system: str, model: str, size: str | None = None) -> dict:
+    """TrainConfig keys for ``model`` on ``system`` (``training.<system>`` with its ``per_model``
+    and, with ``size``, ``per_size`` overrides); with ``size``, also the job's seed (unless the
+    config sets one), derived from the config seed."""
+    settings = _layered(config.get("training", {}).get(system), model, size)
     if size is not None:
         settings.setdefault("seed", job_seed(config["seed"], "train", system, size, model))
+    return settings
+
+
+#: sampling keys that ``sampling.<system>`` and its ``per_model`` / ``per_size`` blocks may override
+SAMPLING_KEYS = ("n_samples", "symmetrised", "n_orders", "batch_size")
+_SAMPLING_DEFAULTS = {"n_samples": 1000, "symmetrised": True, "n_orders": 1, "batch_size": 4096}
+
+
+def sampling_settings(config: Mapping, system: str, model: str | None = None, size: str | None = None) -> dict:
+    """Direct-sampling settings of one job: the ``sampling`` keys, overridden by
+    ``sampling.<system>`` and its ``per_model[model]`` / ``per_size[size]`` blocks. ``symmetrised``
+    holds for Ising only (the global spin flip); FO-ARMs ignore ``n_orders`` (one order)."""
+    sampling = config.get("sampling") or {}
+    settings = {k: sampling.get(k, _SAMPLING_DEFAULTS[k]) for k in SAMPLING_KEYS}
+    settings.update(_layered(sampling.get(system), model, size))
+    settings["symmetrised"] = bool(settings["symmetrised"]) and system == "ising"
     return settings
 
 

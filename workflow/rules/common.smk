@@ -19,6 +19,7 @@ from lattherm.config import (  # noqa: E402
     cuau_sizes,
     ising_sizes,
     job_seed,
+    sampling_settings,
     system_grid,
     train_settings,
     training_gpus,
@@ -138,9 +139,10 @@ def training_gpus_of(wildcards):
     return training_gpus(config, wildcards.model)
 
 
-def symmetrised_of(wildcards):
-    """Params function: sample the flip-symmetrised mixture (Ising only)."""
-    return bool(config["sampling"]["symmetrised"]) and wildcards.system == "ising"
+def sampling_of(wildcards):
+    """Params function: the job's sampling settings (n_samples, symmetrised, n_orders, batch_size),
+    with the sampling.<system> per_model / per_size overrides."""
+    return sampling_settings(config, wildcards.system, wildcards.model, wildcards.size)
 
 
 def model_seed_of(method):

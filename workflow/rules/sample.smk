@@ -9,10 +9,7 @@ rule sample:
         samples="results/{system}/{size}/samples/{model}/direct.parquet",
     params:
         grid=job_grid,
-        n_samples=config["sampling"]["n_samples"],
-        batch_size=config["sampling"]["batch_size"],
-        symmetrised=symmetrised_of,
-        n_orders=config["sampling"]["n_orders"],
+        sampling=sampling_of,
         seed=model_seed_of("sample"),
     resources:
         gpu=lambda wc: min(1, training_gpus_of(wc)),

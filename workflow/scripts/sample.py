@@ -11,19 +11,17 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 wc, params = snakemake.wildcards, snakemake.params
+settings = dict(params.sampling)  # n_samples, symmetrised, n_orders, batch_size
 with job_log(snakemake.log[0], "sample", threads=snakemake.threads, system=wc.system, size=wc.size, model=wc.model,
-             seed=params.seed, n_samples=params.n_samples, symmetrised=params.symmetrised,
-             n_orders=params.n_orders) as log:
+             seed=params.seed, **settings) as log:
     samples = sample_grid(
         snakemake.input.checkpoint,
         make_system(wc.system, wc.size),
         params.grid["T"],
         params.grid["field"],
-        params.n_samples,
+        settings.pop("n_samples"),
         seed=params.seed,
-        batch_size=params.batch_size,
-        symmetrised=params.symmetrised,
-        n_orders=params.n_orders,
+        **settings,
     )
     log.info("%d samples", len(samples))
     write_table(samples, snakemake.output.samples)

@@ -303,6 +303,22 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, name):
     # a different trajectory-defining config refuses to resume
     with pytest.raises(ValueError, match="lr"):
         train(system, train_config=_tiny_cfg(lr=0.5), checkpoint_path=tmp_path / "b.pt", **kw)
+    # ... unless the state is a finished run and restart_finished asks for a fresh training,
+    # which then equals a run of those settings from scratch (d.pt)
+    train(system, train_config=_tiny_cfg(lr=0.5), checkpoint_path=tmp_path / "d.pt", **kw)
+    out = train(system, train_config=_tiny_cfg(lr=0.5), checkpoint_path=tmp_path / "b.pt", restart_finished=True, **kw)
+    assert out["finished"] and out["steps_done"] == 7
+    a, b = load_checkpoint(tmp_path / "d.pt"), load_checkpoint(tmp_path / "b.pt")
+    assert b["train_config"]["lr"] == 0.5
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+    # a killed (unfinished) run of other settings is still refused with restart_finished
+    with monkeypatch.context() as m:
+        _kill_at(m, fn, 3, KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            train(system, train_config=cfg, checkpoint_path=tmp_path / "c.pt", **kw)
+    with pytest.raises(ValueError, match="lr"):
+        train(system, train_config=_tiny_cfg(lr=0.5), checkpoint_path=tmp_path / "c.pt", restart_finished=True, **kw)
 
 
 def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

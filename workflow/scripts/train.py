@@ -40,6 +40,7 @@ def main() -> None:
             checkpoint_path=params.state,
             log_path=snakemake.output.train_log,
             progress=True,
+            restart_finished=True,  # a changed config retrains; a killed run of other settings is refused
         )
         summary = launch(
             nproc,

@@ -233,6 +233,15 @@ def _diff_keys(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _changed_settings(state: dict, *, spec: dict, cond_box, cfg: TrainConfig) -> list[str]:
+    """What a stored state was trained with differently: ``model_spec``, ``cond_box``, TrainConfig keys."""
+    mine = {k: v for k, v in asdict(cfg).items() if k not in _FREE_ON_RESUME}
+    theirs = {k: v for k, v in state["train_config"].items() if k not in _FREE_ON_RESUME}
+    changed = ["model_spec"] if state["model_spec"] != spec else []
+    changed += ["cond_box"] if state["cond_box"] != [list(b) for b in cond_box] else []
+    return changed + _diff_keys(mine, theirs)
+
+
 def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig, path, world_size: int = 1) -> None:
     check_system(state["system"], system)
     if state["model_spec"] != spec:
@@ -317,8 +326,14 @@ def train(
     checkpoint_path: str | os.PathLike,
     log_path: str | os.PathLike | None = None,
     progress: bool = True,
+    restart_finished: bool = False,
 ) -> dict:
     """Train ``model_name`` on ``system`` over ``cond_box``; resume from ``checkpoint_path``.
+
+    A state at ``checkpoint_path`` with another model, box or trajectory-defining setting is
+    refused (it may hold a killed run's progress); with ``restart_finished``, a *finished* run's
+    state of other settings is replaced by a fresh training instead (the workflow's case: its
+    finished model lives on in the job's output, and a changed config asks for a new one).
 
     One process, or one rank of a multi-process run when the environment describes one (module
     doc). Returns ``{model, steps_done, steps, finished, stop_reason, wall_s, wall_s_this_call,
@@ -338,11 +353,12 @@ def train(
         checkpoint_path=Path(checkpoint_path),
         log_path=log_path,
         progress=progress,
+        restart_finished=restart_finished,
     )
 
 
 def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainConfig, cond_box, checkpoint_path,
-           log_path, progress) -> dict:  # fmt: skip
+           log_path, progress, restart_finished=False) -> dict:  # fmt: skip
     W, rank = layout.world_size, layout.rank
     check_train_config(cfg, world_size=W)
     device = layout.device
@@ -384,6 +400,13 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
         resume = flag[0]
     if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
+        changed = _changed_settings(state, spec=spec, cond_box=cond_box, cfg=cfg)
+        if restart_finished and state.get("finished") and changed:  # every rank sees the same state
+            if layout.is_main:
+                log.info("%s: %s holds a finished run with other %s; training afresh",
+                         model_name, checkpoint_path, changed)  # fmt: skip
+            resume = False
+    if resume:
         _check_resume(state, spec=spec, system=system, cond_box=cond_box, cfg=cfg, path=checkpoint_path, world_size=W)
         model.load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer"])

@@ -211,10 +211,12 @@ SAMPLER = {
         "mam-transformer": {"dim": 16, "n_blocks": 1, "n_heads": 2, "n_freq": 2},
     },
     "training": {
-        "ising": {"steps": 30, "lr": 3e-3, "samples_per_condition": 8, "n_T": 2, "n_field": 2, "checkpoint_every": 10},
+        "ising": {"steps": 30, "lr": 3e-3, "samples_per_condition": 8, "n_T": 2, "n_field": 2, "checkpoint_every": 10,
+                  "per_size": {"3x3": {"per_model": {"mam-transformer": {"steps": 20}}}}},
         "cuau": {"steps": 20, "samples_per_condition": 8, "n_T": 2, "n_field": 1, "ao_grad_steps": 2},
     },
-    "sampling": {"n_samples": 64, "batch_size": 256},
+    # the CuAu sampler is drawn 96 times per condition (sampling.<system>.per_model), the others 64
+    "sampling": {"n_samples": 64, "batch_size": 256, "cuau": {"per_model": {"ao-arm-mlp": {"n_samples": 96}}}},
     "metrics": {"n_boot": 20},
 }
 
@@ -229,18 +231,18 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
     assert rc == 0, out
     for f in figures:
         assert (tmp_path / f).stat().st_size > 10_000 and (tmp_path / f).with_suffix(".pdf").exists(), f
-    for system, size, model, n_cond in [
-        ("ising", "3x3", "fo-arm-mlp", 9),
-        ("ising", "3x3", "mam-transformer", 9),
-        ("cuau", "2x2x4", "ao-arm-mlp", 2),
+    for system, size, model, n_cond, steps, n in [
+        ("ising", "3x3", "fo-arm-mlp", 9, 30, 64),
+        ("ising", "3x3", "mam-transformer", 9, 20, 64),  # training.ising.per_size
+        ("cuau", "2x2x4", "ao-arm-mlp", 2, 20, 96),  # sampling.cuau.per_model
     ]:
         base = tmp_path / "results" / system / size
         ckpt = torch.load(base / f"models/{model}/checkpoint.pt", weights_only=True)
-        assert ckpt["step"] == SAMPLER["training"][system]["steps"]
+        assert ckpt["step"] == steps
         log = pd.read_parquet(base / f"models/{model}/train_log.parquet")
         assert log["step"].max() <= ckpt["step"] and np.isfinite(log["loss"]).all()
         samples = pd.read_parquet(base / f"samples/{model}/direct.parquet")
-        assert len(samples) == 64 * n_cond
+        assert len(samples) == n * n_cond
         assert {"T", "field", "configuration", "log_q", "energy", "spin_sum"} <= set(samples.columns)
         assert (samples["log_q"] <= 0).all()
         m = pd.read_parquet(base / f"metrics/{model}/direct.parquet")
@@ -261,7 +263,7 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
             "delta_f",
         ]
         assert set(required) <= set(m.columns) and len(m) == n_cond
-        assert (m["ref_method"] == "exact").all() and (m["n_samples"] == 64).all()
+        assert (m["ref_method"] == "exact").all() and (m["n_samples"] == n).all()
         np.testing.assert_allclose(m["delta_f"], m["f_nis"] - m["f_ref"], rtol=0, atol=1e-14)
         # a barely trained sampler: the variational bound lies above the exact free energy
         assert (m["f_var"] > m["f_ref"]).all() and ((m["ness"] > 0) & (m["ness"] <= 1)).all()

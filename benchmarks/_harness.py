@@ -7,6 +7,7 @@ figures. ``make bench`` runs them all. Benchmarks are not tests: nothing here as
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -96,3 +97,19 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def checkpoint_parser(doc: str, *, samples: int) -> argparse.ArgumentParser:
+    """Command line of the benchmarks that evaluate trained checkpoints: the checkpoints,
+    ``--samples`` per condition and ``--tag`` (suffix of the recorded result's name)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--samples", type=int, default=samples)
+    ap.add_argument("--tag", default=None)
+    return ap
+
+
+def record_tagged(name: str, tag: str | None, rows: list[dict], notes: str) -> Path:
+    """Print ``rows`` and record them as ``<name>[_<tag>].json``."""
+    print_table(rows)
+    return record(name + (f"_{tag}" if tag else ""), rows, notes=notes)

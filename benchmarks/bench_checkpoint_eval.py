@@ -11,11 +11,10 @@ as the acceptance thresholds; this measures the same models with more samples.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
-from _harness import print_table, record
+from _harness import checkpoint_parser, record_tagged
 from bench_training import _setup
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
@@ -37,16 +36,12 @@ def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None) -> No
         s.update(checkpoint=path, step=int(ck["step"]), eval_s=round(time.perf_counter() - t0, 1),
                  max_abs_delta_f_meV=s["max_abs_delta_f"] * 1e3)  # fmt: skip
         rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()})
-    print_table(rows)
-    record("checkpoint_eval" + (f"_{tag}" if tag else ""), rows,
-           notes=f"{n_samples} samples/condition, n_orders {n_orders} (any-order models), 1 torch thread")
+    record_tagged("checkpoint_eval", tag, rows,
+                  notes=f"{n_samples} samples/condition, n_orders {n_orders} (any-order models), 1 torch thread")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--samples", type=int, default=4000)
+    ap = checkpoint_parser(__doc__, samples=4000)
     ap.add_argument("--n-orders", type=int, default=4)
-    ap.add_argument("--tag", default=None)
     args = ap.parse_args()
     main(args.checkpoints, args.samples, args.n_orders, args.tag)

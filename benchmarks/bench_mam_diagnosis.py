@@ -16,11 +16,9 @@ Below T_c the unsymmetrised Ising path sampler may cover one magnetisation secto
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
-from _harness import print_table, record
+from _harness import checkpoint_parser, record_tagged
 from bench_training import _setup
 
 from lattherm.sampling import sample
@@ -65,16 +63,12 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
 def main(paths: list[str], n: int, seed: int, tag: str | None) -> None:
     torch.set_num_threads(1)
     rows = [r for p in paths for r in diagnose(p, n, seed)]
-    print_table(rows)
-    record("mam_diagnosis" + (f"_{tag}" if tag else ""), rows,
-           notes=f"{n} samples per condition along one random order each, not symmetrised, 1 torch thread")
+    record_tagged("mam_diagnosis", tag, rows,
+                  notes=f"{n} samples per condition along one random order each, not symmetrised, 1 torch thread")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--samples", type=int, default=2000)
+    ap = checkpoint_parser(__doc__, samples=2000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tag", default=None)
     args = ap.parse_args()
     main(args.checkpoints, args.samples, args.seed, args.tag)

@@ -233,13 +233,18 @@ def _diff_keys(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _changed_settings(state: dict, *, spec: dict, cond_box, cfg: TrainConfig) -> list[str]:
-    """What a stored state was trained with differently: ``model_spec``, ``cond_box``, TrainConfig keys."""
+def _trajectory_configs(state: dict, cfg: TrainConfig) -> tuple[dict, dict]:
+    """``(asked, stored)`` TrainConfig keys that define the trajectory (all but ``_FREE_ON_RESUME``)."""
     mine = {k: v for k, v in asdict(cfg).items() if k not in _FREE_ON_RESUME}
     theirs = {k: v for k, v in state["train_config"].items() if k not in _FREE_ON_RESUME}
+    return mine, theirs
+
+
+def _changed_settings(state: dict, *, spec: dict, cond_box, cfg: TrainConfig) -> list[str]:
+    """What a stored state was trained with differently: ``model_spec``, ``cond_box``, TrainConfig keys."""
     changed = ["model_spec"] if state["model_spec"] != spec else []
     changed += ["cond_box"] if state["cond_box"] != [list(b) for b in cond_box] else []
-    return changed + _diff_keys(mine, theirs)
+    return changed + _diff_keys(*_trajectory_configs(state, cfg))
 
 
 def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig, path, world_size: int = 1) -> None:
@@ -251,8 +256,7 @@ def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig
         )
     if state["cond_box"] != [list(b) for b in cond_box]:
         raise ValueError(f"{path} was trained on cond_box {state['cond_box']}, asked for {cond_box}")
-    mine = {k: v for k, v in asdict(cfg).items() if k not in _FREE_ON_RESUME}
-    theirs = {k: v for k, v in state["train_config"].items() if k not in _FREE_ON_RESUME}
+    mine, theirs = _trajectory_configs(state, cfg)
     diff = _diff_keys(mine, theirs)
     if diff:
         raise ValueError(

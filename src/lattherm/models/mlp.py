@@ -178,26 +178,29 @@ class _MaskedInputMLP(nn.Module):
 
 class _AnyOrderMLPStepper:
     """Incremental any-order sampling for the masked-input MLPs: the first layer is linear in
-    ``[onehot * visible, visible]``, so observing site ``i`` in state ``a`` adds two weight
-    columns to its pre-activations (instead of a full ``N (q + 1) x W`` product), and only the
-    observed site's ``q`` rows of the output head are evaluated (instead of ``N q``)."""
+    ``[onehot * visible, visible]``, so observing site ``i`` in state ``a`` adds one precomputed
+    row (its state column plus its visible flag) to the pre-activations, instead of a full
+    ``N (q + 1) x W`` product, and only the drawn site's ``q`` rows of the output head are
+    evaluated (instead of ``N q``). Rows are picked with ``index_select`` on flat tables."""
 
     def __init__(self, model: Model, head: nn.Linear, x: Tensor, visible: Tensor, cond: Tensor) -> None:
         N, q = model.n_sites, model.n_states
         self.q = q
         self.backbone = model.backbone
         self.h0 = self.backbone.first_layer(model.masked_onehot(x, visible), cond)  # (B, W)
-        self.w_in = self.backbone.inp.weight.T.reshape(N, q + 1, -1)  # [site, channel, W]
-        self.w_head = head.weight.view(N, q, -1)  # [site, state, W]
+        w_in = self.backbone.inp.weight.T.reshape(N, q + 1, -1)  # [site, channel, W]
+        self.w_obs = (w_in[:, :q] + w_in[:, q:]).reshape(N * q, -1)  # [(site, state), W]
+        self.w_head = head.weight.view(N, -1)  # [site, (state, W)]
         self.b_head = head.bias.view(N, q)
 
     def logits(self, rows: Tensor | None, site: Tensor) -> Tensor:
         h0 = self.h0 if rows is None else self.h0[rows]
         h = self.backbone.rest(h0)  # (b, W)
-        return torch.bmm(self.w_head[site], h[:, :, None])[..., 0] + self.b_head[site]  # (b, q)
+        w = self.w_head.index_select(0, site).view(site.shape[0], self.q, h.shape[1])  # (b, q, W)
+        return torch.bmm(w, h[:, :, None])[..., 0] + self.b_head.index_select(0, site)  # (b, q)
 
     def observe(self, rows: Tensor | None, site: Tensor, a: Tensor) -> None:
-        add = self.w_in[site, a] + self.w_in[site, self.q]  # (b, W): state column + visible flag
+        add = self.w_obs.index_select(0, site * self.q + a)  # (b, W): state column + visible flag
         if rows is None:
             self.h0 += add
         else:

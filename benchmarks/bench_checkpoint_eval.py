@@ -21,8 +21,8 @@ from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
 from lattherm.training.checkpoint import load_checkpoint
 
 
-def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None) -> None:
-    torch.set_num_threads(1)
+def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None, threads: int = 1) -> None:
+    torch.set_num_threads(threads)
     rows = []
     for path in paths:
         ck = load_checkpoint(path)
@@ -37,11 +37,13 @@ def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None) -> No
                  max_abs_delta_f_meV=s["max_abs_delta_f"] * 1e3)  # fmt: skip
         rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()})
     record_tagged("checkpoint_eval", tag, rows,
-                  notes=f"{n_samples} samples/condition, n_orders {n_orders} (any-order models), 1 torch thread")
+                  notes=f"{n_samples} samples/condition, n_orders {n_orders} (any-order models), "
+                  f"{threads} torch thread{'s' if threads > 1 else ''}")
 
 
 if __name__ == "__main__":
     ap = checkpoint_parser(__doc__, samples=4000)
     ap.add_argument("--n-orders", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the workflow's sample job)")
     args = ap.parse_args()
-    main(args.checkpoints, args.samples, args.n_orders, args.tag)
+    main(args.checkpoints, args.samples, args.n_orders, args.tag, args.threads)

@@ -15,25 +15,27 @@ import time
 
 import torch
 from _harness import checkpoint_parser, record_tagged
-from bench_training import _setup
+from bench_training import _setup, grid_subset
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
 from lattherm.training.checkpoint import load_checkpoint
 
 
-def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None, threads: int = 1) -> None:
+def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None, threads: int = 1, seed: int = 1,
+         eval_T: list[float] | None = None, eval_field: list[float] | None = None) -> None:
     torch.set_num_threads(threads)
     rows = []
     for path in paths:
         ck = load_checkpoint(path)
         system_name, model = ck["system"]["name"], ck["model_spec"]["name"]
         system, _, T, h, ref, symmetrised = _setup(system_name)
+        T, h = grid_subset(T, eval_T, "--eval-T"), grid_subset(h, eval_field, "--eval-field")
         t0 = time.perf_counter()
-        df = sample_grid(path, system, T, h, n_samples, seed=1, batch_size=20000, symmetrised=symmetrised,
+        df = sample_grid(path, system, T, h, n_samples, seed=seed, batch_size=20000, symmetrised=symmetrised,
                          n_orders=n_orders, device="cpu")  # fmt: skip
         met = metrics_table(df, system, model, "direct", ref, "exact", n_boot=50, seed=0)
         s = accuracy_summary(met).iloc[0].to_dict()
-        s.update(checkpoint=path, step=int(ck["step"]), eval_s=round(time.perf_counter() - t0, 1),
+        s.update(checkpoint=path, seed=seed, step=int(ck["step"]), eval_s=round(time.perf_counter() - t0, 1),
                  max_abs_delta_f_meV=s["max_abs_delta_f"] * 1e3)  # fmt: skip
         rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()})
     record_tagged("checkpoint_eval", tag, rows,
@@ -45,5 +47,8 @@ if __name__ == "__main__":
     ap = checkpoint_parser(__doc__, samples=4000)
     ap.add_argument("--n-orders", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the workflow's sample job)")
+    ap.add_argument("--seed", type=int, default=1, help="sampling seed")
+    ap.add_argument("--eval-T", nargs="+", type=float, default=None, help="these grid temperatures only")
+    ap.add_argument("--eval-field", nargs="+", type=float, default=None, help="these grid fields only")
     args = ap.parse_args()
-    main(args.checkpoints, args.samples, args.n_orders, args.tag, args.threads)
+    main(args.checkpoints, args.samples, args.n_orders, args.tag, args.threads, args.seed, args.eval_T, args.eval_field)

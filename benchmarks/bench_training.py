@@ -69,6 +69,16 @@ def _setup(system_name: str):
     return IsingSystem(L=8), BOX, T, h, ref, True
 
 
+def grid_subset(grid: np.ndarray, wanted: list[float] | None, flag: str) -> np.ndarray:
+    """``wanted`` values of an evaluation grid (all of it when None); off-grid values are an error."""
+    if not wanted:
+        return grid
+    missing = [v for v in wanted if not np.isclose(grid, v).any()]
+    if missing:
+        raise SystemExit(f"{flag} {missing}: not on the evaluation grid {grid.tolist()}")
+    return np.round(np.asarray(wanted, dtype=float), 10)
+
+
 def _summary(name, mc, tc, s, met, n_orders, n_samples, eval_s, load_before, load_after_train) -> dict:
     """One result row: training speed, accuracy against the reference, the worst conditions."""
     acc = accuracy_summary(met).iloc[0]
@@ -105,11 +115,7 @@ def main(minutes: float, models: list[str], n_samples: int, overrides: dict | No
          keep: str | None = None, eval_T: list[float] | None = None) -> None:
     torch.set_num_threads(1)
     system, box, T, h, ref, symmetrised = _setup(system_name)
-    if eval_T:  # a subset of the grid's temperatures (slow samplers); every field value stays
-        missing = [t for t in eval_T if not np.isclose(T, t).any()]
-        if missing:
-            raise SystemExit(f"--eval-T {missing}: not on the evaluation grid {T.tolist()}")
-        T = np.round(np.asarray(eval_T, dtype=float), 10)
+    T = grid_subset(T, eval_T, "--eval-T")  # slow samplers: some temperatures, every field value
     rows = []
     for name in models:
         mc, tc = RUNS[name]

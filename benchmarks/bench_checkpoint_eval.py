@@ -22,7 +22,7 @@ from lattherm.training.checkpoint import load_checkpoint
 
 
 def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None, threads: int = 1, seed: int = 1,
-         eval_T: list[float] | None = None, eval_field: list[float] | None = None) -> None:
+         eval_T: list[float] | None = None, eval_field: list[float] | None = None, order: str = "random") -> None:
     torch.set_num_threads(threads)
     rows = []
     for path in paths:
@@ -32,14 +32,14 @@ def main(paths: list[str], n_samples: int, n_orders: int, tag: str | None, threa
         T, h = grid_subset(T, eval_T, "--eval-T"), grid_subset(h, eval_field, "--eval-field")
         t0 = time.perf_counter()
         df = sample_grid(path, system, T, h, n_samples, seed=seed, batch_size=20000, symmetrised=symmetrised,
-                         n_orders=n_orders, device="cpu")  # fmt: skip
+                         n_orders=n_orders, order=order, device="cpu")  # fmt: skip
         met = metrics_table(df, system, model, "direct", ref, "exact", n_boot=50, seed=0)
         s = accuracy_summary(met).iloc[0].to_dict()
         s.update(checkpoint=path, seed=seed, step=int(ck["step"]), eval_s=round(time.perf_counter() - t0, 1),
                  max_abs_delta_f_meV=s["max_abs_delta_f"] * 1e3)  # fmt: skip
         rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()})
     record_tagged("checkpoint_eval", tag, rows,
-                  notes=f"{n_samples} samples/condition, n_orders {n_orders} (any-order models), "
+                  notes=f"{n_samples} samples/condition, n_orders {n_orders}, order {order} (any-order models), "
                   f"{threads} torch thread{'s' if threads > 1 else ''}")
 
 
@@ -48,7 +48,10 @@ if __name__ == "__main__":
     ap.add_argument("--n-orders", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the workflow's sample job)")
     ap.add_argument("--seed", type=int, default=1, help="sampling seed")
+    ap.add_argument("--order", choices=("random", "fixed"), default="random",
+                    help="any-order models: a random order per sample, or the storage order for all")
     ap.add_argument("--eval-T", nargs="+", type=float, default=None, help="these grid temperatures only")
     ap.add_argument("--eval-field", nargs="+", type=float, default=None, help="these grid fields only")
     args = ap.parse_args()
-    main(args.checkpoints, args.samples, args.n_orders, args.tag, args.threads, args.seed, args.eval_T, args.eval_field)
+    main(args.checkpoints, args.samples, args.n_orders, args.tag, args.threads, args.seed, args.eval_T, args.eval_field,
+         args.order)

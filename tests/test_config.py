@@ -161,7 +161,7 @@ def test_sampling_settings_per_system_model_and_size(default_config):
     cfg["sampling"]["cuau"] = {"n_samples": 10000, "n_orders": 1}
     check_config(cfg)
     assert sampling_settings(cfg, "ising", "fo-arm-mlp", "8x8") == {
-        "n_samples": 10000, "symmetrised": True, "n_orders": 4,
+        "n_samples": 10000, "symmetrised": True, "n_orders": 4, "order": "random",
         "batch_size": cfg["sampling"]["batch_size"]}  # fmt: skip
     assert sampling_settings(cfg, "ising", "ao-arm-mlp", "8x8")["n_samples"] == 1000
     assert sampling_settings(cfg, "ising", "fo-arm-mlp", "4x4")["n_samples"] == 2000  # size wins
@@ -179,6 +179,10 @@ def test_sampling_settings_per_system_model_and_size(default_config):
         (("sampling", "ising"), {"per_size": {"4x4": {"n_orders": 0}}}, "sampling.ising.per_size.4x4.n_orders"),
         (("sampling", "ising"), {"per_size": {"four": {"n_orders": 2}}}, "sampling.ising.per_size"),
         (("sampling", "ising"), {"symmetrised": "yes"}, "sampling.ising.symmetrised"),
+        (("sampling", "cuau"), {"order": "raster"}, "sampling.cuau.order"),
+        (("sampling", "cuau"), {"per_model": {"mam-transformer": {"order": "fixed", "n_orders": 2}}},
+         "sampling.cuau.per_model.mam-transformer.n_orders"),
+        (("sampling",), {"n_samples": 1000, "order": "fixed", "n_orders": 4}, "sampling.n_orders"),
         (("training", "ising", "per_size"), {"4x4": {"stepz": 3}}, "training.ising.per_size.4x4"),
         (("training", "ising", "per_size"), {"4x4": {"per_model": {"mam-mlp": {"lr": -1.0}}}},
          "training.ising.per_size.4x4.per_model.mam-mlp"),

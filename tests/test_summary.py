@@ -11,7 +11,8 @@ def _metrics(model, n_orders, f_ref, f_nis, f_err, ness, T, h):
     n = len(f_ref)
     return pd.DataFrame({
         "system": "ising", "size": "8x8", "model": model, "source": "direct", "symmetrised": True,
-        "n_orders": n_orders, "T": T, "field": h, "n_samples": 1000, "f_ref": f_ref, "ref_method": "exact",
+        "n_orders": n_orders, "order": "fixed" if model.startswith("fo-") else "random", "T": T, "field": h,
+        "n_samples": 1000, "f_ref": f_ref, "ref_method": "exact",
         "f_nis": f_nis, "delta_f": np.asarray(f_nis) - np.asarray(f_ref), "f_nis_err": f_err, "ness": ness,
     }, index=range(n))  # fmt: skip
 

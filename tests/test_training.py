@@ -389,14 +389,17 @@ def _reference(system, T, h) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(
-    "symmetrised, n_orders", [(False, 1), (True, 1), (True, 3)], ids=["plain", "symmetrised", "symmetrised-3-orders"]
+    "symmetrised, n_orders, order",
+    [(False, 1, "random"), (True, 1, "random"), (True, 3, "random"), (False, 1, "fixed")],
+    ids=["plain", "symmetrised", "symmetrised-3-orders", "fixed-order"],
 )
-def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised, n_orders):
+def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised, n_orders, order):
     system = IsingSystem(L=3)
     T, h = np.array([1.5, 3.0]), np.array([-0.5, 0.0, 0.5])
     exact = ExactModel(system=system, cond_box=((1.0, 4.0), (-1.0, 1.0)))
-    df = sample_model(exact, system, T, h, 100, seed=0, batch_size=250, symmetrised=symmetrised, n_orders=n_orders)
-    assert tuple(df.columns) == SAMPLE_COLUMNS and len(df) == 600
+    df = sample_model(exact, system, T, h, 100, seed=0, batch_size=250, symmetrised=symmetrised, n_orders=n_orders,
+                      order=order)  # fmt: skip
+    assert tuple(df.columns) == SAMPLE_COLUMNS and len(df) == 600 and (df["order"] == order).all()
     assert df["symmetrised"].all() == symmetrised and (df["source"] == "direct").all()
     assert (df["n_orders"] == n_orders).all()
     ref = _reference(system, T, h)
@@ -407,13 +410,28 @@ def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised, n_orde
     assert (met["ness"] - 1).abs().max() < 1e-10
     assert (met["f_var"] - met["f_ref"]).abs().max() < 1e-10
     assert (met["symmetrised"] == symmetrised).all() and (met["ref_method"] == "exact").all()
-    assert (met["n_orders"] == n_orders).all()
+    assert (met["n_orders"] == n_orders).all() and (met["order"] == order).all()
     # reweighted u agrees with the reference (the bootstrap error is 0 when all 100 samples at
     # T = 1.5 are ground states, hence the floor)
     assert ((met["u"] - met["u_ref"]).abs() < 5 * met["u_err"] + 0.05).all()
     # a reference without some conditions gives NaN there, not an error
     met2 = metrics_table(df, system, "exact", "direct", ref[ref["field"] == 0.0], "exact", n_boot=0, seed=0)
     assert met2["f_ref"].isna().sum() == 4
+
+
+def test_sample_model_order_settings():
+    """order 'fixed' draws every sample along the storage order (one order: n_orders must be 1);
+    FO-ARMs record their own order whatever is asked; bad values are named."""
+    system = IsingSystem(L=3)
+    exact = ExactModel(system=system, cond_box=((1.0, 4.0), (-1.0, 1.0)))
+    with pytest.raises(ValueError, match="n_orders must be 1"):
+        sample_model(exact, system, [2.0], [0.0], 10, seed=0, n_orders=2, order="fixed")
+    with pytest.raises(ValueError, match="order must be 'random' or 'fixed'"):
+        sample_model(exact, system, [2.0], [0.0], 10, seed=0, order="raster")
+    torch.manual_seed(0)
+    made = build_model("fo-arm-mlp", system=system, cond_box=((1.0, 4.0), (-1.0, 1.0)), config={"channels": 2})
+    df = sample_model(made, system, [2.0], [0.0], 10, seed=0, n_orders=3)
+    assert (df["order"] == "fixed").all() and (df["n_orders"] == 1).all()
 
 
 def test_sample_grid_from_checkpoint(tmp_path):

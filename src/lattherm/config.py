@@ -177,20 +177,25 @@ def _layers(block, key: str):
 def _check_sampling(sampling: Mapping) -> None:
     for system in SYSTEMS:
         block = sampling.get(system)
-        if block is None:
-            continue
-        for key, model, size in _layers(block, f"sampling.{system}"):
-            layer = _layered(block, model, size)
-            unknown = sorted(set(layer) - set(SAMPLING_KEYS))
+        layers = [("sampling", None, None)] + ([] if block is None else _layers(block, f"sampling.{system}"))
+        for key, model, size in layers:
+            layer = sampling if block is None or key == "sampling" else _layered(block, model, size)
+            unknown = sorted(set(layer) - set(SAMPLING_KEYS) - (set(SYSTEMS) if key == "sampling" else set()))
             if unknown:
                 raise ConfigError(key, f"sampling keys {list(SAMPLING_KEYS)}", unknown)
-            settings = sampling_settings({"sampling": sampling}, system, model, size)
+            top = {k: v for k, v in sampling.items() if k not in SYSTEMS}  # the top level alone
+            settings = sampling_settings({"sampling": top if key == "sampling" else sampling}, system, model, size)
             for name in ("n_samples", "n_orders", "batch_size"):
                 v, low = settings[name], 2 if name == "n_samples" else 1
                 if not _is_int(v) or v < low:
                     raise ConfigError(f"{key}.{name}", f"an integer >= {low}", v)
             if not isinstance(layer.get("symmetrised", True), bool):
                 raise ConfigError(f"{key}.symmetrised", "true or false", layer["symmetrised"])
+            if settings["order"] not in ("random", "fixed"):
+                raise ConfigError(f"{key}.order", "'random' or 'fixed'", settings["order"])
+            if settings["order"] == "fixed" and settings["n_orders"] > 1:
+                raise ConfigError(f"{key}.n_orders", "1 with order 'fixed' (one order per sample)",
+                                  settings["n_orders"])  # fmt: skip
 
 
 def check_config(config: Mapping) -> None:
@@ -277,14 +282,15 @@ def train_settings(config: Mapping, system: str, model: str, size: str | None = 
 
 
 #: sampling keys that ``sampling.<system>`` and its ``per_model`` / ``per_size`` blocks may override
-SAMPLING_KEYS = ("n_samples", "symmetrised", "n_orders", "batch_size")
-_SAMPLING_DEFAULTS = {"n_samples": 1000, "symmetrised": True, "n_orders": 1, "batch_size": 4096}
+SAMPLING_KEYS = ("n_samples", "symmetrised", "n_orders", "order", "batch_size")
+_SAMPLING_DEFAULTS = {"n_samples": 1000, "symmetrised": True, "n_orders": 1, "order": "random", "batch_size": 4096}
 
 
 def sampling_settings(config: Mapping, system: str, model: str | None = None, size: str | None = None) -> dict:
     """Direct-sampling settings of one job: the ``sampling`` keys, overridden by
     ``sampling.<system>`` and its ``per_model[model]`` / ``per_size[size]`` blocks. ``symmetrised``
-    holds for Ising only (the global spin flip); FO-ARMs ignore ``n_orders`` (one order)."""
+    holds for Ising only (the global spin flip); FO-ARMs ignore ``n_orders`` and ``order`` (their
+    own order)."""
     sampling = config.get("sampling") or {}
     settings = {k: sampling.get(k, _SAMPLING_DEFAULTS[k]) for k in SAMPLING_KEYS}
     settings.update(_layered(sampling.get(system), model, size))

@@ -2,24 +2,27 @@
 
 * :func:`sample_grid` loads a checkpoint and draws ``n_samples`` configurations at every
   ``(T, field)`` of ``T_values x field_values``: the sample file of DESIGN §6 (columns ``system,
-  size, model, source, symmetrised, n_orders, T, field, configuration`` (packed bytes,
+  size, model, source, symmetrised, n_orders, order, T, field, configuration`` (packed bytes,
   :func:`io.pack_states`), ``log_q`` (exact log-probability of the sampler), ``energy`` (E_int),
   ``spin_sum``). :func:`sample_model`
   does the same for a model in memory (the exact twin in tests).
 * :func:`metrics_table` turns a sample table into the metric table: ``system, size, T, field,
-  model, source, symmetrised, n_orders, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
+  model, source, symmetrised, n_orders, order, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
   delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), and
   ``u_ref, c_ref, m_ref`` where the reference has them. Conditions missing from the reference get
   NaN there.
 * :func:`accuracy_summary` condenses metric tables into one row per sampler (``system, size,
-  model, source, symmetrised, n_orders``): the worst and median error of ``F_NIS`` against the
+  model, source, symmetrised, n_orders, order``): the worst and median error of ``F_NIS`` against the
   reference and where the worst is, the NESS median and minimum and where the minimum is
   (``results/tables/sampler_accuracy.parquet``).
 
-Orders: FO-ARMs sample along their fixed order, every other model along an independent random
-order per sample (the path probability is exact; DESIGN §4), or with ``n_orders = M > 1`` from the
-mixture over ``M`` random orders per sample (:func:`lattherm.sampling.sample`; column
-``n_orders``, 1 for FO-ARMs). ``symmetrised=True`` (Ising only)
+Orders (column ``order``): FO-ARMs sample along their fixed order (``"fixed"``); any-order models
+along an independent random order per sample (``"random"``, the default: the path probability is
+exact; DESIGN §4), or with ``n_orders = M > 1`` from the mixture over ``M`` random orders per sample
+(:func:`lattherm.sampling.sample`; column ``n_orders``, 1 for FO-ARMs), or with ``order="fixed"``
+all along the lattice's storage order: ``q(x | σ₀)`` is exactly normalised for any one order, and
+rows sharing a prefix share its conditionals, which the Transformer evaluates once (on CuAu 2x2x4
+at most ``2^16`` evaluations per condition however many samples). ``symmetrised=True`` (Ising only)
 samples the global-flip mixture ``q_sym`` (DESIGN §3): needed below T_c near h = 0, where a
 one-sector sampler underestimates ``ln Z`` by ``ln 2``; the column ``symmetrised`` records it.
 """
@@ -58,6 +61,7 @@ SAMPLE_COLUMNS = (
     "source",
     "symmetrised",
     "n_orders",
+    "order",
     "T",
     "field",
     "configuration",
@@ -74,6 +78,7 @@ METRIC_COLUMNS = (
     "source",
     "symmetrised",
     "n_orders",
+    "order",
     "n_samples",
     "f_var",
     "f_nis",
@@ -103,12 +108,15 @@ def sample_model(
     batch_size: int = 4096,
     symmetrised: bool = False,
     n_orders: int = 1,
+    order: str = "random",
     model_name: str | None = None,
     source: str = "direct",
 ) -> pd.DataFrame:
     """Samples of ``model`` at every condition of ``T_values x field_values`` (module doc).
 
-    ``n_orders``: random orders per sample of an any-order model's mixture; FO-ARMs use 1."""
+    ``n_orders``: random orders per sample of an any-order model's mixture; ``order``: ``"random"``
+    (one uniform order per sample) or ``"fixed"`` (the storage order for every sample; with
+    ``n_orders`` 1). FO-ARMs ignore both (their own order)."""
     if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if int(batch_size) != batch_size or batch_size < 1:
@@ -122,10 +130,14 @@ def sample_model(
     n = int(n_samples)
     per_call = max(1, int(batch_size) // n)  # conditions per sample() call
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    order = "fixed" if model.fixed_order else "random"
     if isinstance(n_orders, bool) or int(n_orders) != n_orders or n_orders < 1:
         raise ValueError(f"n_orders must be a positive integer, got {n_orders!r}")
+    if order not in ("random", "fixed"):
+        raise ValueError(f"order must be 'random' or 'fixed', got {order!r}")
+    if order == "fixed" and n_orders > 1 and not model.fixed_order:
+        raise ValueError(f"order 'fixed' is one order per sample; n_orders must be 1, got {n_orders}")
     n_orders = 1 if model.fixed_order else int(n_orders)
+    order = "fixed" if model.fixed_order else order
     parts = []
     for c0 in range(0, len(conds), per_call):
         cc = torch.as_tensor(conds[c0 : c0 + per_call], dtype=torch.float64)
@@ -154,6 +166,7 @@ def sample_model(
         "source": source,
         "symmetrised": bool(symmetrised),
         "n_orders": n_orders,
+        "order": order,
     }
     for i, (k, v) in enumerate(meta.items()):
         df.insert(i, k, v)
@@ -171,6 +184,7 @@ def sample_grid(
     batch_size: int = 4096,
     symmetrised: bool = False,
     n_orders: int = 1,
+    order: str = "random",
     device: str = "auto",
 ) -> pd.DataFrame:
     """Load the checkpoint's model (checked against ``system``) and :func:`sample_model` it."""
@@ -187,6 +201,7 @@ def sample_grid(
         batch_size=batch_size,
         symmetrised=symmetrised,
         n_orders=n_orders,
+        order=order,
         model_name=name,
     )
 
@@ -205,7 +220,7 @@ def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.
 #: one row per sampler: errors of F_NIS against the reference (``*_abs_delta_f`` per site in table
 #: units, ``*_rel_delta_f`` of ``|delta_f / f_ref|``, ``max_delta_over_err`` of ``|delta_f| / f_nis_err``)
 #: and where the extremes are
-_SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders")
+_SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders", "order")
 SUMMARY_COLUMNS = (
     *_SAMPLER_KEYS,
     "ref_method",
@@ -289,6 +304,9 @@ def metrics_table(
     n_ord = sorted(set(samples_df["n_orders"])) if "n_orders" in samples_df else [1]
     if len(n_ord) != 1:
         raise ValueError(f"sample table mixes samplers with {n_ord} orders per sample")
+    kinds = sorted(set(samples_df["order"])) if "order" in samples_df else ["random"]
+    if len(kinds) != 1:
+        raise ValueError(f"sample table mixes samplers with orders {kinds}")
     rows = []
     for (T, h), g in samples_df.groupby(["T", "field"], sort=True):
         packed = np.stack([np.frombuffer(b, dtype=np.uint8) for b in g["configuration"]])
@@ -305,6 +323,7 @@ def metrics_table(
             "source": source,
             "symmetrised": bool(sym[0]),
             "n_orders": int(n_ord[0]),
+            "order": str(kinds[0]),
             "n_samples": est.pop("n_samples"),
             "f_var": est.pop("f_var"),
             "f_nis": est["f_nis"],

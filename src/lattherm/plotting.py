@@ -96,6 +96,8 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
             ax_n.plot(gh["T"], gh["ness"], **kw)
         n_orders = sorted(set(g["n_orders"])) if "n_orders" in g else [1]
         title = model + (f" ({n_orders[0]} orders)" if n_orders != [1] else "")
+        if not model.startswith("fo-") and "order" in g and set(g["order"]) == {"fixed"}:
+            title += " (one fixed order)"
         ax_e.set_title(title, fontsize=10)
         ax_e.set_yscale("log")
         ax_n.set_ylim(0, 1.05)

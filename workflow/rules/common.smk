@@ -140,7 +140,7 @@ def training_gpus_of(wildcards):
 
 
 def sampling_of(wildcards):
-    """Params function: the job's sampling settings (n_samples, symmetrised, n_orders, batch_size),
+    """Params function: the job's sampling settings (n_samples, symmetrised, n_orders, order, batch_size),
     with the sampling.<system> per_model / per_size overrides."""
     return sampling_settings(config, wildcards.system, wildcards.model, wildcards.size)
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 wc, params = snakemake.wildcards, snakemake.params
-settings = dict(params.sampling)  # n_samples, symmetrised, n_orders, batch_size
+settings = dict(params.sampling)  # n_samples, symmetrised, n_orders, order, batch_size
 with job_log(snakemake.log[0], "sample", threads=snakemake.threads, system=wc.system, size=wc.size, model=wc.model,
              seed=params.seed, **settings) as log:
     samples = sample_grid(

@@ -1,4 +1,5 @@
-"""Run every ``benchmarks/bench_*.py`` in turn (``make bench``); each records its own JSON."""
+"""Run every ``benchmarks/bench_*.py`` in turn (``make bench``); each records its own JSON. Those that
+evaluate given checkpoints (``checkpoint_parser``) are listed and skipped."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ for script in sorted(here.glob("bench_*.py")):
     if only and not any(o in script.stem for o in only):
         continue
     print(f"== {script.name}", flush=True)
+    if "checkpoint_parser(" in script.read_text():  # evaluates given checkpoints: run by hand
+        print(f"   skipped: needs trained checkpoints (python benchmarks/{script.name} CHECKPOINT ...)")
+        continue
     if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
         failed.append(script.name)
 if failed:

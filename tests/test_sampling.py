@@ -386,7 +386,7 @@ def test_unique_rows_packs_exactly():
         assert torch.equal(uniq[inverse], key) and torch.equal(key[first], uniq)
 
 
-def test_transformer_stepper_shares_prefixes_exactly():
+def test_transformer_stepper_shares_prefixes_exactly(monkeypatch):
     """One order for many rows (order="fixed"): the Transformer stepper evaluates each distinct
     (condition, prefix, site) once (here at most 2^t of 300 rows per condition at step t), in
     chunks, and gives every row the logits of its own full pass; sampling and the teacher-forced log_prob
@@ -403,13 +403,10 @@ def test_transformer_stepper_shares_prefixes_exactly():
         calls.append((len(key), len(out[0])))
         return out
 
-    transformer._unique_rows = counting
-    transformer._TransformerStepper.chunk = 50  # evaluated in chunks, shared or not
-    try:
-        x, lq = sample(model, cond, order="fixed", generator=torch.Generator().manual_seed(5))
-    finally:
-        transformer._unique_rows = orig_unique
-        transformer._TransformerStepper.chunk = 8192
+    monkeypatch.setattr(transformer, "_unique_rows", counting)
+    monkeypatch.setattr(transformer._TransformerStepper, "chunk", 50)  # evaluated in chunks, shared or not
+    x, lq = sample(model, cond, order="fixed", generator=torch.Generator().manual_seed(5))
+    monkeypatch.undo()
     assert [b for b, _ in calls] == [600] * 9
     assert [u for _, u in calls][:4] == [2, 4, 8, 16]  # 2 conditions x 2^t prefixes: all shared
     full = log_prob(model, x, cond, "fixed", steps_per_pass=9)  # full passes (grad on: no stepper)

@@ -175,27 +175,32 @@ def _layers(block, key: str):
 
 
 def _check_sampling(sampling: Mapping) -> None:
+    top = {k: v for k, v in sampling.items() if k not in SYSTEMS}  # the top level alone
+    _check_sampling_layer("sampling", top, sampling_settings({"sampling": top}, "ising"))
     for system in SYSTEMS:
         block = sampling.get(system)
-        layers = [("sampling", None, None)] + ([] if block is None else _layers(block, f"sampling.{system}"))
-        for key, model, size in layers:
-            layer = sampling if block is None or key == "sampling" else _layered(block, model, size)
-            unknown = sorted(set(layer) - set(SAMPLING_KEYS) - (set(SYSTEMS) if key == "sampling" else set()))
-            if unknown:
-                raise ConfigError(key, f"sampling keys {list(SAMPLING_KEYS)}", unknown)
-            top = {k: v for k, v in sampling.items() if k not in SYSTEMS}  # the top level alone
-            settings = sampling_settings({"sampling": top if key == "sampling" else sampling}, system, model, size)
-            for name in ("n_samples", "n_orders", "batch_size"):
-                v, low = settings[name], 2 if name == "n_samples" else 1
-                if not _is_int(v) or v < low:
-                    raise ConfigError(f"{key}.{name}", f"an integer >= {low}", v)
-            if not isinstance(layer.get("symmetrised", True), bool):
-                raise ConfigError(f"{key}.symmetrised", "true or false", layer["symmetrised"])
-            if settings["order"] not in ("random", "fixed"):
-                raise ConfigError(f"{key}.order", "'random' or 'fixed'", settings["order"])
-            if settings["order"] == "fixed" and settings["n_orders"] > 1:
-                raise ConfigError(f"{key}.n_orders", "1 with order 'fixed' (one order per sample)",
-                                  settings["n_orders"])  # fmt: skip
+        if block is None:
+            continue
+        for key, model, size in _layers(block, f"sampling.{system}"):
+            settings = sampling_settings({"sampling": sampling}, system, model, size)
+            _check_sampling_layer(key, _layered(block, model, size), settings)
+
+
+def _check_sampling_layer(key: str, layer: Mapping, settings: Mapping) -> None:
+    """One layer of the sampling settings (its own keys) and the settings it resolves to."""
+    unknown = sorted(set(layer) - set(SAMPLING_KEYS))
+    if unknown:
+        raise ConfigError(key, f"sampling keys {list(SAMPLING_KEYS)}", unknown)
+    for name in ("n_samples", "n_orders", "batch_size"):
+        v, low = settings[name], 2 if name == "n_samples" else 1
+        if not _is_int(v) or v < low:
+            raise ConfigError(f"{key}.{name}", f"an integer >= {low}", v)
+    if not isinstance(layer.get("symmetrised", True), bool):
+        raise ConfigError(f"{key}.symmetrised", "true or false", layer["symmetrised"])
+    if settings["order"] not in ("random", "fixed"):
+        raise ConfigError(f"{key}.order", "'random' or 'fixed'", settings["order"])
+    if settings["order"] == "fixed" and settings["n_orders"] > 1:
+        raise ConfigError(f"{key}.n_orders", "1 with order 'fixed' (one order per sample)", settings["n_orders"])
 
 
 def check_config(config: Mapping) -> None:

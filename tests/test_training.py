@@ -191,13 +191,22 @@ def _kl_per_condition(model, system, cond, n=2000) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "name, steps, max_kl, mean_kl",
-    [("fo-arm-mlp", 150, 0.25, 0.1), ("ao-arm-mlp", 150, 0.25, 0.1), ("mam-mlp", 300, 1.0, 0.5)],
+    "name, steps, max_kl, mean_kl, precision",
+    [
+        ("fo-arm-mlp", 150, 0.25, 0.1, "float32"),
+        ("ao-arm-mlp", 150, 0.25, 0.1, "float32"),
+        ("mam-mlp", 300, 1.0, 0.5, "float32"),
+        # the GPU default (bf16 autocast) run through the same code on the CPU
+        ("fo-arm-mlp", 150, 0.25, 0.1, "bf16"),
+        ("ao-arm-mlp", 150, 0.25, 0.1, "bf16"),
+        ("mam-mlp", 300, 1.0, 0.5, "bf16"),
+    ],
 )
-def test_short_training_lowers_kl(tmp_path, name, steps, max_kl, mean_kl):
+def test_short_training_lowers_kl(tmp_path, monkeypatch, name, steps, max_kl, mean_kl, precision):
     """3x3 Ising, 2x2 drifting conditions: the KL at the box corners and centre falls from
     1.4–6 nats (random init) to a few hundredths (ARMs; observed 0.01–0.08 nat) or tenths
-    (MAM; observed 0.17–0.4 nat at 300 steps). Thresholds leave ~3x margin."""
+    (MAM; observed 0.17–0.4 nat at 300 steps). Thresholds leave ~3x margin. The KL is measured
+    in float32 (as the sample rule does) also for the bf16-trained models."""
     system = IsingSystem(L=3)
     cond = torch.tensor([[2.0, -0.5], [2.0, 0.5], [3.0, 0.0], [2.5, 0.25]], dtype=torch.float64)
     cfg = TrainConfig(
@@ -211,11 +220,21 @@ def test_short_training_lowers_kl(tmp_path, name, steps, max_kl, mean_kl):
         checkpoint_every=10**6,
         log_every=10,
         seed=1,
-        precision="float32",
+        precision=precision,
     )
     torch.manual_seed(1)
     init = build_model(name, system=system, cond_box=BOX, config=TINY[name])
     kl0 = _kl_per_condition(init, system, cond)
+    seen = set()  # the autocast dtype each loss call ran under (None: autocast off)
+    for fn_name in ("reinforce_loss", "mam_loss"):
+        real = getattr(trainer_mod, fn_name)
+
+        def spy(*args, _real=real, **kwargs):
+            on = torch.is_autocast_enabled("cpu")
+            seen.add(torch.get_autocast_dtype("cpu") if on else None)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(trainer_mod, fn_name, spy)
     summary = train(
         system,
         model_name=name,
@@ -227,6 +246,7 @@ def test_short_training_lowers_kl(tmp_path, name, steps, max_kl, mean_kl):
         progress=False,
     )
     assert summary["finished"] and summary["steps_done"] == steps
+    assert seen == ({torch.bfloat16} if precision == "bf16" else {None})
     kl = _kl_per_condition(load_model(tmp_path / "ck.pt", system=system), system, cond)
     assert kl0.min() > 1.0
     assert np.all(kl > -0.01)  # KL >= 0 up to sampling noise

@@ -21,7 +21,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
     2>&1 | tee -a "$out/gpu_check.log" || exit 1
 
 echo "== 1. device tests" | tee -a "$out/gpu_check.log"
-timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tee "$out/gpu_tests.log" || status=1
+CUBLAS_WORKSPACE_CONFIG=:4096:8 timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tee "$out/gpu_tests.log" || status=1
 
 echo "== 2. one training step at paper widths, 20x20" | tee -a "$out/gpu_check.log"
 (cd benchmarks && timeout 150 python3 bench_train_step.py --paper --sizes 20) 2>&1 | tee -a "$out/gpu_check.log" || status=1

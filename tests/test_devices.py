@@ -114,9 +114,21 @@ def test_training_on_device_in_default_precision(tmp_path, name, steps, max_kl):
     assert np.isfinite(log["loss"]).all() and np.isfinite(log["grad_norm"]).all()
 
 
-def test_killed_device_run_resumes_on_the_same_trajectory(tmp_path, monkeypatch):
+@pytest.fixture
+def deterministic():
+    """Deterministic kernels where PyTorch has them (index_add_ on CUDA; cuBLAS needs
+    CUBLAS_WORKSPACE_CONFIG=:4096:8, which gpu_check.sh sets), a warning where it has none."""
+    old = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+    torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_killed_device_run_resumes_on_the_same_trajectory(tmp_path, monkeypatch, deterministic):
     """A device run killed after its step-4 checkpoint resumes (CUDA generator state included) and
-    ends where the uninterrupted run ends (bitwise on a CPU; float32 atomics may reorder on a GPU)."""
+    ends where the uninterrupted run ends (bitwise on a CPU; on a GPU up to float32 rounding of
+    kernels without a deterministic variant)."""
     import lattherm.training.trainer as trainer_mod
 
     system = IsingSystem(L=3)

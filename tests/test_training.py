@@ -437,6 +437,11 @@ def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised, n_orde
     # a reference without some conditions gives NaN there, not an error
     met2 = metrics_table(df, system, "exact", "direct", ref[ref["field"] == 0.0], "exact", n_boot=0, seed=0)
     assert met2["f_ref"].isna().sum() == 4
+    # a table from before the order/n_orders columns: an FO-ARM's own order, else random orders
+    old = df.drop(columns=["order", "n_orders"])
+    for model, want in (("fo-arm-mlp", "fixed"), ("ao-arm-mlp", "random"), ("exact", "random")):
+        met3 = metrics_table(old, system, model, "direct", ref, "exact", n_boot=0, seed=0)
+        assert (met3["order"] == want).all() and (met3["n_orders"] == 1).all(), model
 
 
 def test_sample_model_order_settings():

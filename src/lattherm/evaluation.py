@@ -38,6 +38,7 @@ import torch
 
 from lattherm.conditions import condition_grid
 from lattherm.io import check_columns, pack_states, unpack_states
+from lattherm.models import MODEL_NAMES, is_fixed_order
 from lattherm.observables import estimate_thermo
 from lattherm.training.checkpoint import load_checkpoint, load_model
 from lattherm.training.trainer import resolve_device
@@ -304,7 +305,10 @@ def metrics_table(
     n_ord = sorted(set(samples_df["n_orders"])) if "n_orders" in samples_df else [1]
     if len(n_ord) != 1:
         raise ValueError(f"sample table mixes samplers with {n_ord} orders per sample")
-    kinds = sorted(set(samples_df["order"])) if "order" in samples_df else ["random"]
+    if "order" in samples_df:
+        kinds = sorted(set(samples_df["order"]))
+    else:  # a table from before the order column: the FO-ARM's own order, else one random order per sample
+        kinds = ["fixed" if model in MODEL_NAMES and is_fixed_order(model) else "random"]
     if len(kinds) != 1:
         raise ValueError(f"sample table mixes samplers with orders {kinds}")
     rows = []

@@ -18,6 +18,7 @@ from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
 
 __all__ = [
+    "is_fixed_order",
     "Model",
     "ExactModel",
     "FourierCondition",
@@ -51,6 +52,11 @@ def _entry(name: str) -> tuple[type[Model], type]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; expected one of {list(MODEL_NAMES)}")
     return _REGISTRY[name]
+
+
+def is_fixed_order(name: str) -> bool:
+    """Whether the architecture ``name`` generates in one fixed order (the FO-ARMs)."""
+    return bool(_entry(name)[0].fixed_order)
 
 
 def model_config_from_dict(name: str, config: Mapping[str, Any] | Any | None = None):

@@ -18,7 +18,6 @@ from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
 
 __all__ = [
-    "is_fixed_order",
     "Model",
     "ExactModel",
     "FourierCondition",
@@ -35,6 +34,7 @@ __all__ = [
     "build_model",
     "build_from_spec",
     "model_config_from_dict",
+    "is_fixed_order",
     "asdict",
 ]
 

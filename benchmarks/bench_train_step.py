@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -34,7 +35,7 @@ PAPER = {
 }
 
 
-def one(model_name: str, L: int, paper: bool, grad_steps: int | None = None) -> dict:
+def one(model_name: str, L: int, paper: bool, grad_steps: int | None = None, grad_chunk: int | None = None) -> dict:
     import torch
 
     from lattherm.models import build_model
@@ -60,7 +61,8 @@ def one(model_name: str, L: int, paper: bool, grad_steps: int | None = None) -> 
         x = torch.randint(0, 2, (cond.shape[0] * S, L * L), generator=gen, device=dev)
         loss, _ = mam_loss(model, system, x, cond, lam=1.0, generator=gen)
     else:  # sampling (no gradient) + the gradient of log q: exact N passes, or k sampled steps
-        loss, _ = reinforce_loss(model, system, cond, samples_per_condition=S, generator=gen, grad_steps=grad_steps)
+        loss, _ = reinforce_loss(model, system, cond, samples_per_condition=S, generator=gen, grad_steps=grad_steps,
+                                 grad_chunk=grad_chunk)  # fmt: skip
     loss.backward()
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -81,6 +83,7 @@ def one(model_name: str, L: int, paper: bool, grad_steps: int | None = None) -> 
         sample_per_s = cond.shape[0] * n / (time.perf_counter() - t0)
     n_params = sum(p.numel() for p in model.parameters())
     grad = "MAM" if model.has_marginal else f"{grad_steps or L * L}-step"
+    grad += f", chunks of {grad_chunk}" if grad_chunk else ""
     return {"model": model_name, "grad": grad, "L": L, "N": L * L, "params": n_params, "step_s": step_s,
             "peak_mb": peak, "samples_per_s": sample_per_s, "device": dev.type}
 
@@ -89,16 +92,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--paper", action="store_true", help="the paper's widths (for a GPU)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 20])
-    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), args.paper, int(args.one[2]) or None)))
+        name, L, k, chunk = args.one
+        print(json.dumps(one(name, int(L), args.paper, int(k) or None, int(chunk) or None)))
         return
     rows = []
+    runs = [("ao-arm-mlp", None, None), ("ao-arm-mlp", None, 20), ("ao-arm-mlp", 4, None), ("mam-mlp", None, None),
+            ("mam-transformer", None, None)]  # fmt: skip
     for L in args.sizes:
-        for name, k in [("ao-arm-mlp", None), ("ao-arm-mlp", 4), ("mam-mlp", None), ("mam-transformer", None)]:
-            cmd = [sys.executable, __file__, "--one", name, str(L), str(k or 0)] + (["--paper"] if args.paper else [])
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        for name, k, chunk in runs:
+            cmd = [sys.executable, __file__, "--one", name, str(L), str(k or 0), str(chunk or 0)]
+            cmd += ["--paper"] if args.paper else []
+            # large blocks from mmap, handed back when freed: max RSS then follows the live tensors
+            # (glibc's adaptive threshold otherwise keeps freed blocks, and RSS shows fragmentation)
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+            out = out.strip().splitlines()[-1]
             rows.append(json.loads(out))
             print_table(rows[-1:])
     print_table(rows)
@@ -106,10 +117,12 @@ def main() -> None:
         "train_step" + ("_paper" if args.paper else ""),
         rows,
         notes="one training step at equal batch (25 conditions x 8 samples), one torch thread; ao-arm-mlp: sampling "
-        "+ the exact N-pass gradient of log q (grad N-step) or the unbiased 4-step estimator (4-step); MAMs: the full "
+        "+ the exact N-pass gradient of log q (grad N-step; 'chunks of 20': activation-checkpointed over chunks of 20 "
+        "samples, TrainConfig.grad_chunk) or the unbiased 4-step estimator (4-step); MAMs: the full "
         "objective (KL surrogate, consistency, anchor) on a given buffer, Gibbs refresh excluded; peak_mb = growth of "
-        "max RSS during the step on CPU (max allocated on CUDA); samples_per_s = direct ancestral sampling with exact "
-        "log q (25 conditions x 40, the CPU transformer x 2; no gradient). "
+        "max RSS during the step on CPU (glibc mmap threshold 128 KiB: freed tensors leave RSS), max allocated on "
+        "CUDA; samples_per_s = direct ancestral sampling with exact log q (25 conditions x 40, the CPU transformer "
+        "x 2; no gradient). "
         + ("paper widths" if args.paper else "reduced CPU widths: " + json.dumps(MODELS)),
     )
 

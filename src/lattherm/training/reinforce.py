@@ -20,6 +20,12 @@ Which ``log q`` carries the gradient:
   forward call). ``grad_steps=k`` instead draws ``k`` of the ``N`` steps uniformly without
   replacement per sample and uses ``(N/k) Σ_{t∈T_k} ∇ log q(x_σt | x_σ<t)``: an unbiased
   estimator of the same gradient at ``k`` passes (one batched forward call of ``k·B`` rows).
+
+Memory: the exact any-order gradient keeps ``N`` states per sample for the backward pass (the
+paper's O(N) argument; ~30 GB at its AO-ARM width on 20x20 with 1000 samples). ``grad_chunk=c``
+evaluates the gradient's ``log q`` over chunks of ``c`` samples under activation checkpointing: a
+chunk's activations are recomputed in the backward pass instead of kept, so the peak is one
+chunk's, for one more forward pass. The gradient is the same (up to float rounding).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from lattherm.models.base import Model
 from lattherm.sampling import log_prob, sample
@@ -52,7 +59,8 @@ def advantage(loss: Tensor, n_conditions: int, *, standardise: bool = True, eps:
 
 
 def sampled_step_log_prob(
-    model: Model, x: Tensor, cond: Tensor, order: Tensor, *, k: int, generator: torch.Generator | None
+    model: Model, x: Tensor, cond: Tensor, order: Tensor, *, k: int, generator: torch.Generator | None,
+    grad_chunk: int | None = None,
 ) -> Tensor:
     """``(B,)`` unbiased single/few-step estimate ``(N/k) Σ_{t∈T_k} log q(x_σt | x_σ<t)`` of
     ``log q(x|σ)``, with gradients (``T_k``: ``k`` distinct steps, uniform, per sample)."""
@@ -61,6 +69,13 @@ def sampled_step_log_prob(
     if not 1 <= k <= N:
         raise ValueError(f"grad_steps must be in 1..{N}, got {k}")
     steps = torch.rand(B, N, generator=generator, device=x.device).argsort(1)[:, :k]  # (B, k)
+    return _in_chunks(lambda *rows: _steps_log_prob(model, *rows) * (N / k), grad_chunk, x, cond, order, steps)
+
+
+def _steps_log_prob(model: Model, x: Tensor, cond: Tensor, order: Tensor, steps: Tensor) -> Tensor:
+    """``(B,)`` ``Σ_{t ∈ steps} log q(x_σt | x_σ<t)`` (``steps``: ``(B, k)`` step indices), one pass."""
+    B, N = x.shape
+    k = steps.shape[1]
     rank = order.argsort(1)  # (B, N): step at which each site is generated
     visible = rank[:, None, :] < steps[:, :, None]  # (B, k, N)
     site = order.gather(1, steps)  # (B, k) the site generated at each drawn step
@@ -69,7 +84,17 @@ def sampled_step_log_prob(
     ).view(B, k, N, -1)  # (B, k, N, q)
     lg = logits.gather(2, site[..., None, None].expand(B, k, 1, logits.shape[-1]))[:, :, 0]  # (B, k, q)
     lp = F.log_softmax(lg.double(), dim=-1).gather(2, x.gather(1, site)[..., None])[..., 0]  # (B, k)
-    return lp.sum(1) * (N / k)
+    return lp.sum(1)
+
+
+def _in_chunks(fn, chunk: int | None, *rows: Tensor) -> Tensor:
+    """``fn(*rows)``, a ``(B,)`` result of row-wise inputs; with ``chunk`` < B, over chunks of that
+    many rows under activation checkpointing (module doc: the backward pass holds one chunk)."""
+    B = rows[0].shape[0]
+    if chunk is None or chunk >= B:
+        return fn(*rows)
+    parts = [checkpoint(fn, *(r[i : i + chunk] for r in rows), use_reentrant=False) for i in range(0, B, chunk)]
+    return torch.cat(parts)
 
 
 def reinforce_loss(
@@ -83,6 +108,7 @@ def reinforce_loss(
     standardise: bool = True,
     grad_steps: int | None = None,
     steps_per_pass: int = 8,
+    grad_chunk: int | None = None,
 ) -> tuple[Tensor, dict]:
     """One REINFORCE batch: sample, score, and the surrogate whose gradient is ``∇ KL``.
 
@@ -95,6 +121,7 @@ def reinforce_loss(
         standardise: per-condition standardised advantage (paper) or leave-one-out (unbiased).
         grad_steps: any-order models only: ``None`` exact path gradient, ``k`` sampled steps.
         steps_per_pass: exact any-order gradient: steps batched per forward call.
+        grad_chunk: samples per activation-checkpointed chunk of the gradient pass (module doc).
 
     Returns:
         ``(surrogate, stats)``: ``surrogate.backward()`` gives the gradient estimate; ``stats``
@@ -108,12 +135,16 @@ def reinforce_loss(
         )
         cond_rows = cond.to(torch.float64).repeat_interleave(samples_per_condition, 0)  # (B, 2)
         red = reduced_energy(system, x, cond_rows[:, 0], cond_rows[:, 1])  # (B,) float64
+    if grad_chunk is not None and (isinstance(grad_chunk, bool) or int(grad_chunk) != grad_chunk or grad_chunk < 1):
+        raise ValueError(f"grad_chunk must be a positive integer or None, got {grad_chunk!r}")
     if model.fixed_order:
-        log_q_grad = log_prob(model, x, cond_rows)
+        log_q_grad = _in_chunks(lambda xs, cs: log_prob(model, xs, cs), grad_chunk, x, cond_rows)
     elif grad_steps is None:
-        log_q_grad = log_prob(model, x, cond_rows, order_used, steps_per_pass=steps_per_pass)
+        log_q_grad = _in_chunks(lambda xs, cs, os: log_prob(model, xs, cs, os, steps_per_pass=steps_per_pass),
+                                grad_chunk, x, cond_rows, order_used)  # fmt: skip
     else:
-        log_q_grad = sampled_step_log_prob(model, x, cond_rows, order_used, k=grad_steps, generator=generator)
+        log_q_grad = sampled_step_log_prob(model, x, cond_rows, order_used, k=grad_steps, generator=generator,
+                                           grad_chunk=grad_chunk)  # fmt: skip
     reward = (log_q + beta_scale * red).detach()  # ℓ
     assert not reward.requires_grad
     adv = advantage(reward, C, standardise=standardise)

@@ -118,6 +118,7 @@ class TrainConfig:
     standardise: bool = True  # per-condition standardised advantage (False: leave-one-out)
     ao_grad_steps: int | None = None  # any-order ARMs: None exact ∇log q(x|σ) (N passes); k: unbiased k-step
     steps_per_pass: int = 16  # exact any-order gradient: steps batched per forward call
+    grad_chunk: int | None = None  # ARMs: samples per activation-checkpointed chunk of the gradient (memory)
     mam_lambda: float = 1.0  # MAM: weight λ of N·L_cons + L_anchor
     gibbs_sweeps: int = 1  # MAM: block-Gibbs moves per step
     gibbs_block: int | None = None  # MAM: sites re-drawn per move (None: the paper's K, 10 Ising, 4 CuAu)
@@ -131,7 +132,7 @@ class TrainConfig:
 
 
 #: config fields that do not change the trajectory (may differ on resume)
-_FREE_ON_RESUME = ("max_minutes", "checkpoint_every", "log_every")
+_FREE_ON_RESUME = ("max_minutes", "checkpoint_every", "log_every", "grad_chunk")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -167,6 +168,9 @@ def check_train_config(cfg: TrainConfig, *, world_size: int = 1) -> None:
         raise ValueError(f"beta0 must be in (0, 1], got {cfg.beta0}")
     if cfg.precision not in ("auto", "float32", "bf16", "float64"):
         raise ValueError(f"precision must be auto, float32, bf16 or float64, got {cfg.precision!r}")
+    g = cfg.grad_chunk
+    if g is not None and (isinstance(g, bool) or int(g) != g or g < 1):
+        raise ValueError(f"TrainConfig.grad_chunk must be an integer >= 1 or None, got {g!r}")
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes must be > 0 or None, got {cfg.max_minutes}")
     S, W = cfg.samples_per_condition, int(world_size)
@@ -515,6 +519,7 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
                     standardise=cfg.standardise,
                     grad_steps=cfg.ao_grad_steps,
                     steps_per_pass=cfg.steps_per_pass,
+                    grad_chunk=cfg.grad_chunk,
                 )
                 terms = {"surrogate": loss.detach(), "reward": st["reward"].mean() / N}
         values = {"loss": loss.detach(), **terms}

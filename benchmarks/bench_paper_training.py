@@ -81,27 +81,25 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(*args.one, args.minutes, args.steps, args.config)))
         return
+    notes = (f"{args.config} settings, {args.minutes} min per model (steps capped at {args.steps}), precision auto "
+             "(bf16 autocast on CUDA, float32 on CPU), one process per model; s_per_step over this call; peak_mb: max "
+             "allocated on CUDA, max RSS growth on CPU")  # fmt: skip
+    name = f"paper_training_{args.system}" + (f"_{args.tag}" if args.tag else "")
     rows = []
     for size in args.sizes:
-        for name in args.models:  # one process each: its peak memory is its own
-            cmd = [sys.executable, __file__, "--one", args.system, size, name, "--minutes", str(args.minutes),
+        for model in args.models:  # one process each: its peak memory is its own
+            cmd = [sys.executable, __file__, "--one", args.system, size, model, "--minutes", str(args.minutes),
                    "--config", args.config] + ([] if args.steps is None else ["--steps", str(args.steps)])  # fmt: skip
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 err = (res.stderr.strip().splitlines() or ["?"])[-1]
-                print(f"{args.system} {size} {name}: failed: {err}", file=sys.stderr)
-                rows.append({"system": args.system, "size": size, "model": name, "error": err})
-                continue
-            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            print_table(rows[-1:])
+                print(f"{args.system} {size} {model}: failed: {err}", file=sys.stderr)
+                rows.append({"system": args.system, "size": size, "model": model, "error": err})
+            else:
+                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                print_table(rows[-1:])
+            record(name, rows, notes=notes)  # after every model: a time limit keeps what was measured
     print_table([r for r in rows if "error" not in r])
-    record(
-        f"paper_training_{args.system}" + (f"_{args.tag}" if args.tag else ""),
-        rows,
-        notes=f"{args.config} settings, {args.minutes} min per model (steps capped at {args.steps}), precision auto "
-        "(bf16 autocast on CUDA, float32 on CPU), one process per model; s_per_step over this call; peak_mb: max "
-        "allocated on CUDA, max RSS growth on CPU",
-    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,35 @@ TINY = {
     "mam-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
     "mam-transformer": {"dim": 16, "n_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "rope_k": 1, "n_freq": 2},
 }
+
+
+#: the short-training check on 3x3 Ising (tests/test_training.py, on a device tests/test_devices.py):
+#: its condition box, model sizes, TrainConfig settings and the conditions its KL is measured at
+SHORT_BOX = ((2.0, 3.0), (-0.5, 0.5))
+SHORT_TINY = {
+    "fo-arm-mlp": {"channels": 4, "n_hidden": 1, "cond_width": 16, "n_freq": 2},
+    "ao-arm-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
+    "mam-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
+    "mam-transformer": TINY["mam-transformer"],
+}
+SHORT_TRAIN = dict(n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25, beta_anneal_frac=0.3,
+                   log_every=10, seed=1)  # fmt: skip
+SHORT_COND = ((2.0, -0.5), (2.0, 0.5), (3.0, 0.0), (2.5, 0.25))
+
+
+def kl_per_condition(model, system, cond, n=2000) -> np.ndarray:
+    """``KL(q‖p) = β(F_var − F)·N = −mean(log w) − (−ln Z)`` per condition (Ising, transfer matrix),
+    from ``n`` samples of ``model`` on the CPU."""
+    from lattherm.reference.exact import ising_transfer_matrix
+    from lattherm.sampling import sample
+    from lattherm.systems import reduced_energy
+
+    gen = torch.Generator().manual_seed(7)
+    x, lq = sample(model, cond, n, order="fixed" if model.fixed_order else "random", generator=gen)
+    rows = cond.repeat_interleave(n, 0)
+    log_w = (-reduced_energy(system, x, rows[:, 0], rows[:, 1]) - lq).view(len(cond), n)
+    ref = ising_transfer_matrix(system.L, cond[:, 0].numpy(), cond[:, 1].numpy())
+    return -log_w.mean(1).numpy() + ref["log_Z"]
 
 
 @pytest.fixture

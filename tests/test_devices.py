@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import BOX, TINY
+from conftest import BOX, SHORT_BOX, SHORT_COND, SHORT_TINY, SHORT_TRAIN, TINY, kl_per_condition
 
 from lattherm.evaluation import metrics_table, sample_grid
 from lattherm.lattices import Lattice
 from lattherm.models import MODEL_NAMES, build_model
 from lattherm.reference.exact import enumerate_states, ising_transfer_matrix
 from lattherm.sampling import log_prob, sample
-from lattherm.systems import IsingSystem, reduced_energy
+from lattherm.systems import IsingSystem
 from lattherm.training import TrainConfig, load_checkpoint, load_model, train
 
 DEVICE = os.environ.get("LATTHERM_TEST_DEVICE", "cuda")
@@ -66,24 +66,6 @@ def test_device_sampler_reports_the_cpu_probabilities(name):
     assert torch.equal(x, x2)
 
 
-def _kl(model, system, cond, n=2000) -> np.ndarray:
-    """``KL(q‖p)`` per condition in nats (float32 model on the CPU, as the sample rule runs it)."""
-    gen = torch.Generator().manual_seed(7)
-    x, lq = sample(model, cond, n, order="fixed" if model.fixed_order else "random", generator=gen)
-    rows = cond.repeat_interleave(n, 0)
-    log_w = (-reduced_energy(system, x, rows[:, 0], rows[:, 1]) - lq).view(len(cond), n)
-    return -log_w.mean(1).numpy() + ising_transfer_matrix(system.L, cond[:, 0].numpy(), cond[:, 1].numpy())["log_Z"]
-
-
-#: the short-training settings of tests/test_training.py (and the transformer of conftest.TINY)
-TRAIN_TINY = {
-    "fo-arm-mlp": {"channels": 4, "n_hidden": 1, "cond_width": 16, "n_freq": 2},
-    "ao-arm-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
-    "mam-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
-    "mam-transformer": TINY["mam-transformer"],
-}
-
-
 @pytest.mark.parametrize(
     "name, steps, max_kl",
     [("fo-arm-mlp", 150, 0.25), ("ao-arm-mlp", 150, 0.25), ("mam-mlp", 300, 1.0), ("mam-transformer", 150, 1.0)],
@@ -93,22 +75,20 @@ def test_training_on_device_in_default_precision(tmp_path, name, steps, max_kl):
     1.3–5.6 nats (random initialisation) to the float32 CPU trainings' level (tests/test_training.py:
     ARMs 0.01–0.08 nat, MAMs a few tenths; on the CPU here the MAM Transformer reaches 0.1–0.6 in
     150 steps); the checkpoint holds float32 weights and loads on the CPU with ``weights_only``."""
-    system = IsingSystem(L=3)
-    box = ((2.0, 3.0), (-0.5, 0.5))
-    cfg = TrainConfig(steps=steps, n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25,
-                      beta_anneal_frac=0.3, checkpoint_every=50, log_every=10, seed=1, device=DEVICE,
-                      grad_chunk=100)  # fmt: skip  (ARMs: the gradient pass in recomputed chunks)
-    cond = torch.tensor([[2.0, -0.5], [2.0, 0.5], [3.0, 0.0], [2.5, 0.25]], dtype=torch.float64)
+    system, box = IsingSystem(L=3), SHORT_BOX
+    # ARMs: the gradient pass in recomputed chunks (grad_chunk)
+    cfg = TrainConfig(steps=steps, checkpoint_every=50, device=DEVICE, grad_chunk=100, **SHORT_TRAIN)
+    cond = torch.tensor(SHORT_COND, dtype=torch.float64)
     ck = tmp_path / "ck.pt"
-    out = train(system, model_name=name, model_config=TRAIN_TINY[name], train_config=cfg, cond_box=box,
+    out = train(system, model_name=name, model_config=SHORT_TINY[name], train_config=cfg, cond_box=box,
                 checkpoint_path=ck, log_path=tmp_path / "log.parquet", progress=False)  # fmt: skip
     assert out["finished"] and out["steps_done"] == steps
     state = load_checkpoint(ck)  # weights_only, mapped to the CPU
     assert all(v.device.type == "cpu" and v.dtype == torch.float32 for v in state["model_state"].values()
                if v.is_floating_point())  # fmt: skip
     torch.manual_seed(1)
-    kl0 = _kl(build_model(name, system=system, cond_box=box, config=TRAIN_TINY[name]), system, cond)
-    kl = _kl(load_model(ck, system=system), system, cond)
+    kl0 = kl_per_condition(build_model(name, system=system, cond_box=box, config=SHORT_TINY[name]), system, cond)
+    kl = kl_per_condition(load_model(ck, system=system), system, cond)
     assert kl0.min() > 1.0
     assert np.all(kl > -0.01) and kl.max() < max_kl, (kl0, kl)
     log = pd.read_parquet(tmp_path / "log.parquet")

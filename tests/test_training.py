@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import SHORT_BOX, SHORT_COND, SHORT_TINY, SHORT_TRAIN, kl_per_condition
 
 import lattherm.training.trainer as trainer_mod
 from lattherm.evaluation import METRIC_COLUMNS, SAMPLE_COLUMNS, metrics_table, sample_grid, sample_model
@@ -31,12 +32,7 @@ from lattherm.training import (
     train,
 )
 
-BOX = ((2.0, 3.0), (-0.5, 0.5))
-TINY = {
-    "fo-arm-mlp": {"channels": 4, "n_hidden": 1, "cond_width": 16, "n_freq": 2},
-    "ao-arm-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
-    "mam-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
-}
+BOX, TINY = SHORT_BOX, SHORT_TINY
 
 
 # --------------------------------------------------------------------------- condition grid
@@ -229,17 +225,6 @@ def test_gibbs_move_changes_at_most_block_sites():
 
 
 # --------------------------------------------------------------------------- training lowers KL
-def _kl_per_condition(model, system, cond, n=2000) -> np.ndarray:
-    """``KL(q‖p) = β(F_var − F)·N = −mean(log w) − (−ln Z)`` per condition."""
-    gen = torch.Generator().manual_seed(7)
-    order = "fixed" if model.fixed_order else "random"
-    x, lq = sample(model, cond, n, order=order, generator=gen)
-    rows = cond.repeat_interleave(n, 0)
-    log_w = (-reduced_energy(system, x, rows[:, 0], rows[:, 1]) - lq).view(len(cond), n)
-    ref = ising_transfer_matrix(system.L, cond[:, 0].numpy(), cond[:, 1].numpy())
-    return -log_w.mean(1).numpy() + ref["log_Z"]
-
-
 @pytest.mark.parametrize(
     "name, steps, max_kl, mean_kl, precision",
     [
@@ -258,23 +243,11 @@ def test_short_training_lowers_kl(tmp_path, monkeypatch, name, steps, max_kl, me
     (MAM; observed 0.17–0.4 nat at 300 steps). Thresholds leave ~3x margin. The KL is measured
     in float32 (as the sample rule does) also for the bf16-trained models."""
     system = IsingSystem(L=3)
-    cond = torch.tensor([[2.0, -0.5], [2.0, 0.5], [3.0, 0.0], [2.5, 0.25]], dtype=torch.float64)
-    cfg = TrainConfig(
-        steps=steps,
-        n_T=2,
-        n_field=2,
-        samples_per_condition=64,
-        lr=1e-2,
-        grid_step_frac=0.25,
-        beta_anneal_frac=0.3,
-        checkpoint_every=10**6,
-        log_every=10,
-        seed=1,
-        precision=precision,
-    )
+    cond = torch.tensor(SHORT_COND, dtype=torch.float64)
+    cfg = TrainConfig(steps=steps, checkpoint_every=10**6, precision=precision, **SHORT_TRAIN)
     torch.manual_seed(1)
     init = build_model(name, system=system, cond_box=BOX, config=TINY[name])
-    kl0 = _kl_per_condition(init, system, cond)
+    kl0 = kl_per_condition(init, system, cond)
     seen = set()  # the autocast dtype each loss call ran under (None: autocast off)
     for fn_name in ("reinforce_loss", "mam_loss"):
         real = getattr(trainer_mod, fn_name)
@@ -297,7 +270,7 @@ def test_short_training_lowers_kl(tmp_path, monkeypatch, name, steps, max_kl, me
     )
     assert summary["finished"] and summary["steps_done"] == steps
     assert seen == ({torch.bfloat16} if precision == "bf16" else {None})
-    kl = _kl_per_condition(load_model(tmp_path / "ck.pt", system=system), system, cond)
+    kl = kl_per_condition(load_model(tmp_path / "ck.pt", system=system), system, cond)
     assert kl0.min() > 1.0
     assert np.all(kl > -0.01)  # KL >= 0 up to sampling noise
     assert kl.max() < max_kl and kl.mean() < mean_kl, (kl0, kl)

@@ -31,6 +31,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from lattherm.io import atomic_path, check_columns
+from lattherm.models import MODEL_NAMES, is_fixed_order
 from lattherm.reference.phase_diagram import lower_hull
 
 __all__ = [
@@ -96,7 +97,7 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
             ax_n.plot(gh["T"], gh["ness"], **kw)
         n_orders = sorted(set(g["n_orders"])) if "n_orders" in g else [1]
         title = model + (f" ({n_orders[0]} orders)" if n_orders != [1] else "")
-        if not model.startswith("fo-") and "order" in g and set(g["order"]) == {"fixed"}:
+        if model in MODEL_NAMES and not is_fixed_order(model) and "order" in g and set(g["order"]) == {"fixed"}:
             title += " (one fixed order)"
         ax_e.set_title(title, fontsize=10)
         ax_e.set_yscale("log")

@@ -39,7 +39,7 @@ from lattherm.models.base import Model
 from lattherm.sampling import log_prob, sample
 from lattherm.systems.base import reduced_energy
 
-__all__ = ["advantage", "reinforce_loss", "sampled_step_log_prob"]
+__all__ = ["advantage", "check_grad_chunk", "reinforce_loss", "sampled_step_log_prob"]
 
 
 def advantage(loss: Tensor, n_conditions: int, *, standardise: bool = True, eps: float = 1e-8) -> Tensor:
@@ -87,6 +87,12 @@ def _steps_log_prob(model: Model, x: Tensor, cond: Tensor, order: Tensor, steps:
     return lp.sum(1)
 
 
+def check_grad_chunk(chunk) -> None:
+    """``grad_chunk`` is ``None`` or an integer >= 1 (``ValueError`` otherwise)."""
+    if chunk is not None and (isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1):
+        raise ValueError(f"grad_chunk must be an integer >= 1 or None, got {chunk!r}")
+
+
 def _in_chunks(fn, chunk: int | None, *rows: Tensor) -> Tensor:
     """``fn(*rows)``, a ``(B,)`` result of row-wise inputs; with ``chunk`` < B, over chunks of that
     many rows under activation checkpointing (module doc: the backward pass holds one chunk)."""
@@ -127,6 +133,7 @@ def reinforce_loss(
         ``(surrogate, stats)``: ``surrogate.backward()`` gives the gradient estimate; ``stats``
         holds detached ``log_w`` (B,) at the full β (for F_var), ``reward`` (B,) and ``cond`` (B, 2).
     """
+    check_grad_chunk(grad_chunk)
     C = cond.shape[0]
     order = "fixed" if model.fixed_order else "random"
     with torch.no_grad():
@@ -135,8 +142,6 @@ def reinforce_loss(
         )
         cond_rows = cond.to(torch.float64).repeat_interleave(samples_per_condition, 0)  # (B, 2)
         red = reduced_energy(system, x, cond_rows[:, 0], cond_rows[:, 1])  # (B,) float64
-    if grad_chunk is not None and (isinstance(grad_chunk, bool) or int(grad_chunk) != grad_chunk or grad_chunk < 1):
-        raise ValueError(f"grad_chunk must be a positive integer or None, got {grad_chunk!r}")
     if model.fixed_order:
         log_q_grad = _in_chunks(lambda xs, cs: log_prob(model, xs, cs), grad_chunk, x, cond_rows)
     elif grad_steps is None:

@@ -85,7 +85,7 @@ from lattherm.training.checkpoint import (
 )
 from lattherm.training.conditions import DriftingGrid
 from lattherm.training.mam import GibbsBuffer, default_gibbs_block, mam_loss
-from lattherm.training.reinforce import reinforce_loss
+from lattherm.training.reinforce import check_grad_chunk, reinforce_loss
 
 __all__ = [
     "TrainConfig",
@@ -168,9 +168,7 @@ def check_train_config(cfg: TrainConfig, *, world_size: int = 1) -> None:
         raise ValueError(f"beta0 must be in (0, 1], got {cfg.beta0}")
     if cfg.precision not in ("auto", "float32", "bf16", "float64"):
         raise ValueError(f"precision must be auto, float32, bf16 or float64, got {cfg.precision!r}")
-    g = cfg.grad_chunk
-    if g is not None and (isinstance(g, bool) or int(g) != g or g < 1):
-        raise ValueError(f"TrainConfig.grad_chunk must be an integer >= 1 or None, got {g!r}")
+    check_grad_chunk(cfg.grad_chunk)
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes must be > 0 or None, got {cfg.max_minutes}")
     S, W = cfg.samples_per_condition, int(world_size)

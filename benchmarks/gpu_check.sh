@@ -7,7 +7,7 @@
 #      AO-ARM MLP vs MAM MLP vs MAM Transformer at equal batch, and sampling throughput;
 #   3. benchmarks/bench_paper_training.py: each model trained ~15 s with config/paper.yaml on 20x20
 #      (bf16): s/step, samples/s, peak memory.
-# Needs python3 with torch (CUDA), numpy, pandas, pyarrow, pyyaml, tqdm, pytest; no Snakemake.
+# Needs python3 with torch (CUDA), numpy, pandas, pyarrow, pyyaml, pytest; no Snakemake.
 # Usage (repository root):  bash benchmarks/gpu_check.sh [OUT_DIR]
 # Records land in benchmarks/results/ and are copied, with the logs, to OUT_DIR (default: $OUT).
 set -uo pipefail

@@ -6,6 +6,8 @@ method's error over many seeds (measured and quoted next to the test), not from 
 
 from __future__ import annotations
 
+import logging
+
 import numba
 import numpy as np
 import pytest
@@ -117,9 +119,12 @@ def test_same_seed_same_result_any_thread_count():
     assert not np.array_equal(a.ln_g, c.ln_g)
 
 
-def test_progress_bar_and_one_over_t_bookkeeping(capsys):
-    r = wang_landau(4, ln_f_final=1e-5, schedule="1/t", progress=True, seed=2)
-    assert "WL 4x4" in capsys.readouterr().err
+def test_progress_lines_and_one_over_t_bookkeeping(caplog):
+    with caplog.at_level(logging.INFO, logger="lattherm.progress"):
+        r = wang_landau(4, ln_f_final=1e-5, schedule="1/t", progress=True, seed=2)
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "lattherm.progress"]
+    assert lines[0].startswith("WL 4x4") and "started" in lines[0] and "done after" in lines[-1]
+    assert not any("\r" in line for line in lines)
     kinds = [s["kind"] for s in r.stages]
     assert kinds[-1] == "1/t" and set(kinds[:-1]) == {"flat"}
     assert r.stages[-1]["ln_f"] <= 1e-5

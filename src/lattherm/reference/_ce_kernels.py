@@ -345,9 +345,9 @@ def run_chains(system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_
     Chains run in blocks of ``BLOCK`` (padding chains run and are discarded).
     """
     import torch
-    from tqdm.auto import tqdm
 
     from lattherm.reference import _mcmc_kernels as K
+    from lattherm.runlog import Progress
 
     ft = system.flip_tables()
     tab = kernel_tables(ft)
@@ -384,10 +384,7 @@ def run_chains(system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_
     shape = (n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0)
     states = np.empty(shape, dtype=np.uint8)
     chunk = max(1, -(-n_samples // 50), 1000 // thin) if progress else n_samples
-    with tqdm(
-        total=burn + n_samples * thin, disable=not progress, desc=f"metropolis {system.size}",
-        unit="sweep",
-    ) as bar:  # fmt: skip
+    with Progress(burn + n_samples * thin, f"metropolis {system.size}", "sweeps", enabled=progress) as bar:
         done = 0
         while done < burn:
             k = min(max(chunk * thin, 1), burn - done)

@@ -156,7 +156,7 @@ def run_metropolis(
             or ``"random-site"``.
         keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes;
             more than 4 GiB is refused).
-        progress: show a tqdm bar over sweeps.
+        progress: log progress over sweeps (:class:`lattherm.runlog.Progress`).
     """
     T_b, h_b = np.broadcast_arrays(
         np.asarray(T, dtype=np.float64), np.asarray(field, dtype=np.float64)
@@ -264,9 +264,9 @@ def _start_states(start, n_cond: int, n_chains: int, N: int) -> np.ndarray | str
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from lattherm.runlog import Progress
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="sweep")
+    return Progress(total, desc, "sweeps", enabled=enabled)
 
 
 # --- Ising fast path -----------------------------------------------------------------

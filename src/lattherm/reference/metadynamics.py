@@ -188,7 +188,7 @@ def run_metadynamics(
         backend: ``"numba"`` (default; the algorithm on CuAuSystem's flip tables) or ``"clease"``
             (CLEASE's SGCMonteCarlo/BinnedBiasPotential/MetaDynamicsSampler, ~300x slower).
         eci: ECIs (published ones when ``None``).
-        progress: tqdm bar over the stages and production blocks.
+        progress: log progress over the stages and production blocks.
         workdir: folder for CLEASE's files (a temporary one, deleted afterwards, when ``None``).
     """
     if not T > 0:
@@ -218,9 +218,9 @@ def run_metadynamics(
     )
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from lattherm.runlog import Progress
 
-        bar = tqdm(total=len(schedule) + n_blocks, desc=f"metadynamics {size} T={T:g} K", unit="stage")
+        bar = Progress(len(schedule) + n_blocks, f"metadynamics {size} T={T:g} K", "stages")
     t0 = time.perf_counter()
     try:
         run = _run_clease if backend == "clease" else _run_numba

@@ -204,7 +204,7 @@ def wang_landau(
             flipping one sublattice maps ``E`` to ``−E``); this cancels the antisymmetric
             (tilt) part of the WL error, its largest mode. Ignored for odd ``L``.
         seed: seeds every random stream (explicit; no default).
-        progress: show a tqdm bar over the ``ln f`` stages of all windows.
+        progress: log progress over the ``ln f`` stages of all windows.
         max_moves: optional safety cap on the moves of any one walker (raises when exceeded).
     """
     if J == 0:
@@ -295,9 +295,9 @@ def wang_landau(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from lattherm.runlog import Progress
 
-        bar = tqdm(total=n_windows * n_stages, desc=f"WL {L}x{L} ({schedule})", unit="stage")
+        bar = Progress(n_windows * n_stages, f"WL {L}x{L} ({schedule})", "stages")
     try:
         while active.any():
             n_moves = np.where(inv_t, np.minimum(round_moves, t_end - moves), round_moves).astype(np.int64)
@@ -358,8 +358,8 @@ def wang_landau(
                 elif stage_of[k] >= n_stages:
                     active[ws] = False
             if bar is not None:
-                bar.n = int(stage_of.sum())
                 bar.set_postfix(ln_f=f"{lnf[active].max() if active.any() else lnf.min():.2g}")
+                bar.update(int(stage_of.sum()) - bar.n)
             if max_moves is not None and moves.max() > max_moves:
                 raise RuntimeError(f"Wang–Landau exceeded max_moves={max_moves} per walker at stages {stage_of}")
     finally:

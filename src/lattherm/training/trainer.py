@@ -69,12 +69,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from lattherm.distributed import RankLayout, resolve_device, setup_distributed
 from lattherm.io import atomic_path
 from lattherm.models import build_model, check_cond_box
-from lattherm.runlog import job_log
+from lattherm.runlog import Progress, job_log
 from lattherm.systems import make_system
 from lattherm.training.checkpoint import (
     FORMAT,
@@ -473,9 +472,7 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
     # log-softmax and energies stay float32/float64). On a CPU it runs the same code path as on a
     # GPU (for tests), usually slower than float32.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    bar = tqdm(
-        total=cfg.steps, initial=step, disable=not (progress and layout.is_main), desc=model_name, dynamic_ncols=True
-    )
+    bar = Progress(cfg.steps, f"train {model_name}", "steps", initial=step, enabled=progress and layout.is_main)
     params = [p for p in model.parameters() if p.requires_grad]
     budget_s = None if cfg.max_minutes is None else 60 * cfg.max_minutes
     over_budget = False  # W > 1: a rank voted to stop in the last all-reduce

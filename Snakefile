@@ -1,24 +1,26 @@
 # lattherm — neural samplers of lattice thermodynamics, and their references.
 #
-# Results:  results/{system}/{size}/reference/{method}.parquet      exact | wang_landau | mcmc | metadynamics
-#           results/{system}/{size}/models/{model}/checkpoint.pt    (sampler stage)
-#           results/{system}/{size}/{samples,metrics}/{model}/{source}.parquet
-#           results/tables/sampler_accuracy.parquet               (one row per sampler)
-#           results/figures/{system}_{size}_{figure}.{png,pdf}        (figure stage)
-# Logs and rule benchmarks mirror those paths under logs/ and benchmarks/.
+# Results (under results_dir, default results/; every config its own root):
+#   {results_dir}/{system}/{size}/reference/{method}.parquet      exact | wang_landau | mcmc | metadynamics
+#   {results_dir}/{system}/{size}/models/{model}/checkpoint.pt    (sampler stage)
+#   {results_dir}/{system}/{size}/{samples,metrics}/{model}/{source}.parquet
+#   {results_dir}/tables/sampler_accuracy.parquet                 (one row per sampler)
+#   {results_dir}/figures/{system}_{size}_{figure}.{png,pdf}      (figure stage)
+#   {results_dir}/logs/…                                          job logs (.log) and timings (.tsv), mirroring the above
 #
-# Laptop:   snakemake --cores all all                     (config/config.yaml)
-# Cluster:  snakemake --profile profiles/slurm all_figures (config/paper.yaml)
+# Laptop:   snakemake --cores all all                                                 (config/config.yaml)
+# Cluster:  snakemake --profile profiles/slurm all_figures                            (config/paper.yaml)
+# A config given with --configfile is used alone: defaults come from the schema
+# (src/lattherm/data/config.schema.yaml), never from config/config.yaml.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+if not workflow.overwrite_configfiles:
 
-
-validate(config, schema="workflow/schemas/config.schema.yaml")
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -29,8 +31,9 @@ wildcard_constraints:
     L=r"[2-9]|[1-9]\d+",
     # size tokens: 10x10, 2x2x4
     size=SIZE_PATTERN,
-    system=r"ising|cuau",
-    model="|".join(MODELS),
+    system="|".join(SYSTEMS),
+    model="|".join(MODEL_NAMES),
+
 
 include: "workflow/rules/references.smk"
 include: "workflow/rules/train.smk"
@@ -41,10 +44,10 @@ include: "workflow/rules/figures.smk"
 
 # Target rules only collect files: they run on the submitting host, not as cluster jobs.
 localrules:
+    all_figures,
     all,
     all_references,
     all_metrics,
-    all_figures,
     figure_free_energy,
     figure_heat_capacity,
     figure_training,
@@ -52,14 +55,20 @@ localrules:
     sampler_summary,
 
 
-rule all:
-    """Everything (the default): references, trained samplers and their metrics, and the figures."""
-    default_target: True
+rule all_figures:
+    """Everything: references, trained samplers and their metrics, then the figures."""
     input:
         reference_targets(),
         metric_targets(),
         summary_targets(),
         figure_targets(),
+
+
+rule all:
+    """The default target: the same files as all_figures."""
+    default_target: True
+    input:
+        rules.all_figures.input,
 
 
 rule all_references:
@@ -73,12 +82,3 @@ rule all_metrics:
     input:
         metric_targets(),
         summary_targets(),
-
-
-rule all_figures:
-    """The cluster's name for everything (the same as all): every table, then every figure."""
-    input:
-        reference_targets(),
-        metric_targets(),
-        summary_targets(),
-        figure_targets(),

@@ -36,8 +36,10 @@ import argparse
 import itertools
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +95,10 @@ class TrainJob:
             import torch
 
             torch.set_num_threads(int(cpus))
-        Path(self.spec.out).mkdir(parents=True, exist_ok=True)
-        return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
+        if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) != 0:  # rank 0 holds the lock
+            return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
+        with out_lock(self.spec.out):
+            return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on pre-emption or timeout: resubmit the same training, which resumes
@@ -136,20 +140,12 @@ def _key_value(text: str, option: str) -> tuple[str, str]:
 
 
 def load_config(path: str) -> dict:
-    """A workflow config file, checked like the Snakefile does (:func:`lattherm.config.check_config`)."""
-    import yaml
+    """A workflow config file, read strictly and checked as the Snakefile does
+    (:func:`lattherm.config.read_config_file`, :func:`lattherm.config.load_config`)."""
+    from lattherm.config import load_config as checked
+    from lattherm.config import read_config_file
 
-    from lattherm.config import check_config
-
-    try:
-        with open(path) as fh:
-            config = yaml.safe_load(fh)
-    except OSError as err:
-        raise CliError(f"cannot read the config {path}: {err.strerror}") from None
-    if not isinstance(config, Mapping):
-        raise CliError(f"{path} is not a workflow config (a YAML mapping)")
-    check_config(config)
-    return dict(config)
+    return checked(read_config_file(path))
 
 
 def train_spec(
@@ -182,8 +178,44 @@ def _check_spec(spec: TrainSpec, world_size: int) -> None:
     check_train_config(train_config_from_dict(spec.train_config), world_size=world_size)
 
 
-def _overrides(pairs: Sequence[str]) -> dict:
-    return {k: parse_value(v) for k, v in (_key_value(p, "--set") for p in pairs)}
+def _overrides(pairs: Sequence[str], option: str = "--set") -> dict:
+    """``KEY=VALUE`` pairs as TrainConfig keys, each checked against the config schema."""
+    from lattherm.schema import ConfigError, check
+
+    values = {k: parse_value(v) for k, v in (_key_value(p, option) for p in pairs)}
+    try:
+        check(values, "trainLeaf", key=option)
+    except ConfigError as err:
+        raise CliError(str(err).replace("config key ", "", 1)) from None
+    return values
+
+
+@contextmanager
+def out_lock(out: str | os.PathLike):
+    """Hold an exclusive lock on the output folder ``out`` (created if needed) while training into
+    it: a second run into the same folder is refused instead of interleaving checkpoints."""
+    import fcntl
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fh = open(out / ".lattherm.lock", "a+")  # noqa: SIM115 (held for the block)
+    except OSError as err:
+        raise CliError(f"cannot write to the output folder {out}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise CliError(f"{out} is in use by another training ({holder}); wait or use another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
 
 
 def _sweep(pairs: Sequence[str]) -> list[tuple[str, dict]]:
@@ -209,17 +241,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     spec = train_spec(args, config=config, overrides=_overrides(args.set), out=args.out)
     _check_spec(spec, args.nproc)
-    Path(spec.out).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(f"training {spec.system} {spec.size} {spec.model} on {args.nproc} process(es) -> {spec.out}", flush=True)
-    summary = launch(
-        args.nproc,
-        train_process,
-        spec.system,
-        spec.size,
-        spec.options(progress=not args.quiet),
-        device=str(spec.train_config.get("device", "auto")),
-    )
+    with out_lock(spec.out):
+        print(f"training {spec.system} {spec.size} {spec.model} on {args.nproc} process(es) -> {spec.out}", flush=True)
+        summary = launch(
+            args.nproc,
+            train_process,
+            spec.system,
+            spec.size,
+            spec.options(progress=not args.quiet),
+            device=str(spec.train_config.get("device", "auto")),
+        )
     state = "finished" if summary["finished"] else f"stopped ({summary['stop_reason']})"
     print(
         f"{state}: {summary['steps_done']}/{summary['steps']} steps, {summary['wall_s']:.1f} s of training; "
@@ -309,13 +341,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from lattherm.config import MODELS
+    from lattherm.models import MODEL_NAMES
     from lattherm.systems import SYSTEMS
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--system", required=True, choices=list(SYSTEMS), help="energy model")
     common.add_argument("--size", required=True, help="size token: Ising LxL (8x8), CuAu cell (2x2x4)")
-    common.add_argument("--model", required=True, choices=list(MODELS), help="architecture")
+    common.add_argument("--model", required=True, choices=list(MODEL_NAMES), help="architecture")
     common.add_argument("--config", required=True, help="workflow config (config/config.yaml, config/paper.yaml)")
     common.add_argument("--out", required=True, help="output folder: checkpoint.pt, train_log.parquet")
     common.add_argument(
@@ -327,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", parents=[common], help="train here (one or several local processes)")
     p.add_argument("--nproc", type=int, default=1, help="local DDP processes (one per GPU; gloo on CPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("submit", parents=[common], help="train as a checkpointable submitit job (or job array)")
@@ -353,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lattherm`` console command; returns the exit status."""
-    from lattherm.config import ConfigError
+    from lattherm.schema import ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -363,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (CliError, ConfigError, ValueError) as err:
         print(f"lattherm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. an unreadable checkpoint or a full disk: the file and the reason
+        print(f"lattherm {args.command}: error: {err.filename or ''} {err.strerror or err}".strip(), file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["grid_values", "condition_grid"]
+__all__ = ["grid_values", "condition_grid", "MAX_GRID_VALUES"]
+
+#: most values of one grid axis
+MAX_GRID_VALUES = 1000
 
 
 def grid_values(spec: Mapping) -> np.ndarray:
@@ -29,6 +32,8 @@ def grid_values(spec: Mapping) -> np.ndarray:
     if not hi > lo:
         raise ValueError(f"'max' must be greater than 'min' (got min={lo}, max={hi}); for one value use values: [{lo}]")
     n = int(np.floor((hi - lo) / step + 1e-9))
+    if n + 1 > MAX_GRID_VALUES:
+        raise ValueError(f"a grid from {lo} to {hi} in steps of {step} has {n + 1} values; at most {MAX_GRID_VALUES}")
     return np.round(lo + step * np.arange(n + 1), 12)
 
 

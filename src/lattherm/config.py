@@ -1,244 +1,232 @@
-"""Semantic checks of the workflow configuration (after JSON-Schema validation).
+"""The workflow configuration: read, checked once, resolved into each job's settings.
 
-The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then
-calls :func:`check_config`, which raises :class:`ConfigError` naming the offending key and the
-expected value before any job runs. The helpers that read grids and sizes from a checked config
-live here too, so the workflow and the tests read the config the same way.
+:func:`load_config` takes a config as given (``config/config.yaml``, or the files of
+``--configfile`` used alone: nothing is merged from another file), checks every key against the
+schema (:mod:`lattherm.schema`: types, bounds, unknown keys, finite numbers), fills the schema's
+defaults, and then checks what one key cannot say alone (grids, sizes, a training's GPU count
+against its batch, sampling options against the field grid). A wrong value raises
+:class:`ConfigError` naming the key, the value and what was expected, before any job runs.
+:func:`read_config_file` reads a YAML file strictly (duplicate keys are an error, with their
+line). The helpers below resolve a checked config into one job's settings, so the workflow, the
+command line and the tests read the config the same way.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import math
-import numbers
-import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-from lattherm.conditions import grid_values
-from lattherm.models import MODEL_NAMES, model_config_from_dict
+from lattherm.conditions import MAX_GRID_VALUES, grid_values
+from lattherm.models import check_model_config
+from lattherm.schema import ConfigError, check
 from lattherm.systems import SYSTEMS, parse_size
 
 __all__ = [
-    "ConfigError", "check_config", "MODELS", "ising_sizes", "cuau_sizes", "system_grid", "job_seed", "training_gpus",
-    "train_settings", "sampling_settings",
+    "ConfigError",
+    "load_config",
+    "read_config_file",
+    "config_hash",
+    "sizes_of",
+    "system_grid",
+    "cond_box",
+    "job_seed",
+    "training_gpus",
+    "train_settings",
+    "sampling_settings",
+    "SAMPLING_KEYS",
+    "config_reference",
+    "MAX_SIDE",
+    "MAX_SITES",
+    "MAX_GRID_VALUES",
+    "MAX_CONDITIONS",
 ]
 
-#: architectures implemented so far (DESIGN §6 also plans mam-gnn and twobo)
-MODELS = MODEL_NAMES
+#: largest Ising side L; largest number of sites of a CuAu cell
+MAX_SIDE, MAX_SITES = 256, 4096
+#: most (T, field) conditions of one system
+MAX_CONDITIONS = 20000
+
+#: sampling keys that ``sampling.<system>`` and its ``per_model`` / ``per_size`` blocks may override
+SAMPLING_KEYS = ("n_samples", "symmetrised", "n_orders", "order", "batch_size")
 
 
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the key and what was expected."""
+# --------------------------------------------------------------------------- reading
+def read_config_file(path: str | Path) -> dict:
+    """A YAML config file as a dict; :class:`ConfigError` for a missing or unreadable file, a
+    YAML error (with its line and column) or a key given twice in one mapping (with both lines)."""
+    import yaml
 
-    def __init__(self, key: str, expected: str, got) -> None:
-        super().__init__(f"config key '{key}': expected {expected}, got {got!r}")
-        self.key = key
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", None, message=f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), "", None, message=f"cannot read the config file {path}: {err}") from None
 
+    class StrictLoader(yaml.SafeLoader):
+        pass
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    str(key), "", None,
+                    message=f"{path}, line {line}: key '{key}' is given twice in one mapping "
+                    f"(first on line {seen[key]})",
+                )  # fmt: skip
+            seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
 
-
-def _check_grid(cfg: Mapping, key: str, *, positive: bool = False) -> np.ndarray:
-    spec = cfg.get(key.rsplit(".", 1)[-1])
-    if not isinstance(spec, Mapping):
-        raise ConfigError(key, "a grid {min, max, step} or {values: [...]}", spec)
-    for k in ("min", "max", "step"):
-        if k in spec and (not isinstance(spec[k], numbers.Real) or not math.isfinite(spec[k])):
-            raise ConfigError(f"{key}.{k}", "a finite number", spec[k])
-    if "values" in spec:
-        vals = spec["values"]
-        if not isinstance(vals, list) or not vals:
-            raise ConfigError(f"{key}.values", "a non-empty list of numbers", vals)
-        if any(not isinstance(v, numbers.Real) or not math.isfinite(v) for v in vals):
-            raise ConfigError(f"{key}.values", "finite numbers", vals)
-        if any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
-            raise ConfigError(f"{key}.values", "a strictly increasing list", vals)
-    else:
-        missing = [k for k in ("min", "max", "step") if k not in spec]
-        if missing:
-            raise ConfigError(key, f"the keys min, max, step (missing {missing}) or values", dict(spec))
-        if not spec["step"] > 0:
-            raise ConfigError(f"{key}.step", "a grid step > 0", spec["step"])
-        if not spec["max"] > spec["min"]:
-            raise ConfigError(
-                f"{key}.max",
-                f"a value greater than {key}.min = {spec['min']} (a non-empty, increasing range)",
-                spec["max"],
-            )
-    values = grid_values(spec)
-    if positive and not np.all(values > 0):
-        bad = "values" if "values" in spec else "min"
-        raise ConfigError(f"{key}.{bad}", "temperatures > 0", spec.get(bad))
-    return values
-
-
-def _check_models(cfg: Mapping, key: str) -> None:
-    models = cfg.get("models", [])
-    if not isinstance(models, list):
-        raise ConfigError(key, f"a list of model names from {list(MODELS)}", models)
-    for i, m in enumerate(models):
-        if m not in MODELS:
-            raise ConfigError(f"{key}[{i}]", f"a model name, one of {list(MODELS)}", m)
-    if len(set(models)) != len(models):
-        raise ConfigError(key, "each model at most once", models)
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    try:
+        config = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(str(path), "", None, message=f"{path}{where}: not valid YAML: {err.problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), "", None, message=f"{path}: not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        message = f"{path}: expected a YAML mapping of config keys, got {config!r}"
+        raise ConfigError(str(path), "", None, message=message)
+    return config
 
 
-def _check_ising(cfg: Mapping) -> None:
-    key = "systems.ising"
-    sizes = cfg.get("sizes")
-    if not isinstance(sizes, list) or not sizes:
-        raise ConfigError(f"{key}.sizes", "a non-empty list of lattice sides L (integers >= 2)", sizes)
-    for i, L in enumerate(sizes):
-        if not _is_int(L) or L < 2:
-            raise ConfigError(f"{key}.sizes[{i}]", "a lattice side L that is an integer >= 2", L)
-    if len(set(sizes)) != len(sizes):
-        raise ConfigError(f"{key}.sizes", "each size at most once", sizes)
-    J = cfg.get("J", 1.0)
-    if not isinstance(J, numbers.Real) or not math.isfinite(J) or J == 0:
-        raise ConfigError(f"{key}.J", "a finite, non-zero coupling", J)
-    _check_grid(cfg, f"{key}.T", positive=True)
-    _check_grid(cfg, f"{key}.field")
-    _check_models(cfg, f"{key}.models")
+# --------------------------------------------------------------------------- checking
+def load_config(config: Mapping) -> dict:
+    """The checked config with the schema's defaults filled in (a new dict; ``config`` is not
+    changed). Raises :class:`ConfigError` on the first wrong value."""
+    from lattherm.schema import fill_defaults
 
-
-#: largest system enumerated exactly (2^N states)
-MAX_ENUMERATION_SITES = 24
-
-
-def _check_cuau_sizes(sizes, key: str) -> None:
-    if not isinstance(sizes, list) or not sizes:
-        raise ConfigError(key, "a non-empty list of FCC cells like '2x2x4'", sizes)
-    for i, size in enumerate(sizes):
-        if not isinstance(size, str) or not re.fullmatch(r"[1-9]\d*x[1-9]\d*x[1-9]\d*", size):
-            raise ConfigError(f"{key}[{i}]", "a cell n1xn2xn3 of positive integers, e.g. '2x2x4'", size)
-    if len(set(sizes)) != len(sizes):
-        raise ConfigError(key, "each size at most once", sizes)
-
-
-def _check_cuau(cfg: Mapping) -> None:
-    key = "systems.cuau"
-    _check_cuau_sizes(cfg.get("sizes"), f"{key}.sizes")
-    _check_grid(cfg, f"{key}.T", positive=True)
-    _check_grid(cfg, f"{key}.field")
-    _check_models(cfg, f"{key}.models")
-
-
-def _check_training(training: Mapping) -> None:
-    from lattherm.training.trainer import _check_config as check_train_config
-    from lattherm.training.trainer import train_config_from_dict
-
-    gpus_per_model = training.get("gpus_per_model", {}) or {}
-    if not isinstance(gpus_per_model, Mapping):
-        raise ConfigError("training.gpus_per_model", "a mapping model name -> GPUs", gpus_per_model)
-    for name, n in gpus_per_model.items():
-        if name not in MODELS:
-            raise ConfigError(f"training.gpus_per_model.{name}", f"a model name, one of {list(MODELS)}", name)
-        if not _is_int(n) or n < 0:
-            raise ConfigError(f"training.gpus_per_model.{name}", "an integer >= 0", n)
-
-    for system in SYSTEMS:
-        block = training.get(system) or {}
-        for key, model, size in _layers(block, f"training.{system}"):
-            try:
-                check_train_config(train_config_from_dict(_layered(block, model, size)))
-            except (TypeError, ValueError) as err:
-                raise ConfigError(key, "keys and values of lattherm.training.TrainConfig", str(err)) from None
-
-
-def _layers(block, key: str):
-    """``(key, model, size)`` of every layer of a settings block with ``per_model`` / ``per_size``
-    overrides (the names checked), so that each resolved combination can be validated."""
-    if not isinstance(block, Mapping):
-        raise ConfigError(key, "a mapping of settings", block)
-    per_size = block.get("per_size") or {}
-    if not isinstance(per_size, Mapping):
-        raise ConfigError(f"{key}.per_size", "a mapping size token -> settings, e.g. {'4x4': {steps: 2000}}", per_size)
-    layers = [(key, None, None)]
-    for size_key, sub, size in [(key, block, None)] + [(f"{key}.per_size.{s}", b, s) for s, b in per_size.items()]:
-        if size is not None:
-            if not isinstance(size, str) or not re.fullmatch(r"[1-9]\d*(x[1-9]\d*)+", size):
-                raise ConfigError(f"{key}.per_size", "size tokens like '4x4' or '2x2x4'", size)
-            if not isinstance(sub, Mapping) or "per_size" in sub:
-                raise ConfigError(size_key, "a mapping of settings (with optional per_model, no per_size)", sub)
-            layers.append((size_key, None, size))
-        per_model = sub.get("per_model") or {}
-        if not isinstance(per_model, Mapping):
-            raise ConfigError(f"{size_key}.per_model", "a mapping model name -> settings", per_model)
-        for name in per_model:
-            if name not in MODELS:
-                raise ConfigError(f"{size_key}.per_model.{name}", f"a model name, one of {list(MODELS)}", name)
-            layers.append((f"{size_key}.per_model.{name}", name, size))
-    return layers
-
-
-def _check_sampling(sampling: Mapping) -> None:
-    top = {k: v for k, v in sampling.items() if k not in SYSTEMS}  # the top level alone
-    _check_sampling_layer("sampling", top, sampling_settings({"sampling": top}, "ising"))
-    for system in SYSTEMS:
-        block = sampling.get(system)
-        if block is None:
-            continue
-        for key, model, size in _layers(block, f"sampling.{system}"):
-            settings = sampling_settings({"sampling": sampling}, system, model, size)
-            _check_sampling_layer(key, _layered(block, model, size), settings)
-
-
-def _check_sampling_layer(key: str, layer: Mapping, settings: Mapping) -> None:
-    """One layer of the sampling settings (its own keys) and the settings it resolves to."""
-    unknown = sorted(set(layer) - set(SAMPLING_KEYS))
-    if unknown:
-        raise ConfigError(key, f"sampling keys {list(SAMPLING_KEYS)}", unknown)
-    for name in ("n_samples", "n_orders", "batch_size"):
-        v, low = settings[name], 2 if name == "n_samples" else 1
-        if not _is_int(v) or v < low:
-            raise ConfigError(f"{key}.{name}", f"an integer >= {low}", v)
-    if not isinstance(layer.get("symmetrised", True), bool):
-        raise ConfigError(f"{key}.symmetrised", "true or false", layer["symmetrised"])
-    if settings["order"] not in ("random", "fixed"):
-        raise ConfigError(f"{key}.order", "'random' or 'fixed'", settings["order"])
-    if settings["order"] == "fixed" and settings["n_orders"] > 1:
-        raise ConfigError(f"{key}.n_orders", "1 with order 'fixed' (one order per sample)", settings["n_orders"])
-
-
-def check_config(config: Mapping) -> None:
-    """Raise :class:`ConfigError` on the first semantically wrong value of a workflow config."""
-    seed = config.get("seed")
-    if not _is_int(seed) or seed < 0:
-        raise ConfigError("seed", "an integer >= 0", seed)
-    systems = config.get("systems")
-    if not isinstance(systems, Mapping) or not systems:
-        raise ConfigError("systems", f"a mapping with at least one of {list(SYSTEMS)}", systems)
-    for name in systems:
-        if name not in SYSTEMS:
-            raise ConfigError(f"systems.{name}", f"a system name, one of {list(SYSTEMS)}", name)
-    if "ising" in systems:
-        _check_ising(systems["ising"])
-    if "cuau" in systems:
-        _check_cuau(systems["cuau"])
-    for name, cfg in (config.get("models") or {}).items():
-        if name not in MODELS:
-            raise ConfigError(f"models.{name}", f"a model name, one of {list(MODELS)}", name)
-        try:
-            model_config_from_dict(name, cfg or {})
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"models.{name}", "keys of the model's config dataclass", str(err)) from None
-    _check_training(config.get("training") or {})
-    _check_sampling(config.get("sampling") or {})
-    meta = config.get("reference", {}).get("metadynamics")
-    if meta is not None and "cuau" in systems:
-        _check_cuau_sizes(meta.get("sizes"), "reference.metadynamics.sizes")
-        _check_grid(meta, "reference.metadynamics.T", positive=True)
-        if not meta.get("mod_factor_final", 1e-4) <= meta.get("mod_factor_start", 1.0):
+    config = copy.deepcopy(dict(config))
+    check(config)
+    fill_defaults(config)
+    _check_systems(config)
+    _check_models(config)
+    _check_jobs(config)
+    meta = config["reference"]["metadynamics"]
+    if meta["sizes"]:
+        if "cuau" not in config["systems"]:
+            raise ConfigError("reference.metadynamics.sizes", "no cells without a systems.cuau block", meta["sizes"])
+        for i, size in enumerate(meta["sizes"]):
+            _check_size("cuau", size, f"reference.metadynamics.sizes[{i}]")
+        _check_grid(meta["T"], "reference.metadynamics.T")
+        if meta["mod_factor_final"] > meta["mod_factor_start"]:
             raise ConfigError(
                 "reference.metadynamics.mod_factor_final",
-                f"a value <= mod_factor_start = {meta.get('mod_factor_start')}",
-                meta.get("mod_factor_final"),
+                f"a value <= mod_factor_start = {meta['mod_factor_start']}",
+                meta["mod_factor_final"],
+            )
+    return config
+
+
+def _check_grid(spec: Mapping, key: str) -> np.ndarray:
+    """The values of a grid that passed the schema; bounds on its form and length."""
+    if "values" in spec:
+        vals = spec["values"]
+        bad = next((i for i in range(1, len(vals)) if not vals[i] > vals[i - 1]), None)
+        if bad is not None:
+            raise ConfigError(f"{key}.values", "a strictly increasing list", vals)
+    else:
+        if not spec["max"] > spec["min"]:
+            raise ConfigError(
+                f"{key}.max", f"a value greater than {key}.min = {spec['min']} (one value: {{values: [...]}})",
+                spec["max"],
+            )
+        n = math.floor((spec["max"] - spec["min"]) / spec["step"] + 1e-9) + 1
+        if n > MAX_GRID_VALUES:
+            raise ConfigError(
+                f"{key}.step", f"a step giving at most {MAX_GRID_VALUES} values from {spec['min']} to {spec['max']} "
+                f"(this one gives {n})", spec["step"],
+            )  # fmt: skip
+    return grid_values(spec)
+
+
+def _check_size(system: str, size: str, key: str) -> None:
+    dims = parse_size(size)
+    if system == "ising":
+        if len(dims) != 2 or dims[0] != dims[1] or not 2 <= dims[0] <= MAX_SIDE:
+            raise ConfigError(key, f"a square torus 'LxL' with 2 <= L <= {MAX_SIDE}", size)
+    elif math.prod(dims) > MAX_SITES:
+        raise ConfigError(key, f"a cell of at most {MAX_SITES} sites (this one has {math.prod(dims)})", size)
+
+
+def _check_systems(config: Mapping) -> None:
+    for system, cfg in config["systems"].items():
+        key = f"systems.{system}"
+        for i, size in enumerate(cfg["sizes"]):
+            _check_size(system, size, f"{key}.sizes[{i}]")
+        if cfg.get("J", 1.0) == 0:
+            raise ConfigError(f"{key}.J", "a non-zero coupling", cfg["J"])
+        T = _check_grid(cfg["T"], f"{key}.T")
+        field = _check_grid(cfg["field"], f"{key}.field")
+        if T.size * field.size > MAX_CONDITIONS:
+            raise ConfigError(
+                key, f"grids of at most {MAX_CONDITIONS} (T, field) conditions", f"{T.size} x {field.size}"
             )
 
 
+def _check_models(config: Mapping) -> None:
+    """Architecture settings that depend on the lattice (e.g. Transformer heads against RoPE)."""
+    for system, cfg in config["systems"].items():
+        for model in cfg["models"]:
+            settings = config["models"].get(model) or {}
+            for size in cfg["sizes"]:
+                try:
+                    check_model_config(model, settings, periods=parse_size(size))
+                except ValueError as err:
+                    raise ConfigError(f"models.{model}", f"settings that fit {system} {size}", str(err)) from None
+
+
+def _check_jobs(config: Mapping) -> None:
+    """Each training and sampling job's resolved settings."""
+    for system, cfg in config["systems"].items():
+        T, field = system_grid(config, system)
+        for model in cfg["models"]:
+            gpus = training_gpus(config, model)
+            for size in cfg["sizes"]:
+                train = train_settings(config, system, model, size)
+                S = train.get("samples_per_condition", 40)
+                if gpus > 1 and (S % gpus or S // gpus < 2):
+                    raise ConfigError(
+                        f"training.{system}.samples_per_condition",
+                        f"for {model} on {gpus} GPUs a multiple of {gpus} with at least 2 per GPU "
+                        f"(e.g. {max(2, -(-S // gpus)) * gpus})", S,
+                    )  # fmt: skip
+                sampling = sampling_settings(config, system, model, size)
+                if sampling["order"] == "fixed" and sampling["n_orders"] > 1:
+                    raise ConfigError(
+                        f"sampling.{system}.n_orders", f"1 with order 'fixed' ({model} {size})", sampling["n_orders"]
+                    )
+                if sampling["symmetrised"]:
+                    lo, hi = float(field.min()), float(field.max())
+                    outside = [float(h) for h in field if not lo - 1e-12 <= -h <= hi + 1e-12]
+                    if outside:
+                        raise ConfigError(
+                            "sampling.symmetrised",
+                            f"false for a field grid that is not symmetric about 0: the flip-symmetrised "
+                            f"sampler draws at −h, outside the trained box [{lo}, {hi}] for h = {outside[:3]}",
+                            True,
+                        )  # fmt: skip
+
+
+def config_hash(config: Mapping) -> str:
+    """A short hash of a (checked) config: the same settings give the same hash."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- resolving
 def job_seed(seed: int, *keys: str) -> int:
     """A per-job seed derived from the config seed and the job's identity (rule, system, size).
 
@@ -248,17 +236,9 @@ def job_seed(seed: int, *keys: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def ising_sizes(config: Mapping) -> list[str]:
-    """Size tokens ``"LxL"`` of the Ising lattices in the config."""
-    return [f"{L}x{L}" for L in config["systems"]["ising"]["sizes"]]
-
-
-def cuau_sizes(config: Mapping, *, exact_only: bool = False) -> list[str]:
-    """CuAu cell tokens of the config; ``exact_only``: those small enough to enumerate."""
-    sizes = list(config["systems"]["cuau"]["sizes"])
-    if exact_only:
-        sizes = [s for s in sizes if math.prod(parse_size(s)) <= MAX_ENUMERATION_SITES]
-    return sizes
+def sizes_of(config: Mapping, system: str) -> list[str]:
+    """Size tokens of ``system`` in the config (none when the system is not configured)."""
+    return list(config["systems"].get(system, {}).get("sizes", []))
 
 
 def _layered(block: Mapping | None, model: str | None, size: str | None) -> dict:
@@ -286,18 +266,16 @@ def train_settings(config: Mapping, system: str, model: str, size: str | None = 
     return settings
 
 
-#: sampling keys that ``sampling.<system>`` and its ``per_model`` / ``per_size`` blocks may override
-SAMPLING_KEYS = ("n_samples", "symmetrised", "n_orders", "order", "batch_size")
-_SAMPLING_DEFAULTS = {"n_samples": 1000, "symmetrised": True, "n_orders": 1, "order": "random", "batch_size": 4096}
-
-
 def sampling_settings(config: Mapping, system: str, model: str | None = None, size: str | None = None) -> dict:
     """Direct-sampling settings of one job: the ``sampling`` keys, overridden by
     ``sampling.<system>`` and its ``per_model[model]`` / ``per_size[size]`` blocks. ``symmetrised``
     holds for Ising only (the global spin flip); FO-ARMs ignore ``n_orders`` and ``order`` (their
     own order)."""
+    from lattherm.schema import node
+
     sampling = config.get("sampling") or {}
-    settings = {k: sampling.get(k, _SAMPLING_DEFAULTS[k]) for k in SAMPLING_KEYS}
+    defaults = {k: v["default"] for k, v in node("SamplingSettings")["properties"].items()}
+    settings = {k: sampling.get(k, defaults[k]) for k in SAMPLING_KEYS}
     settings.update(_layered(sampling.get(system), model, size))
     settings["symmetrised"] = bool(settings["symmetrised"]) and system == "ising"
     return settings
@@ -322,3 +300,60 @@ def system_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:
     """``(T values, field values)`` of a system's evaluation grid."""
     cfg = config["systems"][system]
     return grid_values(cfg["T"]), grid_values(cfg["field"])
+
+
+
+# --------------------------------------------------------------------------- documentation
+def _bounds(n: Mapping) -> str:
+    kinds = n.get("type", "")
+    kinds = " or ".join(kinds) if isinstance(kinds, list) else kinds
+    if "enum" in n:
+        return "one of " + ", ".join(f"`{v}`" for v in n["enum"])
+    parts = [kinds] if kinds else []
+    for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if k in n:
+            parts.append(f"{op} {n[k]}")
+    if "oneOf" in n:
+        parts = ["grid"]
+    elif kinds == "array" and "items" in n:
+        parts = [f"list of {n['items'].get('type', 'values')}s"] if "type" in n["items"] else ["list"]
+    return " ".join(parts)
+
+
+def config_reference() -> str:
+    """``config/README.md``: every config key of the schema with its type, bounds, default and
+    meaning (generated: ``python -m lattherm.config > config/README.md``)."""
+    from lattherm.schema import describe
+
+    lines = [
+        "# Configuration keys",
+        "",
+        "Generated from `src/lattherm/data/config.schema.yaml` (`python -m lattherm.config > config/README.md`);",
+        "edit the schema, not this file. `config.yaml` is the laptop default that `make run` uses;",
+        "`paper.yaml` is the paper's scale. A config given with `--configfile` is used alone: every key",
+        "it leaves out takes the default below, never a value from another file. Every value is checked",
+        "before any job runs; a wrong one stops Snakemake with one line naming the key, e.g.",
+        "",
+        "    lattherm: config key 'training.ising.lr': expected a value <= 0.1, got 1000.0",
+        "",
+        "Grids are `{min, max, step}` (both ends included) or `{values: [...]}`. `training.<system>` and",
+        "`sampling.<system>` take `per_model: {<model>: {...}}` and `per_size: {<size>: {..., per_model}}`",
+        "overrides; later layers win (system, per_model, per_size, per_size.per_model).",
+        "",
+        "| key | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, n in describe():
+        first, _, rest = key.partition(".")
+        if first in ("training", "sampling") and rest.split(".")[0] in SYSTEMS:  # one block for every system
+            if not rest.startswith(SYSTEMS[0]):
+                continue
+            key = f"{first}.<system>{rest[len(SYSTEMS[0]):]}"
+        default = f"`{json.dumps(n['default'])}`" if "default" in n else "—"
+        text = " ".join(str(n.get("description", "")).split()).replace("|", "\\|")
+        lines.append(f"| `{key}` | {_bounds(n)} | {default} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_reference(), end="")

@@ -18,15 +18,20 @@ PROGRESS_INTERVAL_S = 30.0
 
 
 @contextlib.contextmanager
-def job_log(path: str | Path, name: str, *, threads: int | None = None, **context) -> Iterator[logging.Logger]:
-    """Send logging (and stderr: tracebacks, progress bars) to ``path`` for the job's duration.
+def job_log(
+    path: str | Path, name: str, *, threads: int | None = None, config=None, **context
+) -> Iterator[logging.Logger]:
+    """Send logging (and stderr: tracebacks) to ``path`` for the job's duration.
 
     ``context`` (seed, wildcards, settings) is written at the top of the log; ``threads`` (the
-    job's cores) sets torch's intra-op threads.
+    job's cores) sets torch's intra-op threads. Every table the job writes records the job's
+    name, its ``seed`` (from ``context``) and the hash of the workflow ``config`` in its metadata
+    (:func:`lattherm.io.provenance`).
     """
     import torch
 
     import lattherm
+    from lattherm.io import provenance
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,9 +55,16 @@ def job_log(path: str | Path, name: str, *, threads: int | None = None, **contex
             logger.info("torch threads = %d", torch.get_num_threads())
         for k, v in context.items():
             logger.info("%s = %s", k, v)
+        stamp = {"job": name, "seed": context.get("seed")}
+        if config is not None:
+            from lattherm.config import config_hash
+
+            stamp["config_hash"] = config_hash(config)
+            logger.info("config hash = %s", stamp["config_hash"])
         t0 = time.perf_counter()
         try:
-            yield logger
+            with provenance(**stamp):
+                yield logger
         except BaseException:
             logger.exception("job %s failed after %.1f s", name, time.perf_counter() - t0)
             print(f"lattherm job {name} failed; see {path}", file=sys.__stderr__)

@@ -1,4 +1,4 @@
-# Helpers shared by the workflow files: config checks and target lists.
+# Helpers shared by the workflow files: the checked config, output paths and target lists.
 # Everything that computes lives in src/lattherm; these only read the config and name files.
 
 import os
@@ -12,22 +12,49 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYT
 
 from lattherm.conditions import grid_values  # noqa: E402
 from lattherm.config import (  # noqa: E402
-    MAX_ENUMERATION_SITES,
-    MODELS,
-    check_config,
+    ConfigError,
     cond_box,
-    cuau_sizes,
-    ising_sizes,
+    load_config,
+    read_config_file,
     job_seed,
     sampling_settings,
+    sizes_of,
     system_grid,
     train_settings,
     training_gpus,
 )
-from lattherm.systems import parse_size  # noqa: E402
+from lattherm.models import MODEL_NAMES  # noqa: E402
+from lattherm.reference.exact import MAX_ENUMERATE_SITES  # noqa: E402
+from lattherm.systems import SYSTEMS, parse_size  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
-check_config(config)
+
+def _checked_config():
+    """The config checked once, with the schema's defaults; a wrong value stops here, with one
+    message naming the key, before any job is planned (no traceback)."""
+    try:
+        for path in workflow.configfiles:  # duplicate keys and YAML errors, with their lines
+            read_config_file(path)
+        return load_config(config)
+    except ConfigError as err:
+        sys.exit(f"lattherm: {err}")
+
+
+_checked = _checked_config()
+config.clear()
+config.update(_checked)
+
+RESULTS = config["results_dir"]
+
+
+def res(path):
+    """``path`` under the config's results root (tables, checkpoints, figures)."""
+    return f"{RESULTS}/{path}"
+
+
+def logs(path):
+    """``path`` under the config's log folder ({results_dir}/logs): job logs and rule timings."""
+    return f"{RESULTS}/logs/{path}"
 
 
 def reference_targets():
@@ -35,27 +62,35 @@ def reference_targets():
     targets = []
     if "ising" in config["systems"]:
         targets += expand(
-            "results/ising/{size}/reference/{method}.parquet",
-            size=ising_sizes(config),
+            res("ising/{size}/reference/{method}.parquet"),
+            size=sizes_of(config, "ising"),
             method=["exact", "mcmc", "wang_landau"],
         )
     if "cuau" in config["systems"]:
-        targets += expand("results/cuau/{size}/reference/mcmc.parquet", size=cuau_sizes(config))
+        targets += expand(res("cuau/{size}/reference/mcmc.parquet"), size=sizes_of(config, "cuau"))
         targets += expand(
-            "results/cuau/{size}/reference/{table}.parquet",
-            size=cuau_sizes(config, exact_only=True),
+            res("cuau/{size}/reference/{table}.parquet"),
+            size=[s for s in sizes_of(config, "cuau") if n_sites("cuau", s) <= MAX_ENUMERATE_SITES],
             table=["exact", "exact_composition"],
         )
         targets += expand(
-            "results/cuau/{size}/reference/{table}.parquet",
+            res("cuau/{size}/reference/{table}.parquet"),
             size=config["reference"]["metadynamics"]["sizes"],
             table=["metadynamics", "phase_diagram"],
         )
     return targets
 
 
+def n_sites(system, size):
+    """Sites of a system's size token."""
+    dims = parse_size(size)
+    return dims[0] * dims[1] * (dims[2] if len(dims) > 2 else 1)
+
+
 def grid_of(system):
     """{"T": [...], "field": [...]}: the evaluation grid of a system, as lists for params."""
+    if system not in config["systems"]:
+        return {"T": [], "field": []}
     T, field = system_grid(config, system)
     return {"T": T.tolist(), "field": field.tolist()}
 
@@ -94,34 +129,34 @@ def ising_seed_of(method):
     return seed
 
 
+def ising_coupling():
+    """The Ising coupling J of the config (1 when Ising is not configured)."""
+    return config["systems"].get("ising", {}).get("J", 1.0)
+
+
 def mcmc_settings(wildcards):
     """Params function: the Metropolis settings of the job's system."""
     return config["reference"]["mcmc"][wildcards.system]
 
 
-def sizes_of(system):
-    """Size tokens of a system in the config."""
-    return ising_sizes(config) if system == "ising" else cuau_sizes(config)
-
-
 def metric_targets():
     """Metric tables of every configured system, size and model."""
     return [
-        f"results/{system}/{size}/metrics/{model}/direct.parquet"
+        res(f"{system}/{size}/metrics/{model}/direct.parquet")
         for system, cfg in config["systems"].items()
-        for size in sizes_of(system)
-        for model in cfg.get("models", [])
+        for size in sizes_of(config, system)
+        for model in cfg["models"]
     ]
 
 
 def summary_targets():
     """The accuracy summary across every metric table (none without configured models)."""
-    return ["results/tables/sampler_accuracy.parquet"] if metric_targets() else []
+    return [res("tables/sampler_accuracy.parquet")] if metric_targets() else []
 
 
 def model_config_of(wildcards):
     """Params function: the architecture settings of the job's model."""
-    return dict(config.get("models", {}).get(wildcards.model) or {})
+    return dict(config["models"].get(wildcards.model) or {})
 
 
 def train_config_of(wildcards):
@@ -137,6 +172,11 @@ def cond_box_of(wildcards):
 def training_gpus_of(wildcards):
     """Resource function: GPUs of the job's training (gpu -> sbatch --gpus; DDP processes when > 1)."""
     return training_gpus(config, wildcards.model)
+
+
+def sampling_gpus_of(wildcards):
+    """Resource function: GPUs of the job's sampling (one when its training uses any)."""
+    return min(1, training_gpus(config, wildcards.model))
 
 
 def sampling_of(wildcards):
@@ -156,13 +196,11 @@ def model_seed_of(method):
 
 def _reference(wildcards):
     """(path, method) of the best reference with free energies for the job's system and size."""
-    dims = parse_size(wildcards.size)
     if wildcards.system == "ising":
         # transfer matrix (every field) up to max_transfer_L, Kaufman (field 0) above
-        return f"results/ising/{wildcards.size}/reference/exact.parquet", "exact"
-    n_sites = dims[0] * dims[1] * dims[2]
-    if n_sites <= MAX_ENUMERATION_SITES:
-        return f"results/cuau/{wildcards.size}/reference/exact.parquet", "exact"
+        return res(f"ising/{wildcards.size}/reference/exact.parquet"), "exact"
+    if n_sites(wildcards.system, wildcards.size) <= MAX_ENUMERATE_SITES:
+        return res(f"cuau/{wildcards.size}/reference/exact.parquet"), "exact"
     return None, None
 
 
@@ -179,13 +217,13 @@ def best_reference_method(wildcards):
 
 def models_of(system):
     """Models configured for a system (the figure rules plot them together)."""
-    return list(config["systems"].get(system, {}).get("models") or [])
+    return list(config["systems"].get(system, {}).get("models", []))
 
 
 def metric_tables_of(wildcards):
     """Input function: the metric tables of every configured model of the job's system and size."""
     return expand(
-        "results/{system}/{size}/metrics/{model}/direct.parquet",
+        res("{system}/{size}/metrics/{model}/direct.parquet"),
         system=wildcards.system,
         size=wildcards.size,
         model=models_of(wildcards.system),
@@ -195,7 +233,7 @@ def metric_tables_of(wildcards):
 def train_logs_of(wildcards):
     """Input function (unpack): model name -> training log, every configured model of the job."""
     return {
-        model: f"results/{wildcards.system}/{wildcards.size}/models/{model}/train_log.parquet"
+        model: res(f"{wildcards.system}/{wildcards.size}/models/{model}/train_log.parquet")
         for model in models_of(wildcards.system)
     }
 
@@ -203,7 +241,7 @@ def train_logs_of(wildcards):
 def thermo_reference(wildcards):
     """Input function: the reference with u and c for the job (exact where it exists, else MCMC)."""
     path, _ = _reference(wildcards)
-    return [path or f"results/{wildcards.system}/{wildcards.size}/reference/mcmc.parquet"]
+    return [path or res(f"{wildcards.system}/{wildcards.size}/reference/mcmc.parquet")]
 
 
 def figure_targets():
@@ -213,13 +251,12 @@ def figure_targets():
     for system in config["systems"]:
         if models_of(system):
             targets += expand(
-                "results/figures/{system}_{size}_{figure}.png",
+                res("figures/{system}_{size}_{figure}.png"),
                 system=system,
-                size=sizes_of(system),
+                size=sizes_of(config, system),
                 figure=["free_energy", "heat_capacity", "training"],
             )
-    if "cuau" in config["systems"]:
-        targets += expand(
-            "results/figures/cuau_{size}_phase_diagram.png", size=config["reference"]["metadynamics"]["sizes"]
-        )
+    targets += expand(
+        res("figures/cuau_{size}_phase_diagram.png"), size=config["reference"]["metadynamics"]["sizes"]
+    )
     return targets

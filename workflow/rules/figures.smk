@@ -7,14 +7,14 @@ rule figure_free_energy:
         metrics=metric_tables_of,
     output:
         png=report(
-            "results/figures/{system}_{size}_free_energy.png",
+            res("figures/{system}_{size}_free_energy.png"),
             caption="../report/fig_free_energy.rst",
             category="Figures",
             labels={"system": "{system}", "size": "{size}", "figure": "free energy"},
         ),
-        pdf="results/figures/{system}_{size}_free_energy.pdf",
+        pdf=res("figures/{system}_{size}_free_energy.pdf"),
     log:
-        "logs/figures/{system}_{size}_free_energy.log",
+        logs("figures/{system}_{size}_free_energy.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -28,14 +28,14 @@ rule figure_heat_capacity:
         reference=thermo_reference,
     output:
         png=report(
-            "results/figures/{system}_{size}_heat_capacity.png",
+            res("figures/{system}_{size}_heat_capacity.png"),
             caption="../report/fig_heat_capacity.rst",
             category="Figures",
             labels={"system": "{system}", "size": "{size}", "figure": "heat capacity"},
         ),
-        pdf="results/figures/{system}_{size}_heat_capacity.pdf",
+        pdf=res("figures/{system}_{size}_heat_capacity.pdf"),
     log:
-        "logs/figures/{system}_{size}_heat_capacity.log",
+        logs("figures/{system}_{size}_heat_capacity.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -48,14 +48,14 @@ rule figure_training:
         unpack(train_logs_of),
     output:
         png=report(
-            "results/figures/{system}_{size}_training.png",
+            res("figures/{system}_{size}_training.png"),
             caption="../report/fig_training.rst",
             category="Figures",
             labels={"system": "{system}", "size": "{size}", "figure": "training"},
         ),
-        pdf="results/figures/{system}_{size}_training.pdf",
+        pdf=res("figures/{system}_{size}_training.pdf"),
     log:
-        "logs/figures/{system}_{size}_training.log",
+        logs("figures/{system}_{size}_training.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -70,14 +70,14 @@ rule figure_phase_diagram:
         boundaries=rules.phase_diagram_reference.output.boundaries,
     output:
         png=report(
-            "results/figures/cuau_{size}_phase_diagram.png",
+            res("figures/cuau_{size}_phase_diagram.png"),
             caption="../report/fig_phase_diagram.rst",
             category="Figures",
             labels={"system": "cuau", "size": "{size}", "figure": "phase diagram"},
         ),
-        pdf="results/figures/cuau_{size}_phase_diagram.pdf",
+        pdf=res("figures/cuau_{size}_phase_diagram.pdf"),
     log:
-        "logs/figures/cuau_{size}_phase_diagram.log",
+        logs("figures/cuau_{size}_phase_diagram.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:

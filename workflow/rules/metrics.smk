@@ -8,7 +8,7 @@ rule metrics:
         reference=best_reference,
     output:
         table=report(
-            "results/{system}/{size}/metrics/{model}/direct.parquet",
+            res("{system}/{size}/metrics/{model}/direct.parquet"),
             caption="../report/metrics.rst",
             category="Metrics",
             labels={"system": "{system}", "size": "{size}", "model": "{model}"},
@@ -18,7 +18,7 @@ rule metrics:
         n_boot=config["metrics"]["n_boot"],
         seed=model_seed_of("metrics"),
     log:
-        "logs/{system}/{size}/metrics/{model}/direct.log",
+        logs("{system}/{size}/metrics/{model}/direct.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -30,9 +30,9 @@ rule sampler_summary:
     input:
         metrics=metric_targets(),
     output:
-        table="results/tables/sampler_accuracy.parquet",
+        table=res("tables/sampler_accuracy.parquet"),
     log:
-        "logs/tables/sampler_accuracy.log",
+        logs("tables/sampler_accuracy.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:

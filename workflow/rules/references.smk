@@ -5,19 +5,19 @@ rule exact_reference:
     """Exact Ising thermodynamics on the config's (T, field) grid for any L x L torus."""
     output:
         table=report(
-            "results/ising/{L}x{L}/reference/exact.parquet",
+            res("ising/{L}x{L}/reference/exact.parquet"),
             caption="../report/exact_reference.rst",
             category="References",
             labels={"system": "ising", "size": "{L}x{L}", "method": "exact"},
         ),
     params:
         grid=grid_of("ising"),
-        J=config["systems"]["ising"]["J"],
+        J=ising_coupling(),
         max_transfer_L=config["reference"]["exact"]["max_transfer_L"],
     log:
-        "logs/ising/{L}x{L}/reference/exact.log",
+        logs("ising/{L}x{L}/reference/exact.log"),
     benchmark:
-        "benchmarks/ising/{L}x{L}/reference/exact.tsv"
+        logs("ising/{L}x{L}/reference/exact.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -28,21 +28,21 @@ rule wang_landau:
     """Wang-Landau density of states of the L x L Ising torus and its field-0 f, u, c on the T grid."""
     output:
         table=report(
-            "results/ising/{L}x{L}/reference/wang_landau.parquet",
+            res("ising/{L}x{L}/reference/wang_landau.parquet"),
             caption="../report/wang_landau.rst",
             category="References",
             labels={"system": "ising", "size": "{L}x{L}", "method": "wang_landau"},
         ),
-        dos="results/ising/{L}x{L}/reference/wang_landau_dos.parquet",
+        dos=res("ising/{L}x{L}/reference/wang_landau_dos.parquet"),
     params:
-        T=grid_of("ising")["T"] if "ising" in config["systems"] else [],
-        J=config["systems"]["ising"]["J"] if "ising" in config["systems"] else 1.0,
+        T=grid_of("ising")["T"],
+        J=ising_coupling(),
         settings=config["reference"]["wang_landau"],
         seed=ising_seed_of("wang_landau"),
     log:
-        "logs/ising/{L}x{L}/reference/wang_landau.log",
+        logs("ising/{L}x{L}/reference/wang_landau.log"),
     benchmark:
-        "benchmarks/ising/{L}x{L}/reference/wang_landau.tsv"
+        logs("ising/{L}x{L}/reference/wang_landau.tsv")
     threads: 2
     conda:
         "../../envs/lattherm.yaml"
@@ -54,18 +54,18 @@ rule cuau_exact_reference:
     """Exact CuAu semi-grand thermodynamics and composition free energies by enumeration (N <= 24)."""
     output:
         table=report(
-            "results/cuau/{size}/reference/exact.parquet",
+            res("cuau/{size}/reference/exact.parquet"),
             caption="../report/cuau_exact_reference.rst",
             category="References",
             labels={"system": "cuau", "size": "{size}", "method": "exact"},
         ),
-        composition="results/cuau/{size}/reference/exact_composition.parquet",
+        composition=res("cuau/{size}/reference/exact_composition.parquet"),
     params:
-        grid=grid_of("cuau") if "cuau" in config["systems"] else {},
+        grid=grid_of("cuau"),
     log:
-        "logs/cuau/{size}/reference/exact.log",
+        logs("cuau/{size}/reference/exact.log"),
     benchmark:
-        "benchmarks/cuau/{size}/reference/exact.tsv"
+        logs("cuau/{size}/reference/exact.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -77,21 +77,21 @@ rule mcmc_reference:
     energy/magnetisation histograms and packed sample configurations."""
     output:
         table=report(
-            "results/{system}/{size}/reference/mcmc.parquet",
+            res("{system}/{size}/reference/mcmc.parquet"),
             caption="../report/mcmc_reference.rst",
             category="References",
             labels={"system": "{system}", "size": "{size}", "method": "mcmc"},
         ),
-        histograms="results/{system}/{size}/reference/mcmc_histograms.parquet",
-        samples="results/{system}/{size}/reference/mcmc_samples.parquet",
+        histograms=res("{system}/{size}/reference/mcmc_histograms.parquet"),
+        samples=res("{system}/{size}/reference/mcmc_samples.parquet"),
     params:
         grid=job_grid,
         settings=mcmc_settings,
         seed=seed_of("mcmc"),
     log:
-        "logs/{system}/{size}/reference/mcmc.log",
+        logs("{system}/{size}/reference/mcmc.log"),
     benchmark:
-        "benchmarks/{system}/{size}/reference/mcmc.tsv"
+        logs("{system}/{size}/reference/mcmc.tsv")
     threads: 2
     conda:
         "../../envs/lattherm.yaml"
@@ -103,7 +103,7 @@ rule metadynamics_reference:
     """CuAu composition free energies f_x by metadynamics over the Au fraction, at each configured T."""
     output:
         table=report(
-            "results/cuau/{size}/reference/metadynamics.parquet",
+            res("cuau/{size}/reference/metadynamics.parquet"),
             caption="../report/metadynamics_reference.rst",
             category="References",
             labels={"system": "cuau", "size": "{size}", "method": "metadynamics"},
@@ -113,9 +113,9 @@ rule metadynamics_reference:
         settings=metadynamics_settings(),
         seed=seed_of("metadynamics", system="cuau"),
     log:
-        "logs/cuau/{size}/reference/metadynamics.log",
+        logs("cuau/{size}/reference/metadynamics.log"),
     benchmark:
-        "benchmarks/cuau/{size}/reference/metadynamics.tsv"
+        logs("cuau/{size}/reference/metadynamics.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -128,16 +128,16 @@ rule phase_diagram_reference:
         table=rules.metadynamics_reference.output.table,
     output:
         regions=report(
-            "results/cuau/{size}/reference/phase_diagram.parquet",
+            res("cuau/{size}/reference/phase_diagram.parquet"),
             caption="../report/phase_diagram_reference.rst",
             category="References",
             labels={"system": "cuau", "size": "{size}", "method": "phase diagram"},
         ),
-        boundaries="results/cuau/{size}/reference/phase_boundaries.parquet",
+        boundaries=res("cuau/{size}/reference/phase_boundaries.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],
     log:
-        "logs/cuau/{size}/reference/phase_diagram.log",
+        logs("cuau/{size}/reference/phase_diagram.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:

@@ -6,18 +6,20 @@ rule sample:
     input:
         checkpoint=rules.train.output.checkpoint,
     output:
-        samples="results/{system}/{size}/samples/{model}/direct.parquet",
+        samples=res("{system}/{size}/samples/{model}/direct.parquet"),
     params:
         grid=job_grid,
         sampling=sampling_of,
         seed=model_seed_of("sample"),
     resources:
-        gpu=lambda wc: min(1, training_gpus_of(wc)),
+        gpu=sampling_gpus_of,
     threads: 1
+    message:
+        "sample {wildcards.model} on {wildcards.system} {wildcards.size}: {params.sampling}"
     log:
-        "logs/{system}/{size}/samples/{model}/direct.log",
+        logs("{system}/{size}/samples/{model}/direct.log"),
     benchmark:
-        "benchmarks/{system}/{size}/samples/{model}/direct.tsv"
+        logs("{system}/{size}/samples/{model}/direct.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:

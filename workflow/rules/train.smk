@@ -5,9 +5,9 @@ rule train:
     """Train a neural sampler; a killed run resumes from its last checkpoint (models/{model}/state/).
     With N > 1 GPUs (training.gpus, or training.gpus_per_model for the model) the job runs N DDP processes, one per GPU (workflow/scripts/train.py)."""
     output:
-        checkpoint="results/{system}/{size}/models/{model}/checkpoint.pt",
+        checkpoint=res("{system}/{size}/models/{model}/checkpoint.pt"),
         train_log=report(
-            "results/{system}/{size}/models/{model}/train_log.parquet",
+            res("{system}/{size}/models/{model}/train_log.parquet"),
             caption="../report/train_log.rst",
             category="Training",
             labels={"system": "{system}", "size": "{size}", "model": "{model}"},
@@ -16,15 +16,17 @@ rule train:
         model_config=model_config_of,
         train_config=train_config_of,
         cond_box=cond_box_of,
-        state="results/{system}/{size}/models/{model}/state/last.pt",
+        state=res("{system}/{size}/models/{model}/state/last.pt"),
     resources:
         # GPUs of the job (sbatch --gpus=N through the Slurm profile) = DDP processes when N > 1
         gpu=training_gpus_of,
     threads: 1
+    message:
+        "train {wildcards.model} on {wildcards.system} {wildcards.size}, {resources.gpu} GPU(s): model {params.model_config}, training {params.train_config}"
     log:
-        "logs/{system}/{size}/models/{model}/train.log",
+        logs("{system}/{size}/models/{model}/train.log"),
     benchmark:
-        "benchmarks/{system}/{size}/models/{model}/train.tsv"
+        logs("{system}/{size}/models/{model}/train.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 size = snakemake.wildcards.size
-with job_log(snakemake.log[0], "cuau_exact_reference", size=size, **snakemake.params) as log:
+with job_log(snakemake.log[0], "cuau_exact_reference", config=snakemake.config, size=size, **snakemake.params) as log:
     grid = condition_grid(snakemake.params.grid["T"], snakemake.params.grid["field"])
     table = cuau_exact_table(size, grid[:, 0], grid[:, 1])
     composition = cuau_exact_composition_table(size, snakemake.params.grid["T"])

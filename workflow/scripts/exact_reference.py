@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 L = int(snakemake.wildcards.L)
-with job_log(snakemake.log[0], "exact_reference", L=L, **snakemake.params) as log:
+with job_log(snakemake.log[0], "exact_reference", config=snakemake.config, L=L, **snakemake.params) as log:
     table = ising_exact_table(
         L,
         snakemake.params.grid["T"],

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 kind = snakemake.rule.removeprefix("figure_")
-with job_log(snakemake.log[0], snakemake.rule, **dict(snakemake.wildcards)) as log:
+with job_log(snakemake.log[0], snakemake.rule, config=snakemake.config, **dict(snakemake.wildcards)) as log:
     wc = snakemake.wildcards
     fig = figure_from_files(kind, dict(snakemake.input.items()), system=wc.get("system", "cuau"), size=wc.size)
     save_figure(fig, [snakemake.output.png, snakemake.output.pdf])

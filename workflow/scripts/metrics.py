@@ -11,8 +11,17 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 wc, params = snakemake.wildcards, snakemake.params
-with job_log(snakemake.log[0], "metrics", system=wc.system, size=wc.size, model=wc.model,
-             reference=list(snakemake.input.reference), ref_method=params.ref_method) as log:
+with job_log(
+    snakemake.log[0],
+    "metrics",
+    config=snakemake.config,
+    system=wc.system,
+    size=wc.size,
+    model=wc.model,
+    seed=params.seed,
+    reference=list(snakemake.input.reference),
+    ref_method=params.ref_method,
+) as log:
     reference = read_table(snakemake.input.reference[0]) if snakemake.input.reference else None
     table = metrics_table(
         read_table(snakemake.input.samples),

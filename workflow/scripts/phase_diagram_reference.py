@@ -9,7 +9,7 @@ from lattherm.runlog import job_log
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with job_log(snakemake.log[0], "phase_diagram_reference", tol=snakemake.params.tol) as log:
+with job_log(snakemake.log[0], "phase_diagram_reference", config=snakemake.config, tol=snakemake.params.tol) as log:
     table = read_table(snakemake.input.table)
     regions = two_phase_regions(table, tol=snakemake.params.tol)
     log.info("%d two-phase intervals over %d temperatures", len(regions), table["T"].nunique())

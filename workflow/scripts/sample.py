@@ -12,8 +12,17 @@ if TYPE_CHECKING:
 
 wc, params = snakemake.wildcards, snakemake.params
 settings = dict(params.sampling)  # n_samples, symmetrised, n_orders, order, batch_size
-with job_log(snakemake.log[0], "sample", threads=snakemake.threads, system=wc.system, size=wc.size, model=wc.model,
-             seed=params.seed, **settings) as log:
+with job_log(
+    snakemake.log[0],
+    "sample",
+    config=snakemake.config,
+    threads=snakemake.threads,
+    system=wc.system,
+    size=wc.size,
+    model=wc.model,
+    seed=params.seed,
+    **settings,
+) as log:
     samples = sample_grid(
         snakemake.input.checkpoint,
         make_system(wc.system, wc.size),

@@ -11,7 +11,9 @@ from lattherm.runlog import job_log
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with job_log(snakemake.log[0], "sampler_summary", n_tables=len(snakemake.input.metrics)) as log:
+with job_log(
+    snakemake.log[0], "sampler_summary", config=snakemake.config, n_tables=len(snakemake.input.metrics)
+) as log:
     table = accuracy_summary(pd.concat([read_table(p) for p in snakemake.input.metrics], ignore_index=True))
     for r in table.itertuples():
         log.info("%s %s %s: max |delta_f| %.3g at (T=%g, field=%g), NESS median %.3g, min %.3g at (T=%g, field=%g)",

@@ -10,7 +10,9 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 L, params = int(snakemake.wildcards.L), snakemake.params
-with job_log(snakemake.log[0], "wang_landau", L=L, J=params.J, seed=params.seed, **params.settings) as log:
+with job_log(
+    snakemake.log[0], "wang_landau", config=snakemake.config, L=L, J=params.J, seed=params.seed, **params.settings
+) as log:
     result = wang_landau(L, J=params.J, seed=params.seed, progress=True, **params.settings)
     log.info("%s: %d moves, %.1f s, %d stages", result.method, result.moves, result.wall_time, len(result.stages))
     write_table(wang_landau_table(result, params.T), snakemake.output.table)

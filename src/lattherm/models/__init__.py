@@ -9,13 +9,14 @@ None for the defaults. ``model.spec()`` gives ``{name, config, cond_box}`` for c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from lattherm.models.base import CondBox, FourierCondition, Model, check_cond_box
 from lattherm.models.exact import ExactModel
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
+from lattherm.schema import check
 
 __all__ = [
     "Model",
@@ -34,6 +35,7 @@ __all__ = [
     "build_model",
     "build_from_spec",
     "model_config_from_dict",
+    "check_model_config",
     "is_fixed_order",
     "asdict",
 ]
@@ -73,13 +75,15 @@ def model_config_from_dict(name: str, config: Mapping[str, Any] | Any | None = N
             f"config of {name!r} must be a {cls.__name__}, a dict or None, "
             f"got {type(config).__name__}"
         )
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown keys {unknown} in the config of {name!r}; {cls.__name__} has {sorted(known)}"
-        )
+    check(dict(config), cls.__name__, key=f"models.{name}")  # types and bounds: the config schema
     return cls(**dict(config))
+
+
+def check_model_config(name: str, config: Mapping[str, Any] | Any | None, *, periods: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` if the settings of ``name`` cannot build a model on a lattice of these
+    periods (keys, bounds, and what depends on the lattice, e.g. Transformer heads against RoPE)."""
+    model_cls, _ = _entry(name)
+    model_cls.check_config(model_config_from_dict(name, config), periods)
 
 
 def build_model(

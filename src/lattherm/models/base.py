@@ -118,6 +118,11 @@ class Model(nn.Module):
         else:
             self.order: Tensor | None = None
 
+    @classmethod
+    def check_config(cls, config: Any, periods: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` if ``config`` cannot build this architecture on a lattice of these
+        periods (what the config schema cannot say alone); the constructor calls it too."""
+
     @property
     def any_order(self) -> bool:
         return not self.fixed_order

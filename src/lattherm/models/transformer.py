@@ -119,29 +119,31 @@ class MAMTransformer(Model):
     name = "mam-transformer"
     has_marginal = True
 
-    def __init__(
-        self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: TransformerConfig
-    ) -> None:
-        super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
+    @classmethod
+    def check_config(cls, config: TransformerConfig, periods: tuple[int, ...]) -> None:
         for n in ("dim", "n_blocks", "n_heads", "mlp_ratio"):
             v = getattr(config, n)
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"TransformerConfig.{n} must be an integer >= 1, got {v!r}")
         if int(config.rope_k) != config.rope_k or config.rope_k < 0:
-            raise ValueError(
-                f"TransformerConfig.rope_k must be an integer >= 0, got {config.rope_k!r}"
-            )
+            raise ValueError(f"TransformerConfig.rope_k must be an integer >= 0, got {config.rope_k!r}")
         D, H = config.dim, config.n_heads
         if D % H:
             raise ValueError(f"TransformerConfig.dim ({D}) must be divisible by n_heads ({H})")
-        coords = torch.as_tensor(lattice.coords)
-        angles = periodic_rope_angles(coords, lattice.periods, config.rope_k)  # (N, F)
-        if 2 * angles.shape[1] > D // H:
+        n_angles = sum(min(int(config.rope_k), int(P) // 2) for P in periods)
+        if 2 * n_angles > D // H:
             raise ValueError(
-                f"periodic RoPE needs 2 x {angles.shape[1]} head dims for periods "
-                f"{lattice.periods} and rope_k={config.rope_k}, but heads have {D // H}: "
-                "lower rope_k or raise dim / n_heads"
+                f"periodic RoPE needs 2 x {n_angles} head dims for periods {tuple(periods)} and "
+                f"rope_k={config.rope_k}, but heads have {D // H}: lower rope_k or raise dim / n_heads"
             )
+
+    def __init__(
+        self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: TransformerConfig
+    ) -> None:
+        super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
+        self.check_config(config, lattice.periods)
+        D, H = config.dim, config.n_heads
+        angles = periodic_rope_angles(torch.as_tensor(lattice.coords), lattice.periods, config.rope_k)  # (N, F)
         dt = torch.get_default_dtype()
         self.register_buffer("rope_cos", angles.cos().to(dt), persistent=False)
         self.register_buffer("rope_sin", angles.sin().to(dt), persistent=False)

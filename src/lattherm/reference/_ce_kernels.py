@@ -54,7 +54,7 @@ __all__ = [
     "block_delta_energy",
     "kernel_tables",
     "ce_sweeps",
-    "ce_sample",
+    "ce_run",
     "run_chains",
     "spins_from_states",
 ]
@@ -240,51 +240,133 @@ def ce_sweeps(
         sq1[c, b] = r1
 
 
+@njit(inline="always")
+def _ce_energy(cw, sw, coef, coef_c0, coef_c1):
+    """``E_int`` of one chain from its integer counts ``cw`` (``(Q,)``) and ``Σs`` ``sw``."""
+    e = coef_c0 + coef_c1 * np.float64(sw)
+    for q in range(coef.shape[0]):
+        e += coef[q] * np.float64(cw[q])
+    return e
+
+
 @njit(parallel=True, cache=True)
-def ce_sample(
+def ce_run(
     x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
     ptr, others, mult8, width, msum, coef, coef_c0, coef_c1,
-    thin_moves, t0, n_take, e_out, m_out, x_out,
+    ladders, lad_len, ex0, ex1, exchange_every, e_shift,
+    s0, s1, burn, thin, e_out, m_out, x_out, psum, avg_out, ex_stats,
 ):  # fmt: skip
-    """``n_take`` rounds of (``thin_moves`` attempts, then a measurement), in place.
+    """Global sweeps ``s0 .. s1 − 1`` of every chain, with replica exchange, measurements and
+    samples, in place (one parallel region; call it again with the next range to go on).
 
-    Arguments as in :func:`ce_sweeps`; sample ``t0 + k`` of chain ``w`` of block ``b`` goes to
-    ``e_out[c, b, w, t0 + k]`` (``E_int`` from the integer counts, float64 eV),
-    ``m_out[c, b, w, t0 + k]`` (``Σs``, float64) and, unless ``x_out`` has size 0,
-    ``x_out[c, b, w, t0 + k, :]`` (uint8 0/1).
+    Tasks are ``(ladder, block)``: ladder ``l`` is the list of conditions ``ladders[l, :lad_len[l]]``
+    (one field, increasing T; a ladder of one condition has no exchange). A sweep is ``N``
+    attempts (:func:`_block_moves`) at every condition of the ladder, in ladder order; after the
+    sweep ``s`` (``done = s + 1``):
+
+    * exchange, when ``exchange_every > 0`` and ``done % exchange_every == 0``: the pairs
+      ``(k, k + 1)`` of the ladder with ``k ≡ done // exchange_every (mod 2)`` swap the states of
+      chain ``w`` with probability ``min(1, exp((β_k − β_{k+1}) (H_k − H_{k+1})))``,
+      ``H = E_int − μ Σs`` (no draw when the exponent is >= 0; else one draw from the
+      exchange stream ``ex0/ex1[l, b, w]``). ``ex_stats[c, b, w, 0/1]`` count attempts/accepts
+      of chain ``w`` of the pair whose lower member is ``c``;
+    * measurement, when ``done > burn``: ``E_int − e_shift[c]``, its square, ``Σs`` and ``|Σs|``
+      are added to ``psum[c, b, w, :]``;
+    * sample ``t``, when ``done − burn = (t + 1) thin``: ``e_out, m_out[c, b, w, t]`` (and
+      ``x_out[c, b, w, t, :]`` unless it has size 0) get the current state, ``avg_out[c, b, w,
+      t, :]`` the means of ``psum`` over the ``thin`` sweeps since the previous sample, and
+      ``psum`` is reset.
+
+    Without exchange each condition's chains do exactly what :func:`ce_sweeps` does.
     """
     n_cond, n_blocks, Np1, W = x.shape
     N = Np1 - 1
     Q = coef.shape[0]
     keep = x_out.size > 0
-    for task in prange(n_cond * n_blocks):
-        c = task // n_blocks
-        b = task - c * n_blocks
+    n_lad = ladders.shape[0]
+    inv_thin = 1.0 / np.float64(thin)
+    for task in prange(n_lad * n_blocks):
+        lad = task // n_blocks
+        b = task - lad * n_blocks
+        n_l = lad_len[lad]
         acc = np.empty((Q, W), dtype=np.uint8)
         de = np.empty(W, dtype=np.float64)
-        xb = x[c, b]
-        cb = cnt[c, b]
-        mb = ssum[c, b]
-        r0 = sq0[c, b]
-        r1 = sq1[c, b]
-        for k in range(n_take):
-            r0, r1 = _block_moves(
-                xb, cb, mb, st0[c, b], st1[c, b], r0, r1, thin_moves, beta[c], mu[c],
-                ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
-            )  # fmt: skip
-            for w in range(W):
-                e = coef_c0 + coef_c1 * np.float64(mb[w])
-                for q in range(Q):
-                    e += coef[q] * np.float64(cb[w, q])
-                e_out[c, b, w, t0 + k] = e
-                m_out[c, b, w, t0 + k] = np.float64(mb[w])
-            if keep:
-                for i in range(N):
-                    xr = xb[i]
+        tmp = np.empty(Q, dtype=np.int64)
+        e1 = np.empty(W, dtype=np.float64)
+        xa0 = ex0[lad, b]
+        xa1 = ex1[lad, b]
+        for s in range(s0, s1):
+            for k in range(n_l):
+                c = ladders[lad, k]
+                r0, r1 = _block_moves(
+                    x[c, b], cnt[c, b], ssum[c, b], st0[c, b], st1[c, b], sq0[c, b], sq1[c, b],
+                    N, beta[c], mu[c], ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
+                )  # fmt: skip
+                sq0[c, b] = r0
+                sq1[c, b] = r1
+            done = s + 1
+            if exchange_every > 0 and n_l > 1 and done % exchange_every == 0:
+                for k in range((done // exchange_every) % 2, n_l - 1, 2):
+                    c1 = ladders[lad, k]
+                    c2 = ladders[lad, k + 1]
+                    db = beta[c1] - beta[c2]
                     for w in range(W):
-                        x_out[c, b, w, t0 + k, i] = xr[w]
-        sq0[c, b] = r0
-        sq1[c, b] = r1
+                        h1 = _ce_energy(cnt[c1, b, w], ssum[c1, b, w], coef, coef_c0, coef_c1)
+                        h2 = _ce_energy(cnt[c2, b, w], ssum[c2, b, w], coef, coef_c0, coef_c1)
+                        h1 -= mu[c1] * np.float64(ssum[c1, b, w])
+                        h2 -= mu[c2] * np.float64(ssum[c2, b, w])
+                        d = db * (h1 - h2)
+                        ok = d >= 0.0
+                        if not ok:
+                            r, a0, a1 = _xoro(xa0[w], xa1[w])
+                            xa0[w] = a0
+                            xa1[w] = a1
+                            ok = np.float64(r >> _S11) * _TWO_M53 < math.exp(d)
+                        ex_stats[c1, b, w, 0] += 1
+                        if ok:
+                            ex_stats[c1, b, w, 1] += 1
+                            xb1 = x[c1, b]
+                            xb2 = x[c2, b]
+                            for i in range(N):
+                                v = xb1[i, w]
+                                xb1[i, w] = xb2[i, w]
+                                xb2[i, w] = v
+                            tmp[:] = cnt[c1, b, w]
+                            cnt[c1, b, w] = cnt[c2, b, w]
+                            cnt[c2, b, w] = tmp
+                            v2 = ssum[c1, b, w]
+                            ssum[c1, b, w] = ssum[c2, b, w]
+                            ssum[c2, b, w] = v2
+            if done > burn:
+                t_done = done - burn
+                sample = t_done % thin == 0
+                t = t_done // thin - 1
+                for k in range(n_l):
+                    c = ladders[lad, k]
+                    cb = cnt[c, b]
+                    mb = ssum[c, b]
+                    pb = psum[c, b]
+                    for w in range(W):
+                        e1[w] = _ce_energy(cb[w], mb[w], coef, coef_c0, coef_c1)
+                        d = e1[w] - e_shift[c]
+                        m = np.float64(mb[w])
+                        pb[w, 0] += d
+                        pb[w, 1] += d * d
+                        pb[w, 2] += m
+                        pb[w, 3] += abs(m)
+                    if sample:
+                        for w in range(W):
+                            e_out[c, b, w, t] = e1[w]
+                            m_out[c, b, w, t] = np.float64(mb[w])
+                            for j in range(4):
+                                avg_out[c, b, w, t, j] = pb[w, j] * inv_thin
+                                pb[w, j] = 0.0
+                        if keep:
+                            xb = x[c, b]
+                            for i in range(N):
+                                xr = xb[i]
+                                for w in range(W):
+                                    x_out[c, b, w, t, i] = xr[w]
 
 
 @njit(cache=True)
@@ -336,17 +418,25 @@ def _energies_from_counts(tables, cnt: np.ndarray, ssum: np.ndarray) -> np.ndarr
     return e
 
 
-def run_chains(system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress):
+def run_chains(
+    system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress,
+    ladders, lad_len, exchange_every,
+):  # fmt: skip
     """The ``"cluster-expansion"`` update of :func:`lattherm.reference.mcmc.run_metropolis`.
 
-    Arguments as passed by ``run_metropolis`` (``T, h``: ``(n_cond,)``; ``x0``: ``"random"`` or
-    ``(n_cond, n_chains, N)`` uint8; ``burn``, ``thin`` in sweeps of ``N`` attempts). Returns
-    ``(energy, spin_sum, states)`` with the shapes of :class:`~lattherm.reference.mcmc.MCMCResult`.
-    Chains run in blocks of ``BLOCK`` (padding chains run and are discarded).
+    Arguments as passed by ``run_metropolis`` (``T, h``: ``(n_cond,)``; ``x0``: ``"random"``,
+    ``"mixed"`` or ``(n_cond, n_chains, N)`` uint8; ``burn``, ``thin`` in sweeps of ``N``
+    attempts; ``ladders, lad_len, exchange_every``: the replica-exchange ladders of
+    :func:`ce_run`, ``exchange_every = 0`` for none). Returns a dict with ``energy, spin_sum``
+    ``(n_cond, n_chains, n_samples)``, ``states`` (or ``None``), ``averages`` ``(n_cond,
+    n_chains, n_samples, 4)``, ``energy_shift`` ``(n_cond,)`` and ``exchange`` ``(n_cond,
+    n_chains, 2)`` (attempts, accepts), as :class:`~lattherm.reference.mcmc.MCMCResult` holds
+    them. Chains run in blocks of ``BLOCK`` (padding chains run and are discarded).
     """
     import torch
 
     from lattherm.reference import _mcmc_kernels as K
+    from lattherm.reference.mcmc import EXCHANGE_SALT, apply_mixed_starts
     from lattherm.runlog import Progress
 
     ft = system.flip_tables()
@@ -361,9 +451,14 @@ def run_chains(system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_
     sq1 = np.zeros_like(sq0)
     K.seed_streams(np.uint64(seed) ^ _SITE_SALT, sq0, sq1)  # block b: stream of (seed', c, b)
     sq0, sq1 = np.ascontiguousarray(sq0[:, 0]), np.ascontiguousarray(sq1[:, 0])
+    ex0 = np.zeros((ladders.shape[0], n_blocks, W), dtype=np.uint64)
+    ex1 = np.zeros_like(ex0)
+    K.seed_streams(np.uint64(seed) ^ EXCHANGE_SALT, ex0, ex1)  # (ladder l, chain j)
     x = np.ones((n_cond, n_blocks, N + 1, W), dtype=np.uint8)
-    if isinstance(x0, str):  # "random": uniform bits from each chain's own stream
+    if isinstance(x0, str):  # "random" / "mixed": uniform bits from each chain's own stream
         K.random_fill(x[:, :, :N, :], st0, st1)
+        if x0 == "mixed":
+            apply_mixed_starts(x[:, :, :N, :].transpose(0, 1, 3, 2), n_blocks, W)
     else:
         xp = np.zeros((n_cond, M, N), dtype=np.uint8)
         xp[:, :n_chains] = x0
@@ -378,28 +473,27 @@ def run_chains(system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_
     ).reshape(n_cond, n_blocks, W)
     beta = np.ascontiguousarray(1.0 / (system.k_B * T), dtype=np.float64)
     mu = np.ascontiguousarray(h, dtype=np.float64)
+    e_cu = float(system.energy(torch.zeros((1, N), dtype=torch.long))[0])  # all-Cu, x = 0
+    e_shift = np.full(n_cond, e_cu)
 
     energy = np.empty((n_cond, n_blocks, W, n_samples))
     spin = np.empty((n_cond, n_blocks, W, n_samples))
     shape = (n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0)
     states = np.empty(shape, dtype=np.uint8)
-    chunk = max(1, -(-n_samples // 50), 1000 // thin) if progress else n_samples
-    with Progress(burn + n_samples * thin, f"metropolis {system.size}", "sweeps", enabled=progress) as bar:
-        done = 0
-        while done < burn:
-            k = min(max(chunk * thin, 1), burn - done)
-            ce_sweeps(
-                x, cnt, ssum, beta, mu, st0, st1, sq0, sq1, *tab, ft.coef_c1, k * N
-            )  # fmt: skip
-            done += k
-            bar.update(k)
-        for t0 in range(0, n_samples, chunk):
-            n_take = min(chunk, n_samples - t0)
-            ce_sample(
+    psum = np.zeros((n_cond, n_blocks, W, 4))
+    avg = np.empty((n_cond, n_blocks, W, n_samples, 4))
+    ex_stats = np.zeros((n_cond, n_blocks, W, 2), dtype=np.int64)
+    total = burn + n_samples * thin
+    chunk = max(thin, 1000 // max(1, n_samples)) if progress else total
+    with Progress(total, f"metropolis {system.size}", "sweeps", enabled=progress) as bar:
+        for s0 in range(0, total, chunk):
+            s1 = min(total, s0 + chunk)
+            ce_run(
                 x, cnt, ssum, beta, mu, st0, st1, sq0, sq1, *tab, ft.coef_c0, ft.coef_c1,
-                thin * N, t0, n_take, energy, spin, states,
+                ladders, lad_len, ex0, ex1, exchange_every, e_shift,
+                s0, s1, burn, thin, energy, spin, states, psum, avg, ex_stats,
             )  # fmt: skip
-            bar.update(n_take * thin)
+            bar.update(s1 - s0)
     # the tracked energies are exact; prove it on the final states
     x_end = np.ascontiguousarray(x[:, :, :N, :].transpose(0, 1, 3, 2)).reshape(-1, N)
     e_end = system.energy(torch.from_numpy(x_end)).numpy().reshape(n_cond, n_blocks, W)
@@ -410,7 +504,11 @@ def run_chains(system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_
             f"tracked CE energies differ from CuAuSystem.energy by {err:.3g} eV at the end of the "
             f"run (tolerance {ENERGY_CHECK_TOL:g}): the flip tables and energies disagree"
         )
-    energy = energy.reshape(n_cond, M, n_samples)[:, :n_chains]
-    spin = spin.reshape(n_cond, M, n_samples)[:, :n_chains]
-    states = states.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None
-    return energy, spin, states
+    return {
+        "energy": energy.reshape(n_cond, M, n_samples)[:, :n_chains],
+        "spin_sum": spin.reshape(n_cond, M, n_samples)[:, :n_chains],
+        "states": states.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None,
+        "averages": avg.reshape(n_cond, M, n_samples, 4)[:, :n_chains],
+        "energy_shift": e_shift,
+        "exchange": ex_stats.reshape(n_cond, M, 2)[:, :n_chains],
+    }

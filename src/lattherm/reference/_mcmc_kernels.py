@@ -3,8 +3,10 @@
 Layout: the states of ``n_cond`` conditions × ``n_blocks × W`` chains are one ``uint8`` array
 ``x[c, b, i, w]`` (site ``i`` of chain ``b·W + w`` at condition ``c``), so that the innermost
 loop runs over the ``W`` chains of a block with unit stride and LLVM vectorises it (AVX2/AVX-512).
-``prange`` runs over the ``(condition, block)`` tasks; every chain has its own random stream,
-so results do not depend on the number of threads or on how tasks are scheduled.
+``prange`` runs over the ``(condition, block)`` tasks (:func:`checkerboard_run`: the
+``(ladder, block)`` tasks, a ladder being the conditions that exchange replicas); every chain has
+its own random stream, so results do not depend on the number of threads or on how tasks are
+scheduled.
 
 Random numbers: xoroshiro128+ (Blackman & Vigna), two ``uint64`` words of state per chain,
 seeded by SplitMix64 from ``(seed, condition, chain)``. A Metropolis move is accepted iff the
@@ -12,15 +14,18 @@ seeded by SplitMix64 from ``(seed, condition, chain)``. A Metropolis move is acc
 acceptance probability ``p``: the acceptance is exact to ``2^-64``, and no float work is done
 in the kernel. The weak lowest bits of xoroshiro128+ only matter at the ``2^-60`` level.
 
-The kernels are integer-only; ``fastmath`` would change nothing and is not used.
+The Metropolis updates are integer-only; the replica-exchange step of :func:`checkerboard_run`
+compares a 53-bit uniform with ``exp`` of a float64 exponent. ``fastmath`` is not used.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_sample"]
+__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_run"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -36,6 +41,8 @@ _R37 = np.uint64(37)
 _R27 = np.uint64(27)
 _L16 = np.uint64(16)
 _ONE = np.uint64(1)
+_S11 = np.uint64(11)
+_TWO_M53 = 2.0**-53
 
 
 @njit(inline="always")
@@ -161,62 +168,142 @@ def checkerboard_sweeps(x, thr, st0, st1, nb, order, n_sweeps):
                 )
 
 
-@njit(parallel=True, cache=True)
-def checkerboard_sample(
-    x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond_out, up_out, states_out
-):
-    """``n_take`` rounds of (``thin`` sweeps, then a measurement), in place, in one parallel region.
+@njit(inline="always")
+def _count_bonds_up(xb, bonds, N, W, bond_row, up_row):
+    """``bond_row[w] = Σ_<ij> s_i s_j`` and ``up_row[w]`` = number of ``x = 1`` sites of every
+    chain of the block ``xb`` (``(N, W)``)."""
+    n_bonds = bonds.shape[0]
+    for w in range(W):
+        up_row[w] = 0
+    for i in range(N):
+        xi = xb[i]
+        for w in range(W):
+            up_row[w] += xi[w]
+    for w in range(W):
+        bond_row[w] = 0
+    for q in range(n_bonds):
+        xi = xb[bonds[q, 0]]
+        xj = xb[bonds[q, 1]]
+        for w in range(W):
+            bond_row[w] += np.int64(xi[w] ^ xj[w])  # number of unsatisfied bonds
+    for w in range(W):
+        bond_row[w] = n_bonds - 2 * bond_row[w]
 
-    ``x, thr, st0, st1, nb, order`` as in :func:`checkerboard_sweeps`; ``bonds`` ``(n_bonds, 2)``
-    int64. Sample ``t0 + k`` of chain ``(b, w)`` goes to ``bond_out[c, b, w, t0 + k]``
-    (``Σ_<ij> s_i s_j``, int64), ``up_out[c, b, w, t0 + k]`` (number of ``x = 1`` sites, int64)
-    and, unless ``states_out`` has size 0, ``states_out[c, b, w, t0 + k, :]`` (uint8).
+
+@njit(parallel=True, cache=True)
+def checkerboard_run(
+    x, thr, st0, st1, nb, order, bonds, J, field, beta,
+    ladders, lad_len, ex0, ex1, exchange_every, e_shift,
+    s0, s1, burn, thin, bond_out, up_out, states_out, psum, avg_out, ex_stats,
+):  # fmt: skip
+    """Global sweeps ``s0 .. s1 − 1`` of every chain, with replica exchange, measurements and
+    samples, in place (one parallel region; call it again with the next range to go on).
+
+    ``x, thr, st0, st1, nb, order`` as in :func:`checkerboard_sweeps`, ``bonds`` ``(n_bonds, 2)``;
+    ``J`` the coupling, ``field, beta`` ``(n_cond,)``. Tasks are ``(ladder, block)``: ladder
+    ``l`` is the list of conditions ``ladders[l, :lad_len[l]]`` (one field, increasing T). A sweep
+    is one checkerboard sweep (as :func:`checkerboard_sweeps`) at every condition of the ladder,
+    in ladder order; after the sweep ``s`` (``done = s + 1``):
+
+    * exchange, when ``exchange_every > 0`` and ``done % exchange_every == 0``: the pairs
+      ``(k, k + 1)`` with ``k ≡ done // exchange_every (mod 2)`` swap the states of chain ``w``
+      with probability ``min(1, exp((β_k − β_{k+1}) (H_k − H_{k+1})))``, ``H = −J Σ s_i s_j −
+      h Σs`` (no draw when the exponent is >= 0; else accept iff ``(r >> 11) 2^−53 < exp(·)`` for
+      a draw ``r`` of the exchange stream ``ex0/ex1[l, b, w]``). ``ex_stats[c, b, w, 0/1]`` count attempts /
+      accepts of the pair whose lower member is ``c``;
+    * measurement, when ``done > burn``: ``E_int − e_shift[c]``, its square, ``Σs`` and ``|Σs|``
+      are added to ``psum[c, b, w, :]``;
+    * sample ``t``, when ``done − burn = (t + 1) thin``: ``bond_out, up_out[c, b, w, t]`` (and
+      ``states_out[c, b, w, t, :]`` unless it has size 0) as in the documented layout,
+      ``avg_out[c, b, w, t, :]`` the means of ``psum`` over the ``thin`` sweeps since the previous
+      sample; ``psum`` is reset.
+
+    Without exchange each condition's chains do exactly what :func:`checkerboard_sweeps` does.
     """
     n_cond, n_blocks, N, W = x.shape
-    n_bonds = bonds.shape[0]
     keep = states_out.size > 0
-    for task in prange(n_cond * n_blocks):
-        c = task // n_blocks
-        b = task - c * n_blocks
-        xb = x[c, b]
-        s0a = st0[c, b]
-        s1a = st1[c, b]
-        t = thr[c]
-        acc = np.zeros(W, dtype=np.int64)
-        for k in range(n_take):
-            for _ in range(thin):
+    n_lad = ladders.shape[0]
+    inv_thin = 1.0 / np.float64(thin)
+    for task in prange(n_lad * n_blocks):
+        lad = task // n_blocks
+        b = task - lad * n_blocks
+        n_l = lad_len[lad]
+        bnd = np.zeros((n_l, W), dtype=np.int64)
+        upc = np.zeros((n_l, W), dtype=np.int64)
+        xa0 = ex0[lad, b]
+        xa1 = ex1[lad, b]
+        for s in range(s0, s1):
+            for k in range(n_l):
+                c = ladders[lad, k]
+                xb = x[c, b]
+                s0a = st0[c, b]
+                s1a = st1[c, b]
+                t = thr[c]
                 for kk in range(N):
                     i = order[kk]
                     _site_row(
-                        xb[i],
-                        xb[nb[i, 0]],
-                        xb[nb[i, 1]],
-                        xb[nb[i, 2]],
-                        xb[nb[i, 3]],
-                        s0a,
-                        s1a,
-                        t,
-                        W,
+                        xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t, W
                     )
-            ts = t0 + k
-            for w in range(W):
-                acc[w] = 0
-            for i in range(N):
-                xi = xb[i]
-                for w in range(W):
-                    acc[w] += xi[w]
-            for w in range(W):
-                up_out[c, b, w, ts] = acc[w]
-                acc[w] = 0
-            for q in range(n_bonds):
-                xi = xb[bonds[q, 0]]
-                xj = xb[bonds[q, 1]]
-                for w in range(W):
-                    acc[w] += np.int64(xi[w] ^ xj[w])  # number of unsatisfied bonds
-            for w in range(W):
-                bond_out[c, b, w, ts] = n_bonds - 2 * acc[w]
-            if keep:
-                for i in range(N):
-                    xi = xb[i]
+            done = s + 1
+            exch = exchange_every > 0 and n_l > 1 and done % exchange_every == 0
+            meas = done > burn
+            if exch or meas:
+                for k in range(n_l):
+                    _count_bonds_up(x[ladders[lad, k], b], bonds, N, W, bnd[k], upc[k])
+            if exch:
+                for k in range((done // exchange_every) % 2, n_l - 1, 2):
+                    c1 = ladders[lad, k]
+                    c2 = ladders[lad, k + 1]
+                    db = beta[c1] - beta[c2]
                     for w in range(W):
-                        states_out[c, b, w, ts, i] = xi[w]
+                        h1 = -J * np.float64(bnd[k, w]) - field[c1] * np.float64(2 * upc[k, w] - N)
+                        h2 = -J * np.float64(bnd[k + 1, w]) - field[c2] * np.float64(
+                            2 * upc[k + 1, w] - N
+                        )
+                        d = db * (h1 - h2)
+                        ok = d >= 0.0
+                        if not ok:
+                            r = _next(xa0, xa1, w)
+                            ok = np.float64(r >> _S11) * _TWO_M53 < math.exp(d)
+                        ex_stats[c1, b, w, 0] += 1
+                        if ok:
+                            ex_stats[c1, b, w, 1] += 1
+                            xb1 = x[c1, b]
+                            xb2 = x[c2, b]
+                            for i in range(N):
+                                v = xb1[i, w]
+                                xb1[i, w] = xb2[i, w]
+                                xb2[i, w] = v
+                            v = bnd[k, w]
+                            bnd[k, w] = bnd[k + 1, w]
+                            bnd[k + 1, w] = v
+                            v = upc[k, w]
+                            upc[k, w] = upc[k + 1, w]
+                            upc[k + 1, w] = v
+            if meas:
+                t_done = done - burn
+                sample = t_done % thin == 0
+                ts = t_done // thin - 1
+                for k in range(n_l):
+                    c = ladders[lad, k]
+                    pb = psum[c, b]
+                    for w in range(W):
+                        d = -J * np.float64(bnd[k, w]) - e_shift[c]
+                        m = np.float64(2 * upc[k, w] - N)
+                        pb[w, 0] += d
+                        pb[w, 1] += d * d
+                        pb[w, 2] += m
+                        pb[w, 3] += abs(m)
+                    if sample:
+                        for w in range(W):
+                            bond_out[c, b, w, ts] = bnd[k, w]
+                            up_out[c, b, w, ts] = upc[k, w]
+                            for j in range(4):
+                                avg_out[c, b, w, ts, j] = pb[w, j] * inv_thin
+                                pb[w, j] = 0.0
+                        if keep:
+                            xb = x[c, b]
+                            for i in range(N):
+                                xi = xb[i]
+                                for w in range(W):
+                                    states_out[c, b, w, ts, i] = xi[w]

@@ -88,6 +88,19 @@ class MCMCResult:
         states: ``(n_cond, n_chains, n_samples, N)`` uint8 configurations, or ``None`` when
             the run was asked not to keep them.
         seed, update, burn_in_sweeps, thin_sweeps: how the samples were made.
+        averages: ``(n_cond, n_chains, n_samples, 4)`` float64 or ``None``: for sample ``t``, the
+            means over the ``thin_sweeps`` sweeps that end with it (a measurement after every
+            sweep) of ``E_int − energy_shift``, its square, ``Σ s`` and ``|Σ s|`` (the numba
+            updates record them; :func:`mcmc_summary` estimates from them when present).
+        energy_shift: ``(n_cond,)`` the shift of the energies in ``averages`` (the energy of the
+            all-``x = 0`` state), or ``None``.
+        start: ``"random"``, ``"up"``, ``"down"``, ``"mixed"`` or ``"array"``.
+        start_group: ``(n_chains,)`` int8 start family of every chain (0 random, 1 all ``x = 0``,
+            2 all ``x = 1``; all 0 for an array start): :func:`mcmc_summary` compares them.
+        replica_exchange, exchange_sweeps: whether (and every how many sweeps) the conditions of
+            one field exchanged configurations (see the module docstring).
+        exchange: ``(n_cond, n_chains, 2)`` int64 exchange attempts and acceptances of every chain
+            with the next-higher temperature of its ladder, or ``None``.
     """
 
     system: str
@@ -103,6 +116,13 @@ class MCMCResult:
     update: str
     burn_in_sweeps: int
     thin_sweeps: int
+    averages: np.ndarray | None = None
+    energy_shift: np.ndarray | None = None
+    start: str = "random"
+    start_group: np.ndarray | None = None
+    replica_exchange: bool = False
+    exchange_sweeps: int = 0
+    exchange: np.ndarray | None = None
 
     @property
     def n_cond(self) -> int:
@@ -121,6 +141,16 @@ class MCMCResult:
     def beta(self) -> np.ndarray:
         return 1.0 / (self.k_B * self.T)
 
+    @property
+    def exchange_acceptance(self) -> np.ndarray:
+        """``(n_cond,)`` acceptance of the exchanges of every condition with the next-higher
+        temperature of its ladder (NaN where none was attempted)."""
+        if self.exchange is None:
+            return np.full(self.n_cond, np.nan)
+        att, acc = self.exchange.sum(axis=1).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(att > 0, acc / np.maximum(att, 1), np.nan)
+
 
 # ----------------------------------------------------------------------------- sampling
 def run_metropolis(
@@ -137,6 +167,8 @@ def run_metropolis(
     update: str = "auto",
     keep_states: bool = True,
     progress: bool = False,
+    replica_exchange: bool = False,
+    exchange_sweeps: int = 1,
 ) -> MCMCResult:
     """Run ``n_chains`` independent Metropolis chains at every condition of ``broadcast(T, field)``.
 
@@ -150,13 +182,21 @@ def run_metropolis(
         burn_in_sweeps: sweeps (``N`` attempted flips per chain each) discarded at the start.
         thin_sweeps: sweeps between samples (>= 1).
         start: ``"random"`` (independent uniform sites), ``"up"`` (all ``x = 1``), ``"down"``
-            (all ``x = 0``), or an array of 0/1 states ``(n_chains, N)`` or
+            (all ``x = 0``), ``"mixed"`` (chain ``j`` starts random, all ``x = 0`` or all
+            ``x = 1`` for ``j mod 3 = 0, 1, 2``: the families whose agreement
+            :func:`mcmc_summary` tests), or an array of 0/1 states ``(n_chains, N)`` or
             ``(n_cond, n_chains, N)``.
         update: ``"auto"``, ``"checkerboard"`` (Ising only), ``"cluster-expansion"`` (CuAu only)
             or ``"random-site"``.
         keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes;
             more than 4 GiB is refused).
         progress: log progress over sweeps (:class:`lattherm.runlog.Progress`).
+        replica_exchange: parallel tempering: the conditions that share a field form a ladder
+            in increasing T, and after every ``exchange_sweeps`` sweeps neighbours of the ladder
+            try to swap the configurations of chain ``j`` (numba updates only; see the module
+            docstring). Chain ``j`` of a condition is then no longer one Markov chain at that
+            condition, but the chains ``j`` of different ``j`` stay independent.
+        exchange_sweeps: sweeps between two exchange rounds (>= 1).
     """
     T_b, h_b = np.broadcast_arrays(
         np.asarray(T, dtype=np.float64), np.asarray(field, dtype=np.float64)
@@ -171,6 +211,7 @@ def run_metropolis(
         ("n_samples", n_samples, 1),
         ("thin_sweeps", thin_sweeps, 1),
         ("burn_in_sweeps", burn_in_sweeps, 0),
+        ("exchange_sweeps", exchange_sweeps, 1),
     ):
         if int(val) != val or val < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
@@ -199,6 +240,11 @@ def run_metropolis(
             "the cluster-expansion update is for CuAuSystem only, "
             f"got {type(system).__name__}; use 'random-site'"
         )
+    if replica_exchange and update == "random-site":
+        raise ValueError(
+            "replica exchange is implemented for the numba updates ('checkerboard', "
+            "'cluster-expansion'), not for 'random-site'"
+        )
     n_cond, N = T_arr.size, system.n_sites
     if keep_states and n_cond * n_chains * n_samples * N > _MAX_STATE_BYTES:
         raise ValueError(
@@ -207,6 +253,7 @@ def run_metropolis(
             "pass keep_states=False (energies and spin sums are always kept) or sample less"
         )
     x0 = _start_states(start, n_cond, int(n_chains), N)
+    ladders, lad_len = _ladders(T_arr, h_arr, bool(replica_exchange))
     args = dict(
         n_chains=int(n_chains),
         n_samples=int(n_samples),
@@ -217,11 +264,20 @@ def run_metropolis(
         keep_states=keep_states,
         progress=progress,
     )
-    if update == "cluster-expansion":
-        from lattherm.reference._ce_kernels import run_chains as run
+    if update == "random-site":
+        out = _run_random_site(system, T_arr, h_arr, **args)
     else:
-        run = _run_checkerboard if update == "checkerboard" else _run_random_site
-    energy, spin, states = run(system, T_arr, h_arr, **args)
+        if update == "cluster-expansion":
+            from lattherm.reference._ce_kernels import run_chains as run
+        else:
+            run = _run_checkerboard
+        every = int(exchange_sweeps) if replica_exchange else 0
+        out = run(system, T_arr, h_arr, ladders=ladders, lad_len=lad_len, exchange_every=every, **args)
+    if isinstance(start, str):
+        group = _mixed_groups(int(n_chains)) if start == "mixed" else np.zeros(n_chains, np.int8)
+        group = group if start in ("mixed", "random") else np.full(n_chains, START_FAMILIES.index(start), np.int8)
+    else:
+        group = np.zeros(n_chains, dtype=np.int8)
     return MCMCResult(
         system=system.name,
         size=system.size,
@@ -229,26 +285,65 @@ def run_metropolis(
         k_B=float(system.k_B),
         T=T_arr,
         field=h_arr,
-        energy=energy,
-        spin_sum=spin,
-        states=states,
+        energy=out["energy"],
+        spin_sum=out["spin_sum"],
+        states=out["states"],
         seed=int(seed),
         update=update,
         burn_in_sweeps=int(burn_in_sweeps),
         thin_sweeps=int(thin_sweeps),
+        averages=out.get("averages"),
+        energy_shift=out.get("energy_shift"),
+        start=start if isinstance(start, str) else "array",
+        start_group=group,
+        replica_exchange=bool(replica_exchange),
+        exchange_sweeps=int(exchange_sweeps) if replica_exchange else 0,
+        exchange=out.get("exchange") if replica_exchange else None,
     )
 
 
+def _ladders(T: np.ndarray, h: np.ndarray, exchange: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Replica-exchange ladders: ``(n_ladders, max_len)`` int64 condition indices (padded with
+    −1) and ``(n_ladders,)`` lengths. With ``exchange``, one ladder per distinct field (in order of
+    first appearance) holding its conditions by increasing T (ties in input order); without,
+    one ladder per condition."""
+    if not exchange:
+        return np.arange(T.size, dtype=np.int64)[:, None], np.ones(T.size, dtype=np.int64)
+    fields, first = np.unique(h, return_index=True)
+    groups = []
+    for f in fields[np.argsort(first)]:
+        idx = np.flatnonzero(h == f)
+        groups.append(idx[np.argsort(T[idx], kind="stable")])
+    lad = np.full((len(groups), max(len(g) for g in groups)), -1, dtype=np.int64)
+    for k, g in enumerate(groups):
+        lad[k, : len(g)] = g
+    return lad, np.array([len(g) for g in groups], dtype=np.int64)
+
+
+def _mixed_groups(n: int) -> np.ndarray:
+    """Start family of chains ``0..n−1`` under ``start="mixed"``: ``j mod 3`` (0 random,
+    1 all ``x = 0``, 2 all ``x = 1``)."""
+    return (np.arange(n) % 3).astype(np.int8)
+
+
+def apply_mixed_starts(x: np.ndarray, n_blocks: int, W: int) -> None:
+    """Overwrite the random start states ``x`` (a ``(n_cond, n_blocks, W, N)`` view, chain
+    ``j = b·W + w``) of the chains of family 1 with all 0 and of family 2 with all 1, in place."""
+    g = _mixed_groups(n_blocks * W).reshape(n_blocks, W)
+    x[:, g == 1] = 0
+    x[:, g == 2] = 1
+
+
 def _start_states(start, n_cond: int, n_chains: int, N: int) -> np.ndarray | str:
-    """``"random"`` stays a string (each update draws it from its own RNG); otherwise a
+    """``"random"`` and ``"mixed"`` stay strings (each update draws it from its own RNG); otherwise a
     ``(n_cond, n_chains, N)`` uint8 array."""
     if isinstance(start, str):
-        if start == "random":
+        if start in ("random", "mixed"):
             return start
         if start in ("up", "down"):
             return np.full((n_cond, n_chains, N), 1 if start == "up" else 0, dtype=np.uint8)
         raise ValueError(
-            f"start must be 'random', 'up', 'down' or an array of states, got {start!r}"
+            f"start must be 'random', 'mixed', 'up', 'down' or an array of states, got {start!r}"
         )
     x = np.asarray(start)
     if x.shape == (n_chains, N):

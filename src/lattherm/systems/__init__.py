@@ -13,11 +13,33 @@ __all__ = [
     "reduced_energy",
     "spin_sum",
     "SYSTEMS",
+    "UNITS",
     "SIZE_PATTERN",
 ]
 
 #: system names known to the workflow
 SYSTEMS = ("ising", "cuau")
+
+#: units of each system's table columns (recorded in every Parquet file's metadata)
+UNITS = {
+    "ising": {
+        "T": "J/k_B",
+        "field": "J (field h)",
+        "energy": "J (E_int of a configuration)",
+        "per-site f, u, f_var, f_nis, f_est, f_ref, delta_f": "J per site",
+        "c": "k_B per site",
+        "m, abs_m": "per site",
+    },
+    "cuau": {
+        "T": "K",
+        "field": "eV (Au chemical potential μ, weight exp(−β(E − μ Σs)))",
+        "energy": "eV (cluster-expansion E_int of a configuration)",
+        "per-site f, u, u_form, g_sg, f_x, f_var, f_nis, f_est, f_ref, delta_f": "eV per atom",
+        "c": "k_B per atom",
+        "m": "per atom (Au +1, Cu −1)",
+        "x_au": "Au fraction",
+    },
+}
 
 
 def make_system(name: str, size: str, **params) -> System:

@@ -31,7 +31,9 @@ import torch
 from lattherm.io import atomic_path
 from lattherm.models import build_from_spec
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "system_record", "check_system", "load_model"]
+__all__ = [
+    "FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "system_record", "check_system", "load_model",
+]
 
 FORMAT = "lattherm-checkpoint-1"
 
@@ -62,10 +64,24 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         torch.save(state, tmp)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read (truncated, corrupt, tampered with, or not ours)."""
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    """The state dict of a checkpoint, loaded with ``weights_only=True``; :class:`CheckpointError`
+    naming the file for anything that is not a complete lattherm checkpoint."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip raises OSError/RuntimeError, a tampered one UnpicklingError
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            "it may be truncated or corrupt: delete it to start over"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a lattherm checkpoint (format {FORMAT!r})")
+        raise CheckpointError(f"{path} is not a lattherm checkpoint (format {FORMAT!r})")
     return state
 
 

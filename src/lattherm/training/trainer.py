@@ -62,7 +62,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +71,10 @@ import torch
 import torch.distributed as dist
 
 from lattherm.distributed import RankLayout, resolve_device, setup_distributed
-from lattherm.io import atomic_path
+from lattherm.io import write_table
 from lattherm.models import build_model, check_cond_box
 from lattherm.runlog import Progress, job_log
+from lattherm.schema import check
 from lattherm.systems import make_system
 from lattherm.training.checkpoint import (
     FORMAT,
@@ -84,7 +85,7 @@ from lattherm.training.checkpoint import (
 )
 from lattherm.training.conditions import DriftingGrid
 from lattherm.training.mam import GibbsBuffer, default_gibbs_block, mam_loss
-from lattherm.training.reinforce import check_grad_chunk, reinforce_loss
+from lattherm.training.reinforce import reinforce_loss
 
 __all__ = [
     "TrainConfig",
@@ -139,47 +140,27 @@ class TrainingDiverged(FloatingPointError):
 
 
 def train_config_from_dict(config: Mapping | TrainConfig | None) -> TrainConfig:
+    """A :class:`TrainConfig` from a dict of its keys (checked against the config schema: unknown
+    keys, types and bounds), an instance, or None for the defaults."""
     if config is None:
         return TrainConfig()
     if isinstance(config, TrainConfig):
         return config
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"unknown TrainConfig keys {unknown}; known: {sorted(known)}")
+    check(dict(config), "trainLeaf", key="TrainConfig")
     return TrainConfig(**dict(config))
 
 
 def check_train_config(cfg: TrainConfig, *, world_size: int = 1) -> None:
-    """Raise ``ValueError`` on a wrong setting; ``world_size``: the number of training processes."""
-    for name in ("steps", "n_T", "n_field", "checkpoint_every", "log_every", "refill_every", "steps_per_pass",
-                 "gibbs_sweeps"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {v!r}")
-    if cfg.samples_per_condition < 2:
-        raise ValueError(f"TrainConfig.samples_per_condition must be >= 2, got {cfg.samples_per_condition}")
-    if not cfg.lr > 0 or cfg.weight_decay < 0:
-        raise ValueError(f"need lr > 0 and weight_decay >= 0, got {cfg.lr}, {cfg.weight_decay}")
-    if not (0 <= cfg.warmup_frac < 1 and 0 <= cfg.min_lr_frac <= 1 and 0 <= cfg.beta_anneal_frac <= 1):
-        raise ValueError("warmup_frac in [0, 1), min_lr_frac and beta_anneal_frac in [0, 1] expected")
-    if not 0 < cfg.beta0 <= 1:
-        raise ValueError(f"beta0 must be in (0, 1], got {cfg.beta0}")
-    if cfg.precision not in ("auto", "float32", "bf16", "float64"):
-        raise ValueError(f"precision must be auto, float32, bf16 or float64, got {cfg.precision!r}")
-    check_grad_chunk(cfg.grad_chunk)
-    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
-        raise ValueError(f"max_minutes must be > 0 or None, got {cfg.max_minutes}")
+    """Raise ``ValueError`` (:class:`~lattherm.schema.ConfigError`) on a wrong setting: the config
+    schema's types and bounds; ``world_size``: the number of training processes, which must divide
+    ``samples_per_condition`` with at least 2 per process."""
+    check(asdict(cfg), "trainLeaf", key="TrainConfig")
     S, W = cfg.samples_per_condition, int(world_size)
     if W > 1 and (S % W or S // W < 2):
         raise ValueError(
             f"TrainConfig.samples_per_condition = {S} is the number per condition over all {W} processes: "
             f"it must be a multiple of {W} with at least 2 per process (e.g. {max(2, -(-S // W)) * W})"
         )
-
-
-#: the name config.py imports
-_check_config = check_train_config
 
 
 def sampling_seed(seed: int, rank: int = 0) -> int:
@@ -277,8 +258,7 @@ def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg: TrainConfig
 def _write_log(rows: dict, path) -> None:
     if path is None:
         return
-    with atomic_path(Path(path), suffix=".parquet") as tmp:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
+    write_table(pd.DataFrame(rows), path, required=())
 
 
 def _per_condition(values: torch.Tensor, C: int) -> torch.Tensor:
@@ -312,12 +292,17 @@ def _gather_conditions(x: torch.Tensor, C: int, world_size: int) -> torch.Tensor
     return torch.stack([p.view(C, -1) for p in parts], 1).reshape(C, -1)  # (C, W, S_r) -> (C, S)
 
 
+def _kept(path: Path) -> str:
+    """What is left on disk when a run stops on an error."""
+    return f"last good checkpoint kept at {path}" if path.exists() else "no checkpoint was written"
+
+
 def _check_finite(values: Mapping[str, torch.Tensor], *, model_name: str, step: int, path, where: str = "") -> None:
     for name, v in values.items():
         if not torch.isfinite(v).all():
             raise TrainingDiverged(
                 f"{model_name}: loss term {name!r} is {v.item()}{where} at step {step + 1} "
-                f"(steps completed: {step}); last good checkpoint kept at {path}"
+                f"(steps completed: {step}); {_kept(path)}"
             )
 
 
@@ -545,7 +530,7 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
             bar.close()
             raise TrainingDiverged(
                 f"{model_name}: gradient norm is {grad_norm.item()} at step {step + 1} "
-                f"(steps completed: {step}); last good checkpoint kept at {checkpoint_path}"
+                f"(steps completed: {step}); {_kept(checkpoint_path)}"
             )
         lr = opt.param_groups[0]["lr"]
         opt.step()
@@ -591,6 +576,9 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
     wall = wall_prev + time.perf_counter() - t_call
     if step > step_start:
         save(step >= cfg.steps, wall)
+    elif layout.is_main:  # nothing left to train (a finished run asked again): its log all the same
+        log.info("%s: %s already holds %d/%d steps; writing its log", model_name, checkpoint_path, step, cfg.steps)
+        _write_log(rows, log_path)
     if W > 1:  # return once rank 0's files are written
         dist.barrier()
     elapsed = time.perf_counter() - t_call

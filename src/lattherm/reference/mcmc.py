@@ -72,6 +72,8 @@ UPDATES = ("auto", "checkerboard", "random-site", "cluster-expansion")
 _MAX_BLOCK = 128
 #: below this many chains, :func:`mcmc_summary` blocks inside chains by default
 _MIN_BATCHES = 32
+#: xor-ed into the seed for the replica-exchange streams (one per ladder and chain)
+EXCHANGE_SALT = np.uint64(0x3C6EF372FE94F82B)
 #: refuse to keep more sampled states than this (bytes, one per site)
 _MAX_STATE_BYTES = 4 * 2**30
 
@@ -273,11 +275,8 @@ def run_metropolis(
             run = _run_checkerboard
         every = int(exchange_sweeps) if replica_exchange else 0
         out = run(system, T_arr, h_arr, ladders=ladders, lad_len=lad_len, exchange_every=every, **args)
-    if isinstance(start, str):
-        group = _mixed_groups(int(n_chains)) if start == "mixed" else np.zeros(n_chains, np.int8)
-        group = group if start in ("mixed", "random") else np.full(n_chains, START_FAMILIES.index(start), np.int8)
-    else:
-        group = np.zeros(n_chains, dtype=np.int8)
+    mixed = isinstance(start, str) and start == "mixed"
+    group = _mixed_groups(int(n_chains)) if mixed else np.zeros(int(n_chains), dtype=np.int8)
     return MCMCResult(
         system=system.name,
         size=system.size,

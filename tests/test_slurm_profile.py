@@ -1,7 +1,9 @@
 """The NERSC-style Slurm profile (profiles/slurm) on the paper config, without a cluster.
 
-1. `snakemake --profile profiles/slurm all -n`: the jobs of config/paper.yaml (counts computed from
-   the config), with the profile's Perlmutter resources, GPUs on the train and sample jobs.
+1. `snakemake --profile profiles/slurm all_figures -n`, run from the repository root exactly as a
+   user types it: the jobs of config/paper.yaml alone (counts computed from the config), with the
+   profile's Perlmutter resources, and every training and sampling job with the paper's settings
+   (each job's message shows them); a config without a system plans none of its jobs.
 2. The same command for real, with fake Slurm tools first on PATH (`sbatch` records its argv and
    prints a job id; `sacctmgr` knows the account m0000): the plugin submits every job that is ready
    at the start, then the run is killed. The sbatch lines are printed (`pytest -s`, or `-rA` for
@@ -9,12 +11,13 @@
    $SBATCH_ACCOUNT, `-C cpu` / `-C gpu`, `--qos=regular`, runtime, memory and cores of the
    profile, `--gpus=<training.gpus>` on one node for training.
 
-Everything runs in a temporary working directory (`-d`); nothing is left running. The real Slurm
+The submitting run works in a temporary working directory (`-d`); nothing is left running. The real Slurm
 path is tests/test_slurm.py (a one-node cluster from ci/slurm/up.sh).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -30,7 +33,8 @@ import pytest
 import yaml
 from conftest import ROOT, snakemake_env
 
-from lattherm.config import cuau_sizes, ising_sizes, training_gpus
+from lattherm.config import sizes_of, training_gpus
+from lattherm.reference.exact import MAX_ENUMERATE_SITES
 
 pytestmark = pytest.mark.workflow
 
@@ -85,9 +89,8 @@ def load_config() -> dict:
 def expected_jobs(config: dict) -> Counter:
     """Jobs per rule of TARGET for a config (DESIGN §6 layout, workflow/rules/common.smk targets)."""
     systems = config["systems"]
-    ising = ising_sizes(config) if "ising" in systems else []
-    cuau = cuau_sizes(config) if "cuau" in systems else []
-    cuau_exact = cuau_sizes(config, exact_only=True) if "cuau" in systems else []
+    ising, cuau = sizes_of(config, "ising"), sizes_of(config, "cuau")
+    cuau_exact = [s for s in cuau if eval(s.replace("x", "*")) <= MAX_ENUMERATE_SITES]
     metadynamics = config["reference"]["metadynamics"]["sizes"] if "cuau" in systems else []
     models = len(ising) * len(systems.get("ising", {}).get("models", [])) + len(cuau) * len(
         systems.get("cuau", {}).get("models", [])
@@ -138,63 +141,122 @@ def slurm_env(bin_dir: Path, log: Path) -> dict:
     return env
 
 
+#: the message of a train / sample job in a dry run: what it runs and with which settings
+JOB_MESSAGE = re.compile(
+    r"^Job \d+: (?P<rule>train|sample) (?P<model>\S+) on (?P<system>\w+) (?P<size>\S+?)"
+    r"(?:, (?P<gpus>\d+) GPU\(s\): model (?P<model_config>\{.*?\}), training (?P<train_config>\{.*\})"
+    r"|: (?P<sampling>\{.*\}))$"
+)
+
+
 def parse_dry_run(out: str) -> list[tuple[str, dict]]:
-    """(rule, resources) of every job in a dry run's output."""
+    """(rule, resources) of every job in a dry run's output; train and sample jobs, which print a
+    message instead, give (rule, their message's fields)."""
     jobs: list[tuple[str, dict]] = []
     for line in out.splitlines():
         if m := re.match(r"^(?:local)?rule (\w+):$", line):
             jobs.append((m.group(1), {}))
         elif (m := re.match(r"^\s+resources: (.*)$", line)) and jobs:
             jobs[-1][1].update(item.split("=", 1) for item in m.group(1).split(", "))
+        elif m := JOB_MESSAGE.match(line):
+            fields = {k: v for k, v in m.groupdict().items() if v is not None}
+            for k in ("model_config", "train_config", "sampling"):
+                if k in fields:
+                    fields[k] = ast.literal_eval(fields[k])
+            jobs.append((fields.pop("rule"), fields))
     return jobs
 
 
-def dry_run(snakemake_exe: str, tmp_path: Path, fake_slurm: Path, *extra: str) -> list[tuple[str, dict]]:
-    cmd = [snakemake_exe, "--profile", PROFILE, TARGET, "-n", *extra, "-d", str(tmp_path / "work")]
-    env = slurm_env(fake_slurm, tmp_path / "slurm.jsonl")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+def dry_run(snakemake_exe: str, tmp_path: Path, fake_slurm: Path, *extra: str) -> tuple[list[tuple[str, dict]], str]:
+    """The user's dry run, from the repository root as a user types it (the profile's configfile
+    is relative to it); the fake Slurm's log in ``tmp_path``. Returns (jobs, output)."""
+    log = tmp_path / "slurm.jsonl"
+    cmd = [snakemake_exe, "--profile", PROFILE, TARGET, "-n", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=slurm_env(fake_slurm, log), capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert not sbatch_calls(tmp_path / "slurm.jsonl"), "a dry run submitted jobs"
+    assert not sbatch_calls(log), "a dry run submitted jobs"
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[-1], flags=re.M))
     jobs = parse_dry_run(out)
     assert Counter(rule for rule, _ in jobs) == Counter({k: int(v) for k, v in stats.items() if k != "total"}), out
-    return jobs
+    return jobs, out
+
+
+def _layered(block: dict, model: str, size: str) -> dict:
+    """The settings of one job from a config block, as the config documents its layers."""
+    block = dict(block or {})
+    per_model, per_size = block.pop("per_model", {}) or {}, block.pop("per_size", {}) or {}
+    size_block = dict(per_size.get(size) or {})
+    size_models = size_block.pop("per_model", {}) or {}
+    return {**block, **(per_model.get(model) or {}), **size_block, **(size_models.get(model) or {})}
 
 
 def test_dry_run_paper_config(snakemake_exe, tmp_path, fake_slurm):
-    """Every job of the paper config, with the profile's resources; GPUs for train and sample."""
+    """The user's command, from the repository root: the jobs of config/paper.yaml alone, under its
+    own results root, with the profile's resources, and every training and sampling job with the
+    paper's settings and GPUs (nothing from the laptop's config/config.yaml)."""
     config, profile = load_config(), load_profile()
-    jobs = dry_run(snakemake_exe, tmp_path, fake_slurm)
-    assert Counter(rule for rule, _ in jobs) == expected_jobs(config)
-    gpus = int(config["training"]["gpus"])
-    assert gpus >= 1, "the paper config trains on GPUs"
+    for extra in ((), ("--configfile", "config/paper.yaml")):
+        jobs, out = dry_run(snakemake_exe, tmp_path, fake_slurm, *extra)
+        assert Counter(rule for rule, _ in jobs) == expected_jobs(config)
+        results = config["results_dir"]
+        assert results != "results" and not re.search(r"(?<![\w-])results/", out), "writes into the laptop's results/"
+        assert f"{results}/ising/10x10/models/" in out
+        planned = {(r, f["system"], f["size"], f["model"]): f for r, f in jobs if r in GPU_RULES}
+        wanted = {(r, system, size, model) for r in GPU_RULES for system, block in config["systems"].items()
+                  for size in block["sizes"] for model in block["models"]}  # fmt: skip
+        assert set(planned) == wanted
+        for (rule, system, size, model), fields in planned.items():
+            if rule == "train":
+                settings = dict(fields["train_config"])
+                assert isinstance(settings.pop("seed"), int)
+                assert settings == _layered(config["training"][system], model, size), (system, size, model)
+                assert fields["model_config"] == config["models"][model]
+                want_gpus = config["training"].get("gpus_per_model", {}).get(model, config["training"]["gpus"])
+                assert int(fields["gpus"]) == want_gpus
+            else:
+                sampling = _layered(config["sampling"].get(system, {}), model, size)
+                top = {k: v for k, v in config["sampling"].items() if k not in ("ising", "cuau")}
+                want = {**top, **sampling}
+                want.pop("symmetrised", None)  # Ising only: its own check (test_config)
+                assert {k: fields["sampling"][k] for k in want} == want, (system, model)
     train_gpus = {training_gpus(config, m) for s in config["systems"].values() for m in s["models"]}
     assert max(train_gpus) == 4, "the paper's MAM Transformers train on 4 GPUs"
     for rule, res in jobs:
-        if rule == TARGET or rule.startswith("figure_") or rule == "sampler_summary":
-            continue  # local rules: collect files / plot or summarise tables on the submitting host
+        if rule in GPU_RULES or rule == TARGET or rule.startswith("figure_") or rule == "sampler_summary":
+            continue  # train/sample: message above (their sbatch lines: test_sbatch_lines_perlmutter); local rules
         want = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
         assert res["slurm_account"] == ACCOUNT, (rule, res)
         for key in ("constraint", "qos", "runtime", "mem_mb", "cpus_per_task"):
             assert res[key] == str(want[key]), (rule, key, res)
-        if rule in GPU_RULES:
-            assert res["constraint"] == "gpu" and res["nodes"] == "1", (rule, res)
-            assert res["gpu"] in ({str(g) for g in train_gpus} if rule == "train" else {"1"}), (rule, res)
-        else:
-            assert res["constraint"] == "cpu" and "gpu" not in res, (rule, res)
+        assert res["constraint"] == "cpu" and "gpu" not in res, (rule, res)
+
+
+def test_config_without_a_system_plans_none_of_its_jobs(snakemake_exe, tmp_path, fake_slurm):
+    """The paper config without its cuau block: not one CuAu job (nothing merged from another file),
+    and a values grid is taken as it is."""
+    config = load_config()
+    del config["systems"]["cuau"]
+    config["reference"]["metadynamics"]["sizes"] = []
+    config["systems"]["ising"]["T"] = {"values": [1.5, 2.269, 3.5]}
+    configfile = tmp_path / "ising-only.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs, out = dry_run(snakemake_exe, tmp_path, fake_slurm, "--configfile", str(configfile))
+    assert Counter(rule for rule, _ in jobs) == expected_jobs(config)
+    assert "cuau" not in out
 
 
 def test_dry_run_four_gpu_training(snakemake_exe, tmp_path, fake_slurm):
-    """The paper's largest models train on 4 GPUs: training.gpus reaches the train jobs' gpu
-    resource; sampling stays on one GPU."""
+    """training.gpus reaches the train jobs' GPUs (a model without its own gpus_per_model entry);
+    sampling stays on one GPU."""
     config = load_config()
     config["training"]["gpus"] = 4
     configfile = tmp_path / "paper-4gpu.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    jobs = dry_run(snakemake_exe, tmp_path, fake_slurm, "--configfile", str(configfile))
-    assert {res["gpu"] for rule, res in jobs if rule == "train"} == {"4"}
-    assert {res["gpu"] for rule, res in jobs if rule == "sample"} == {"1"}
+    jobs, _ = dry_run(snakemake_exe, tmp_path, fake_slurm, "--configfile", str(configfile))
+    assert {f["gpus"] for rule, f in jobs if rule == "train"} == {"4"}
+    assert {res.get("gpu") for rule, res in jobs if rule == "sample"} == {None}  # the message; sbatch test: 1
 
 
 def sbatch_calls(log: Path) -> list[list[str]]:

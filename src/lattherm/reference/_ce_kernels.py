@@ -436,7 +436,7 @@ def run_chains(
     import torch
 
     from lattherm.reference import _mcmc_kernels as K
-    from lattherm.reference.mcmc import EXCHANGE_SALT, apply_mixed_starts
+    from lattherm.reference.mcmc import EXCHANGE_SALT, _progress_chunk, apply_mixed_starts
     from lattherm.runlog import Progress
 
     ft = system.flip_tables()
@@ -484,7 +484,7 @@ def run_chains(
     avg = np.empty((n_cond, n_blocks, W, n_samples, 4))
     ex_stats = np.zeros((n_cond, n_blocks, W, 2), dtype=np.int64)
     total = burn + n_samples * thin
-    chunk = max(thin, 1000 // max(1, n_samples)) if progress else total
+    chunk = _progress_chunk(total) if progress else total
     with Progress(total, f"metropolis {system.size}", "sweeps", enabled=progress) as bar:
         for s0 in range(0, total, chunk):
             s1 = min(total, s0 + chunk)

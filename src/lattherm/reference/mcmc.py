@@ -406,8 +406,9 @@ def _checkerboard_order(system: IsingSystem) -> np.ndarray:
 
 
 def _run_checkerboard(
-    system: IsingSystem, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress
-):
+    system: IsingSystem, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress,
+    ladders, lad_len, exchange_every,
+):  # fmt: skip
     from lattherm.reference import _mcmc_kernels as K
 
     n_cond, N = T.size, system.n_sites
@@ -425,8 +426,13 @@ def _run_checkerboard(
     st0 = np.zeros((n_cond, n_blocks, W), dtype=np.uint64)
     st1 = np.zeros_like(st0)
     K.seed_streams(np.uint64(seed), st0, st1)
+    ex0 = np.zeros((ladders.shape[0], n_blocks, W), dtype=np.uint64)
+    ex1 = np.zeros_like(ex0)
+    K.seed_streams(np.uint64(seed) ^ EXCHANGE_SALT, ex0, ex1)  # (ladder l, chain j)
     if isinstance(x0, str):
         K.random_fill(x, st0, st1)
+        if x0 == "mixed":
+            apply_mixed_starts(x.transpose(0, 1, 3, 2), n_blocks, W)
     else:
         xp = np.zeros((n_cond, M, N), dtype=np.uint8)
         xp[:, :n_chains] = x0
@@ -437,25 +443,39 @@ def _run_checkerboard(
     st_out = np.empty(
         (n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0), dtype=np.uint8
     )
-    # one parallel region per chunk of samples; chunks only serve the progress bar
-    chunk = max(1, -(-n_samples // 50), 1000 // thin) if progress else n_samples
-    with _progress(burn + n_samples * thin, progress, f"metropolis {system.size}") as bar:
-        done = 0
-        while done < burn:
-            k = min(max(chunk * thin, 1), burn - done)
-            K.checkerboard_sweeps(x, thr, st0, st1, nb, order, k)
-            done += k
-            bar.update(k)
-        for t0 in range(0, n_samples, chunk):
-            n_take = min(chunk, n_samples - t0)
-            K.checkerboard_sample(
-                x, thr, st0, st1, nb, order, bonds, thin, t0, n_take, bond, up, st_out
-            )
-            bar.update(n_take * thin)
+    psum = np.zeros((n_cond, n_blocks, W, 4))
+    avg = np.empty((n_cond, n_blocks, W, n_samples, 4))
+    ex_stats = np.zeros((n_cond, n_blocks, W, 2), dtype=np.int64)
+    beta = np.ascontiguousarray(1.0 / (system.k_B * T), dtype=np.float64)
+    field = np.ascontiguousarray(h, dtype=np.float64)
+    e_shift = np.full(n_cond, -float(system.J) * len(bonds))  # E_int of the all-x=0 state
+    total = burn + n_samples * thin
+    # one parallel region per chunk of sweeps; chunks only serve the progress log
+    chunk = _progress_chunk(total) if progress else total
+    with _progress(total, progress, f"metropolis {system.size}") as bar:
+        for s0 in range(0, total, chunk):
+            s1 = min(total, s0 + chunk)
+            K.checkerboard_run(
+                x, thr, st0, st1, nb, order, bonds, float(system.J), field, beta,
+                ladders, lad_len, ex0, ex1, exchange_every, e_shift,
+                s0, s1, burn, thin, bond, up, st_out, psum, avg, ex_stats,
+            )  # fmt: skip
+            bar.update(s1 - s0)
     energy = -system.J * bond.reshape(n_cond, M, n_samples)[:, :n_chains].astype(np.float64)
     spin = (2 * up.reshape(n_cond, M, n_samples)[:, :n_chains] - N).astype(np.float64)
-    states = st_out.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None
-    return energy, spin, states
+    return {
+        "energy": energy,
+        "spin_sum": spin,
+        "states": st_out.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None,
+        "averages": avg.reshape(n_cond, M, n_samples, 4)[:, :n_chains],
+        "energy_shift": e_shift,
+        "exchange": ex_stats.reshape(n_cond, M, 2)[:, :n_chains],
+    }
+
+
+def _progress_chunk(total: int) -> int:
+    """Sweeps per kernel call when progress is logged (results do not depend on it)."""
+    return max(100, -(-total // 50))
 
 
 # --- generic path --------------------------------------------------------------------
@@ -470,6 +490,8 @@ def _run_random_site(
     hb = torch.from_numpy(h).repeat_interleave(n_chains)  # (B,)
     if isinstance(x0, str):
         x = torch.randint(0, 2, (B, N), generator=gen, dtype=torch.long)
+        if x0 == "mixed":
+            apply_mixed_starts(x.numpy().reshape(n_cond, 1, n_chains, N), 1, n_chains)
     else:
         x = torch.from_numpy(x0.reshape(B, N).astype(np.int64))
 
@@ -500,7 +522,7 @@ def _run_random_site(
             if states is not None:
                 states[:, :, t, :] = x.numpy().reshape(n_cond, n_chains, N)
             bar.update(thin)
-    return energy, spin, states
+    return {"energy": energy, "spin_sum": spin, "states": states}
 
 
 # ----------------------------------------------------------------------------- analysis

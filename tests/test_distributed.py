@@ -363,7 +363,7 @@ TINY_CONFIG = {
     "systems": {
         "ising": {
             "J": 1.0,
-            "sizes": [3],
+            "sizes": ["3x3"],
             "T": {"values": [2.0, 3.0]},
             "field": {"values": [-0.5, 0.5]},
             "models": ["fo-arm-mlp", "mam-mlp"],
@@ -407,10 +407,61 @@ def test_cli_train_takes_the_workflow_settings(tiny_config, tmp_path, capsys):
     assert main(["train", *base, "--model", "fo-arm-mlp", "--set", "lr"]) == 2
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
     assert main(["train", *base, "--model", "fo-arm-mlp", "--set", "nonsense=1"]) == 2
-    assert "unknown TrainConfig keys ['nonsense']" in capsys.readouterr().err
+    assert "'--set.nonsense' is unknown; the keys here are" in capsys.readouterr().err
     bad = ["train", "--system", "cuau", "--size", "2x2x4", "--model", "fo-arm-mlp", "--config", str(tiny_config)]
     assert main([*bad, "--out", str(out)]) == 2
     assert "has no systems.cuau block" in capsys.readouterr().err
+
+
+def test_cli_bad_input_gets_one_message(tiny_config, tmp_path, capsys):
+    """Bad values, files and folders: one line naming what is wrong, no traceback, nothing written."""
+    out = tmp_path / "out"
+    base = ["train", "--system", "ising", "--size", "3x3", "--model", "fo-arm-mlp", "--quiet"]
+    cases = [
+        ([*base, "--config", str(tiny_config), "--out", str(out), "--set", "lr=abc"], "'--set.lr': expected a finite"),
+        ([*base, "--config", str(tiny_config), "--out", str(out), "--set", "device=tpu"], "'--set.device'"),
+        ([*base, "--config", str(tiny_config), "--out", str(out), "--set", "steps=inf"], "'--set.steps'"),
+        ([*base, "--config", str(tmp_path / "missing.yaml"), "--out", str(out)], "missing.yaml does not exist"),
+    ]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: 1\nsystems: {ising: {J: 1\n")
+    cases.append(([*base, "--config", str(broken), "--out", str(out)], "broken.yaml, line 3"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if not os.access(locked, os.W_OK):  # root writes anywhere
+        cases.append(([*base, "--config", str(tiny_config), "--out", str(locked / "o")], "cannot write to the output"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not out.exists()
+
+
+def test_cli_refuses_an_output_folder_in_use(tiny_config, tmp_path, capsys):
+    from lattherm.cli import out_lock
+
+    out = tmp_path / "out"
+    argv = ["train", "--system", "ising", "--size", "3x3", "--model", "fo-arm-mlp", "--config", str(tiny_config),
+            "--out", str(out), "--quiet"]  # fmt: skip
+    with out_lock(out):  # another training holds it
+        assert main(argv) == 2
+        assert "is in use by another training (pid" in capsys.readouterr().err
+        assert not (out / "checkpoint.pt").exists()
+    assert main(argv) == 0  # free again
+
+
+def test_cli_truncated_checkpoint_names_the_file(tiny_config, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["train", "--system", "ising", "--size", "3x3", "--model", "fo-arm-mlp", "--config", str(tiny_config),
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    ckpt = out / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{ckpt} is not a readable checkpoint" in err and "truncated" in err and "Traceback" not in err
 
 
 def test_submit_sweep_with_debug_executor(tiny_config, tmp_path, capsys):

@@ -36,7 +36,7 @@ def test_registry_names_and_configs():
     assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer"}
     cfg = model_config_from_dict("fo-arm-mlp", {"channels": 5})
     assert cfg == MADEConfig(channels=5)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="is unknown"):
         model_config_from_dict("mam-transformer", {"depth": 3})
     with pytest.raises(ValueError, match="unknown model"):
         build_model("made", system=IsingSystem(L=3), cond_box=BOX)

@@ -37,7 +37,7 @@ TINY = {
     "systems": {
         "ising": {
             "J": 1.0,
-            "sizes": [3],
+            "sizes": ["3x3"],
             "T": {"values": [1.0, 2.269185314213022, 5.0]},
             "field": {"values": [-0.5, 0.0, 0.5]},
             "models": ["fo-arm-mlp"],
@@ -143,7 +143,7 @@ def test_outputs_match_local_run(slurm_run, snakemake_exe, tmp_path):
         pd.testing.assert_frame_equal(cluster_df, local_df, check_exact=False, rtol=1e-10, atol=1e-12)
     exact = pd.read_parquet(workdir / TARGETS[0])
     assert np.isfinite(exact[["f", "u", "c", "m"]].to_numpy()).all()
-    assert (workdir / "logs/ising/3x3/reference/mcmc.log").exists()
+    assert (workdir / "results/logs/ising/3x3/reference/mcmc.log").exists()
 
 
 def sacct_rows(run_uuid: str) -> list[dict]:

@@ -3,7 +3,9 @@ input (config values, mistyped targets) stopped before any job with nothing writ
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 from pathlib import Path
 
@@ -20,7 +22,7 @@ TINY = {
     "systems": {
         "ising": {
             "J": 1.0,
-            "sizes": [3, 4],
+            "sizes": ["3x3", "4x4"],
             "T": {"values": [1.0, 2.269185314213022, 5.0]},
             "field": {"values": [-0.5, 0.0, 0.5]},
             "models": [],
@@ -56,18 +58,21 @@ TINY = {
 }
 
 
-def run_snakemake(exe: str, workdir: Path, *args: str, config: dict | None = None, timeout: int = 300):
+def run_snakemake(exe: str, workdir: Path, *args: str, config: dict | str | None = None, timeout: int = 300):
+    """Snakemake on ``workdir`` under umask 022 (a config dict is written there; a str is the text
+    of the config file)."""
     # targets and flags first: --configfile takes every word that follows it
     cmd = [exe, *args, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2"]
     if config is None:
         cmd += ["--configfile", str(ROOT / "config/config.yaml")]
     else:
         cfg = workdir / "config.yaml"
-        cfg.write_text(yaml.safe_dump(config))
+        cfg.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
         cmd += ["--configfile", str(cfg)]
     proc = subprocess.run(
-        cmd, cwd=ROOT, env=snakemake_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
+        cmd, cwd=ROOT, env=snakemake_env(), capture_output=True, text=True, timeout=timeout, check=False,
+        preexec_fn=lambda: os.umask(0o022),
+    )  # fmt: skip
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -105,7 +110,7 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
         ref = ising_exact_table(L, TINY["systems"]["ising"]["T"]["values"], TINY["systems"]["ising"]["field"]["values"])
         for col in ("f", "u", "c", "m"):
             np.testing.assert_allclose(df[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=1e-14)
-        assert (tmp_path / f"logs/ising/{L}x{L}/reference/exact.log").exists()
+        assert (tmp_path / f"results/logs/ising/{L}x{L}/reference/exact.log").exists()
         mcmc = pd.read_parquet(tmp_path / f"results/ising/{L}x{L}/reference/mcmc.parquet")
         assert len(mcmc) == 9 and {"u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "tau_E"} <= set(mcmc.columns)
         assert (mcmc["n_samples"] == 32 * 8).all() and (mcmc["u_err"] >= 0).all() and mcmc["u"].notna().all()
@@ -150,7 +155,7 @@ BAD = [
     ("T reversed", {"T": {"min": 3.0, "max": 1.0, "step": 0.5}}, "systems.ising.T.max"),
     ("T.step 0", {"T": {"min": 1.0, "max": 3.0, "step": 0.0}}, "systems.ising.T.step"),
     ("field empty", {"field": {"values": []}}, "systems.ising.field"),
-    ("size 1", {"sizes": [4, 1]}, "systems.ising.sizes"),
+    ("size 1", {"sizes": ["4x4", "1x1"]}, "systems.ising.sizes"),
     ("size 2.5", {"sizes": [2.5]}, "systems.ising.sizes"),
     ("model", {"models": ["made"]}, "systems.ising.models"),
 ]
@@ -164,6 +169,47 @@ def test_bad_config_stops_before_any_job(snakemake_exe, tmp_path, change, key):
     assert rc != 0
     assert key in _norm(out), out
     assert not (tmp_path / "results").exists()
+
+
+#: config/config.yaml with one change: (id, key path, value, what the message says)
+BAD_DEFAULT = [
+    ("lr inf", ("training", "ising", "lr"), float("inf"), "config key 'training.ising.lr': expected a finite number"),
+    ("grad_clip -1", ("training", "ising", "grad_clip"), -1, "config key 'training.ising.grad_clip'"),
+    ("typo under training", ("training", "ising", "gpu"), 1, "config key 'training.ising.gpu' is unknown"),
+    ("n_boot 0", ("metrics", "n_boot"), 0, "config key 'metrics.n_boot'"),
+    ("seed abc", ("seed",), "abc", "config key 'seed': expected an integer"),
+    ("width", ("models", "ao-arm-mlp", "width"), -256, "config key 'models.ao-arm-mlp.width'"),
+    ("device tpu", ("training", "ising", "device"), "tpu", "config key 'training.ising.device'"),
+    ("T step tiny", ("systems", "ising", "T", "step"), 1e-12, "config key 'systems.ising.T.step'"),
+    ("cuau 40x40x40", ("systems", "cuau", "sizes"), ["40x40x40"], "config key 'systems.cuau.sizes[0]'"),
+    ("gpus and batch", ("training", "gpus"), 3, "samples_per_condition': expected for"),
+]
+
+
+def _check_stopped(rc: int, out: str, message: str, workdir: Path) -> None:
+    """Snakemake stopped with one line naming the key, before any job and without a traceback."""
+    assert rc != 0 and message in out, out
+    assert "Traceback" not in out and 'File "' not in out, out
+    assert [line for line in out.splitlines() if line.startswith("lattherm: ")] == [out.strip().splitlines()[-1]]
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [b[1:] for b in BAD_DEFAULT], ids=[b[0] for b in BAD_DEFAULT])
+def test_bad_config_file_one_line_no_traceback(snakemake_exe, tmp_path, path, value, message):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    d = cfg
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", config=cfg)
+    _check_stopped(rc, out, message, tmp_path)
+
+
+def test_duplicate_key_in_config_file_is_refused(snakemake_exe, tmp_path):
+    text = (ROOT / "config/config.yaml").read_text() + "seed: 5\n"
+    line = text.count("\n")
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", config=text)
+    _check_stopped(rc, out, f"line {line}: key 'seed' is given twice", tmp_path)
 
 
 def test_unknown_system_stops_before_any_job(snakemake_exe, tmp_path):
@@ -193,7 +239,7 @@ SAMPLER = {
     "seed": 3,
     "systems": {
         "ising": {
-            "sizes": [3],
+            "sizes": ["3x3"],
             "T": {"values": [1.5, 2.5, 4.0]},
             "field": {"values": [-0.5, 0.0, 0.5]},
             "models": ["fo-arm-mlp", "mam-transformer"],
@@ -268,6 +314,24 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
         # a barely trained sampler: the variational bound lies above the exact free energy
         assert (m["f_var"] > m["f_ref"]).all() and ((m["ness"] > 0) & (m["ness"] <= 1)).all()
     assert (pd.read_parquet(tmp_path / "results/ising/3x3/samples/fo-arm-mlp/direct.parquet")["symmetrised"]).all()
+    # every output readable by the group and others under umask 022, with its provenance and units
+    for path in (tmp_path / "results").rglob("*"):
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    from lattherm.config import config_hash, load_config
+    from lattherm.io import read_metadata
+
+    meta = read_metadata(tmp_path / "results/cuau/2x2x4/metrics/ao-arm-mlp/direct.parquet")
+    assert meta["config_hash"] == config_hash(load_config(SAMPLER)) and meta["job"] == "metrics"
+    assert meta["units"]["T"] == "K" and isinstance(meta["seed"], int) and meta["lattherm_version"]
+    # a finished training reruns cleanly (the user's --forcerun train): same model, log rewritten
+    target = "results/ising/3x3/models/fo-arm-mlp/checkpoint.pt"
+    before = torch.load(tmp_path / target, weights_only=True)["model_state"]
+    rc, out = run_snakemake(snakemake_exe, tmp_path, target, "--forcerun", "train", config=SAMPLER)
+    assert rc == 0, out
+    after = torch.load(tmp_path / target, weights_only=True)["model_state"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert (tmp_path / "results/ising/3x3/models/fo-arm-mlp/train_log.parquet").exists()
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
     assert len(summary) == 3  # every configured sampler of SAMPLER, one row each
     row = summary.set_index(["system", "size", "model"]).loc[("ising", "3x3", "fo-arm-mlp")]

@@ -95,7 +95,7 @@ class TrainJob:
             import torch
 
             torch.set_num_threads(int(cpus))
-        if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) != 0:  # rank 0 holds the lock
+        if _job_rank() != 0:  # task 0 holds the output folder's lock
             return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
         with out_lock(self.spec.out):
             return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
@@ -110,6 +110,16 @@ class TrainJob:
     def __repr__(self) -> str:
         s = self.spec
         return f"TrainJob({s.system} {s.size} {s.model} -> {s.out})"
+
+
+def _job_rank() -> int:
+    """The task's rank in a submitit job (0 when called outside one)."""
+    import submitit
+
+    try:
+        return int(submitit.JobEnvironment().global_rank)
+    except RuntimeError:  # not inside a submitit job (called directly)
+        return 0
 
 
 # --------------------------------------------------------------------------- settings

@@ -334,7 +334,7 @@ def config_reference() -> str:
         "it leaves out takes the default below, never a value from another file. Every value is checked",
         "before any job runs; a wrong one stops Snakemake with one line naming the key, e.g.",
         "",
-        "    lattherm: config key 'training.ising.lr': expected a value <= 0.1, got 1000.0",
+        "    lattherm: config key 'training.ising.lr': expected a value <= 1, got 1000.0",
         "",
         "Grids are `{min, max, step}` (both ends included) or `{values: [...]}`. `training.<system>` and",
         "`sampling.<system>` take `per_model: {<model>: {...}}` and `per_size: {<size>: {..., per_model}}`",

@@ -135,6 +135,45 @@ def _site_row(xi, n0, n1, n2, n3, s0a, s1a, t, W):
         xi[w] = xw ^ np.uint8(r < th)
 
 
+@njit(inline="always")
+def _site_row_tracked(xi, n0, n1, n2, n3, s0a, s1a, t, W, bond, up):
+    """:func:`_site_row` (same draws, same moves) that also updates every chain's bond sum
+    ``Σ_<ij> s_i s_j`` (``bond``, by ``−2 s_i n`` on a flip, ``n = 2 n_up − 4`` the neighbour
+    spin sum) and number of up sites (``up``), int32 per chain."""
+    t0 = t[0]
+    t1 = t[1]
+    t2 = t[2]
+    t3 = t[3]
+    t4 = t[4]
+    t5 = t[5]
+    t6 = t[6]
+    t7 = t[7]
+    t8 = t[8]
+    t9 = t[9]
+    for w in range(W):
+        nup = n0[w] + n1[w] + n2[w] + n3[w]
+        xw = xi[w]
+        if xw == 0:
+            th = (
+                t0
+                if nup == 0
+                else (t1 if nup == 1 else (t2 if nup == 2 else (t3 if nup == 3 else t4)))
+            )
+        else:
+            th = (
+                t5
+                if nup == 0
+                else (t6 if nup == 1 else (t7 if nup == 2 else (t8 if nup == 3 else t9)))
+            )
+        r = _next(s0a, s1a, w)
+        f = np.uint8(r < th)
+        xi[w] = xw ^ f
+        fi = np.int32(f)
+        sx = 2 * np.int32(xw) - 1
+        bond[w] += fi * (-2 * sx * (2 * np.int32(nup) - 4))
+        up[w] -= fi * sx
+
+
 @njit(parallel=True, cache=True)
 def checkerboard_sweeps(x, thr, st0, st1, nb, order, n_sweeps):
     """``n_sweeps`` Metropolis sweeps of every chain, in place.
@@ -194,7 +233,7 @@ def _count_bonds_up(xb, bonds, N, W, bond_row, up_row):
 def checkerboard_run(
     x, thr, st0, st1, nb, order, bonds, J, field, beta,
     ladders, lad_len, ex0, ex1, exchange_every, e_shift,
-    s0, s1, burn, thin, bond_out, up_out, states_out, psum, avg_out, ex_stats,
+    s0, s1, burn, thin, bond_out, up_out, states_out, psum, avg_out, ex_stats, bad,
 ):  # fmt: skip
     """Global sweeps ``s0 .. s1 − 1`` of every chain, with replica exchange, measurements and
     samples, in place (one parallel region; call it again with the next range to go on).
@@ -202,8 +241,10 @@ def checkerboard_run(
     ``x, thr, st0, st1, nb, order`` as in :func:`checkerboard_sweeps`, ``bonds`` ``(n_bonds, 2)``;
     ``J`` the coupling, ``field, beta`` ``(n_cond,)``. Tasks are ``(ladder, block)``: ladder
     ``l`` is the list of conditions ``ladders[l, :lad_len[l]]`` (one field, increasing T). A sweep
-    is one checkerboard sweep (as :func:`checkerboard_sweeps`) at every condition of the ladder,
-    in ladder order; after the sweep ``s`` (``done = s + 1``):
+    is one checkerboard sweep (as :func:`checkerboard_sweeps`, same draws and moves) at every
+    condition of the ladder, in ladder order, tracking every chain's bond sum and up count
+    (:func:`_site_row_tracked`; recounted at the end of the call, ``bad[c, b] = 1`` if they
+    differ); after the sweep ``s`` (``done = s + 1``):
 
     * exchange, when ``exchange_every > 0`` and ``done % exchange_every == 0``: the pairs
       ``(k, k + 1)`` with ``k ≡ done // exchange_every (mod 2)`` swap the states of chain ``w``
@@ -228,8 +269,15 @@ def checkerboard_run(
         lad = task // n_blocks
         b = task - lad * n_blocks
         n_l = lad_len[lad]
-        bnd = np.zeros((n_l, W), dtype=np.int64)
-        upc = np.zeros((n_l, W), dtype=np.int64)
+        bnd = np.zeros((n_l, W), dtype=np.int32)
+        upc = np.zeros((n_l, W), dtype=np.int32)
+        b64 = np.zeros(W, dtype=np.int64)
+        u64 = np.zeros(W, dtype=np.int64)
+        for k in range(n_l):
+            _count_bonds_up(x[ladders[lad, k], b], bonds, N, W, b64, u64)
+            for w in range(W):
+                bnd[k, w] = b64[w]
+                upc[k, w] = u64[w]
         xa0 = ex0[lad, b]
         xa1 = ex1[lad, b]
         for s in range(s0, s1):
@@ -239,17 +287,17 @@ def checkerboard_run(
                 s0a = st0[c, b]
                 s1a = st1[c, b]
                 t = thr[c]
+                bk = bnd[k]
+                uk = upc[k]
                 for kk in range(N):
                     i = order[kk]
-                    _site_row(
-                        xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t, W
-                    )
+                    _site_row_tracked(
+                        xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t,
+                        W, bk, uk,
+                    )  # fmt: skip
             done = s + 1
             exch = exchange_every > 0 and n_l > 1 and done % exchange_every == 0
             meas = done > burn
-            if exch or meas:
-                for k in range(n_l):
-                    _count_bonds_up(x[ladders[lad, k], b], bonds, N, W, bnd[k], upc[k])
             if exch:
                 for k in range((done // exchange_every) % 2, n_l - 1, 2):
                     c1 = ladders[lad, k]
@@ -307,3 +355,9 @@ def checkerboard_run(
                                 xi = xb[i]
                                 for w in range(W):
                                     states_out[c, b, w, ts, i] = xi[w]
+        # the tracked sums are exact; prove it on the final states
+        for k in range(n_l):
+            _count_bonds_up(x[ladders[lad, k], b], bonds, N, W, b64, u64)
+            for w in range(W):
+                if b64[w] != bnd[k, w] or u64[w] != upc[k, w]:
+                    bad[ladders[lad, k], b] = 1

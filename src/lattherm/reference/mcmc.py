@@ -65,6 +65,9 @@ __all__ = [
     "mcmc_histograms",
     "mcmc_samples_table",
     "integrated_autocorr_time",
+    "split_rhat",
+    "convergence_report",
+    "WORKFLOW_DEFAULTS",
 ]
 
 UPDATES = ("auto", "checkerboard", "random-site", "cluster-expansion")
@@ -74,6 +77,14 @@ _MAX_BLOCK = 128
 _MIN_BATCHES = 32
 #: xor-ed into the seed for the replica-exchange streams (one per ladder and chain)
 EXCHANGE_SALT = np.uint64(0x3C6EF372FE94F82B)
+#: defaults of the convergence tests of :func:`mcmc_summary` (module docstring, "Convergence")
+RHAT_MAX = 1.1
+P_MIN = 1e-4
+MIN_ERROR_ESS = 5.0
+#: the Metropolis settings of the workflow (``reference.mcmc.<system>`` in the config) that
+#: have library defaults: every condition of a field exchanges replicas along T, every sweep,
+#: and the chains start from the three families of ``start="mixed"``
+WORKFLOW_DEFAULTS = {"replica_exchange": True, "exchange_sweeps": 1, "start": "mixed"}
 #: refuse to keep more sampled states than this (bytes, one per site)
 _MAX_STATE_BYTES = 4 * 2**30
 
@@ -446,6 +457,7 @@ def _run_checkerboard(
     psum = np.zeros((n_cond, n_blocks, W, 4))
     avg = np.empty((n_cond, n_blocks, W, n_samples, 4))
     ex_stats = np.zeros((n_cond, n_blocks, W, 2), dtype=np.int64)
+    bad = np.zeros((n_cond, n_blocks), dtype=np.int64)
     beta = np.ascontiguousarray(1.0 / (system.k_B * T), dtype=np.float64)
     field = np.ascontiguousarray(h, dtype=np.float64)
     e_shift = np.full(n_cond, -float(system.J) * len(bonds))  # E_int of the all-x=0 state
@@ -458,9 +470,11 @@ def _run_checkerboard(
             K.checkerboard_run(
                 x, thr, st0, st1, nb, order, bonds, float(system.J), field, beta,
                 ladders, lad_len, ex0, ex1, exchange_every, e_shift,
-                s0, s1, burn, thin, bond, up, st_out, psum, avg, ex_stats,
+                s0, s1, burn, thin, bond, up, st_out, psum, avg, ex_stats, bad,
             )  # fmt: skip
             bar.update(s1 - s0)
+    if bad.any():
+        raise RuntimeError("tracked Ising bond sums differ from a recount: a kernel bug")
     energy = -system.J * bond.reshape(n_cond, M, n_samples)[:, :n_chains].astype(np.float64)
     spin = (2 * up.reshape(n_cond, M, n_samples)[:, :n_chains] - N).astype(np.float64)
     return {
@@ -554,21 +568,104 @@ def integrated_autocorr_time(a: np.ndarray, c: float = 5.0) -> np.ndarray:
     return np.take_along_axis(taus, W[:, None], axis=-1)[:, 0].reshape(lead)
 
 
-def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, np.ndarray]:
-    """Estimate and delete-one-batch jackknife error of ``stat(*means)``.
+def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimate, delete-one-batch jackknife error and error ESS of ``stat(*means)``.
 
     ``sums``: ``(n_cond, n_batches)`` per-batch sums of each moment, batches of ``ell`` samples.
+    The error ESS is ``n_b / (κ − 1)`` with ``κ = n_b Σ δ⁴ / (Σ δ²)²`` the kurtosis of the
+    leave-one-out values ``δ`` (at most ``n_b``): about how many independent fluctuations the
+    error rests on (``n_b / 2`` for Gaussian batch means, ``k`` when ``k`` batches hold all the
+    deviation, as with ``k`` rare events). NaN when every batch is identical (no error is
+    measurable).
     """
     n_b = sums[0].shape[1]
     tot = [s.sum(axis=1, keepdims=True) for s in sums]
     full = stat(*[t / (n_b * ell) for t in tot])[:, 0]
     if n_b < 2:
-        return full, np.full_like(full, np.nan)
+        return full, np.full_like(full, np.nan), np.full_like(full, np.nan)
     loo = stat(
         *[(t - s) / ((n_b - 1) * ell) for t, s in zip(tot, sums, strict=True)]
     )  # (n_cond, n_b)
-    err = np.sqrt((n_b - 1) / n_b * ((loo - loo.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
-    return full, err
+    d = loo - loo.mean(axis=1, keepdims=True)
+    s2 = (d**2).sum(axis=1)
+    err = np.sqrt((n_b - 1) / n_b * s2)
+    constant = np.logical_and.reduce([np.ptp(s, axis=1) == 0 for s in sums])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = n_b * (d**4).sum(axis=1) / s2**2
+        ess = np.minimum(n_b / (kappa - 1.0), n_b)
+    ess = np.where(constant | ~(s2 > 0), np.nan, ess)
+    return full, err, ess
+
+
+def split_rhat(a: np.ndarray) -> np.ndarray:
+    """Split-R̂ (Gelman et al., *Bayesian Data Analysis*, 3rd ed., §11.4) of ``a (..., n_chains,
+    n)``: every chain cut into its first and last ``n // 2`` samples, ``R̂ = sqrt(((h − 1)/h · W
+    + B/h) / W)`` with ``W`` the mean within-half variance and ``B/h`` the variance of the half
+    means. Near 1 when every chain samples the same distribution within its run; ``inf`` when the
+    halves are constant but differ, NaN when everything is constant or ``n < 4``."""
+    a = np.asarray(a, dtype=np.float64)
+    h = a.shape[-1] // 2
+    if h < 2:
+        return np.full(a.shape[:-2], np.nan)
+    x = np.concatenate([a[..., :h], a[..., a.shape[-1] - h :]], axis=-2)
+    W = x.var(axis=-1, ddof=1).mean(axis=-1)
+    B = h * x.mean(axis=-1).var(axis=-1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.sqrt(((h - 1) / h * W + B / h) / W)
+    return np.where(W > 0, r, np.where(B > 0, np.inf, np.nan))
+
+
+def _t_pvalue(diff: np.ndarray, se: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Two-sided Student-t p-value of ``diff / se`` (``se = 0``: 1 if ``diff = 0``, else 0)."""
+    from scipy.special import stdtr  # scipy comes with ase (a dependency)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(se > 0, np.abs(diff) / np.where(se > 0, se, 1.0), np.where(diff == 0, 0.0, np.inf))
+    return 2.0 * stdtr(np.maximum(dof, 1.0), -t)
+
+
+def _drift_pvalue(y: np.ndarray) -> np.ndarray:
+    """``y (n_cond, K, n)`` per-sample values: p-value of "the mean of the second half of every
+    chain equals that of its first half" (paired over chains; NaN for ``n < 2`` or one chain)."""
+    n_cond, K, n = y.shape
+    h = n // 2
+    if h < 1 or K < 2:
+        return np.full(n_cond, np.nan)
+    d = y[:, :, n - h :].mean(axis=2) - y[:, :, :h].mean(axis=2)
+    return _t_pvalue(d.mean(axis=1), d.std(axis=1, ddof=1) / np.sqrt(K), np.full(n_cond, K - 1.0))
+
+
+def _start_pvalue(y: np.ndarray, group: np.ndarray | None) -> np.ndarray:
+    """``y (n_cond, K)`` chain means: smallest p-value (Welch t) of "start family g has the same
+    mean as the other chains" over the families with >= 2 chains (NaN for fewer than 2)."""
+    n_cond = y.shape[0]
+    if group is None:
+        return np.full(n_cond, np.nan)
+    labels = [g for g in np.unique(group) if (group == g).sum() >= 2 and (group != g).sum() >= 2]
+    if len(labels) < 2:
+        return np.full(n_cond, np.nan)
+    p = np.full(n_cond, np.inf)
+    for g in labels:
+        a, b = y[:, group == g], y[:, group != g]
+        va, vb = a.var(axis=1, ddof=1) / a.shape[1], b.var(axis=1, ddof=1) / b.shape[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dof = (va + vb) ** 2 / (va**2 / (a.shape[1] - 1) + vb**2 / (b.shape[1] - 1))
+        dof = np.where(np.isfinite(dof), dof, min(a.shape[1], b.shape[1]) - 1.0)
+        p = np.minimum(p, _t_pvalue(a.mean(axis=1) - b.mean(axis=1), np.sqrt(va + vb), dof))
+    return p
+
+
+def _moments(result: MCMCResult) -> tuple[np.ndarray, ...]:
+    """Per-sample ``(E − E_ref, (E − E_ref)², Σs, |Σs|)`` ``(n_cond, n_chains, n_samples)`` and
+    ``E_ref (n_cond,)``: the sweep averages of the sample periods when the run recorded them,
+    else the samples themselves (centred on their mean energy)."""
+    if result.averages is not None:
+        a = result.averages
+        return a[..., 0], a[..., 1], a[..., 2], a[..., 3], np.asarray(result.energy_shift)
+    E, M = result.energy, result.spin_sum
+    E_ref = E.mean(axis=(1, 2))  # centring keeps the variance well conditioned
+    dE = E - E_ref[:, None, None]
+    return dE, dE**2, M, np.abs(M), E_ref
 
 
 def mcmc_summary(
@@ -576,17 +673,45 @@ def mcmc_summary(
     *,
     blocks_per_chain: int | None = None,
     extra: dict[str, np.ndarray] | None = None,
+    rhat_max: float = RHAT_MAX,
+    p_min: float = P_MIN,
+    min_error_ess: float = MIN_ERROR_ESS,
+    unconverged_errors: str = "nan",
 ) -> dict[str, np.ndarray]:
-    """Per-condition estimates and errors: ``u, c, m, abs_m`` (+ ``*_err``), ``tau_E, tau_M``.
+    """Per-condition estimates, errors and convergence: ``u, c, m, abs_m`` (+ ``*_err``),
+    ``tau_E, tau_M, rhat, p_start, p_drift, error_ess, converged, diagnosis``.
 
-    ``u = ⟨E_int⟩/N``, ``c = β² Var(E_int)/N`` (pooled over all samples of the condition),
-    ``m = ⟨Σs⟩/N``, ``abs_m = ⟨|Σs|⟩/N``. Errors: delete-one-batch jackknife over
-    ``n_batches = n_chains × blocks_per_chain`` batches (see the module docstring); the
-    default ``blocks_per_chain`` is 1 for >= 32 chains, else ``ceil(32 / n_chains)`` (at most
-    ``n_samples``). Each chain's first ``n_samples mod blocks_per_chain`` samples are dropped
-    so that blocks are equal. ``tau_E, tau_M``: :func:`integrated_autocorr_time` in samples.
-    ``extra``: more per-sample quantities ``(n_cond, n_chains, n_samples)`` to average the same way.
+    ``u = ⟨E_int⟩/N``, ``c = β² Var(E_int)/N`` (pooled over the condition), ``m = ⟨Σs⟩/N``,
+    ``abs_m = ⟨|Σs|⟩/N``, over every sweep of the sampling period when the run recorded sweep
+    averages (:attr:`MCMCResult.averages`, the numba updates), else over the samples. Errors:
+    delete-one-batch jackknife over ``n_batches = n_chains × blocks_per_chain`` batches (see the
+    module docstring); the default ``blocks_per_chain`` is 1 for >= 32 chains, else
+    ``ceil(32 / n_chains)`` (at most ``n_samples``). Each chain's first ``n_samples mod
+    blocks_per_chain`` samples are dropped so that blocks are equal. ``tau_E, tau_M``:
+    :func:`integrated_autocorr_time` of the samples, in samples (a lower bound when its window
+    does not close). ``extra``: more per-sample quantities ``(n_cond, n_chains, n_samples)`` to
+    average the same way (pass sweep averages when the run has them).
+
+    Convergence (module docstring, "Convergence"): a condition is ``converged`` when
+
+    * ``rhat`` (:func:`split_rhat` of ``E_int`` and ``Σs``, the larger; of their sweep averages
+      per sample period when recorded, else of the samples) <= ``rhat_max``;
+    * ``p_start`` >= ``p_min`` (or NaN: a single start family): Welch t-test of every start family
+      (:attr:`MCMCResult.start_group`, ``start="mixed"``) against the other chains, on the chain
+      means of ``E_int``, ``Σs`` and ``|Σs|``: the chains have forgotten where they started;
+    * ``p_drift`` >= ``p_min`` (or NaN): paired t-test of the second against the first half of
+      every chain, same quantities: no trend within the sampling period;
+    * the error ESS (:func:`_jackknife`) of each of ``u, c, m, abs_m`` >= ``min_error_ess``: the
+      error bar rests on enough independent fluctuations to be trusted (NaN when no fluctuation
+      was sampled at all). ``error_ess`` is the smallest of the four.
+
+    ``diagnosis`` says which tests failed (empty when converged). An error bar is claimed, i.e.
+    finite, only where the first three tests pass and its own quantity's error ESS is large
+    enough (``extra`` quantities included); with ``unconverged_errors="nan"`` (default) every
+    other ``*_err`` is NaN (the estimates stay), with ``"keep"`` the jackknife errors stay.
     """
+    if unconverged_errors not in ("nan", "keep"):
+        raise ValueError(f"unconverged_errors must be 'nan' or 'keep', got {unconverged_errors!r}")
     n_cond, K, n = result.energy.shape
     N = result.n_sites
     nbk = (
@@ -601,26 +726,71 @@ def mcmc_summary(
     def batch_sums(a: np.ndarray) -> np.ndarray:  # (n_cond, K, n) → (n_cond, K·nbk)
         return a[:, :, keep].reshape(n_cond, K * nbk, ell).sum(axis=2)
 
-    E, M = result.energy, result.spin_sum
-    E_ref = E.mean(axis=(1, 2))[:, None]  # centring keeps the variance well conditioned
-    dE = E - E_ref[:, :, None]
+    dE, dE2, M, absM, E_ref = _moments(result)
     beta = result.beta[:, None]
+    E_ref = E_ref[:, None]
     out: dict[str, np.ndarray] = {}
-    out["u"], out["u_err"] = _jackknife(lambda e1: (e1 + E_ref) / N, [batch_sums(dE)], ell)
-    out["c"], out["c_err"] = _jackknife(
-        lambda e1, e2: beta**2 * (e2 - e1**2) / N, [batch_sums(dE), batch_sums(dE**2)], ell
+    ess: dict[str, np.ndarray] = {}
+    sums = {"e1": batch_sums(dE), "e2": batch_sums(dE2), "m": batch_sums(M), "am": batch_sums(absM)}
+    out["u"], out["u_err"], ess["u"] = _jackknife(lambda e1: (e1 + E_ref) / N, [sums["e1"]], ell)
+    out["c"], out["c_err"], ess["c"] = _jackknife(
+        lambda e1, e2: beta**2 * (e2 - e1**2) / N, [sums["e1"], sums["e2"]], ell
     )
-    out["m"], out["m_err"] = _jackknife(lambda m1: m1 / N, [batch_sums(M)], ell)
-    out["abs_m"], out["abs_m_err"] = _jackknife(lambda m1: m1 / N, [batch_sums(np.abs(M))], ell)
+    out["m"], out["m_err"], ess["m"] = _jackknife(lambda m1: m1 / N, [sums["m"]], ell)
+    out["abs_m"], out["abs_m_err"], ess["abs_m"] = _jackknife(lambda m1: m1 / N, [sums["am"]], ell)
     for name, a in (extra or {}).items():
-        out[name], out[f"{name}_err"] = _jackknife(
+        out[name], out[f"{name}_err"], ess[name] = _jackknife(
             lambda v: v, [batch_sums(np.asarray(a, dtype=np.float64))], ell
         )
-    out["tau_E"] = integrated_autocorr_time(E)
-    out["tau_M"] = integrated_autocorr_time(M)
+    out["tau_E"] = integrated_autocorr_time(result.energy)
+    out["tau_M"] = integrated_autocorr_time(result.spin_sum)
     out["n_samples"] = np.full(n_cond, K * n, dtype=np.int64)
     out["n_chains"] = np.full(n_cond, K, dtype=np.int64)
     out["n_batches"] = np.full(n_cond, K * nbk, dtype=np.int64)
+
+    # ---- convergence
+    r_E, r_M = split_rhat(dE), split_rhat(M)
+    rhat = np.where(np.isnan(r_E) | np.isnan(r_M), np.nan, np.fmax(r_E, r_M))
+    p_start = np.fmin.reduce([_start_pvalue(q.mean(axis=2), result.start_group) for q in (dE, M, absM)])
+    p_drift = np.fmin.reduce([_drift_pvalue(q) for q in (dE, M, absM)])
+    ok_rhat = rhat <= rhat_max
+    ok_start = ~(p_start < p_min)
+    ok_drift = ~(p_drift < p_min)
+    mixed = ok_rhat & ok_start & ok_drift
+    ok_q = {k: mixed & (e >= min_error_ess) for k, e in ess.items()}  # this error bar is claimed
+    main = ("u", "c", "m", "abs_m")
+    converged = np.logical_and.reduce([ok_q[k] for k in main])
+    err_ess = np.stack([ess[k] for k in main])
+    err_ess = np.where(np.isnan(err_ess).any(axis=0), np.nan, err_ess.min(axis=0))
+    diagnosis = []
+    for c in range(n_cond):
+        why = []
+        if not ok_rhat[c]:
+            if np.isnan(rhat[c]):
+                why.append("split-R̂ undefined (" + ("< 4 samples per chain" if n < 4 else "constant samples") + ")")
+            else:
+                why.append(f"split-R̂ {rhat[c]:.3g} > {rhat_max:g}")
+        if not ok_start[c]:
+            why.append(f"start families differ (p {p_start[c]:.1e})")
+        if not ok_drift[c]:
+            why.append(f"drift between halves (p {p_drift[c]:.1e})")
+        few = [k for k in main if not ess[k][c] >= min_error_ess]
+        if few and all(np.isnan(ess[k][c]) for k in few) and len(few) == len(main):
+            why.append("no fluctuation sampled (no error measurable)")
+        elif few:
+            why.append(
+                "few fluctuations: "
+                + ", ".join(f"{k} (error ESS {ess[k][c]:.2g})" for k in few)
+                + f" < {min_error_ess:g}"
+            )
+        diagnosis.append("; ".join(why))
+    out["rhat"], out["p_start"], out["p_drift"], out["error_ess"] = rhat, p_start, p_drift, err_ess
+    out["converged"] = converged
+    out["diagnosis"] = np.array(diagnosis, dtype=object)
+    out["exchange_acc"] = result.exchange_acceptance
+    if unconverged_errors == "nan":
+        for k, ok in ok_q.items():
+            out[f"{k}_err"] = np.where(ok, out[f"{k}_err"], np.nan)
     if nbk > 1:
         tau = np.fmax(out["tau_E"], out["tau_M"])
         bad = tau * 5 > ell
@@ -636,15 +806,22 @@ def mcmc_summary(
 
 
 def mcmc_table(
-    result: MCMCResult, system: System | None = None, *, blocks_per_chain: int | None = None
+    result: MCMCResult,
+    system: System | None = None,
+    *,
+    blocks_per_chain: int | None = None,
+    **diagnostics,
 ) -> pd.DataFrame:
     """One row per condition: ``system, size, T, field, u, u_err, c, c_err, m, m_err, abs_m,
-    abs_m_err, tau_E, tau_M, n_samples, n_chains, n_batches, update, method="mcmc"``.
+    abs_m_err, tau_E, tau_M, n_samples, n_chains, n_batches, converged, diagnosis, rhat,
+    p_start, p_drift, error_ess, exchange_acc, update, method="mcmc"``.
 
     CuAu adds ``x_au`` (``= (1 + m)/2``) and ``x_au_err``; given the ``system``, also the
     formation energy per site ``u_form = ⟨E_int − N_Au E_Au/N − N_Cu E_Cu/N⟩/N`` relative to the
     pure ends (``E_Au``, ``E_Cu``: energies of the all-Au and all-Cu configurations) and its
-    error. Errors and τ are those of :func:`mcmc_summary`.
+    error. Errors, τ and the convergence columns are those of :func:`mcmc_summary` (``diagnostics``:
+    its ``rhat_max, p_min, min_error_ess, unconverged_errors``); ``exchange_acc`` is the
+    replica-exchange acceptance with the next-higher temperature (NaN without exchange).
     """
     extra = {}
     if result.system == "cuau" and system is not None:
@@ -653,9 +830,10 @@ def mcmc_table(
             torch.stack([torch.ones(N, dtype=torch.long), torch.zeros(N, dtype=torch.long)])
         )
         e_au, e_cu = (float(v) / N for v in ends)
-        n_au = (result.spin_sum + N) / 2
-        extra["u_form"] = (result.energy - n_au * e_au - (N - n_au) * e_cu) / N
-    s = mcmc_summary(result, blocks_per_chain=blocks_per_chain, extra=extra)
+        dE, _, M, _, E_ref = _moments(result)
+        n_au = (M + N) / 2
+        extra["u_form"] = (dE + E_ref[:, None, None] - n_au * e_au - (N - n_au) * e_cu) / N
+    s = mcmc_summary(result, blocks_per_chain=blocks_per_chain, extra=extra, **diagnostics)
     cols = {"system": result.system, "size": result.size, "T": result.T, "field": result.field}
     for k in ("u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err"):
         cols[k] = s[k]
@@ -663,11 +841,23 @@ def mcmc_table(
         cols["x_au"], cols["x_au_err"] = (1.0 + s["m"]) / 2.0, s["m_err"] / 2.0
         if "u_form" in s:
             cols["u_form"], cols["u_form_err"] = s["u_form"], s["u_form_err"]
-    for k in ("tau_E", "tau_M", "n_samples", "n_chains", "n_batches"):
+    for k in ("tau_E", "tau_M", "n_samples", "n_chains", "n_batches", "converged", "diagnosis"):
+        cols[k] = s[k]
+    for k in ("rhat", "p_start", "p_drift", "error_ess", "exchange_acc"):
         cols[k] = s[k]
     cols["update"] = result.update
     cols["method"] = "mcmc"
     return pd.DataFrame(cols)
+
+
+def convergence_report(table: pd.DataFrame, max_rows: int = 20) -> tuple[int, list[str]]:
+    """``(number of rows not converged, one line per such row (at most max_rows))`` of an
+    :func:`mcmc_table`, for logs."""
+    bad = table[~table["converged"].astype(bool)]
+    lines = [f"T={r.T:g} field={r.field:g}: {r.diagnosis}" for r in bad.head(max_rows).itertuples()]
+    if len(bad) > max_rows:
+        lines.append(f"... and {len(bad) - max_rows} more")
+    return len(bad), lines
 
 
 def mcmc_histograms(result: MCMCResult, *, bins: int = 64) -> pd.DataFrame:

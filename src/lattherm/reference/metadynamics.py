@@ -154,6 +154,10 @@ class MetadynamicsResult:
     # (B, N+1) visits of each production batch; B = max(production_blocks, min_batches)
     batch_visits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     batch_sweeps: float = float("nan")  # length L of one batch, in sweeps
+    # (B,) end-to-end traversals (pure Cu -> pure Au or back) in each production batch
+    batch_trips: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # (B,) bool: batch b ended in pure Cu (a regeneration point of the walk; the last batch: True)
+    batch_regenerated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # (N+1,) integrated autocorrelation time of row n's estimator, in sweeps (NaN at n = 0)
     tau_sweeps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # (N+1,) bool: row n's f_x_err is a claim (the batch-means check of the module docstring)
@@ -289,7 +293,7 @@ def run_metadynamics(
     t0 = time.perf_counter()
     try:
         run = _run_clease if backend == "clease" else _run_numba
-        bias, H_blocks, sum_e, sum_e2, cnt, n_moves, converged = run(
+        bias, H_blocks, trips, regenerated, sum_e, sum_e2, cnt, n_moves, converged = run(
             system,
             float(T),
             float(mu),
@@ -364,6 +368,8 @@ def run_metadynamics(
         seed=int(seed),
         settings=settings,
         batch_visits=H_blocks,
+        batch_trips=trips,
+        batch_regenerated=regenerated,
         batch_sweeps=block_moves / n if n_blocks else float("nan"),
         tau_sweeps=tau,
         row_converged=row_ok,
@@ -480,11 +486,15 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
             self.flat_test = True
             self.moves = self.total_moves = 0
             self.hit_cap = False
+            self.last_end, self.half_trips = -1, 0  # end-to-end traversals while collecting
+            self.until_cu = False
 
         def visit_is_flat(self):  # called by run() after every move
             self.moves += 1
             self.total_moves += 1
             if self.moves >= self.stop_after:
+                if self.until_cu and self.moves < 2 * self.stop_after and self.bias.getter(None) > 0.5 / n_sites:
+                    return False  # production batch: go on to the next visit of pure Cu (<= L more moves)
                 self.hit_cap = self.flat_test
                 return True
             if not self.flat_test or self.moves % self.check_every:
@@ -503,6 +513,11 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 self.sum_e[i] += e
                 self.sum_e2[i] += e * e
                 self.cnt[i] += 1
+                if i == 0 or i == n_sites:
+                    end = int(i == n_sites)
+                    if self.last_end == 1 - end:
+                        self.half_trips += 1
+                    self.last_end = end
 
     n_sites = system.n_sites
     py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
@@ -541,18 +556,25 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 bar.set_postfix(moves=sampler.total_moves)
         n_blocks, block_moves = production
         H_blocks = np.zeros((n_blocks, n_sites + 1))
+        trips = np.zeros(n_blocks)
+        regenerated = np.ones(n_blocks, dtype=bool)
         sampler.mod_factor = 0.0  # frozen bias
         sampler.flat_test, sampler.stop_after, sampler.collect = False, block_moves, True
         for b in range(n_blocks):
             sampler.visit_hist.zero()
             sampler.moves = 0
+            before = sampler.half_trips
+            sampler.until_cu = b < n_blocks - 1
             sampler.run(max_sweeps=None)
             H_blocks[b] = sampler.visit_hist.get_coeff()
+            trips[b] = sampler.half_trips - before
+            regenerated[b] = b == n_blocks - 1 or sampler.bias.getter(None) < 0.5 / n_sites
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(moves=sampler.total_moves)
         values = np.array(bias.get_coeff(), dtype=np.float64)
-        return (values, H_blocks, sampler.sum_e, sampler.sum_e2, sampler.cnt, sampler.total_moves, converged)
+        stats = (sampler.sum_e, sampler.sum_e2, sampler.cnt)
+        return (values, H_blocks, trips, regenerated, *stats, sampler.total_moves, converged)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)  # noqa: NPY002
@@ -569,13 +591,19 @@ def _nb_seed(seed):
 
 
 @numba.njit(cache=True)
-def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, flat, check_every, max_moves, collect):
+def _nb_stage(
+    s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, flat, check_every, max_moves, collect, stop_at_cu
+):
     """One Wang–Landau stage. ``s``: (N+1,) spins ±1 with s[N] = +1 (padding); ``state``:
-    float64 [n_au, E_int]. Returns (moves, flat_reached)."""
+    float64 [n_au, E_int, last end visited (−1 none, 0 Cu, 1 Au), end-to-end traversals] (the
+    last two updated when ``collect``). ``stop_at_cu``: also stop at the first move that ends in
+    pure Cu. Returns (moves, flat_reached)."""
     N = s.shape[0] - 1
     M = w.shape[1]
     n_au = int(state[0])
     e = state[1]
+    last_end = int(state[2])
+    half_trips = state[3]
     moves = 0
     flat_reached = False
     while moves < max_moves:
@@ -600,7 +628,14 @@ def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, 
             sum_e[n_au] += e
             sum_e2[n_au] += e * e
             cnt[n_au] += 1.0
+            if n_au == 0 or n_au == N:
+                end = 1 if n_au == N else 0
+                if last_end == 1 - end:
+                    half_trips += 1.0
+                last_end = end
         moves += 1
+        if stop_at_cu and n_au == 0:
+            break
         if moves % check_every == 0:
             hmin = H[0]
             hsum = 0.0
@@ -613,6 +648,8 @@ def _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, 
                 break
     state[0] = n_au
     state[1] = e
+    state[2] = last_end
+    state[3] = half_trips
     return moves, flat_reached
 
 
@@ -624,7 +661,7 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     coef1 = float(system._coef[system._i_c1])
     s = np.ones(n + 1)
     s[:n] = -1.0  # pure Cu
-    state = np.array([0.0, system.pure_energies().cu * n])
+    state = np.array([0.0, system.pure_energies().cu * n, -1.0, 0.0])
     V = np.zeros(n + 1)
     H = np.zeros(n + 1)
     sum_e, sum_e2, cnt = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
@@ -650,6 +687,7 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
             check_every,
             max_moves,
             False,
+            False,
         )
         total += moves
         converged &= bool(flat)
@@ -658,27 +696,36 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
             bar.set_postfix(moves=total)
     n_blocks, block_moves = production
     H_blocks = np.zeros((n_blocks, n + 1))
+    trips = np.zeros(n_blocks)
+    regenerated = np.ones(n_blocks, dtype=bool)
     for b in range(n_blocks):  # frozen bias (update 0), never "flat" (flatness 2)
-        moves, _ = _nb_stage(
-            s,
-            state,
-            V,
-            H_blocks[b],
-            sum_e,
-            sum_e2,
-            cnt,
-            rows,
-            w,
-            coef1,
-            mu,
-            1.0 / kT,
-            0.0,
-            2.0,
-            block_moves,
-            block_moves,
-            True,
-        )
-        total += moves
+        before = state[3]
+        for phase in (0, 1):  # L moves, then (all but the last batch) on to pure Cu, at most L more
+            if phase == 1 and (b == n_blocks - 1 or state[0] == 0):
+                break
+            moves, _ = _nb_stage(
+                s,
+                state,
+                V,
+                H_blocks[b],
+                sum_e,
+                sum_e2,
+                cnt,
+                rows,
+                w,
+                coef1,
+                mu,
+                1.0 / kT,
+                0.0,
+                2.0,
+                block_moves,
+                block_moves,
+                True,
+                phase == 1,
+            )
+            total += moves
+        regenerated[b] = b == n_blocks - 1 or state[0] == 0
+        trips[b] = state[3] - before
         if bar is not None:
             bar.update(1)
             bar.set_postfix(moves=total)
@@ -689,7 +736,7 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     e_exact = float(system.energy(x)[0])
     if abs(e_exact - state[1]) > 1e-8 * max(1.0, abs(e_exact)):
         raise RuntimeError(f"running energy drifted: {state[1]} vs {e_exact} from scratch")
-    return V.copy(), H_blocks, sum_e, sum_e2, cnt, total, converged
+    return V.copy(), H_blocks, trips, regenerated, sum_e, sum_e2, cnt, total, converged
 
 
 def metadynamics_scan(

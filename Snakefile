@@ -26,6 +26,9 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     # Ising side L >= 2 (a target like results/ising/1x1/... or 4x5 matches no rule)
     L=r"[2-9]|[1-9]\d+",
@@ -40,6 +43,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 # Target rules only collect files: they run on the submitting host, not as cluster jobs.
@@ -53,15 +57,15 @@ localrules:
     figure_training,
     figure_phase_diagram,
     sampler_summary,
+    table_view,
 
 
 rule all_figures:
-    """Everything: references, trained samplers and their metrics, then the figures."""
+    """Everything: references, trained samplers and their metrics, the figures, and the tables' views."""
     input:
-        reference_targets(),
-        metric_targets(),
-        summary_targets(),
-        figure_targets(),
+        computed(reference_targets() + views(reference_targets())),
+        computed(metric_targets() + summary_targets() + views(metric_targets() + summary_targets())),
+        computed(figure_targets()),
 
 
 rule all:
@@ -72,13 +76,12 @@ rule all:
 
 
 rule all_references:
-    """Every reference table of the configured systems and sizes."""
+    """Every reference table of the configured systems and sizes, with its view."""
     input:
-        reference_targets(),
+        computed(reference_targets() + views(reference_targets())),
 
 
 rule all_metrics:
     """Train, sample and evaluate every configured model on every configured system and size."""
     input:
-        metric_targets(),
-        summary_targets(),
+        computed(metric_targets() + summary_targets() + views(metric_targets() + summary_targets())),

@@ -212,16 +212,20 @@ def test_exact_2x2x4_published_free_energy():
         "c",
         "m",
         "x_au",
-        "f_formation",
+        "phi_form",
         "method",
     ]
     assert (row.system, row["size"], row.method) == ("cuau", "2x2x4", "enumeration")
     assert abs(row.f - (-0.0436415345)) < 1e-10
     assert row.x_au == pytest.approx(0.454, abs=5e-4)
     ref = CuAuSystem("2x2x4").pure_energies()
-    assert row.f_formation == pytest.approx(
+    assert row.phi_form == pytest.approx(
         row.f - row.x_au * ref.au - (1 - row.x_au) * ref.cu, abs=1e-15
     )
+    # a semi-grand potential: +μ in the pure-Cu limit, −μ in the pure-Au limit (exact as T → 0)
+    ends = cuau_exact_table("2x2x4", np.array([200.0, 200.0]), np.array([-0.5, 0.5]))
+    np.testing.assert_allclose(ends["x_au"], [0.0, 1.0], atol=1e-9)
+    np.testing.assert_allclose(ends["phi_form"], [-0.5, -0.5], atol=1e-9)
 
 
 def test_exact_table_matches_brute_force_sum():

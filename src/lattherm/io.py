@@ -27,6 +27,7 @@ __all__ = [
     "read_metadata",
     "provenance",
     "THERMO_COLUMNS",
+    "COLUMNS",
     "check_columns",
     "pack_states",
     "unpack_states",
@@ -34,6 +35,56 @@ __all__ = [
 
 #: leading columns of every thermodynamic table (DESIGN §6)
 THERMO_COLUMNS = ("system", "size", "T", "field")
+
+#: what every column of the project's tables means; per-site quantities are in the units that the
+#: table's metadata records for its system (lattherm.systems.UNITS): Ising J per site, CuAu eV/atom
+COLUMNS = {
+    "system": "energy model: ising, cuau",
+    "size": "size token: Ising LxL torus, CuAu n1xn2xn3 repeats of the primitive FCC cell",
+    "T": "temperature (Ising J/k_B, CuAu K)",
+    "field": "field h (Ising) or Au chemical potential μ in eV (CuAu), weight exp(−β(E_int − field Σs))",
+    "f": "free energy per site −k_B T ln Z / N (field term in Z: for CuAu the semi-grand potential φ = u − Ts − μm)",
+    "u": "interaction energy per site ⟨E_int⟩/N",
+    "c": "heat capacity per site β² Var(E_int)/N, in units of k_B",
+    "m": "magnetisation per site ⟨Σs⟩/N (CuAu: Au +1, Cu −1)",
+    "abs_m": "⟨|Σs|⟩/N",
+    "x_au": "Au fraction ⟨N_Au⟩/N = (1 + m)/2",
+    "phi_form": "φ − [x_au E_Au + (1 − x_au) E_Cu]: semi-grand potential from the pure-end tie line (+μ for pure Cu)",
+    "u_form": "formation energy per atom ⟨E_int − N_Au E_Au − N_Cu E_Cu⟩/N (pure-end energies per atom)",
+    "n_au": "number of Au atoms of the composition bin",
+    "f_x": "canonical free energy per atom at fixed composition −k_B T ln Z(n_au)/N (μ-independent)",
+    "f_x_formation": "f_x − [x_au E_Au + (1 − x_au) E_Cu]",
+    "u_x": "interaction energy per atom at fixed composition",
+    "c_x": "heat capacity per atom at fixed composition, in units of k_B",
+    "method": "how the row was computed (transfer_matrix, kaufman, enumeration, mcmc, wang_landau, ...)",
+    "converged": "the row passed its convergence diagnostic; rows with false are not claimed accurate",
+    "tau_E": "integrated autocorrelation time of E_int, in samples",
+    "tau_M": "integrated autocorrelation time of Σs, in samples",
+    "n_samples": "samples behind the row",
+    "n_chains": "independent Markov chains per condition",
+    "x_lo": "lower composition bound of a two-phase interval",
+    "x_hi": "upper composition bound of a two-phase interval",
+    "phase_lo": "phase label at x_lo",
+    "phase_hi": "phase label at x_hi",
+    "n_inside": "composition bins strictly inside the two-phase interval (off the lower hull of f_x)",
+    "depth": "largest height of f_x above its lower convex hull inside the interval (eV/atom)",
+    "model": "neural sampler architecture",
+    "source": "how the samples were drawn: direct (ancestral on the trained size)",
+    "symmetrised": "Ising: samples of the global-flip mixture q_sym (both magnetisation sectors)",
+    "n_orders": "random orders per sample in the mixture (any-order models); 1 for fixed-order models",
+    "order": "generation order: fixed or random",
+    "log_q": "exact log-probability of the sample under the procedure that drew it",
+    "energy": "E_int of the configuration",
+    "spin_sum": "Σ s_i of the configuration",
+    "configuration": "packed site states, 8 sites per byte, site 0 in bit 0 (lattherm.io.unpack_states)",
+    "f_var": "variational free energy per site −k_B T mean(log w)/N, an upper bound of f",
+    "f_nis": "importance-sampled free energy per site −k_B T (logsumexp(log w) − log n)/N",
+    "f_nis_err": "bootstrap standard error of f_nis",
+    "ness": "normalised effective sample size (Σw)²/(n Σw²)",
+    "f_ref": "reference free energy per site",
+    "ref_method": "the reference's method",
+    "delta_f": "f_nis − f_ref",
+}
 
 
 def _umask() -> int:

@@ -55,7 +55,7 @@ def job_log(
             logger.info("torch threads = %d", torch.get_num_threads())
         for k, v in context.items():
             logger.info("%s = %s", k, v)
-        stamp = {"job": name, "seed": context.get("seed")}
+        stamp = {"job": name} if context.get("seed") is None else {"job": name, "seed": context["seed"]}
         if config is not None:
             from lattherm.config import config_hash
 

@@ -8,7 +8,7 @@ import sys
 _SRC = os.path.join(workflow.basedir, "src")
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
 from lattherm.conditions import grid_values  # noqa: E402
 from lattherm.config import (  # noqa: E402
@@ -55,6 +55,21 @@ def res(path):
 def logs(path):
     """``path`` under the config's log folder ({results_dir}/logs): job logs and rule timings."""
     return f"{RESULTS}/logs/{path}"
+
+
+#: `snakemake --report`: the report shows what has been computed, so the target rules ask only for
+#: the files that exist (after `make run TARGET=all_references`, the references)
+REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
+
+
+def computed(targets):
+    """``targets``, or in a report run the ones that exist."""
+    return [t for t in targets if os.path.exists(t)] if REPORTING else targets
+
+
+def views(tables):
+    """The HTML views (rule table_view) of the Parquet tables among ``tables``."""
+    return [t.removesuffix(".parquet") + ".html" for t in tables if t.endswith(".parquet")]
 
 
 def reference_targets():

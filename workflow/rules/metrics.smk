@@ -7,12 +7,7 @@ rule metrics:
         samples=rules.sample.output.samples,
         reference=best_reference,
     output:
-        table=report(
-            res("{system}/{size}/metrics/{model}/direct.parquet"),
-            caption="../report/metrics.rst",
-            category="Metrics",
-            labels={"system": "{system}", "size": "{size}", "model": "{model}"},
-        ),
+        table=res("{system}/{size}/metrics/{model}/direct.parquet"),
     params:
         ref_method=best_reference_method,
         n_boot=config["metrics"]["n_boot"],

@@ -4,12 +4,7 @@
 rule exact_reference:
     """Exact Ising thermodynamics on the config's (T, field) grid for any L x L torus."""
     output:
-        table=report(
-            res("ising/{L}x{L}/reference/exact.parquet"),
-            caption="../report/exact_reference.rst",
-            category="References",
-            labels={"system": "ising", "size": "{L}x{L}", "method": "exact"},
-        ),
+        table=res("ising/{L}x{L}/reference/exact.parquet"),
     params:
         grid=grid_of("ising"),
         J=ising_coupling(),
@@ -27,12 +22,7 @@ rule exact_reference:
 rule wang_landau:
     """Wang-Landau density of states of the L x L Ising torus and its field-0 f, u, c on the T grid."""
     output:
-        table=report(
-            res("ising/{L}x{L}/reference/wang_landau.parquet"),
-            caption="../report/wang_landau.rst",
-            category="References",
-            labels={"system": "ising", "size": "{L}x{L}", "method": "wang_landau"},
-        ),
+        table=res("ising/{L}x{L}/reference/wang_landau.parquet"),
         dos=res("ising/{L}x{L}/reference/wang_landau_dos.parquet"),
     params:
         T=grid_of("ising")["T"],
@@ -53,12 +43,7 @@ rule wang_landau:
 rule cuau_exact_reference:
     """Exact CuAu semi-grand thermodynamics and composition free energies by enumeration (N <= 24)."""
     output:
-        table=report(
-            res("cuau/{size}/reference/exact.parquet"),
-            caption="../report/cuau_exact_reference.rst",
-            category="References",
-            labels={"system": "cuau", "size": "{size}", "method": "exact"},
-        ),
+        table=res("cuau/{size}/reference/exact.parquet"),
         composition=res("cuau/{size}/reference/exact_composition.parquet"),
     params:
         grid=grid_of("cuau"),
@@ -76,12 +61,7 @@ rule mcmc_reference:
     """Batched Metropolis MCMC at every condition of the system's grid: observables with errors,
     energy/magnetisation histograms and packed sample configurations."""
     output:
-        table=report(
-            res("{system}/{size}/reference/mcmc.parquet"),
-            caption="../report/mcmc_reference.rst",
-            category="References",
-            labels={"system": "{system}", "size": "{size}", "method": "mcmc"},
-        ),
+        table=res("{system}/{size}/reference/mcmc.parquet"),
         histograms=res("{system}/{size}/reference/mcmc_histograms.parquet"),
         samples=res("{system}/{size}/reference/mcmc_samples.parquet"),
     params:
@@ -102,12 +82,7 @@ rule mcmc_reference:
 rule metadynamics_reference:
     """CuAu composition free energies f_x by metadynamics over the Au fraction, at each configured T."""
     output:
-        table=report(
-            res("cuau/{size}/reference/metadynamics.parquet"),
-            caption="../report/metadynamics_reference.rst",
-            category="References",
-            labels={"system": "cuau", "size": "{size}", "method": "metadynamics"},
-        ),
+        table=res("cuau/{size}/reference/metadynamics.parquet"),
     params:
         temperatures=metadynamics_temperatures(),
         settings=metadynamics_settings(),
@@ -127,12 +102,7 @@ rule phase_diagram_reference:
     input:
         table=rules.metadynamics_reference.output.table,
     output:
-        regions=report(
-            res("cuau/{size}/reference/phase_diagram.parquet"),
-            caption="../report/phase_diagram_reference.rst",
-            category="References",
-            labels={"system": "cuau", "size": "{size}", "method": "phase diagram"},
-        ),
+        regions=res("cuau/{size}/reference/phase_diagram.parquet"),
         boundaries=res("cuau/{size}/reference/phase_boundaries.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],

@@ -6,12 +6,7 @@ rule train:
     With N > 1 GPUs (training.gpus, or training.gpus_per_model for the model) the job runs N DDP processes, one per GPU (workflow/scripts/train.py)."""
     output:
         checkpoint=res("{system}/{size}/models/{model}/checkpoint.pt"),
-        train_log=report(
-            res("{system}/{size}/models/{model}/train_log.parquet"),
-            caption="../report/train_log.rst",
-            category="Training",
-            labels={"system": "{system}", "size": "{size}", "model": "{model}"},
-        ),
+        train_log=res("{system}/{size}/models/{model}/train_log.parquet"),
     params:
         model_config=model_config_of,
         train_config=train_config_of,

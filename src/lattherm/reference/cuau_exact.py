@@ -11,7 +11,7 @@ Two tables:
 
 - :func:`cuau_exact_table`: the semi-grand (``T``, ``μ``) table of DESIGN §6 with ``f`` (the
   grand potential per site ``−k_B T ln Z / N``), ``u``, ``c``, ``m`` and ``x_au = (m + 1)/2``,
-  plus ``f_formation`` (definition in its docstring).
+  plus ``phi_form`` (definition in its docstring).
 - :func:`cuau_exact_composition_table`: canonical free energies per site at every composition
   ``n_au = 0..N``, ``f_x = −k_B T ln Z(n_au) / N`` with ``Z(n_au) = Σ_{x: N_Au = n_au} exp(−β E)``
   (configurational entropy included, μ-independent), plus ``f_x_formation``.
@@ -76,18 +76,22 @@ def cuau_exact_table(
         eci: ECIs (published ones when ``None``).
 
     Columns: ``system="cuau", size, T, field`` (= μ, eV), ``f, u, c, m`` per DESIGN §3 (eV/site;
-    ``c`` in units of k_B), ``x_au = (m + 1)/2 = ⟨N_Au⟩/N``, ``f_formation``,
+    ``c`` in units of k_B), ``x_au = (m + 1)/2 = ⟨N_Au⟩/N``, ``phi_form``,
     ``method="enumeration"``.
 
-    ``f_formation`` is the grand potential per site with the energy zero moved onto the pure-end
-    tie line at the ensemble's mean composition, ``f − [x_au E_Au + (1 − x_au) E_Cu]``
-    (``E_Au``, ``E_Cu``: CE energies per site of the pure ends). Since ``f = u − T s − μ m``,
-    ``f_formation = u_formation − T s − μ m``: the same ensemble (same μ, same distribution), with
-    ``u`` replaced by the mean formation energy. It is *not* the grand potential of the
-    formation-energy Hamiltonian at the same μ (that Hamiltonian differs from ``E_int`` by a
-    term linear in ``Σs``, i.e. by a shift of μ, so it would describe another state). Adding
-    ``μ m`` back gives ``u_formation − T s``, which in the thermodynamic limit equals
-    ``f_x_formation`` of :func:`cuau_exact_composition_table` at ``x = x_au``.
+    ``f`` is the semi-grand potential per atom, ``φ = −k_B T ln Z / N = u − T s − μ m`` (the μ term
+    is in Z). ``phi_form`` is that semi-grand potential with the energy zero moved onto the pure-end
+    tie line at the ensemble's mean composition:
+
+        phi_form = φ − [x_au E_Au + (1 − x_au) E_Cu] = u_form − T s − μ m
+
+    (``E_Au``, ``E_Cu``: CE energies per atom of the pure ends; ``u_form`` the mean formation
+    energy). In the pure-Cu limit (``m → −1``) it tends to ``+μ``, in the pure-Au limit to ``−μ``:
+    a semi-grand potential, not a formation free energy. Adding ``μ m`` back gives
+    ``u_form − T s``, which in the thermodynamic limit equals ``f_x_formation`` of
+    :func:`cuau_exact_composition_table` at ``x = x_au``. It is *not* the semi-grand potential of
+    the formation-energy Hamiltonian at the same μ (that Hamiltonian differs from ``E_int`` by a
+    term linear in ``Σs``, i.e. by a shift of μ).
     """
     system, (E, M, log_g) = _levels(size, eci)
     n = system.n_sites
@@ -109,7 +113,7 @@ def cuau_exact_table(
             "c": th["c"].ravel(),
             "m": th["m"].ravel(),
             "x_au": x_au,
-            "f_formation": f - (x_au * ref.au + (1.0 - x_au) * ref.cu),
+            "phi_form": f - (x_au * ref.au + (1.0 - x_au) * ref.cu),
             "method": "enumeration",
         }
     )

@@ -34,7 +34,7 @@ UNITS = {
         "T": "K",
         "field": "eV (Au chemical potential μ, weight exp(−β(E − μ Σs)))",
         "energy": "eV (cluster-expansion E_int of a configuration)",
-        "per-site f, u, u_form, g_sg, f_x, f_var, f_nis, f_est, f_ref, delta_f": "eV per atom",
+        "per-site f, u, u_form, phi_form, f_x, f_var, f_nis, f_est, f_ref, delta_f": "eV per atom",
         "c": "k_B per atom",
         "m": "per atom (Au +1, Cu −1)",
         "x_au": "Au fraction",

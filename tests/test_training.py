@@ -467,6 +467,15 @@ def test_sample_and_metrics_of_exact_model_give_zero_delta_f(symmetrised, n_orde
         assert (met3["order"] == want).all() and (met3["n_orders"] == 1).all(), model
 
 
+def test_symmetrised_sampling_refuses_fields_the_model_never_saw():
+    """q_sym draws at −h: on a model trained on fields [0, 1], h = 0.5 would use h = −0.5."""
+    system = IsingSystem(L=3)
+    exact = ExactModel(system=system, cond_box=((1.0, 4.0), (0.0, 1.0)))
+    with pytest.raises(ValueError, match=r"outside its trained fields \[0.0, 1.0\] for h = \[0.5\]"):
+        sample_model(exact, system, [2.0], [0.0, 0.5], 10, seed=0, symmetrised=True)
+    assert len(sample_model(exact, system, [2.0], [0.0, 0.5], 10, seed=0, symmetrised=False)) == 20
+
+
 def test_sample_model_order_settings():
     """order 'fixed' draws every sample along the storage order (one order: n_orders must be 1);
     FO-ARMs record their own order whatever is asked; bad values are named."""

@@ -40,7 +40,7 @@ from lattherm.conditions import condition_grid
 from lattherm.io import check_columns, pack_states, unpack_states
 from lattherm.models import MODEL_NAMES, is_fixed_order
 from lattherm.observables import estimate_thermo
-from lattherm.training.checkpoint import load_checkpoint, load_model
+from lattherm.training.checkpoint import load_model
 from lattherm.training.trainer import resolve_device
 
 __all__ = [
@@ -124,6 +124,14 @@ def sample_model(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if symmetrised and system.name != "ising":
         raise ValueError(f"symmetrised sampling (global spin flip) is an Ising option, not {system.name}")
+    if symmetrised:  # the mixture draws at −h: the model must have been trained there
+        (_, _), (h_lo, h_hi) = model.cond_box
+        outside = [float(h) for h in np.atleast_1d(field_values) if not h_lo - 1e-9 <= -h <= h_hi + 1e-9]
+        if outside:
+            raise ValueError(
+                f"symmetrised sampling draws from the model at −h, outside its trained fields [{h_lo}, {h_hi}] "
+                f"for h = {outside[:5]}: train on a field box symmetric about 0, or sample with symmetrised=False"
+            )
     from lattherm.sampling import sample  # sampling is below evaluation; local to keep import light
 
     device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
@@ -191,7 +199,7 @@ def sample_grid(
     """Load the checkpoint's model (checked against ``system``) and :func:`sample_model` it."""
     dev = resolve_device(device)
     model = load_model(checkpoint_path, system=system, device=dev)
-    name = load_checkpoint(checkpoint_path)["model_spec"]["name"]
+    name = model.name
     return sample_model(
         model,
         system,

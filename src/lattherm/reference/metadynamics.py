@@ -151,13 +151,13 @@ class MetadynamicsResult:
     backend: str
     seed: int
     settings: dict = field(default_factory=dict)
-    # (B, N+1) visits of each production batch; B = max(production_blocks, min_batches)
+    # (B, N+1) visits of each production batch (the tours ending in time window b; the last
+    # batch also holds the unfinished last tour); B = max(production_blocks, min_batches)
     batch_visits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    batch_sweeps: float = float("nan")  # length L of one batch, in sweeps
-    # (B,) end-to-end traversals (pure Cu -> pure Au or back) in each production batch
-    batch_trips: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    # (B,) bool: batch b ended in pure Cu (a regeneration point of the walk; the last batch: True)
-    batch_regenerated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # (B, N+1) completed tours pure Cu -> pure Cu in batch b that reached n_au = n
+    # ([:, 0]: all tours of the batch, [:, N]: its round trips pure Cu -> pure Au -> pure Cu)
+    batch_tours: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    batch_sweeps: float = float("nan")  # length L of one time window, in sweeps
     # (N+1,) integrated autocorrelation time of row n's estimator, in sweeps (NaN at n = 0)
     tau_sweeps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # (N+1,) bool: row n's f_x_err is a claim (the batch-means check of the module docstring)
@@ -215,7 +215,7 @@ def run_metadynamics(
     production_sweeps: int = 200_000,
     production_blocks: int = 8,
     min_batches: int = 64,
-    min_batch_tau: float = 50.0,
+    min_tours: float = 4.0,
     seed: int,
     backend: str = "numba",
     eci: dict[str, float] | None = None,
@@ -237,14 +237,16 @@ def run_metadynamics(
         production_sweeps: sweeps of the final run with the bias frozen; its visits correct the
             bias for the residual non-flatness (``0``: no production run, plain bias estimate,
             no u_x/c_x/errors, no row ``converged``).
-        production_blocks, min_batches: the production run is recorded in
-            ``B = max(production_blocks, min_batches)`` equal batches for the jackknife error
-            ``f_x_err`` and the batch-means check (module docstring). ``min_batches`` (default 64)
-            is a floor: an error estimated from few batches has Student-t tails with ``B − 1``
-            degrees of freedom (8 blocks: 2 % of the points beyond 3σ instead of 0.3 %).
-        min_batch_tau: a row is ``converged`` only if the batch length is at least this many
-            integrated autocorrelation times of its estimator (``0`` disables this part of the
-            check).
+        production_blocks, min_batches: the production run is split in
+            ``B = max(production_blocks, min_batches)`` equal time windows; the tours of the walk
+            from pure Cu back to pure Cu that end in window ``b`` form batch ``b``, the
+            independent batches of the jackknife error ``f_x_err`` (module docstring).
+            ``min_batches`` (default 64) is a floor: an error estimated from few batches has
+            Student-t tails with ``B − 1`` degrees of freedom (8 blocks: 2 % of the points beyond
+            3σ instead of 0.3 %).
+        min_tours: row ``n`` is ``converged`` only if every batch holds a completed tour and the
+            batches hold on average at least ``min_tours`` tours that reached ``n`` (for
+            ``n = N``: round trips pure Cu -> pure Au -> pure Cu).
         seed: seed of every random number used (see the module docstring).
         backend: ``"numba"`` (default; the algorithm on CuAuSystem's flip tables) or ``"clease"``
             (CLEASE's SGCMonteCarlo/BinnedBiasPotential/MetaDynamicsSampler, ~300x slower).
@@ -264,8 +266,8 @@ def run_metadynamics(
         raise ValueError("need production_sweeps >= 0 and production_blocks >= 1")
     if min_batches < 2:
         raise ValueError(f"min_batches must be >= 2 (a variance needs two batches), got {min_batches}")
-    if not min_batch_tau >= 0:
-        raise ValueError(f"min_batch_tau must be >= 0, got {min_batch_tau}")
+    if not min_tours >= 0:
+        raise ValueError(f"min_tours must be >= 0, got {min_tours}")
     n_stages = int(math.floor(math.log2(mod_factor_start / mod_factor_final) + 1e-12)) + 1
     schedule = tuple(mod_factor_start * 0.5**k for k in range(n_stages))
     system = CuAuSystem(size, eci=eci)
@@ -282,7 +284,7 @@ def run_metadynamics(
         production_sweeps=production_sweeps,
         production_blocks=production_blocks,
         min_batches=min_batches,
-        min_batch_tau=min_batch_tau,
+        min_tours=min_tours,
         n_batches=n_blocks,
     )
     bar = None
@@ -293,7 +295,7 @@ def run_metadynamics(
     t0 = time.perf_counter()
     try:
         run = _run_clease if backend == "clease" else _run_numba
-        bias, H_blocks, trips, regenerated, sum_e, sum_e2, cnt, n_moves, converged = run(
+        bias, H_blocks, tours, sum_e, sum_e2, cnt, n_moves, converged = run(
             system,
             float(T),
             float(mu),
@@ -325,9 +327,7 @@ def run_metadynamics(
     row_ok = np.zeros(n + 1, dtype=bool)
     if n_blocks and np.all(visits > 0):
         f_x = free_energy_from_bias(bias, visits=visits, **common)
-        f_err, tau, row_ok = batch_errors(
-            H_blocks, T=T, n_sites=n, batch_moves=block_moves, min_batch_tau=min_batch_tau
-        )
+        f_err, tau, row_ok = batch_errors(H_blocks, tours, T=T, n_sites=n, min_tours=min_tours)
         row_ok &= bool(converged)
     else:
         if n_blocks:
@@ -336,14 +336,18 @@ def run_metadynamics(
         f_x = free_energy_from_bias(bias, **common)
     if n_blocks and not row_ok.all():
         log.warning(
-            "metadynamics %s T=%g K: %d of %d compositions not converged (batches of %.0f sweeps, "
-            "need >= %g autocorrelation times and every batch visiting the bin and pure Cu)",
+            "metadynamics %s T=%g K: %d of %d compositions not converged (%d batches of %.0f sweeps, "
+            "%d without a completed tour; %.1f round trips Cu -> Au -> Cu per batch, need %g per "
+            "batch reaching each composition)",
             size,
             T,
             int((~row_ok).sum()),
             n + 1,
+            n_blocks,
             block_moves / n,
-            min_batch_tau,
+            int((tours[:, 0] == 0).sum()),
+            tours[:, n].mean(),
+            min_tours,
         )
     beta = 1.0 / (K_B_EV * T)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -368,8 +372,7 @@ def run_metadynamics(
         seed=int(seed),
         settings=settings,
         batch_visits=H_blocks,
-        batch_trips=trips,
-        batch_regenerated=regenerated,
+        batch_tours=tours,
         batch_sweeps=block_moves / n if n_blocks else float("nan"),
         tau_sweeps=tau,
         row_converged=row_ok,
@@ -377,39 +380,42 @@ def run_metadynamics(
 
 
 def batch_errors(
-    batch_visits: np.ndarray, *, T: float, n_sites: int, batch_moves: int, min_batch_tau: float = 50.0
+    batch_visits: np.ndarray, batch_tours: np.ndarray, *, T: float, n_sites: int, min_tours: float = 4.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Jackknife error, autocorrelation time and batch-means check of each row ``n`` of ``f_x``.
+    """Jackknife error, autocorrelation time and convergence flag of each row ``n`` of ``f_x``.
 
-    ``batch_visits``: (B, N+1) visits of B consecutive production batches of ``batch_moves``
-    moves each. Returns ``(f_x_err, tau_sweeps, ok)`` (each (N+1,)), see the module docstring:
-    ``f_x_err[n]`` is the delete-one-batch jackknife standard error (eV/atom) of
-    ``−k_B T (ln H(n) − ln H(0)) / N`` (NaN where a leave-one-out count is zero; 0 at n = 0),
-    ``tau_sweeps[n]`` the batch-means integrated autocorrelation time of that estimator (sweeps;
-    NaN at n = 0) and ``ok[n]`` whether bins ``n`` and ``0`` were visited in every batch and
-    ``batch_moves >= min_batch_tau · τ_n``.
+    ``batch_visits``, ``batch_tours``: (B, N+1) visits and tours of the B production batches
+    (:class:`MetadynamicsResult`). Returns ``(f_x_err, tau_sweeps, ok)``, each (N+1,), see the
+    module docstring: ``f_x_err[n]`` is the delete-one-batch jackknife standard error (eV/atom)
+    of ``−k_B T (ln H(n) − ln H(0)) / N`` over the non-empty batches (0 at n = 0; NaN with fewer
+    than two), ``tau_sweeps[n]`` the integrated autocorrelation time that this error implies
+    (sweeps; NaN at n = 0), ``ok[n]`` whether every batch holds a completed tour and the batches
+    hold on average at least ``min_tours`` tours that reached ``n``.
     """
     H = np.asarray(batch_visits, dtype=np.float64)
+    R = np.asarray(batch_tours, dtype=np.float64)
+    if H.ndim != 2 or H.shape[1] != n_sites + 1 or R.shape != H.shape:
+        raise ValueError(f"batch_visits and batch_tours must be (B, N + 1 = {n_sites + 1}), got {H.shape}, {R.shape}")
+    full = H.sum(1) > 0
+    H = H[full]
     B = H.shape[0]
-    if H.ndim != 2 or H.shape[1] != n_sites + 1 or B < 2:
-        raise ValueError(f"batch_visits must be (B >= 2, N + 1 = {n_sites + 1}), got shape {H.shape}")
-    tot = H.sum(0)
-    loo = tot[None, :] - H  # leave-one-out totals
-    with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.log(loo) - np.log(loo[:, :1])  # ln H(n) − ln H(0), batch b left out
-        jk = np.sqrt((B - 1) / B * ((y - y.mean(0)) ** 2).sum(0))
-        err = K_B_EV * T / n_sites * jk
-        err[~np.all(loo > 0, axis=0) | ~(loo[:, 0] > 0).all()] = np.nan
-        # batch means of g = 1[n]/p_n − 1[0]/p_0 (p = visit fractions), per-move variance 1/p_n + 1/p_0
-        p = tot / tot.sum()
-        g = H / (batch_moves * p) - H[:, :1] / (batch_moves * p[0])
-        tau_moves = batch_moves * g.var(0, ddof=1) / (2.0 * (1.0 / p + 1.0 / p[0]))
+    err = np.full(n_sites + 1, np.nan)
+    tau = np.full(n_sites + 1, np.nan)
+    if B >= 2:
+        tot = H.sum(0)
+        loo = tot[None, :] - H  # leave-one-out totals
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log(loo) - np.log(loo[:, :1])  # ln H(n) − ln H(0), batch b left out
+            var = (B - 1) / B * ((y - y.mean(0)) ** 2).sum(0)
+            var[~np.all(loo > 0, axis=0) | ~np.all(loo[:, 0] > 0)] = np.nan
+            # uncorrelated moves would give Var = (1/p_n + 1/p_0) / M (multinomial, M moves)
+            p = tot / tot.sum()
+            tau = tot.sum() * var / (2.0 * (1.0 / p + 1.0 / p[0])) / n_sites
+        err = K_B_EV * T / n_sites * np.sqrt(var)
     err[0] = 0.0
-    tau_moves[0] = np.nan
-    seen = np.all(H > 0, axis=0) & bool(np.all(H[:, 0] > 0))
-    ok = seen & np.isfinite(err)
-    ok[1:] &= batch_moves >= min_batch_tau * tau_moves[1:]
-    return err, tau_moves / n_sites, ok
+    tau[0] = np.nan
+    ok = np.isfinite(err) & bool(np.all(R[:, 0] > 0)) & (R.mean(0) >= min_tours)
+    return err, tau, ok
 
 
 def metadynamics_table(results: list[MetadynamicsResult] | MetadynamicsResult) -> pd.DataFrame:
@@ -474,7 +480,8 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
 
     class _Sampler(MetaDynamicsSampler):
         """CLEASE's sampler with flatness over all bins every ``check_every`` moves, a move cap
-        (``stop_after``), and per-bin interaction-energy statistics when ``collect``."""
+        (``stop_after``), and, when ``collect`` (production), per-bin interaction-energy
+        statistics and the tours from pure Cu to pure Cu (see :func:`_nb_stage`)."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -486,15 +493,15 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
             self.flat_test = True
             self.moves = self.total_moves = 0
             self.hit_cap = False
-            self.last_end, self.half_trips = -1, 0  # end-to-end traversals while collecting
-            self.until_cu = False
+            self.tour = np.zeros(nb)  # visits since the last visit of pure Cu
+            self.tour_max = 0
+            self.batch = 0
+            self.H_batches = self.tours = None
 
         def visit_is_flat(self):  # called by run() after every move
             self.moves += 1
             self.total_moves += 1
             if self.moves >= self.stop_after:
-                if self.until_cu and self.moves < 2 * self.stop_after and self.bias.getter(None) > 0.5 / n_sites:
-                    return False  # production batch: go on to the next visit of pure Cu (<= L more moves)
                 self.hit_cap = self.flat_test
                 return True
             if not self.flat_test or self.moves % self.check_every:
@@ -513,11 +520,13 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 self.sum_e[i] += e
                 self.sum_e2[i] += e * e
                 self.cnt[i] += 1
-                if i == 0 or i == n_sites:
-                    end = int(i == n_sites)
-                    if self.last_end == 1 - end:
-                        self.half_trips += 1
-                    self.last_end = end
+                self.tour[i] += 1
+                self.tour_max = max(self.tour_max, i)
+                if i == 0:  # pure Cu: the tour is complete
+                    self.H_batches[self.batch] += self.tour
+                    self.tours[self.batch, : self.tour_max + 1] += 1
+                    self.tour[:] = 0
+                    self.tour_max = 0
 
     n_sites = system.n_sites
     py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
@@ -555,26 +564,23 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 bar.update(1)
                 bar.set_postfix(moves=sampler.total_moves)
         n_blocks, block_moves = production
-        H_blocks = np.zeros((n_blocks, n_sites + 1))
-        trips = np.zeros(n_blocks)
-        regenerated = np.ones(n_blocks, dtype=bool)
+        sampler.H_batches = np.zeros((n_blocks, n_sites + 1))
+        sampler.tours = np.zeros((n_blocks, n_sites + 1))
+        sampler.tour_max = int(round(bias.getter(None) * n_sites))
         sampler.mod_factor = 0.0  # frozen bias
         sampler.flat_test, sampler.stop_after, sampler.collect = False, block_moves, True
         for b in range(n_blocks):
-            sampler.visit_hist.zero()
+            sampler.batch = b
             sampler.moves = 0
-            before = sampler.half_trips
-            sampler.until_cu = b < n_blocks - 1
             sampler.run(max_sweeps=None)
-            H_blocks[b] = sampler.visit_hist.get_coeff()
-            trips[b] = sampler.half_trips - before
-            regenerated[b] = b == n_blocks - 1 or sampler.bias.getter(None) < 0.5 / n_sites
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(moves=sampler.total_moves)
+        if n_blocks:
+            sampler.H_batches[-1] += sampler.tour  # the unfinished last tour
         values = np.array(bias.get_coeff(), dtype=np.float64)
         stats = (sampler.sum_e, sampler.sum_e2, sampler.cnt)
-        return (values, H_blocks, trips, regenerated, *stats, sampler.total_moves, converged)
+        return (values, sampler.H_batches, sampler.tours, *stats, sampler.total_moves, converged)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)  # noqa: NPY002
@@ -592,18 +598,23 @@ def _nb_seed(seed):
 
 @numba.njit(cache=True)
 def _nb_stage(
-    s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, flat, check_every, max_moves, collect, stop_at_cu
+    s, state, V, H, sum_e, sum_e2, cnt, rows, w, coef1, mu, beta, dv, flat, check_every, max_moves, collect, Hb, tours,
+    b,
 ):
-    """One Wang–Landau stage. ``s``: (N+1,) spins ±1 with s[N] = +1 (padding); ``state``:
-    float64 [n_au, E_int, last end visited (−1 none, 0 Cu, 1 Au), end-to-end traversals] (the
-    last two updated when ``collect``). ``stop_at_cu``: also stop at the first move that ends in
-    pure Cu. Returns (moves, flat_reached)."""
+    """One Wang–Landau stage, or (``collect``) one window of the production run.
+
+    ``s``: (N+1,) spins ±1 with s[N] = +1 (padding); ``state``: float64 [n_au, E_int, highest
+    n_au of the current tour]. Stage: ``H`` is the visit histogram, flatness checked every
+    ``check_every`` moves. Production (``collect``, ``dv = 0``): ``H`` holds the visits of the
+    current *tour* (since the last visit of pure Cu); every visit of pure Cu, the walk's unique
+    state at n = 0 and so a regeneration point of the Markov chain, completes the tour, which
+    is added to batch ``b``: ``Hb[b] += H``, ``tours[b, k] += 1`` for every ``k`` up to the
+    tour's highest n_au. Returns (moves, flat_reached)."""
     N = s.shape[0] - 1
     M = w.shape[1]
     n_au = int(state[0])
     e = state[1]
-    last_end = int(state[2])
-    half_trips = state[3]
+    tour_max = int(state[2])
     moves = 0
     flat_reached = False
     while moves < max_moves:
@@ -624,19 +635,20 @@ def _nb_stage(
             e += de
         V[n_au] += dv
         H[n_au] += 1.0
+        moves += 1
         if collect:
             sum_e[n_au] += e
             sum_e2[n_au] += e * e
             cnt[n_au] += 1.0
-            if n_au == 0 or n_au == N:
-                end = 1 if n_au == N else 0
-                if last_end == 1 - end:
-                    half_trips += 1.0
-                last_end = end
-        moves += 1
-        if stop_at_cu and n_au == 0:
-            break
-        if moves % check_every == 0:
+            if n_au > tour_max:
+                tour_max = n_au
+            if n_au == 0:
+                for k in range(tour_max + 1):
+                    Hb[b, k] += H[k]
+                    H[k] = 0.0
+                    tours[b, k] += 1.0
+                tour_max = 0
+        elif moves % check_every == 0:
             hmin = H[0]
             hsum = 0.0
             for k in range(H.shape[0]):
@@ -648,8 +660,7 @@ def _nb_stage(
                 break
     state[0] = n_au
     state[1] = e
-    state[2] = last_end
-    state[3] = half_trips
+    state[2] = tour_max
     return moves, flat_reached
 
 
@@ -661,74 +672,35 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     coef1 = float(system._coef[system._i_c1])
     s = np.ones(n + 1)
     s[:n] = -1.0  # pure Cu
-    state = np.array([0.0, system.pure_energies().cu * n, -1.0, 0.0])
+    state = np.array([0.0, system.pure_energies().cu * n, 0.0])
     V = np.zeros(n + 1)
     H = np.zeros(n + 1)
     sum_e, sum_e2, cnt = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
+    n_blocks, block_moves = production
+    H_blocks = np.zeros((n_blocks, n + 1))
+    tours = np.zeros((n_blocks, n + 1))
     _nb_seed(seed % 2**32)
     total, converged = 0, True
     for mf in schedule:
         H[:] = 0.0
-        moves, flat = _nb_stage(
-            s,
-            state,
-            V,
-            H,
-            sum_e,
-            sum_e2,
-            cnt,
-            rows,
-            w,
-            coef1,
-            mu,
-            1.0 / kT,
-            mf * kT,
-            flatness,
-            check_every,
-            max_moves,
-            False,
-            False,
-        )
+        args = (rows, w, coef1, mu, 1.0 / kT, mf * kT, flatness, check_every, max_moves, False, H_blocks, tours, 0)
+        moves, flat = _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, *args)
         total += moves
         converged &= bool(flat)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(moves=total)
-    n_blocks, block_moves = production
-    H_blocks = np.zeros((n_blocks, n + 1))
-    trips = np.zeros(n_blocks)
-    regenerated = np.ones(n_blocks, dtype=bool)
-    for b in range(n_blocks):  # frozen bias (update 0), never "flat" (flatness 2)
-        before = state[3]
-        for phase in (0, 1):  # L moves, then (all but the last batch) on to pure Cu, at most L more
-            if phase == 1 and (b == n_blocks - 1 or state[0] == 0):
-                break
-            moves, _ = _nb_stage(
-                s,
-                state,
-                V,
-                H_blocks[b],
-                sum_e,
-                sum_e2,
-                cnt,
-                rows,
-                w,
-                coef1,
-                mu,
-                1.0 / kT,
-                0.0,
-                2.0,
-                block_moves,
-                block_moves,
-                True,
-                phase == 1,
-            )
-            total += moves
-        regenerated[b] = b == n_blocks - 1 or state[0] == 0
-        trips[b] = state[3] - before
+    H[:] = 0.0  # the current tour
+    state[2] = state[0]
+    for b in range(n_blocks):  # frozen bias (update 0), batch window b
+        args = (rows, w, coef1, mu, 1.0 / kT, 0.0, 2.0, block_moves, block_moves, True, H_blocks, tours, b)
+        moves, _ = _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, *args)
+        total += moves
         if bar is not None:
             bar.update(1)
             bar.set_postfix(moves=total)
+    if n_blocks:
+        H_blocks[-1] += H  # the unfinished last tour
     # guard against drift of the running energy: recompute it from scratch and compare
     import torch
 
@@ -736,7 +708,7 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     e_exact = float(system.energy(x)[0])
     if abs(e_exact - state[1]) > 1e-8 * max(1.0, abs(e_exact)):
         raise RuntimeError(f"running energy drifted: {state[1]} vs {e_exact} from scratch")
-    return V.copy(), H_blocks, trips, regenerated, sum_e, sum_e2, cnt, total, converged
+    return V.copy(), H_blocks, tours, sum_e, sum_e2, cnt, total, converged
 
 
 def metadynamics_scan(

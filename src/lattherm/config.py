@@ -25,7 +25,7 @@ import numpy as np
 from lattherm.conditions import MAX_GRID_VALUES, grid_values
 from lattherm.models import check_model_config
 from lattherm.schema import ConfigError, check
-from lattherm.systems import SYSTEMS, parse_size
+from lattherm.systems import REGISTRY, SYSTEMS, parse_size, system_info
 
 __all__ = [
     "ConfigError",
@@ -41,14 +41,11 @@ __all__ = [
     "sampling_settings",
     "SAMPLING_KEYS",
     "config_reference",
-    "MAX_SIDE",
-    "MAX_SITES",
+    "metadynamics_system",
     "MAX_GRID_VALUES",
     "MAX_CONDITIONS",
 ]
 
-#: largest Ising side L; largest number of sites of a CuAu cell
-MAX_SIDE, MAX_SITES = 256, 4096
 #: most (T, field) conditions of one system
 MAX_CONDITIONS = 20000
 
@@ -116,10 +113,13 @@ def load_config(config: Mapping) -> dict:
     _check_jobs(config)
     meta = config["reference"]["metadynamics"]
     if meta["sizes"]:
-        if "cuau" not in config["systems"]:
-            raise ConfigError("reference.metadynamics.sizes", "no cells without a systems.cuau block", meta["sizes"])
+        system = metadynamics_system(config)
+        if system is None:
+            with_it = [n for n, i in REGISTRY.items() if "metadynamics" in i.references]
+            blocks = " or ".join(f"systems.{n}" for n in with_it)
+            raise ConfigError("reference.metadynamics.sizes", f"no cells without a {blocks} block", meta["sizes"])
         for i, size in enumerate(meta["sizes"]):
-            _check_size("cuau", size, f"reference.metadynamics.sizes[{i}]")
+            _check_size(system, size, f"reference.metadynamics.sizes[{i}]")
         _check_grid(meta["T"], "reference.metadynamics.T")
         if meta["mod_factor_final"] > meta["mod_factor_start"]:
             raise ConfigError(
@@ -153,12 +153,10 @@ def _check_grid(spec: Mapping, key: str) -> np.ndarray:
 
 
 def _check_size(system: str, size: str, key: str) -> None:
-    dims = parse_size(size)
-    if system == "ising":
-        if len(dims) != 2 or dims[0] != dims[1] or not 2 <= dims[0] <= MAX_SIDE:
-            raise ConfigError(key, f"a square torus 'LxL' with 2 <= L <= {MAX_SIDE}", size)
-    elif math.prod(dims) > MAX_SITES:
-        raise ConfigError(key, f"a cell of at most {MAX_SITES} sites (this one has {math.prod(dims)})", size)
+    try:
+        system_info(system).parse(size)
+    except ValueError as err:
+        raise ConfigError(key, str(err).split(", got")[0], size) from None
 
 
 def _check_systems(config: Mapping) -> None:
@@ -220,6 +218,11 @@ def _check_jobs(config: Mapping) -> None:
                         )  # fmt: skip
 
 
+def metadynamics_system(config: Mapping) -> str | None:
+    """The configured system whose composition free energies ``reference.metadynamics`` computes."""
+    return next((n for n in config["systems"] if "metadynamics" in REGISTRY[n].references), None)
+
+
 def config_hash(config: Mapping) -> str:
     """A short hash of a (checked) config: the same settings give the same hash."""
     text = json.dumps(config, sort_keys=True, default=str)
@@ -269,7 +272,7 @@ def train_settings(config: Mapping, system: str, model: str, size: str | None = 
 def sampling_settings(config: Mapping, system: str, model: str | None = None, size: str | None = None) -> dict:
     """Direct-sampling settings of one job: the ``sampling`` keys, overridden by
     ``sampling.<system>`` and its ``per_model[model]`` / ``per_size[size]`` blocks. ``symmetrised``
-    holds for Ising only (the global spin flip); FO-ARMs ignore ``n_orders`` and ``order`` (their
+    holds for systems with the global spin-flip symmetry (Ising); FO-ARMs ignore ``n_orders`` and ``order`` (their
     own order)."""
     from lattherm.schema import node
 
@@ -277,7 +280,7 @@ def sampling_settings(config: Mapping, system: str, model: str | None = None, si
     defaults = {k: v["default"] for k, v in node("SamplingSettings")["properties"].items()}
     settings = {k: sampling.get(k, defaults[k]) for k in SAMPLING_KEYS}
     settings.update(_layered(sampling.get(system), model, size))
-    settings["symmetrised"] = bool(settings["symmetrised"]) and system == "ising"
+    settings["symmetrised"] = bool(settings["symmetrised"]) and REGISTRY[system].flip_symmetric
     return settings
 
 

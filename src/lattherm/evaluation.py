@@ -40,6 +40,7 @@ from lattherm.conditions import condition_grid
 from lattherm.io import check_columns, pack_states, unpack_states
 from lattherm.models import MODEL_NAMES, is_fixed_order
 from lattherm.observables import estimate_thermo
+from lattherm.systems import system_info
 from lattherm.training.checkpoint import load_model
 from lattherm.training.trainer import resolve_device
 
@@ -122,8 +123,8 @@ def sample_model(
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if symmetrised and system.name != "ising":
-        raise ValueError(f"symmetrised sampling (global spin flip) is an Ising option, not {system.name}")
+    if symmetrised and not system_info(system.name).flip_symmetric:
+        raise ValueError(f"symmetrised sampling needs the global spin-flip symmetry, which {system.name} lacks")
     if symmetrised:  # the mixture draws at −h: the model must have been trained there
         (_, _), (h_lo, h_hi) = model.cond_box
         outside = [float(h) for h in np.atleast_1d(field_values) if not h_lo - 1e-9 <= -h <= h_hi + 1e-9]

@@ -37,7 +37,7 @@ __all__ = [
 THERMO_COLUMNS = ("system", "size", "T", "field")
 
 #: what every column of the project's tables means; per-site quantities are in the units that the
-#: table's metadata records for its system (lattherm.systems.UNITS): Ising J per site, CuAu eV/atom
+#: table's metadata records for its system (lattherm.systems.REGISTRY): Ising J per site, CuAu eV/atom
 COLUMNS = {
     "system": "energy model: ising, cuau",
     "size": "size token: Ising LxL torus, CuAu n1xn2xn3 repeats of the primitive FCC cell",
@@ -148,14 +148,14 @@ def provenance(**values):
 def table_metadata(df: pd.DataFrame, extra: Mapping | None = None) -> dict:
     """The ``lattherm`` metadata record of a table: version, units of its system, provenance."""
     from lattherm import __version__
-    from lattherm.systems import UNITS
+    from lattherm.systems import REGISTRY
 
     meta: dict = {"lattherm_version": __version__}
     systems = sorted(set(df["system"])) if "system" in df.columns and len(df) else []
-    if len(systems) == 1 and systems[0] in UNITS:
-        meta["units"] = UNITS[systems[0]]
+    if len(systems) == 1 and systems[0] in REGISTRY:
+        meta["units"] = dict(REGISTRY[systems[0]].units)
     elif systems:
-        meta["units"] = {s: UNITS[s] for s in systems if s in UNITS}
+        meta["units"] = {s: dict(REGISTRY[s].units) for s in systems if s in REGISTRY}
     return {**meta, **(_PROVENANCE.get() or {}), **(extra or {})}
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lattherm.systems import REGISTRY
 from lattherm.systems.base import reduced_energy
 
 __all__ = [
@@ -182,9 +183,8 @@ def estimate_thermo(
             "m_err": float(np.std(b["M"] / N, ddof=1)),
         }
     res.update(errs)
-    if getattr(system, "name", None) == "cuau":
-        res["x_au"] = (res["m"] + 1) / 2
-        res["x_au_err"] = res["m_err"] / 2
+    if getattr(system, "name", None) in REGISTRY:  # the system's extra observables (CuAu: x_au)
+        res.update(REGISTRY[system.name].observables(res["m"], res["m_err"]))
     return res
 
 

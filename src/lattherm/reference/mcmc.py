@@ -66,6 +66,7 @@ __all__ = [
     "mcmc_samples_table",
     "integrated_autocorr_time",
     "split_rhat",
+    "ladder_estimates",
     "convergence_report",
     "WORKFLOW_DEFAULTS",
 ]
@@ -568,33 +569,46 @@ def integrated_autocorr_time(a: np.ndarray, c: float = 5.0) -> np.ndarray:
     return np.take_along_axis(taus, W[:, None], axis=-1)[:, 0].reshape(lead)
 
 
-def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Estimate, delete-one-batch jackknife error and error ESS of ``stat(*means)``.
+def _error_from_loo(loo: np.ndarray, constant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Jackknife error and error ESS from leave-one-out values ``loo (n_cond, n_b)``.
+
+    The error ESS is ``n_b / (κ − 1)`` with ``κ = n_b Σ δ⁴ / (Σ δ²)²`` the kurtosis of the
+    leave-one-out deviations ``δ`` (at most ``n_b``): about how many independent fluctuations the
+    error rests on (about ``n_b / 2`` for Gaussian batch means, ``k`` when ``k`` batches hold all
+    the deviation, as with ``k`` rare events). NaN where ``constant`` (every batch identical: no
+    error is measurable) or where all leave-one-out values agree.
+    """
+    n_b = loo.shape[1]
+    if n_b < 2:
+        nan = np.full(loo.shape[0], np.nan)
+        return nan, nan
+    d = loo - loo.mean(axis=1, keepdims=True)
+    s2 = (d**2).sum(axis=1)
+    err = np.sqrt((n_b - 1) / n_b * s2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = n_b * (d**4).sum(axis=1) / s2**2
+        ess = np.minimum(n_b / (kappa - 1.0), n_b)
+    return err, np.where(constant | ~(s2 > 0), np.nan, ess)
+
+
+def _jackknife(stat, sums: list[np.ndarray], ell: int) -> tuple[np.ndarray, ...]:
+    """Estimate, leave-one-out values, delete-one-batch jackknife error and error ESS
+    (:func:`_error_from_loo`) of ``stat(*means)``.
 
     ``sums``: ``(n_cond, n_batches)`` per-batch sums of each moment, batches of ``ell`` samples.
-    The error ESS is ``n_b / (κ − 1)`` with ``κ = n_b Σ δ⁴ / (Σ δ²)²`` the kurtosis of the
-    leave-one-out values ``δ`` (at most ``n_b``): about how many independent fluctuations the
-    error rests on (``n_b / 2`` for Gaussian batch means, ``k`` when ``k`` batches hold all the
-    deviation, as with ``k`` rare events). NaN when every batch is identical (no error is
-    measurable).
     """
     n_b = sums[0].shape[1]
     tot = [s.sum(axis=1, keepdims=True) for s in sums]
     full = stat(*[t / (n_b * ell) for t in tot])[:, 0]
     if n_b < 2:
-        return full, np.full_like(full, np.nan), np.full_like(full, np.nan)
+        nan = np.full_like(full, np.nan)
+        return full, np.full((full.size, n_b), np.nan), nan, nan
     loo = stat(
         *[(t - s) / ((n_b - 1) * ell) for t, s in zip(tot, sums, strict=True)]
     )  # (n_cond, n_b)
-    d = loo - loo.mean(axis=1, keepdims=True)
-    s2 = (d**2).sum(axis=1)
-    err = np.sqrt((n_b - 1) / n_b * s2)
     constant = np.logical_and.reduce([np.ptp(s, axis=1) == 0 for s in sums])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kappa = n_b * (d**4).sum(axis=1) / s2**2
-        ess = np.minimum(n_b / (kappa - 1.0), n_b)
-    ess = np.where(constant | ~(s2 > 0), np.nan, ess)
-    return full, err, ess
+    err, ess = _error_from_loo(loo, constant)
+    return full, loo, err, ess
 
 
 def split_rhat(a: np.ndarray) -> np.ndarray:
@@ -668,31 +682,167 @@ def _moments(result: MCMCResult) -> tuple[np.ndarray, ...]:
     return dE, dE**2, M, np.abs(M), E_ref
 
 
+# --- the ladder estimate (MBAR over a replica-exchange ladder) ---------------------------
+#: most slot groups of the ladder estimate's jackknife (and of its comparison with the sweeps)
+LADDER_GROUPS = 32
+
+
+def _slot_groups(n_chains: int) -> np.ndarray:
+    """Contiguous groups of chain slots for the ladder jackknife: ``min(n_chains, 32)`` groups."""
+    G = min(n_chains, LADDER_GROUPS)
+    return (np.arange(n_chains) * G) // n_chains
+
+
+def _mbar_newton(A: np.ndarray, counts: np.ndarray, f: np.ndarray, max_iter: int = 100,
+                 tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """MBAR free energies by damped Newton steps on its convex objective.
+
+    ``A (L, n)``: log Boltzmann factors ``−β_l H(x_n)`` of every sample in every state,
+    ``counts (L,)`` samples drawn from each state, ``f (L,)`` a first guess. Returns ``f``
+    (``f[0] = 0``), the weights ``W (L, n)`` (``W[k] @ a`` is ``⟨a⟩_k``) and ``s (n,)`` with
+    ``Q = exp(f + A − s) <= 1`` (for :func:`_mbar_replicate`). Raises if it does not converge.
+    """
+    L = A.shape[0]
+    for _ in range(max_iter):
+        X = f[:, None] + A
+        s = X.max(axis=0)
+        Q = np.exp(X - s)
+        W = Q / (counts @ Q)
+        col = W.sum(axis=1)
+        if np.max(np.abs(col - 1.0)) < tol:
+            return f, W, s
+        NW = counts[:, None] * W
+        hess = np.diag(counts * col) - NW @ NW.T
+        step = np.zeros(L)
+        step[1:] = -np.linalg.solve(hess[1:, 1:], (counts * (col - 1.0))[1:])
+        big = np.abs(step).max()
+        f = f + (step * (2.0 / big) if big > 2.0 else step)
+        f = f - f[0]
+    raise RuntimeError("MBAR over a replica-exchange ladder did not converge")
+
+
+def _mbar_replicate(Q: np.ndarray, counts: np.ndarray, steps: int = 2) -> np.ndarray:
+    """Weights ``(L, n')`` of a jackknife replicate (a subset of the samples, ``Q`` the full
+    solution's ``exp(f + A − s)`` restricted to it, ``counts`` its samples per state): ``steps``
+    Newton steps from the full solution, then each state's weights normalised."""
+    L = Q.shape[0]
+    delta = np.zeros(L)
+    for _ in range(steps):
+        Qd = np.exp(delta)[:, None] * Q
+        W = Qd / (counts @ Qd)
+        col = W.sum(axis=1)
+        NW = counts[:, None] * W
+        hess = np.diag(counts * col) - NW @ NW.T
+        step = np.zeros(L)
+        step[1:] = -np.linalg.solve(hess[1:, 1:], (counts * (col - 1.0))[1:])
+        delta = delta + step
+    Qd = np.exp(delta)[:, None] * Q
+    W = Qd / (counts @ Qd)
+    return W / W.sum(axis=1, keepdims=True)
+
+
+def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
+    """The ladder estimate of a replica-exchange run: MBAR (Shirts & Chodera, J. Chem. Phys. 129,
+    124105, 2008) over the samples of every condition of a ladder (one field), so that states that
+    are rare at one temperature but common at another are weighed in from where they were seen.
+
+    Returns ``None`` without replica exchange; else, per statistic ``u, c, m, abs_m``, the
+    estimate ``(n_cond,)`` and its leave-one-group-out values ``(n_cond, G)`` under ``"<q>"``
+    and ``"<q>_loo"`` (groups of chain slots, :func:`_slot_groups`: chains of one slot are coupled
+    through the exchanges, different slots are independent), NaN at conditions alone in their
+    ladder; and ``"constant"`` ``(n_cond,)``, True where every sample of the ladder has the same
+    ``E_int`` and ``Σs``.
+    """
+    if not result.replica_exchange:
+        return None
+    ladders, lad_len = _ladders(result.T, result.field, True)
+    n_cond, K, n = result.energy.shape
+    N = result.n_sites
+    grp = _slot_groups(K)
+    G = int(grp.max()) + 1
+    out = {q: np.full(n_cond, np.nan) for q in ("u", "c", "m", "abs_m")}
+    out.update({f"{q}_loo": np.full((n_cond, G), np.nan) for q in ("u", "c", "m", "abs_m")})
+    out["constant"] = np.zeros(n_cond, dtype=bool)
+    for lad, Ll in zip(ladders, lad_len, strict=True):
+        idx = lad[:Ll]
+        if Ll < 2:
+            continue
+        beta = result.beta[idx]
+        E = result.energy[idx].reshape(-1)
+        M = result.spin_sum[idx].reshape(-1)
+        E0 = E.mean()
+        E = E - E0
+        H = E - result.field[idx[0]] * M
+        H = H - H.mean()
+        A = -beta[:, None] * H[None, :]
+        counts = np.full(Ll, float(K * n))
+        Hk = H.reshape(Ll, -1).mean(axis=1)  # thermodynamic integration: df/dβ = <H>
+        f0 = np.concatenate([[0.0], np.cumsum(np.diff(beta) * 0.5 * (Hk[1:] + Hk[:-1]))])
+        f, W, s_max = _mbar_newton(A, counts, f0)
+        Q = np.exp(f[:, None] + A - s_max)
+        values = (E, E**2, M, np.abs(M))
+
+        def stats(Wk, vals, beta=beta, E0=E0):
+            e1, e2, m1, am = (Wk @ v for v in vals)
+            return ((e1 + E0) / N, beta**2 * (e2 - e1**2) / N, m1 / N, am / N)
+
+        for q, v in zip(("u", "c", "m", "abs_m"), stats(W, values), strict=True):
+            out[q][idx] = v
+        slot = np.broadcast_to(np.arange(K)[None, :, None], (Ll, K, n)).reshape(-1)
+        for g in range(G):
+            keep = grp[slot] != g
+            cg = np.full(Ll, float((K - (grp == g).sum()) * n))
+            Wg = _mbar_replicate(Q[:, keep], cg)
+            for q, v in zip(("u", "c", "m", "abs_m"), stats(Wg, [x[keep] for x in values]), strict=True):
+                out[f"{q}_loo"][idx, g] = v
+        out["constant"][idx] = (np.ptp(E) == 0) & (np.ptp(M) == 0)
+    return out
+
+
+def _group_loo(stat, sums: list[np.ndarray], grp: np.ndarray, ell: int) -> np.ndarray:
+    """Leave-one-group-out values of ``stat(*means)`` from per-chain sums ``(n_cond, K)`` of
+    ``ell`` samples each, chains grouped by ``grp (K,)``."""
+    G = int(grp.max()) + 1
+    tot = [s.sum(axis=1, keepdims=True) for s in sums]
+    gs = [np.stack([s[:, grp == g].sum(axis=1) for g in range(G)], axis=1) for s in sums]
+    n_out = np.array([(grp != g).sum() for g in range(G)])[None, :] * ell
+    return stat(*[(t - x) / n_out for t, x in zip(tot, gs, strict=True)])
+
+
+STATS = ("u", "c", "m", "abs_m")
+
+
 def mcmc_summary(
     result: MCMCResult,
     *,
     blocks_per_chain: int | None = None,
-    extra: dict[str, np.ndarray] | None = None,
+    linear: dict[str, tuple[float, float, float]] | None = None,
     rhat_max: float = RHAT_MAX,
     p_min: float = P_MIN,
     min_error_ess: float = MIN_ERROR_ESS,
     unconverged_errors: str = "nan",
 ) -> dict[str, np.ndarray]:
     """Per-condition estimates, errors and convergence: ``u, c, m, abs_m`` (+ ``*_err``),
-    ``tau_E, tau_M, rhat, p_start, p_drift, error_ess, converged, diagnosis``.
+    ``tau_E, tau_M, rhat, p_start, p_drift, p_ladder, error_ess, estimator, converged,
+    diagnosis, exchange_acc``.
 
-    ``u = ⟨E_int⟩/N``, ``c = β² Var(E_int)/N`` (pooled over the condition), ``m = ⟨Σs⟩/N``,
-    ``abs_m = ⟨|Σs|⟩/N``, over every sweep of the sampling period when the run recorded sweep
-    averages (:attr:`MCMCResult.averages`, the numba updates), else over the samples. Errors:
-    delete-one-batch jackknife over ``n_batches = n_chains × blocks_per_chain`` batches (see the
-    module docstring); the default ``blocks_per_chain`` is 1 for >= 32 chains, else
-    ``ceil(32 / n_chains)`` (at most ``n_samples``). Each chain's first ``n_samples mod
-    blocks_per_chain`` samples are dropped so that blocks are equal. ``tau_E, tau_M``:
-    :func:`integrated_autocorr_time` of the samples, in samples (a lower bound when its window
-    does not close). ``extra``: more per-sample quantities ``(n_cond, n_chains, n_samples)`` to
-    average the same way (pass sweep averages when the run has them).
+    ``u = ⟨E_int⟩/N``, ``c = β² Var(E_int)/N``, ``m = ⟨Σs⟩/N``, ``abs_m = ⟨|Σs|⟩/N``. Two
+    estimates (module docstring, "Estimates and errors"):
 
-    Convergence (module docstring, "Convergence"): a condition is ``converged`` when
+    * ``"sweeps"``: over every sweep of the sampling period when the run recorded sweep averages
+      (:attr:`MCMCResult.averages`, the numba updates), else over the samples. Errors:
+      delete-one-batch jackknife over ``n_batches = n_chains × blocks_per_chain`` batches; the
+      default ``blocks_per_chain`` is 1 for >= 32 chains, else ``ceil(32 / n_chains)`` (at most
+      ``n_samples``); each chain's first ``n_samples mod blocks_per_chain`` samples are dropped so
+      that blocks are equal.
+    * ``"ladder"`` (replica-exchange runs): :func:`ladder_estimates`, errors by jackknife over
+      groups of chain slots.
+
+    ``linear``: more statistics ``name: (a_u, a_m, b)`` meaning ``a_u u + a_m m + b``, estimated,
+    jackknifed and claimed with ``u`` and ``m``. ``tau_E, tau_M``: :func:`integrated_autocorr_time`
+    of the samples, in samples (a lower bound when its window does not close).
+
+    Convergence: the chains have mixed when
 
     * ``rhat`` (:func:`split_rhat` of ``E_int`` and ``Σs``, the larger; of their sweep averages
       per sample period when recorded, else of the samples) <= ``rhat_max``;
@@ -700,15 +850,20 @@ def mcmc_summary(
       (:attr:`MCMCResult.start_group`, ``start="mixed"``) against the other chains, on the chain
       means of ``E_int``, ``Σs`` and ``|Σs|``: the chains have forgotten where they started;
     * ``p_drift`` >= ``p_min`` (or NaN): paired t-test of the second against the first half of
-      every chain, same quantities: no trend within the sampling period;
-    * the error ESS (:func:`_jackknife`) of each of ``u, c, m, abs_m`` >= ``min_error_ess``: the
-      error bar rests on enough independent fluctuations to be trusted (NaN when no fluctuation
-      was sampled at all). ``error_ess`` is the smallest of the four.
+      every chain, same quantities: no trend within the sampling period.
 
-    ``diagnosis`` says which tests failed (empty when converged). An error bar is claimed, i.e.
-    finite, only where the first three tests pass and its own quantity's error ESS is large
-    enough (``extra`` quantities included); with ``unconverged_errors="nan"`` (default) every
-    other ``*_err`` is NaN (the estimates stay), with ``"keep"`` the jackknife errors stay.
+    An estimate's error bar of a statistic is *claimable* when the chains have mixed and its
+    error ESS (:func:`_error_from_loo`) is >= ``min_error_ess`` (enough independent fluctuations
+    to trust it; NaN when no fluctuation was sampled at all). ``p_ladder``: the smallest p-value
+    (t-test on the jackknifed difference, paired by slot groups) of the two estimates agreeing,
+    over the statistics where both are claimable. A row reports the sweeps estimate when all four
+    of its statistics are claimable, else the ladder estimate when all four of its are, else the
+    one with more claimable statistics (``estimator``); a statistic's error is claimed (finite)
+    when it is claimable for that estimate and the other estimate, if claimable too, agrees
+    (``p >= p_min``). ``converged``: all four claimed; ``error_ess``: the smallest error ESS of
+    the four in the reported estimate; ``diagnosis`` says what failed (empty when converged).
+    With ``unconverged_errors="nan"`` (default) unclaimed errors are NaN (the estimates stay),
+    with ``"keep"`` the jackknife errors stay.
     """
     if unconverged_errors not in ("nan", "keep"):
         raise ValueError(f"unconverged_errors must be 'nan' or 'keep', got {unconverged_errors!r}")
@@ -729,26 +884,41 @@ def mcmc_summary(
     dE, dE2, M, absM, E_ref = _moments(result)
     beta = result.beta[:, None]
     E_ref = E_ref[:, None]
-    out: dict[str, np.ndarray] = {}
-    ess: dict[str, np.ndarray] = {}
-    sums = {"e1": batch_sums(dE), "e2": batch_sums(dE2), "m": batch_sums(M), "am": batch_sums(absM)}
-    out["u"], out["u_err"], ess["u"] = _jackknife(lambda e1: (e1 + E_ref) / N, [sums["e1"]], ell)
-    out["c"], out["c_err"], ess["c"] = _jackknife(
-        lambda e1, e2: beta**2 * (e2 - e1**2) / N, [sums["e1"], sums["e2"]], ell
-    )
-    out["m"], out["m_err"], ess["m"] = _jackknife(lambda m1: m1 / N, [sums["m"]], ell)
-    out["abs_m"], out["abs_m_err"], ess["abs_m"] = _jackknife(lambda m1: m1 / N, [sums["am"]], ell)
-    for name, a in (extra or {}).items():
-        out[name], out[f"{name}_err"], ess[name] = _jackknife(
-            lambda v: v, [batch_sums(np.asarray(a, dtype=np.float64))], ell
-        )
-    out["tau_E"] = integrated_autocorr_time(result.energy)
-    out["tau_M"] = integrated_autocorr_time(result.spin_sum)
-    out["n_samples"] = np.full(n_cond, K * n, dtype=np.int64)
-    out["n_chains"] = np.full(n_cond, K, dtype=np.int64)
-    out["n_batches"] = np.full(n_cond, K * nbk, dtype=np.int64)
+    moments = {"u": (dE,), "c": (dE, dE2), "m": (M,), "abs_m": (absM,)}
+    fns = {
+        "u": lambda e1: (e1 + E_ref) / N,
+        "c": lambda e1, e2: beta**2 * (e2 - e1**2) / N,
+        "m": lambda m1: m1 / N,
+        "abs_m": lambda m1: m1 / N,
+    }
+    linear = dict(linear or {})
+    names = list(STATS) + list(linear)
+    # ---- the sweeps estimate
+    sw: dict[str, dict[str, np.ndarray]] = {"est": {}, "loo": {}, "err": {}, "ess": {}}
+    for q in STATS:
+        r = _jackknife(fns[q], [batch_sums(a) for a in moments[q]], ell)
+        for key, v in zip(("est", "loo", "err", "ess"), r, strict=True):
+            sw[key][q] = v
+    # ---- the ladder estimate, and both as leave-one-slot-group-out values for their comparison
+    lad = ladder_estimates(result)
+    if lad is not None:
+        grp = _slot_groups(K)
+        chain_sums = {q: [a[:, :, keep].sum(axis=2) for a in moments[q]] for q in STATS}
+        sw_g = {q: _group_loo(fns[q], chain_sums[q], grp, nbk * ell) for q in STATS}
+        ld: dict[str, dict[str, np.ndarray]] = {"est": {}, "loo": {}, "err": {}, "ess": {}}
+        for q in STATS:
+            ld["est"][q], ld["loo"][q] = lad[q], lad[f"{q}_loo"]
+            ld["err"][q], ld["ess"][q] = _error_from_loo(lad[f"{q}_loo"], lad["constant"])
+    for name, (a_u, a_m, b0) in linear.items():
+        for est in [sw] + ([ld] if lad is not None else []):
+            est["est"][name] = a_u * est["est"]["u"] + a_m * est["est"]["m"] + b0
+            est["loo"][name] = a_u * est["loo"]["u"] + a_m * est["loo"]["m"] + b0
+            const = np.isnan(est["ess"]["u"]) & np.isnan(est["ess"]["m"])
+            est["err"][name], est["ess"][name] = _error_from_loo(est["loo"][name], const)
+        if lad is not None:
+            sw_g[name] = a_u * sw_g["u"] + a_m * sw_g["m"] + b0
 
-    # ---- convergence
+    # ---- mixing
     r_E, r_M = split_rhat(dE), split_rhat(M)
     rhat = np.where(np.isnan(r_E) | np.isnan(r_M), np.nan, np.fmax(r_E, r_M))
     p_start = np.fmin.reduce([_start_pvalue(q.mean(axis=2), result.start_group) for q in (dE, M, absM)])
@@ -757,11 +927,48 @@ def mcmc_summary(
     ok_start = ~(p_start < p_min)
     ok_drift = ~(p_drift < p_min)
     mixed = ok_rhat & ok_start & ok_drift
-    ok_q = {k: mixed & (e >= min_error_ess) for k, e in ess.items()}  # this error bar is claimed
-    main = ("u", "c", "m", "abs_m")
-    converged = np.logical_and.reduce([ok_q[k] for k in main])
-    err_ess = np.stack([ess[k] for k in main])
+
+    def claimable(est):
+        ok = {q: mixed & (est["ess"][q] >= min_error_ess) for q in STATS}
+        for name in linear:
+            ok[name] = ok["u"] & ok["m"] & (est["ess"][name] >= min_error_ess)
+        return ok
+
+    ok_sw = claimable(sw)
+    p_lad = {q: np.full(n_cond, np.nan) for q in names}
+    if lad is not None:
+        ok_ld = claimable(ld)
+        G = int(grp.max()) + 1
+        for q in names:
+            both = ok_sw[q] & ok_ld[q]
+            diff_loo = sw_g[q] - ld["loo"][q]
+            d = diff_loo - diff_loo.mean(axis=1, keepdims=True)
+            se = np.sqrt((G - 1) / G * (d**2).sum(axis=1))
+            p_lad[q] = np.where(both, _t_pvalue(sw["est"][q] - ld["est"][q], se, np.full(n_cond, G - 1.0)), np.nan)
+        n_sw = np.sum([ok_sw[q] for q in STATS], axis=0)
+        n_ld = np.sum([ok_ld[q] for q in STATS], axis=0)
+        use_ld = (n_sw < len(STATS)) & (n_ld > n_sw)
+    else:
+        use_ld = np.zeros(n_cond, dtype=bool)
+    agree = {q: ~(p_lad[q] < p_min) for q in names}
+    out: dict[str, np.ndarray] = {}
+    claimed = {}
+    for q in names:
+        if lad is not None:
+            for key, suffix in (("est", ""), ("err", "_err")):
+                out[q + suffix] = np.where(use_ld, ld[key][q], sw[key][q])
+            ess_q = np.where(use_ld, ld["ess"][q], sw["ess"][q])
+            claimed[q] = np.where(use_ld, ok_ld[q], ok_sw[q]) & agree[q]
+        else:
+            out[q], out[q + "_err"], ess_q = sw["est"][q], sw["err"][q], sw["ess"][q]
+            claimed[q] = ok_sw[q]
+        if q in STATS:
+            out[f"_ess_{q}"] = ess_q
+    converged = np.logical_and.reduce([claimed[q] for q in STATS])
+    err_ess = np.stack([out.pop(f"_ess_{q}") for q in STATS])
     err_ess = np.where(np.isnan(err_ess).any(axis=0), np.nan, err_ess.min(axis=0))
+    p_ladder = np.fmin.reduce([p_lad[q] for q in STATS])
+
     diagnosis = []
     for c in range(n_cond):
         why = []
@@ -774,23 +981,37 @@ def mcmc_summary(
             why.append(f"start families differ (p {p_start[c]:.1e})")
         if not ok_drift[c]:
             why.append(f"drift between halves (p {p_drift[c]:.1e})")
-        few = [k for k in main if not ess[k][c] >= min_error_ess]
-        if few and all(np.isnan(ess[k][c]) for k in few) and len(few) == len(main):
-            why.append("no fluctuation sampled (no error measurable)")
-        elif few:
+        est = ld if (lad is not None and use_ld[c]) else sw
+        if mixed[c]:
+            few = [q for q in STATS if not est["ess"][q][c] >= min_error_ess]
+            if few:
+                why.append(
+                    "few fluctuations: "
+                    + ", ".join(f"{q} (error ESS {est['ess'][q][c]:.2g})" for q in few)
+                    + f" < {min_error_ess:g}"
+                )
+        bad = [q for q in STATS if p_lad[q][c] < p_min]
+        if bad:
             why.append(
-                "few fluctuations: "
-                + ", ".join(f"{k} (error ESS {ess[k][c]:.2g})" for k in few)
-                + f" < {min_error_ess:g}"
+                "sweeps and ladder estimates differ: "
+                + ", ".join(f"{q} (p {p_lad[q][c]:.1e})" for q in bad)
             )
         diagnosis.append("; ".join(why))
-    out["rhat"], out["p_start"], out["p_drift"], out["error_ess"] = rhat, p_start, p_drift, err_ess
+
+    out["tau_E"] = integrated_autocorr_time(result.energy)
+    out["tau_M"] = integrated_autocorr_time(result.spin_sum)
+    out["n_samples"] = np.full(n_cond, K * n, dtype=np.int64)
+    out["n_chains"] = np.full(n_cond, K, dtype=np.int64)
+    out["n_batches"] = np.where(use_ld, int(grp.max()) + 1 if lad is not None else 0, K * nbk).astype(np.int64)
+    out["rhat"], out["p_start"], out["p_drift"], out["p_ladder"] = rhat, p_start, p_drift, p_ladder
+    out["error_ess"] = err_ess
+    out["estimator"] = np.where(use_ld, "ladder", "sweeps").astype(object)
     out["converged"] = converged
     out["diagnosis"] = np.array(diagnosis, dtype=object)
     out["exchange_acc"] = result.exchange_acceptance
     if unconverged_errors == "nan":
-        for k, ok in ok_q.items():
-            out[f"{k}_err"] = np.where(ok, out[f"{k}_err"], np.nan)
+        for q in names:
+            out[q + "_err"] = np.where(claimed[q], out[q + "_err"], np.nan)
     if nbk > 1:
         tau = np.fmax(out["tau_E"], out["tau_M"])
         bad = tau * 5 > ell
@@ -813,27 +1034,27 @@ def mcmc_table(
     **diagnostics,
 ) -> pd.DataFrame:
     """One row per condition: ``system, size, T, field, u, u_err, c, c_err, m, m_err, abs_m,
-    abs_m_err, tau_E, tau_M, n_samples, n_chains, n_batches, converged, diagnosis, rhat,
-    p_start, p_drift, error_ess, exchange_acc, update, method="mcmc"``.
+    abs_m_err, tau_E, tau_M, n_samples, n_chains, n_batches, converged, estimator, diagnosis,
+    rhat, p_start, p_drift, p_ladder, error_ess, exchange_acc, update, method="mcmc"``.
 
     CuAu adds ``x_au`` (``= (1 + m)/2``) and ``x_au_err``; given the ``system``, also the
-    formation energy per site ``u_form = ⟨E_int − N_Au E_Au/N − N_Cu E_Cu/N⟩/N`` relative to the
-    pure ends (``E_Au``, ``E_Cu``: energies of the all-Au and all-Cu configurations) and its
-    error. Errors, τ and the convergence columns are those of :func:`mcmc_summary` (``diagnostics``:
-    its ``rhat_max, p_min, min_error_ess, unconverged_errors``); ``exchange_acc`` is the
-    replica-exchange acceptance with the next-higher temperature (NaN without exchange).
+    formation energy per site ``u_form = ⟨E_int − N_Au E_Au/N − N_Cu E_Cu/N⟩/N = u − E_Cu/N −
+    (1 + m)/2 · (E_Au − E_Cu)/N`` relative to the pure ends (``E_Au``, ``E_Cu``: energies of the
+    all-Au and all-Cu configurations) and its error. Estimates, errors, τ and the convergence
+    columns are those of :func:`mcmc_summary` (``diagnostics``: its ``rhat_max, p_min,
+    min_error_ess, unconverged_errors``); ``exchange_acc`` is the replica-exchange acceptance with
+    the next-higher temperature (NaN without exchange). ``n_batches``: the jackknife's batches
+    (slot groups for the ladder estimate).
     """
-    extra = {}
+    linear = {}
     if result.system == "cuau" and system is not None:
         N = result.n_sites
         ends = system.energy(
             torch.stack([torch.ones(N, dtype=torch.long), torch.zeros(N, dtype=torch.long)])
         )
         e_au, e_cu = (float(v) / N for v in ends)
-        dE, _, M, _, E_ref = _moments(result)
-        n_au = (M + N) / 2
-        extra["u_form"] = (dE + E_ref[:, None, None] - n_au * e_au - (N - n_au) * e_cu) / N
-    s = mcmc_summary(result, blocks_per_chain=blocks_per_chain, extra=extra, **diagnostics)
+        linear["u_form"] = (1.0, -(e_au - e_cu) / 2.0, -e_cu - (e_au - e_cu) / 2.0)
+    s = mcmc_summary(result, blocks_per_chain=blocks_per_chain, linear=linear, **diagnostics)
     cols = {"system": result.system, "size": result.size, "T": result.T, "field": result.field}
     for k in ("u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err"):
         cols[k] = s[k]
@@ -841,9 +1062,9 @@ def mcmc_table(
         cols["x_au"], cols["x_au_err"] = (1.0 + s["m"]) / 2.0, s["m_err"] / 2.0
         if "u_form" in s:
             cols["u_form"], cols["u_form_err"] = s["u_form"], s["u_form_err"]
-    for k in ("tau_E", "tau_M", "n_samples", "n_chains", "n_batches", "converged", "diagnosis"):
+    for k in ("tau_E", "tau_M", "n_samples", "n_chains", "n_batches", "converged", "estimator"):
         cols[k] = s[k]
-    for k in ("rhat", "p_start", "p_drift", "error_ess", "exchange_acc"):
+    for k in ("diagnosis", "rhat", "p_start", "p_drift", "p_ladder", "error_ess", "exchange_acc"):
         cols[k] = s[k]
     cols["update"] = result.update
     cols["method"] = "mcmc"

@@ -7,7 +7,11 @@ enters the Boltzmann weight as ``exp(−β (E_int − field · Σ_i s_i))`` with
 
 from __future__ import annotations
 
+import importlib
+import math
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -15,7 +19,7 @@ from torch import Tensor
 
 from lattherm.lattices import Lattice
 
-__all__ = ["System", "reduced_energy", "parse_size", "SIZE_PATTERN"]
+__all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "SIZE_PATTERN"]
 
 #: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell)
 SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)+"
@@ -41,6 +45,75 @@ class System(Protocol):
     def delta_energy(self, x: Tensor, sites: Tensor) -> Tensor:
         """Change of ``E_int`` when site ``sites[b]`` of configuration ``b`` is flipped."""
         ...
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """What the library and the workflow know about a system without building it: each system
+    module defines one as ``INFO`` and :mod:`lattherm.systems` registers it by its ``name``. Code
+    outside ``systems/`` and ``reference/`` asks these fields instead of testing a system's name.
+
+    Attributes:
+        name: the system's name in config keys, paths and tables.
+        title: a human name (figure titles, reports).
+        factory: ``"module:Class"``, called as ``Class(size=..., **params)`` (imported on demand).
+        dims: the number of integers in a size token (``8x8``: 2; ``2x2x4``: 3).
+        max_sites: the largest system the workflow accepts.
+        units: the units of the table columns (recorded in every table's metadata).
+        labels: figure labels: ``T``, ``field``, ``energy`` (the unit of per-site energies in
+            figures), and ``energy_scale`` (per-site energies are multiplied by it in figures).
+        flip_symmetric: the global flip ``x → 1 − x`` with ``field → −field`` is a symmetry
+            (symmetrised sampling is offered; DESIGN §3).
+        gibbs_block: sites re-drawn per Gibbs move of MAM training (the paper's K).
+        observables: extra per-condition observables from the magnetisation ``m`` and its error
+            (``{"x_au": ...}`` for CuAu), added to every estimate.
+        references: the reference methods that apply (``lattherm.reference`` computes them).
+        enumeration_limit: the largest number of sites solved by exact enumeration.
+        exact_for: ``size -> bool``, whether an exact reference (any method) exists at that size.
+        check_size: ``size -> None``, extra rules on a size token (raise ``ValueError``).
+    """
+
+    name: str
+    title: str
+    factory: str
+    dims: int
+    max_sites: int
+    units: Mapping[str, str]
+    labels: Mapping[str, object]
+    flip_symmetric: bool
+    gibbs_block: int
+    references: tuple[str, ...]
+    enumeration_limit: int = 24
+    observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
+    exact_for: Callable[[str], bool] | None = None
+    check_size: Callable[[str], None] | None = None
+
+    def n_sites(self, size: str) -> int:
+        return math.prod(self.parse(size))
+
+    def parse(self, size: str) -> tuple[int, ...]:
+        """The integers of a size token of this system; ``ValueError`` naming the expected form."""
+        dims = parse_size(size)
+        if len(dims) != self.dims:
+            form = "x".join(["n"] * self.dims)
+            raise ValueError(f"a {self.name} size token is {form} ({self.dims} integers), got {size!r}")
+        if self.check_size is not None:
+            self.check_size(size)
+        if math.prod(dims) > self.max_sites:
+            raise ValueError(f"{self.name} {size} has {math.prod(dims)} sites; at most {self.max_sites}")
+        return dims
+
+    def has_exact(self, size: str) -> bool:
+        """Whether an exact reference exists at ``size`` (default: enumeration up to its limit)."""
+        if self.exact_for is not None:
+            return self.exact_for(size)
+        return self.n_sites(size) <= self.enumeration_limit
+
+    def build(self, size: str, **params) -> System:
+        """The system at ``size`` (``params``: e.g. Ising ``J``)."""
+        self.parse(size)
+        module, _, cls = self.factory.partition(":")
+        return getattr(importlib.import_module(module), cls)(size=size, **params)
 
 
 def spin_sum(x: Tensor) -> Tensor:

@@ -63,7 +63,7 @@ import torch
 from torch import Tensor
 
 from lattherm.lattices import Lattice
-from lattherm.systems.base import parse_size, spin_sum
+from lattherm.systems.base import SystemInfo, parse_size, spin_sum
 
 __all__ = [
     "CuAuSystem",
@@ -391,6 +391,10 @@ class CuAuSystem:
             )
         self._on_device: dict = {}
 
+    def params(self) -> dict:
+        """The parameters that, with the size, define the system (checkpoints record them)."""
+        return {"eci": {str(k): float(v) for k, v in self.eci.items()}}
+
     # ------------------------------------------------------------------ construction
     def _tables(self, device: torch.device) -> dict:
         key = str(device)
@@ -566,3 +570,27 @@ def ordered_state(system: CuAuSystem, phase: str, axis: int = 2) -> Tensor:
             f"(supercell vectors / a = {cell.tolist()})"
         )
     return torch.from_numpy(au.astype(np.uint8))
+
+
+INFO = SystemInfo(
+    name="cuau",
+    title="CuAu alloy (cluster expansion)",
+    factory="lattherm.systems.cuau:CuAuSystem",
+    dims=3,
+    max_sites=4096,
+    units={
+        "T": "K",
+        "field": "eV (Au chemical potential μ, weight exp(−β(E − μ Σs)))",
+        "energy": "eV (cluster-expansion E_int of a configuration)",
+        "per-site f, u, u_form, phi_form, f_x, f_var, f_nis, f_est, f_ref, delta_f": "eV per atom",
+        "c": "k_B per atom",
+        "m": "per atom (Au +1, Cu −1)",
+        "x_au": "Au fraction",
+    },
+    labels={"T": "T [K]", "field": "μ [eV]", "energy": "meV/atom", "energy_scale": 1e3},
+    flip_symmetric=False,
+    gibbs_block=4,
+    references=("mcmc", "exact", "exact_composition", "metadynamics"),
+    enumeration_limit=24,
+    observables=lambda m, m_err: {"x_au": (m + 1) / 2, "x_au_err": m_err / 2},
+)

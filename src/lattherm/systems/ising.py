@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from lattherm.lattices import Lattice, square_lattice
-from lattherm.systems.base import spin_sum
+from lattherm.systems.base import SystemInfo, parse_size, spin_sum
 
-__all__ = ["IsingSystem"]
+__all__ = ["IsingSystem", "ising_system", "INFO"]
 
 
 @dataclass(eq=False)
@@ -42,6 +42,10 @@ class IsingSystem:
         self.n_sites = self.L * self.L
         self._bonds = self.lattice.bonds()  # (2N, 2)
         self._neighbours = self.lattice.neighbours()  # (N, 4)
+
+    def params(self) -> dict:
+        """The parameters that, with the size, define the system (checkpoints record them)."""
+        return {"J": float(self.J)}
 
     def _check(self, x: Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.n_sites:
@@ -75,3 +79,37 @@ class IsingSystem:
         self._check(x)
         s_i = 2 * torch.gather(x.to(torch.int64), 1, sites[:, None])[:, 0] - 1
         return 2.0 * self.J * (s_i * self.local_field(x, sites)).to(torch.float64)
+
+
+def ising_system(size: str, J: float = 1.0) -> IsingSystem:
+    """The Ising torus of a size token ``"LxL"``."""
+    return IsingSystem(L=parse_size(size)[0], J=J)
+
+
+def _square(size: str) -> None:
+    L0, L1 = parse_size(size)
+    if L0 != L1 or L0 < 2:
+        raise ValueError(f"an Ising size is a square torus 'LxL' with L >= 2, got {size!r}")
+
+
+INFO = SystemInfo(
+    name="ising",
+    title="2D Ising model",
+    factory="lattherm.systems.ising:ising_system",
+    dims=2,
+    max_sites=256 * 256,
+    units={
+        "T": "J/k_B",
+        "field": "J (field h)",
+        "energy": "J (E_int of a configuration)",
+        "per-site f, u, f_var, f_nis, f_est, f_ref, delta_f": "J per site",
+        "c": "k_B per site",
+        "m, abs_m": "per site",
+    },
+    labels={"T": "T [J/k_B]", "field": "h", "energy": "J", "energy_scale": 1.0},
+    flip_symmetric=True,
+    gibbs_block=10,
+    references=("exact", "mcmc", "wang_landau"),
+    exact_for=lambda size: True,  # transfer matrix (every field) up to max_transfer_L, Kaufman (field 0) above
+    check_size=_square,
+)

@@ -39,12 +39,9 @@ FORMAT = "lattherm-checkpoint-1"
 
 
 def system_record(system) -> dict:
-    """``{name, size, n_sites, params}`` of a system (plain types only)."""
-    params: dict = {}
-    if system.name == "ising":
-        params["J"] = float(system.J)
-    elif system.name == "cuau":
-        params["eci"] = {str(k): float(v) for k, v in system.eci.items()}
+    """``{name, size, n_sites, params}`` of a system (plain types only; ``params``: what besides
+    the size defines it, e.g. Ising ``J``, CuAu ``eci``, a disorder instance)."""
+    params = system.params() if hasattr(system, "params") else {}
     return {"name": system.name, "size": system.size, "n_sites": int(system.n_sites), "params": params}
 
 

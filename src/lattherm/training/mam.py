@@ -34,18 +34,16 @@ from torch import Tensor
 
 from lattherm.models.base import Model
 from lattherm.sampling import random_orders, sample
+from lattherm.systems import REGISTRY
 from lattherm.systems.base import reduced_energy
 from lattherm.training.reinforce import advantage
 
 __all__ = ["GibbsBuffer", "consistency_terms", "mam_loss", "default_gibbs_block"]
 
-#: paper's Gibbs steps K per training step: sites re-drawn from the conditionals
-_PAPER_GIBBS_SITES = {"ising": 10, "cuau": 4}
-
-
 def default_gibbs_block(system) -> int:
-    """Sites per Gibbs move by default: the paper's K (10 Ising, 4 CuAu), at most N."""
-    return min(int(system.n_sites), _PAPER_GIBBS_SITES.get(getattr(system, "name", ""), 10))
+    """Sites per Gibbs move by default: the system's (the paper's K: 10 Ising, 4 CuAu), at most N."""
+    info = REGISTRY.get(getattr(system, "name", ""))
+    return min(int(system.n_sites), info.gibbs_block if info is not None else 10)
 
 
 class GibbsBuffer:

@@ -1,11 +1,19 @@
 """Figures: each figure function draws what its tables hold and saves PNG/PDF atomically; bad
-tables are refused with a message naming what is missing."""
+tables are refused with a message naming what is missing. Every figure has the one style, with
+constrained layout: drawn, no title, label or legend leaves the figure or overlaps another (or a
+panel's data area), also with many series; axis labels carry the units of DESIGN §3."""
 
 from __future__ import annotations
 
+import importlib
+import itertools
+
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from lattherm.plotting import (
     figure_from_files,
@@ -19,11 +27,11 @@ from lattherm.reference.cuau_exact import cuau_exact_composition_table
 from lattherm.reference.phase_diagram import phase_boundaries, two_phase_regions
 
 
-def _metrics(system="ising", size="4x4", models=("fo-arm-mlp", "ao-arm-mlp")) -> pd.DataFrame:
+def _metrics(system="ising", size="4x4", models=("fo-arm-mlp", "ao-arm-mlp"), fields=(-0.5, 0.0, 0.5)) -> pd.DataFrame:
     rows = []
     for k, model in enumerate(models):
         for T in (1.5, 2.0, 2.5, 3.0):
-            for h in (-0.5, 0.0, 0.5):
+            for h in fields:
                 f_ref = -2.0 - 0.1 * T
                 rows.append(dict(system=system, size=size, T=T, field=h, model=model, source="direct", n_orders=1,
                                  delta_f=1e-4 * (k + 1) * T, f_ref=f_ref, f_nis_err=1e-5, ness=0.9 - 0.1 * k,
@@ -95,3 +103,147 @@ def test_bad_tables_are_refused(tmp_path):
     with pytest.raises(ValueError, match=".png, .pdf"):
         save_figure(free_energy_figure(_metrics()), [tmp_path / "f.jpg"])
     assert not list(tmp_path.iterdir())
+
+
+# --- layout and labels: every figure drawn, nothing clipped, nothing overlapping ---------------
+
+ALL_MODELS = ("fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer")
+FIVE_FIELDS = {"ising": (-0.2, -0.1, 0.0, 0.1, 0.2), "cuau": (-0.04, -0.02, 0.0, 0.02, 0.04)}
+
+
+def _reference(met: pd.DataFrame, method: str = "exact") -> pd.DataFrame:
+    return met[["system", "size", "T", "field"]].drop_duplicates().assign(c=lambda d: 1.0 / d["T"], method=method)
+
+
+def _log(i: int = 0, marginal: bool = False) -> pd.DataFrame:
+    step = np.arange(0, 2000, 50)
+    return pd.DataFrame({"step": step, "lw_std_mean": 5 * np.exp(-step / (400 * (i + 1))) + 0.1,
+                         "lw_std_max": 9 * np.exp(-step / (400 * (i + 1))) + 0.3,
+                         "f_var_mean": -2.0 + 0.5 * np.exp(-step / 300) + 0.01 * np.sin(step + i),
+                         "f_var_source": "marginal" if marginal else "log_q"})  # fmt: skip
+
+
+def _heat_capacity(system, models, method="exact"):
+    met = _metrics(system, "4x4" if system == "ising" else "2x2x4", models, FIVE_FIELDS[system])
+    return heat_capacity_figure(met, _reference(met, method))
+
+
+def _phase_diagram():
+    comp = cuau_exact_composition_table("2x2x4", [300.0, 500.0, 700.0, 900.0]).assign(method="enumeration")
+    regions = two_phase_regions(comp, tol=1e-9)
+    return phase_diagram_figure(comp, regions, phase_boundaries(regions))
+
+
+#: every figure, one model and many series (5 fields x 4 models), both systems
+FIGURE_CASES = {
+    "free_energy-ising-1": lambda: free_energy_figure(_metrics("ising", "16x16", ALL_MODELS[:1], FIVE_FIELDS["ising"])),
+    "free_energy-cuau-4": lambda: free_energy_figure(_metrics("cuau", "2x2x4", ALL_MODELS, FIVE_FIELDS["cuau"])),
+    "heat_capacity-ising-1": lambda: _heat_capacity("ising", ("fo-arm-mlp",)),
+    "heat_capacity-cuau-1": lambda: _heat_capacity("cuau", ("ao-arm-mlp",), "wang_landau"),
+    "heat_capacity-ising-4": lambda: _heat_capacity("ising", ALL_MODELS),
+    "training-ising-4": lambda: training_figure({m: _log(i, m.startswith("mam")) for i, m in enumerate(ALL_MODELS)},
+                                                system="ising", size="16x16"),
+    "training-cuau-1": lambda: training_figure({"mam-transformer": _log(0, True)}, system="cuau", size="2x2x4"),
+    "phase_diagram": _phase_diagram,
+}  # fmt: skip
+
+
+def _drawn(fig):
+    """``fig`` drawn on an Agg canvas; its renderer."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _labelled(fig, renderer) -> dict[str, object]:
+    """name → window extent of the suptitle, every axes title and axis label, and every legend."""
+    out = {}
+    if fig.get_suptitle():
+        (sup,) = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
+        out["suptitle"] = sup.get_window_extent(renderer)
+    for i, ax in enumerate(fig.axes):
+        for what, text in (("title", ax.title), ("xlabel", ax.xaxis.label), ("ylabel", ax.yaxis.label)):
+            if text.get_text() and text.get_visible():
+                out[f"axes {i} {what} {text.get_text()!r}"] = text.get_window_extent(renderer)
+        if ax.get_legend() is not None:
+            out[f"axes {i} legend"] = ax.get_legend().get_window_extent(renderer)
+    for j, leg in enumerate(fig.legends):
+        out[f"figure legend {j}"] = leg.get_window_extent(renderer)
+    return out
+
+
+def _inside(inner, outer, tol=1.0) -> bool:
+    return (inner.x0 >= outer.x0 - tol and inner.y0 >= outer.y0 - tol and inner.x1 <= outer.x1 + tol
+            and inner.y1 <= outer.y1 + tol)  # fmt: skip
+
+
+def _overlap(a, b, tol=0.5) -> bool:
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol
+
+
+@pytest.mark.parametrize("case", sorted(FIGURE_CASES))
+def test_figure_texts_inside_the_figure_and_apart(case):
+    """Constrained layout; drawn, every title, label, legend and tick label lies inside the figure,
+    no two of the titles, labels and legends overlap, and none covers a panel's data area."""
+    fig = FIGURE_CASES[case]()
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    renderer = _drawn(fig)
+    boxes = _labelled(fig, renderer)
+    assert "suptitle" in boxes and any("title" in k for k in boxes if k != "suptitle")
+    outside = [k for k, b in boxes.items() if not _inside(b, fig.bbox)]
+    for i, ax in enumerate(fig.axes):  # tick labels (and offset texts) too
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            b = axis.get_tightbbox(renderer)
+            if b is not None and not _inside(b, fig.bbox):
+                outside.append(f"axes {i} {name} axis")
+    assert not outside, f"clipped at the figure's edge: {outside}"
+    overlapping = [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes.items(), 2) if _overlap(ba, bb)]
+    assert not overlapping, f"overlapping: {overlapping}"
+    covering = [(k, i) for k, b in boxes.items() for i, ax in enumerate(fig.axes) if _overlap(b, ax.bbox)]
+    assert not covering, f"over a panel's data area: {covering}"
+
+
+def test_heat_capacity_title_of_one_model_fits():
+    """The user's case: one model, a long reference method; the suptitle is not clipped."""
+    fig = _heat_capacity("cuau", ("fo-arm-mlp",), "wang_landau, mcmc, transfer_matrix, enumeration")
+    boxes = _labelled(fig, _drawn(fig))
+    assert _inside(boxes["suptitle"], fig.bbox)
+    assert all(_inside(b, fig.bbox) for b in boxes.values())
+
+
+def test_units_in_axis_labels():
+    """DESIGN §3: c per site (atom) in units of k_B for both systems (never eV); T in J/k_B or K;
+    CuAu energies in meV/atom, Ising in J; the field's unit in the legend."""
+    for system, site in (("ising", "site"), ("cuau", "atom")):
+        fig = _heat_capacity(system, ("fo-arm-mlp",))
+        c_label = fig.axes[0].get_ylabel()
+        assert r"k_\mathrm{B}" in c_label and site in c_label and "eV" not in c_label
+        assert fig.axes[0].get_xlabel() == (r"$T$ [$J/k_\mathrm{B}$]" if system == "ising" else r"$T$ [K]")
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert legend[0] == ("h = −0.2 J" if system == "ising" else "μ = −0.04 eV")
+    cuau = free_energy_figure(_metrics("cuau", "2x2x4", ("ao-arm-mlp",)))
+    assert "meV/atom" in cuau.axes[0].get_ylabel() and cuau.axes[1].get_xlabel() == r"$T$ [K]"
+    ising = free_energy_figure(_metrics())
+    assert "[" not in ising.axes[0].get_ylabel()  # a relative error: no unit
+    assert "J/site" in training_figure({"fo-arm-mlp": _log()}, system="ising", size="4x4").axes[1].get_ylabel()
+    assert "meV/atom" in training_figure({"fo-arm-mlp": _log()}, system="cuau", size="2x2x4").axes[1].get_ylabel()
+    _, ax_pd = _phase_diagram().axes
+    assert ax_pd.get_ylabel() == r"$T$ [K]"
+
+
+def test_style_is_the_figures_own():
+    """The style does not depend on, nor change, the global rcParams, also not at import."""
+    before = dict(matplotlib.rcParams)
+    importlib.reload(importlib.import_module("lattherm.plotting"))
+    assert dict(matplotlib.rcParams) == before
+    sizes = []
+    for rc in ({}, {"font.size": 20, "axes.titlesize": 30, "xtick.labelsize": 25, "axes.grid": False}):
+        with matplotlib.rc_context(rc):
+            fig = _heat_capacity("ising", ("fo-arm-mlp",))
+            _drawn(fig)
+            ax, legend = fig.axes[0], fig.legends[0].get_texts()[0]
+            tick, grid = ax.get_xticklabels()[0], ax.xaxis.get_gridlines()[0]
+            sizes.append((ax.title.get_fontsize(), ax.yaxis.label.get_fontsize(), legend.get_fontsize(),
+                          tick.get_fontsize(), grid.get_visible(), grid.get_linewidth()))  # fmt: skip
+    assert sizes[0] == sizes[1]
+    assert dict(matplotlib.rcParams) == before

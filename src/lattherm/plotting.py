@@ -2,11 +2,12 @@
 
 Every function takes tables (pandas DataFrames as written by the workflow) and returns a
 matplotlib ``Figure``; :func:`save_figure` writes it atomically as PNG and/or PDF. Units follow
-DESIGN §3: Ising in units of J (``k_B = 1``), CuAu in meV/atom in figures (eV/atom in tables),
-T in K.
+DESIGN §3: Ising per site in units of J (``T`` in J/k_B, field ``h`` in J), CuAu per atom in
+meV/atom in figures (eV/atom in tables), ``T`` in K, the field ``μ`` in eV; the heat capacity
+``c`` is per site (atom) in units of k_B for both systems.
 
 * :func:`free_energy_figure`: per model, the error of ``F_NIS`` against the reference over T
-  (Ising: relative ``|ΔF/F|``; CuAu: ``|ΔF|`` in meV/atom) and the NESS, one line per field.
+  (Ising: relative ``|Δf/f|``; CuAu: ``|Δf|`` in meV/atom) and the NESS, one line per field.
 * :func:`heat_capacity_figure`: reweighted heat capacity ``c(T)`` of each model (error bars)
   over the reference curve, one colour per field.
 * :func:`training_figure`: training curves of each model: the spread of ``log w`` per condition
@@ -15,20 +16,33 @@ T in K.
   with their lower convex hull, and the T–x phase diagram (two-phase intervals and their
   boundary lines).
 
+One style for every figure (:data:`STYLE`): each figure function runs inside
+``matplotlib.style.context(["default", STYLE])`` (nothing global is changed, at import or
+later, and a user's matplotlibrc does not change the figures) and builds its figure with
+:func:`_new_figure`, with matplotlib's constrained layout, so that titles, the suptitle, axis
+labels and legends are never clipped and never overlap. Legends that would cover data are drawn
+outside the panels (right of them); long titles are wrapped to the width they have.
+
 No ``pyplot`` state is used (figures are built with :class:`matplotlib.figure.Figure`), so this
 works without a display and in parallel jobs.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
 
 from lattherm.io import atomic_path, check_columns
 from lattherm.models import MODEL_NAMES, is_fixed_order
@@ -36,6 +50,7 @@ from lattherm.reference.phase_diagram import lower_hull
 
 __all__ = [
     "FIGURES",
+    "STYLE",
     "free_energy_figure",
     "heat_capacity_figure",
     "training_figure",
@@ -44,11 +59,122 @@ __all__ = [
     "figure_from_files",
 ]
 
+#: resolution of saved raster figures (and of the figures themselves)
+DPI = 150
+
+#: the one style of every figure (applied over matplotlib's defaults, inside each figure function)
+STYLE = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.constrained_layout.use": True,
+    "figure.constrained_layout.h_pad": 0.06,  # inches around every panel, label and legend
+    "figure.constrained_layout.w_pad": 0.06,
+    "figure.titlesize": 11,
+    "figure.titleweight": "normal",
+    "font.size": 9,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
+    "legend.frameon": False,
+    "legend.handlelength": 2.2,
+    "legend.borderaxespad": 0.3,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3.5,
+    "errorbar.capsize": 0,
+    "axes.linewidth": 0.8,
+    "axes.grid": True,
+    "axes.grid.which": "major",
+    "grid.linewidth": 0.5,
+    "grid.alpha": 0.35,
+    "axes.formatter.use_mathtext": True,
+}
+
+#: panel and legend sizes in inches (figure sizes follow from the number of panels)
+_PANEL_W, _PANEL_H, _LEGEND_W, _MARGIN = 3.2, 2.5, 1.5, 0.6
+
+_SYSTEM_NAME = {"ising": "Ising", "cuau": "CuAu"}
 #: per-site energies in figures: Ising J, CuAu meV/atom
 _ENERGY_SCALE = {"ising": 1.0, "cuau": 1e3}
-_ENERGY_UNIT = {"ising": "J", "cuau": "meV/atom"}
-_T_UNIT = {"ising": "T [J/k_B]", "cuau": "T [K]"}
-_FIELD_NAME = {"ising": "h", "cuau": "μ [eV]"}
+_ENERGY_UNIT = {"ising": "J/site", "cuau": "meV/atom"}
+_T_LABEL = {"ising": r"$T$ [$J/k_\mathrm{B}$]", "cuau": r"$T$ [K]"}
+#: the heat capacity β² Var(E_int)/N: per site (atom) in units of k_B for both systems
+_C_LABEL = {"ising": r"$c$ [$k_\mathrm{B}$/site]", "cuau": r"$c$ [$k_\mathrm{B}$/atom]"}
+_FIELD_SYMBOL = {"ising": "h", "cuau": "μ"}
+_FIELD_UNIT = {"ising": "J", "cuau": "eV"}
+#: grey of the legend entries that explain line styles (not a series)
+_KEY = "0.35"
+
+
+def _styled(func):
+    """Run a figure function inside the figure style (and nothing else changed), then fit its
+    texts (:func:`_fit_texts`).
+
+    Ticks are made lazily by matplotlib, at the first draw: the figure is laid out inside the
+    style so that its ticks, too, have the style's sizes whatever the rcParams of a later draw."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with matplotlib.style.context(["default", STYLE]):
+            fig = func(*args, **kwargs)
+            _fit_texts(fig)
+        return fig
+
+    return wrapper
+
+
+def _new_figure(n_rows: int, n_cols: int, *, legend: bool = True, panel_w: float = _PANEL_W,
+                panel_h: float = _PANEL_H, **subplot_kw) -> tuple[Figure, np.ndarray]:  # fmt: skip
+    """A figure of ``n_rows x n_cols`` panels with constrained layout (room for a legend right of
+    the panels when ``legend``) on an Agg canvas; the axes as a 2-D array."""
+    width = n_cols * panel_w + _MARGIN + (_LEGEND_W if legend else 0.0)
+    fig = Figure(figsize=(width, n_rows * panel_h + _MARGIN), layout="constrained", dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def _fit_width(text: Text, width_px: float) -> None:
+    """Break ``text`` at spaces into lines until it is at most ``width_px`` wide (hyphenated model
+    names and mathtext are not broken)."""
+    words = " ".join(text.get_text().split())
+    if "$" in words or text.get_window_extent().width <= width_px:
+        return
+    n = len(words)
+    while n > 8:
+        n = int(n * 0.85)
+        text.set_text("\n".join(textwrap.wrap(words, n, break_on_hyphens=False, break_long_words=False)))
+        if text.get_window_extent().width <= width_px:
+            return
+
+
+def _fit_texts(fig: Figure) -> None:
+    """Lay ``fig`` out once (which also makes its ticks, in the style) and fit what constrained
+    layout cannot: axes titles are wrapped to their panel's width, and the suptitle is wrapped
+    and centred over the part of the figure left of the figure legends. (Every later draw lays
+    the figure out again, with the fitted texts.)"""
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        _fit_width(ax.title, ax.bbox.width)
+    if fig.get_suptitle():
+        (sup,) = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
+        right = min([leg.get_window_extent().x0 for leg in fig.legends], default=fig.bbox.x1)
+        sup.set_x(0.5 * right / fig.bbox.width)
+        _fit_width(sup, right - 2 * matplotlib.rcParams["figure.constrained_layout.w_pad"] * fig.dpi)
+
+
+def _figure_legend(fig: Figure, handles: Sequence[Line2D], title: str | None = None) -> None:
+    """One legend for all panels, right of them (never over data), in as many columns as it
+    needs to fit the figure's height."""
+    handles = list(handles)
+    room = fig.bbox.height - 4 * matplotlib.rcParams["figure.constrained_layout.h_pad"] * fig.dpi
+    for ncols in range(1, len(handles) + 1):
+        leg = fig.legend(handles=handles, loc="outside right upper", title=title, alignment="left", ncols=ncols)
+        if leg.get_window_extent().height <= room or ncols == len(handles):
+            return
+        leg.remove()
 
 
 def _field_colours(fields: Sequence[float]) -> dict[float, tuple]:
@@ -57,6 +183,11 @@ def _field_colours(fields: Sequence[float]) -> dict[float, tuple]:
     if len(fields) == 1:
         return {fields[0]: cmap(0.0)}
     return {f: cmap(0.9 * i / (len(fields) - 1)) for i, f in enumerate(fields)}
+
+
+def _field_handles(system: str, colours: Mapping[float, tuple], **kw) -> list[Line2D]:
+    sym, unit = _FIELD_SYMBOL[system], _FIELD_UNIT[system]
+    return [Line2D([], [], color=c, label=f"{sym} = {h:g} {unit}".replace("-", "−"), **kw) for h, c in colours.items()]
 
 
 def _system_of(*tables: pd.DataFrame) -> tuple[str, str]:
@@ -74,14 +205,24 @@ def _by_model(metrics: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(m, g) for m, g in metrics.groupby("model", sort=True)]
 
 
+def _model_title(model: str, g: pd.DataFrame) -> str:
+    notes = []
+    n_orders = sorted(set(g["n_orders"])) if "n_orders" in g else [1]
+    if n_orders != [1]:
+        notes.append(f"{'/'.join(f'{n:g}' for n in n_orders)} orders")
+    if model in MODEL_NAMES and not is_fixed_order(model) and "order" in g and set(g["order"]) == {"fixed"}:
+        notes.append("one fixed order")
+    return model + (f" ({', '.join(notes)})" if notes else "")
+
+
+@_styled
 def free_energy_figure(metrics: pd.DataFrame) -> Figure:
     """Error of ``F_NIS`` against the reference and NESS over T, one column per model."""
     check_columns(metrics, ("delta_f", "f_ref", "ness", "f_nis_err"), what="metric table")
     system, size = _system_of(metrics)
     models = _by_model(metrics)
     colours = _field_colours(metrics["field"])
-    fig = Figure(figsize=(3.6 * len(models) + 0.8, 6.0), layout="constrained")
-    axes = fig.subplots(2, len(models), squeeze=False, sharex=True, sharey="row")
+    fig, axes = _new_figure(2, len(models), sharex=True, sharey="row")
     for j, (model, g) in enumerate(models):
         ax_e, ax_n = axes[0, j], axes[1, j]
         for h, gh in g.groupby("field", sort=True):
@@ -91,82 +232,95 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
                 bar = (gh["f_nis_err"] / gh["f_ref"]).abs()
             else:
                 err, bar = gh["delta_f"].abs() * 1e3, gh["f_nis_err"] * 1e3
-            kw = dict(color=colours[float(h)], marker="o", ms=3, lw=1)
-            ax_e.plot(gh["T"], err, label=f"{_FIELD_NAME[system]} = {h:g}", **kw)
-            ax_e.plot(gh["T"], bar, color=colours[float(h)], lw=0.6, ls=":")
+            kw = dict(color=colours[float(h)], marker="o")
+            ax_e.plot(gh["T"], err, label=f"{_FIELD_SYMBOL[system]} = {h:g}", **kw)
+            ax_e.plot(gh["T"], bar, color=colours[float(h)], lw=0.8, ls=":")
             ax_n.plot(gh["T"], gh["ness"], **kw)
-        n_orders = sorted(set(g["n_orders"])) if "n_orders" in g else [1]
-        title = model + (f" ({n_orders[0]} orders)" if n_orders != [1] else "")
-        if model in MODEL_NAMES and not is_fixed_order(model) and "order" in g and set(g["order"]) == {"fixed"}:
-            title += " (one fixed order)"
-        ax_e.set_title(title, fontsize=10)
+        ax_e.set_title(_model_title(model, g))
         ax_e.set_yscale("log")
         ax_n.set_ylim(0, 1.05)
-        ax_n.set_xlabel(_T_UNIT[system])
-    axes[0, 0].set_ylabel("|ΔF / F|" if system == "ising" else "|ΔF| [meV/atom]")
+        ax_n.set_xlabel(_T_LABEL[system])
+    if system == "ising":
+        axes[0, 0].set_ylabel(r"$|f_\mathrm{NIS} - f_\mathrm{ref}|\ /\ |f_\mathrm{ref}|$")
+    else:
+        axes[0, 0].set_ylabel(r"$|f_\mathrm{NIS} - f_\mathrm{ref}|$ [meV/atom]")
     axes[1, 0].set_ylabel("NESS")
-    axes[0, -1].legend(fontsize=7, loc="best")
+    key = [Line2D([], [], color=_KEY, marker="o", label="error (top), NESS (bottom)"),
+           Line2D([], [], color=_KEY, lw=0.8, ls=":", label="bootstrap error")]  # fmt: skip
+    _figure_legend(fig, _field_handles(system, colours, marker="o") + key)
     ref = sorted(set(metrics["ref_method"].dropna())) if "ref_method" in metrics else []
-    fig.suptitle(f"{system} {size}: F_NIS vs {'/'.join(ref) or 'reference'} (dotted: bootstrap error)", fontsize=11)
+    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: f_NIS against the {', '.join(ref)} reference")
     return fig
 
 
+@_styled
 def heat_capacity_figure(metrics: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
     """Reweighted ``c(T)`` of each model (points, error bars) over the reference (lines)."""
     check_columns(metrics, ("c", "c_err"), what="metric table")
     system, size = _system_of(metrics, reference)
     models = _by_model(metrics)
     colours = _field_colours(metrics["field"])
-    fig = Figure(figsize=(3.6 * len(models) + 0.8, 3.4), layout="constrained")
-    axes = fig.subplots(1, len(models), squeeze=False, sharey=True)[0]
-    for ax, (model, g) in zip(axes, models, strict=True):
+    has_ref = reference is not None and "c" in reference and len(reference) > 0
+    fig, axes = _new_figure(1, len(models), sharey=True)
+    for ax, (model, g) in zip(axes[0], models, strict=True):
         for h, gh in g.groupby("field", sort=True):
             gh = gh.sort_values("T")
             c = colours[float(h)]
-            if reference is not None and "c" in reference:
+            if has_ref:
                 r = reference[np.isclose(reference["field"], h, rtol=0, atol=1e-9)].sort_values("T")
-                ax.plot(r["T"], r["c"], color=c, lw=1.2)
-            ax.errorbar(gh["T"], gh["c"], yerr=gh["c_err"], color=c, fmt="o", ms=3, lw=0.8,
-                        label=f"{_FIELD_NAME[system]} = {h:g}")  # fmt: skip
-        ax.set_title(model, fontsize=10)
-        ax.set_xlabel(_T_UNIT[system])
-    axes[0].set_ylabel("c [k_B per site]")
-    axes[-1].legend(fontsize=7)
-    method = sorted(set(reference["method"])) if reference is not None and "method" in reference else []
-    fig.suptitle(f"{system} {size}: heat capacity, reweighted samples (points) vs {'/'.join(method) or 'reference'}"
-                 " (lines)", fontsize=11)  # fmt: skip
+                ax.plot(r["T"], r["c"], color=c, lw=1.0)
+            ax.errorbar(gh["T"], gh["c"], yerr=gh["c_err"], color=c, fmt="o", lw=0.8,
+                        label=f"{_FIELD_SYMBOL[system]} = {h:g}")  # fmt: skip
+        ax.set_title(model)
+        ax.set_xlabel(_T_LABEL[system])
+    axes[0, 0].set_ylabel(_C_LABEL[system])
+    method = sorted(set(reference["method"])) if has_ref and "method" in reference else []
+    key = [Line2D([], [], color=_KEY, marker="o", ls="none", label="reweighted samples")]
+    if has_ref:
+        key.append(Line2D([], [], color=_KEY, label=f"reference ({', '.join(method) or 'reference'})"))
+    _figure_legend(fig, _field_handles(system, colours, marker="o") + key)
+    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: heat capacity")
     return fig
 
 
+@_styled
 def training_figure(logs: Mapping[str, pd.DataFrame], *, system: str, size: str) -> Figure:
     """Training curves per model: mean and max spread of ``log w`` per condition, ``F_var``."""
     if not logs:
         raise ValueError("no training logs: nothing to plot")
-    fig = Figure(figsize=(9.5, 3.4), layout="constrained")
-    ax_s, ax_f = fig.subplots(1, 2)
+    fig, axes = _new_figure(1, 2, panel_w=3.6)
+    ax_s, ax_f = axes[0]
     cmap = colormaps["tab10"]
+    handles = []
     for i, (model, log) in enumerate(sorted(logs.items())):
         check_columns(log, ("step", "lw_std_mean", "lw_std_max", "f_var_mean"), what=f"train log of {model}")
         c = cmap(i % 10)
-        ax_s.plot(log["step"], log["lw_std_mean"], color=c, lw=1.2, label=model)
-        ax_s.plot(log["step"], log["lw_std_max"], color=c, lw=0.6, ls=":")
+        ax_s.plot(log["step"], log["lw_std_mean"], color=c, label=model)
+        ax_s.plot(log["step"], log["lw_std_max"], color=c, lw=0.7, ls=":")
         src = sorted(set(log["f_var_source"])) if "f_var_source" in log else ["log_q"]
+        label = model + (" (marginal head)" if src == ["marginal"] else "")
         f = log["f_var_mean"] * _ENERGY_SCALE[system]
-        ax_f.plot(log["step"], f, color=c, lw=1.0, label=model + (" (marginal head)" if src == ["marginal"] else ""))
+        ax_f.plot(log["step"], f, color=c, lw=1.0, label=label)
+        handles.append(Line2D([], [], color=c, label=label))
     ax_s.set_yscale("log")
     ax_s.set_xlabel("step")
-    ax_s.set_ylabel("std of log w per condition (dotted: max)")
+    ax_s.set_ylabel(r"std of $\log w$ per condition")
+    ax_s.set_title("spread of log w (0 when q = p)")
     ax_f.set_xlabel("step")
-    ax_f.set_ylabel(f"F_var, mean over the batch's conditions [{_ENERGY_UNIT[system]}]")
+    ax_f.set_ylabel(rf"$f_\mathrm{{var}}$ [{_ENERGY_UNIT[system]}]")
+    ax_f.set_title("variational free energy, batch mean")
     lo, hi = np.nanpercentile(np.concatenate([lg["f_var_mean"].to_numpy() for lg in logs.values()]), [1, 60])
     if np.isfinite(lo) and np.isfinite(hi) and hi > lo:  # the drifting grid makes F_var noisy: clip the transient
         s = _ENERGY_SCALE[system]
         ax_f.set_ylim(lo * s - 0.1 * abs(hi - lo) * s, hi * s + 0.5 * abs(hi - lo) * s)
-    ax_s.legend(fontsize=8)
-    fig.suptitle(f"{system} {size}: training", fontsize=11)
+    key = [Line2D([], [], color=_KEY, label="mean over conditions"),
+           Line2D([], [], color=_KEY, lw=0.7, ls=":", label="worst condition")]  # fmt: skip
+    _figure_legend(fig, handles + key)
+    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: training")
     return fig
 
 
+@_styled
 def phase_diagram_figure(
     composition: pd.DataFrame, regions: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, n_curves: int = 5
 ) -> Figure:
@@ -176,8 +330,8 @@ def phase_diagram_figure(
     check_columns(regions, ("T", "x_lo", "x_hi"), what="phase-diagram table")
     system, size = _system_of(composition)
     value = "f_x_formation" if "f_x_formation" in composition else "f_x"
-    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
-    ax_f, ax_pd = fig.subplots(1, 2)
+    fig, axes = _new_figure(1, 2, legend=False, panel_w=4.0, panel_h=3.2)
+    ax_f, ax_pd = axes[0]
     temps = np.sort(composition["T"].unique())
     pick = temps[np.unique(np.linspace(0, len(temps) - 1, min(n_curves, len(temps))).round().astype(int))]
     cmap = colormaps["plasma"]
@@ -185,13 +339,17 @@ def phase_diagram_figure(
         g = composition[composition["T"] == T].sort_values("x_au")
         x, f = g["x_au"].to_numpy(), g[value].to_numpy() * 1e3
         c = cmap(i / max(1, len(pick) - 1) * 0.9)
-        ax_f.plot(x, f, "o", ms=3, color=c, label=f"{T:g} K")
+        ax_f.plot(x, f, "o", color=c, label=f"{T:g} K")
         hull = lower_hull(x, f)
         ax_f.plot(x[hull], f[hull], "-", lw=1, color=c)
-    ax_f.set_xlabel("x_Au")
-    ax_f.set_ylabel("f_x − [x E_Au + (1 − x) E_Cu] [meV/atom]" if value == "f_x_formation" else "f_x [meV/atom]")
-    ax_f.legend(fontsize=7)
-    ax_f.set_title("free energy per composition and lower hull", fontsize=10)
+    ax_f.set_xlabel(r"$x_\mathrm{Au}$")
+    if value == "f_x_formation":
+        ax_f.set_ylabel(r"$f_x - x E_\mathrm{Au} - (1-x) E_\mathrm{Cu}$" "\n[meV/atom]")
+    else:
+        ax_f.set_ylabel(r"$f_x$ [meV/atom]")
+    # right of the panel (between the two panels): never over the curves
+    ax_f.legend(title="T", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax_f.set_title("free energy per composition, lower hull")
     dT = np.min(np.diff(temps)) if len(temps) > 1 else 1.0
     for r in regions.itertuples():
         ax_pd.fill_between([r.x_lo, r.x_hi], r.T - dT / 2, r.T + dT / 2, color="tab:blue", alpha=0.25, lw=0)
@@ -202,14 +360,14 @@ def phase_diagram_figure(
             ax_pd.plot(g["x"], g["T"], "-", color="tab:blue", lw=1)
         for _, g in boundaries.groupby("region", sort=True):
             label = g.sort_values("T").iloc[0]["label"]
-            ax_pd.annotate(str(label), (g["x"].mean(), g["T"].min()), fontsize=6, ha="center", va="top")
+            ax_pd.annotate(str(label), (g["x"].mean(), g["T"].min()), fontsize=6.5, ha="center", va="top")
     ax_pd.set_xlim(0, 1)
     ax_pd.set_ylim(temps.min() - dT, temps.max() + dT)
-    ax_pd.set_xlabel("x_Au")
-    ax_pd.set_ylabel("T [K]")
-    ax_pd.set_title("two-phase regions (shaded) and boundaries", fontsize=10)
+    ax_pd.set_xlabel(r"$x_\mathrm{Au}$")
+    ax_pd.set_ylabel(_T_LABEL.get(system, "T"))
+    ax_pd.set_title("two-phase regions (shaded), boundaries")
     method = sorted(set(composition["method"])) if "method" in composition else []
-    fig.suptitle(f"CuAu {size}: phase diagram from {'/'.join(method) or 'f_x'}", fontsize=11)
+    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: phase diagram from {', '.join(method) or 'f_x'}")
     return fig
 
 
@@ -247,11 +405,12 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str, s
     return phase_diagram_figure(_read(inputs["composition"]), _read(inputs["regions"]), _read(inputs["boundaries"]))
 
 
-def save_figure(fig: Figure, paths: Sequence[str | os.PathLike], *, dpi: int = 150) -> None:
-    """Write ``fig`` to every path (format from the suffix: .png, .pdf, .svg), atomically."""
+def save_figure(fig: Figure, paths: Sequence[str | os.PathLike], *, dpi: int = DPI) -> None:
+    """Write ``fig`` to every path (format from the suffix: .png, .pdf, .svg), atomically, with the
+    figures' style (a user's ``savefig.*`` rcParams do not change the files)."""
     for p in paths:
         p = Path(p)
         if p.suffix.lower() not in (".png", ".pdf", ".svg"):
             raise ValueError(f"figure paths must end in .png, .pdf or .svg, got {p}")
-        with atomic_path(p, suffix=p.suffix) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=p.suffix[1:].lower())
+        with atomic_path(p, suffix=p.suffix) as tmp, matplotlib.style.context(["default", STYLE]):
+            fig.savefig(tmp, dpi=dpi, format=p.suffix[1:].lower())  # the style's savefig settings

@@ -15,6 +15,7 @@ from lattherm.config import (  # noqa: E402
     ConfigError,
     cond_box,
     load_config,
+    metadynamics_system,
     read_config_file,
     job_seed,
     sampling_settings,
@@ -24,8 +25,7 @@ from lattherm.config import (  # noqa: E402
     training_gpus,
 )
 from lattherm.models import MODEL_NAMES  # noqa: E402
-from lattherm.reference.exact import MAX_ENUMERATE_SITES  # noqa: E402
-from lattherm.systems import SYSTEMS, parse_size  # noqa: E402
+from lattherm.systems import REGISTRY, SYSTEMS  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
 
@@ -73,33 +73,50 @@ def views(tables):
 
 
 def reference_targets():
-    """All reference tables of the configured systems and sizes."""
+    """All reference tables of the configured systems and sizes: each method its system lists
+    (lattherm.systems.REGISTRY) where it applies, metadynamics at the configured cells."""
     targets = []
-    if "ising" in config["systems"]:
-        targets += expand(
-            res("ising/{size}/reference/{method}.parquet"),
-            size=sizes_of(config, "ising"),
-            method=["exact", "mcmc", "wang_landau"],
-        )
-    if "cuau" in config["systems"]:
-        targets += expand(res("cuau/{size}/reference/mcmc.parquet"), size=sizes_of(config, "cuau"))
-        targets += expand(
-            res("cuau/{size}/reference/{table}.parquet"),
-            size=[s for s in sizes_of(config, "cuau") if n_sites("cuau", s) <= MAX_ENUMERATE_SITES],
-            table=["exact", "exact_composition"],
-        )
-        targets += expand(
-            res("cuau/{size}/reference/{table}.parquet"),
-            size=config["reference"]["metadynamics"]["sizes"],
-            table=["metadynamics", "phase_diagram"],
-        )
+    for system in config["systems"]:
+        info = REGISTRY[system]
+        for size in sizes_of(config, system):
+            for method in info.references:
+                if method in ("exact", "exact_composition") and not info.has_exact(size):
+                    continue
+                if method == "metadynamics":
+                    continue  # at the cells of reference.metadynamics
+                targets.append(res(f"{system}/{size}/reference/{method}.parquet"))
+    system = metadynamics_system(config)
+    for size in config["reference"]["metadynamics"]["sizes"]:
+        targets += [res(f"{system}/{size}/reference/{t}.parquet") for t in ("metadynamics", "phase_diagram")]
     return targets
 
 
-def n_sites(system, size):
-    """Sites of a system's size token."""
-    dims = parse_size(size)
-    return dims[0] * dims[1] * (dims[2] if len(dims) > 2 else 1)
+def valid_job(method):
+    """Input function of a reference rule: nothing, once the job's system lists ``method`` and its
+    size token is valid; else the run stops here with one line (before any job)."""
+
+    def check(wildcards):
+        info = REGISTRY[wildcards.system]
+        try:
+            info.parse(wildcards.size)
+        except ValueError as err:
+            sys.exit(f"lattherm: {err}")
+        if method not in info.references or (method.startswith("exact") and not info.has_exact(wildcards.size)):
+            sys.exit(f"lattherm: no {method} reference for {wildcards.system} {wildcards.size}")
+        return []
+
+    return check
+
+
+def system_params_of(wildcards):
+    """Params function: the parameters of the job's system from its config block (e.g. Ising J)."""
+    block = config["systems"].get(wildcards.system, {})
+    return {k: v for k, v in block.items() if k not in ("sizes", "T", "field", "models")}
+
+
+def job_temperatures(wildcards):
+    """Params function: the temperatures of the job's system grid."""
+    return grid_of(wildcards.system)["T"]
 
 
 def grid_of(system):
@@ -133,20 +150,6 @@ def metadynamics_temperatures():
 def metadynamics_settings():
     """Keyword settings of lattherm.reference.metadynamics.run_metadynamics from the config."""
     return {k: v for k, v in config["reference"]["metadynamics"].items() if k not in ("sizes", "T")}
-
-
-def ising_seed_of(method):
-    """Params function for the Ising {L}x{L} patterns: the job's seed."""
-
-    def seed(wildcards):
-        return job_seed(config["seed"], method, "ising", f"{wildcards.L}x{wildcards.L}")
-
-    return seed
-
-
-def ising_coupling():
-    """The Ising coupling J of the config (1 when Ising is not configured)."""
-    return config["systems"].get("ising", {}).get("J", 1.0)
 
 
 def mcmc_settings(wildcards):
@@ -211,11 +214,8 @@ def model_seed_of(method):
 
 def _reference(wildcards):
     """(path, method) of the best reference with free energies for the job's system and size."""
-    if wildcards.system == "ising":
-        # transfer matrix (every field) up to max_transfer_L, Kaufman (field 0) above
-        return res(f"ising/{wildcards.size}/reference/exact.parquet"), "exact"
-    if n_sites(wildcards.system, wildcards.size) <= MAX_ENUMERATE_SITES:
-        return res(f"cuau/{wildcards.size}/reference/exact.parquet"), "exact"
+    if REGISTRY[wildcards.system].has_exact(wildcards.size):
+        return res(f"{wildcards.system}/{wildcards.size}/reference/exact.parquet"), "exact"
     return None, None
 
 
@@ -271,7 +271,6 @@ def figure_targets():
                 size=sizes_of(config, system),
                 figure=["free_energy", "heat_capacity", "training"],
             )
-    targets += expand(
-        res("figures/cuau_{size}_phase_diagram.png"), size=config["reference"]["metadynamics"]["sizes"]
-    )
+    system = metadynamics_system(config)
+    targets += [res(f"figures/{system}_{size}_phase_diagram.png") for size in config["reference"]["metadynamics"]["sizes"]]
     return targets

@@ -63,21 +63,21 @@ rule figure_training:
 
 
 rule figure_phase_diagram:
-    """CuAu: f_x per composition with its hull, and the T-x phase diagram from metadynamics."""
+    """f_x per composition with its hull, and the T-x phase diagram from metadynamics (CuAu)."""
     input:
         composition=rules.metadynamics_reference.output.table,
         regions=rules.phase_diagram_reference.output.regions,
         boundaries=rules.phase_diagram_reference.output.boundaries,
     output:
         png=report(
-            res("figures/cuau_{size}_phase_diagram.png"),
+            res("figures/{system}_{size}_phase_diagram.png"),
             caption="../report/fig_phase_diagram.rst",
             category="Figures",
-            labels={"system": "cuau", "size": "{size}", "figure": "phase diagram"},
+            labels={"system": "{system}", "size": "{size}", "figure": "phase diagram"},
         ),
-        pdf=res("figures/cuau_{size}_phase_diagram.pdf"),
+        pdf=res("figures/{system}_{size}_phase_diagram.pdf"),
     log:
-        logs("figures/cuau_{size}_phase_diagram.log"),
+        logs("figures/{system}_{size}_phase_diagram.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:

@@ -10,6 +10,7 @@ rule metrics:
         table=res("{system}/{size}/metrics/{model}/direct.parquet"),
     params:
         ref_method=best_reference_method,
+        system_params=system_params_of,
         n_boot=config["metrics"]["n_boot"],
         seed=model_seed_of("metrics"),
     log:

@@ -1,38 +1,62 @@
-# Reference stage: exact tables (transfer matrix / Kaufman / enumeration), Monte Carlo, metadynamics.
+# Reference stage: exact tables, Wang–Landau, Metropolis MCMC, metadynamics and phase diagrams.
+# Each rule serves every system whose SystemInfo lists its method (lattherm.systems.REGISTRY);
+# lattherm.reference runs the system's own implementation.
 
 
 rule exact_reference:
-    """Exact Ising thermodynamics on the config's (T, field) grid for any L x L torus."""
+    """Exact thermodynamics on the system's (T, field) grid: transfer matrix / Kaufman (Ising),
+    enumeration (CuAu, N <= 24), the 2x2 transfer matrix (chain); the method column says which."""
+    input:
+        valid_job("exact"),
     output:
-        table=res("ising/{L}x{L}/reference/exact.parquet"),
+        table=res("{system}/{size}/reference/exact.parquet"),
     params:
-        grid=grid_of("ising"),
-        J=ising_coupling(),
-        max_transfer_L=config["reference"]["exact"]["max_transfer_L"],
+        grid=job_grid,
+        system_params=system_params_of,
+        settings=config["reference"]["exact"],
     log:
-        logs("ising/{L}x{L}/reference/exact.log"),
+        logs("{system}/{size}/reference/exact.log"),
     benchmark:
-        logs("ising/{L}x{L}/reference/exact.tsv")
+        logs("{system}/{size}/reference/exact.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/exact_reference.py"
 
 
-rule wang_landau:
-    """Wang-Landau density of states of the L x L Ising torus and its field-0 f, u, c on the T grid."""
+rule exact_composition_reference:
+    """Exact canonical free energies f_x at every composition, by enumeration (CuAu, N <= 24)."""
+    input:
+        valid_job("exact_composition"),
     output:
-        table=res("ising/{L}x{L}/reference/wang_landau.parquet"),
-        dos=res("ising/{L}x{L}/reference/wang_landau_dos.parquet"),
+        table=res("{system}/{size}/reference/exact_composition.parquet"),
     params:
-        T=grid_of("ising")["T"],
-        J=ising_coupling(),
-        settings=config["reference"]["wang_landau"],
-        seed=ising_seed_of("wang_landau"),
+        T=job_temperatures,
+        system_params=system_params_of,
     log:
-        logs("ising/{L}x{L}/reference/wang_landau.log"),
+        logs("{system}/{size}/reference/exact_composition.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/exact_composition_reference.py"
+
+
+rule wang_landau:
+    """Wang–Landau density of states and its field-0 f, u, c on the system's T grid (Ising)."""
+    input:
+        valid_job("wang_landau"),
+    output:
+        table=res("{system}/{size}/reference/wang_landau.parquet"),
+        dos=res("{system}/{size}/reference/wang_landau_dos.parquet"),
+    params:
+        T=job_temperatures,
+        system_params=system_params_of,
+        settings=config["reference"]["wang_landau"],
+        seed=seed_of("wang_landau"),
+    log:
+        logs("{system}/{size}/reference/wang_landau.log"),
     benchmark:
-        logs("ising/{L}x{L}/reference/wang_landau.tsv")
+        logs("{system}/{size}/reference/wang_landau.tsv")
     threads: 2
     conda:
         "../../envs/lattherm.yaml"
@@ -40,26 +64,11 @@ rule wang_landau:
         "../scripts/wang_landau.py"
 
 
-rule cuau_exact_reference:
-    """Exact CuAu semi-grand thermodynamics and composition free energies by enumeration (N <= 24)."""
-    output:
-        table=res("cuau/{size}/reference/exact.parquet"),
-        composition=res("cuau/{size}/reference/exact_composition.parquet"),
-    params:
-        grid=grid_of("cuau"),
-    log:
-        logs("cuau/{size}/reference/exact.log"),
-    benchmark:
-        logs("cuau/{size}/reference/exact.tsv")
-    conda:
-        "../../envs/lattherm.yaml"
-    script:
-        "../scripts/cuau_exact_reference.py"
-
-
 rule mcmc_reference:
     """Batched Metropolis MCMC at every condition of the system's grid: observables with errors,
     energy/magnetisation histograms and packed sample configurations."""
+    input:
+        valid_job("mcmc"),
     output:
         table=res("{system}/{size}/reference/mcmc.parquet"),
         histograms=res("{system}/{size}/reference/mcmc_histograms.parquet"),
@@ -80,17 +89,19 @@ rule mcmc_reference:
 
 
 rule metadynamics_reference:
-    """CuAu composition free energies f_x by metadynamics over the Au fraction, at each configured T."""
+    """Composition free energies f_x by metadynamics over the Au fraction, at each configured T (CuAu)."""
+    input:
+        valid_job("metadynamics"),
     output:
-        table=res("cuau/{size}/reference/metadynamics.parquet"),
+        table=res("{system}/{size}/reference/metadynamics.parquet"),
     params:
         temperatures=metadynamics_temperatures(),
         settings=metadynamics_settings(),
-        seed=seed_of("metadynamics", system="cuau"),
+        seed=seed_of("metadynamics"),
     log:
-        logs("cuau/{size}/reference/metadynamics.log"),
+        logs("{system}/{size}/reference/metadynamics.log"),
     benchmark:
-        logs("cuau/{size}/reference/metadynamics.tsv")
+        logs("{system}/{size}/reference/metadynamics.tsv")
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -102,12 +113,12 @@ rule phase_diagram_reference:
     input:
         table=rules.metadynamics_reference.output.table,
     output:
-        regions=res("cuau/{size}/reference/phase_diagram.parquet"),
-        boundaries=res("cuau/{size}/reference/phase_boundaries.parquet"),
+        regions=res("{system}/{size}/reference/phase_diagram.parquet"),
+        boundaries=res("{system}/{size}/reference/phase_boundaries.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],
     log:
-        logs("cuau/{size}/reference/phase_diagram.log"),
+        logs("{system}/{size}/reference/phase_diagram.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:

@@ -9,6 +9,7 @@ rule sample:
         samples=res("{system}/{size}/samples/{model}/direct.parquet"),
     params:
         grid=job_grid,
+        system_params=system_params_of,
         sampling=sampling_of,
         seed=model_seed_of("sample"),
     resources:

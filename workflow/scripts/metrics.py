@@ -25,7 +25,7 @@ with job_log(
     reference = read_table(snakemake.input.reference[0]) if snakemake.input.reference else None
     table = metrics_table(
         read_table(snakemake.input.samples),
-        make_system(wc.system, wc.size),
+        make_system(wc.system, wc.size, **params.system_params),
         wc.model,
         "direct",
         reference,

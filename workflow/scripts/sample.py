@@ -25,7 +25,7 @@ with job_log(
 ) as log:
     samples = sample_grid(
         snakemake.input.checkpoint,
-        make_system(wc.system, wc.size),
+        make_system(wc.system, wc.size, **params.system_params),
         params.grid["T"],
         params.grid["field"],
         settings.pop("n_samples"),

@@ -1,2 +1,76 @@
 """Reference thermodynamics: exact (enumeration, transfer matrix, Kaufman, Onsager), Monte Carlo
-(batched Metropolis, Wang–Landau) and CLEASE metadynamics for CuAu."""
+(batched Metropolis, Wang–Landau) and CLEASE metadynamics for CuAu.
+
+The workflow asks for a reference of a system by method name (the methods a system lists in its
+:class:`~lattherm.systems.SystemInfo`); the functions below dispatch to the system's own
+implementation, so that the rules and scripts stay the same for every system:
+
+* :func:`exact_table` (method ``exact``): the DESIGN §6 table on a (T, field) grid;
+* :func:`exact_composition_table` (method ``exact_composition``): canonical free energies per
+  composition;
+* :func:`wang_landau_tables` (method ``wang_landau``): field-0 thermodynamics and the density of
+  states.
+
+``params`` are the system's parameters from the config (e.g. Ising ``J``); ``settings`` the
+method's config block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["exact_table", "exact_composition_table", "wang_landau_tables"]
+
+
+def _no_method(system: str, method: str):
+    from lattherm.systems import system_info
+
+    listed = system_info(system).references
+    return ValueError(f"no {method} reference for {system} (it has {list(listed)})")
+
+
+def exact_table(
+    system: str, size: str, T, field, *, params: Mapping | None = None, settings: Mapping | None = None
+) -> pd.DataFrame:
+    """The exact reference table of ``system`` at ``size`` on the grid ``T x field``."""
+    params, settings = dict(params or {}), dict(settings or {})
+    if system == "ising":
+        from lattherm.reference.exact import ising_exact_table
+
+        L = int(size.split("x")[0])
+        return ising_exact_table(L, T, field, J=params.get("J", 1.0), max_transfer_L=settings.get("max_transfer_L", 14))
+    if system == "cuau":
+        from lattherm.reference.cuau_exact import cuau_exact_table
+
+        TT, HH = np.meshgrid(np.asarray(T, float), np.asarray(field, float), indexing="ij")
+        return cuau_exact_table(size, TT.ravel(), HH.ravel(), **params)
+    if system == "chain":
+        from lattherm.reference.exact import chain_exact_table
+
+        return chain_exact_table(int(size), T, field, J=params.get("J", 1.0))
+    raise _no_method(system, "exact")
+
+
+def exact_composition_table(system: str, size: str, T, *, params: Mapping | None = None) -> pd.DataFrame:
+    """Exact canonical free energies per composition of ``system`` at ``size`` (CuAu)."""
+    if system == "cuau":
+        from lattherm.reference.cuau_exact import cuau_exact_composition_table
+
+        return cuau_exact_composition_table(size, T, **dict(params or {}))
+    raise _no_method(system, "exact_composition")
+
+
+def wang_landau_tables(
+    system: str, size: str, T, *, params: Mapping | None = None, settings: Mapping, seed: int, progress: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """``(table, density-of-states table, result)`` of a Wang–Landau run (Ising)."""
+    if system == "ising":
+        from lattherm.reference.wang_landau import wang_landau, wang_landau_dos_table, wang_landau_table
+
+        L = int(size.split("x")[0])
+        result = wang_landau(L, J=dict(params or {}).get("J", 1.0), seed=seed, progress=progress, **settings)
+        return wang_landau_table(result, T), wang_landau_dos_table(result), result
+    raise _no_method(system, "wang_landau")

@@ -80,7 +80,7 @@ _MIN_BATCHES = 32
 EXCHANGE_SALT = np.uint64(0x3C6EF372FE94F82B)
 #: defaults of the convergence tests of :func:`mcmc_summary` (module docstring, "Convergence")
 RHAT_MAX = 1.1
-P_MIN = 1e-4
+P_MIN = 1e-5
 MIN_ERROR_ESS = 5.0
 #: the Metropolis settings of the workflow (``reference.mcmc.<system>`` in the config) that
 #: have library defaults: every condition of a field exchanges replicas along T, every sweep,
@@ -629,10 +629,13 @@ def split_rhat(a: np.ndarray) -> np.ndarray:
     return np.where(W > 0, r, np.where(B > 0, np.inf, np.nan))
 
 
-def _t_pvalue(diff: np.ndarray, se: np.ndarray, dof: np.ndarray) -> np.ndarray:
-    """Two-sided Student-t p-value of ``diff / se`` (``se = 0``: 1 if ``diff = 0``, else 0)."""
+def _t_pvalue(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Two-sided Student-t p-value of ``diff / se``; ``se`` is floored at ``1e-12 · scale`` (the
+    size of the compared values), so that rounding of equal values does not count as a
+    difference while a real difference between constant groups gives ``p = 0``."""
     from scipy.special import stdtr  # scipy comes with ase (a dependency)
 
+    se = np.fmax(se, 1e-12 * np.abs(scale))
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(se > 0, np.abs(diff) / np.where(se > 0, se, 1.0), np.where(diff == 0, 0.0, np.inf))
     return 2.0 * stdtr(np.maximum(dof, 1.0), -t)
@@ -646,7 +649,8 @@ def _drift_pvalue(y: np.ndarray) -> np.ndarray:
     if h < 1 or K < 2:
         return np.full(n_cond, np.nan)
     d = y[:, :, n - h :].mean(axis=2) - y[:, :, :h].mean(axis=2)
-    return _t_pvalue(d.mean(axis=1), d.std(axis=1, ddof=1) / np.sqrt(K), np.full(n_cond, K - 1.0))
+    scale = np.abs(y).max(axis=(1, 2))
+    return _t_pvalue(d.mean(axis=1), d.std(axis=1, ddof=1) / np.sqrt(K), np.full(n_cond, K - 1.0), scale)
 
 
 def _start_pvalue(y: np.ndarray, group: np.ndarray | None) -> np.ndarray:
@@ -665,7 +669,8 @@ def _start_pvalue(y: np.ndarray, group: np.ndarray | None) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             dof = (va + vb) ** 2 / (va**2 / (a.shape[1] - 1) + vb**2 / (b.shape[1] - 1))
         dof = np.where(np.isfinite(dof), dof, min(a.shape[1], b.shape[1]) - 1.0)
-        p = np.minimum(p, _t_pvalue(a.mean(axis=1) - b.mean(axis=1), np.sqrt(va + vb), dof))
+        diff = a.mean(axis=1) - b.mean(axis=1)
+        p = np.minimum(p, _t_pvalue(diff, np.sqrt(va + vb), dof, np.abs(y).max(axis=1)))
     return p
 
 
@@ -845,7 +850,9 @@ def mcmc_summary(
     Convergence: the chains have mixed when
 
     * ``rhat`` (:func:`split_rhat` of ``E_int`` and ``Σs``, the larger; of their sweep averages
-      per sample period when recorded, else of the samples) <= ``rhat_max``;
+      per sample period when recorded, else of the samples) <= ``rhat_max``, or undefined because
+      every chain stayed in one state while there are several start families (which the next
+      test then compares);
     * ``p_start`` >= ``p_min`` (or NaN: a single start family): Welch t-test of every start family
       (:attr:`MCMCResult.start_group`, ``start="mixed"``) against the other chains, on the chain
       means of ``E_int``, ``Σs`` and ``|Σs|``: the chains have forgotten where they started;
@@ -923,9 +930,11 @@ def mcmc_summary(
     rhat = np.where(np.isnan(r_E) | np.isnan(r_M), np.nan, np.fmax(r_E, r_M))
     p_start = np.fmin.reduce([_start_pvalue(q.mean(axis=2), result.start_group) for q in (dE, M, absM)])
     p_drift = np.fmin.reduce([_drift_pvalue(q) for q in (dE, M, absM)])
-    ok_rhat = rhat <= rhat_max
     ok_start = ~(p_start < p_min)
     ok_drift = ~(p_drift < p_min)
+    # constant E and Σs (n >= 4): nothing moved; mixed if chains from different starts agree
+    frozen = np.isnan(rhat) & (n >= 4) & np.isfinite(p_start)
+    ok_rhat = (rhat <= rhat_max) | frozen
     mixed = ok_rhat & ok_start & ok_drift
 
     def claimable(est):
@@ -944,7 +953,9 @@ def mcmc_summary(
             diff_loo = sw_g[q] - ld["loo"][q]
             d = diff_loo - diff_loo.mean(axis=1, keepdims=True)
             se = np.sqrt((G - 1) / G * (d**2).sum(axis=1))
-            p_lad[q] = np.where(both, _t_pvalue(sw["est"][q] - ld["est"][q], se, np.full(n_cond, G - 1.0)), np.nan)
+            diff = sw["est"][q] - ld["est"][q]
+            scale = np.fmax(np.abs(sw["est"][q]), np.abs(ld["est"][q]))
+            p_lad[q] = np.where(both, _t_pvalue(diff, se, np.full(n_cond, G - 1.0), scale), np.nan)
         n_sw = np.sum([ok_sw[q] for q in STATS], axis=0)
         n_ld = np.sum([ok_ld[q] for q in STATS], axis=0)
         use_ld = (n_sw < len(STATS)) & (n_ld > n_sw)

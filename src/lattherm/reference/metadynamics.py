@@ -481,7 +481,7 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
     class _Sampler(MetaDynamicsSampler):
         """CLEASE's sampler with flatness over all bins every ``check_every`` moves, a move cap
         (``stop_after``), and, when ``collect`` (production), per-bin interaction-energy
-        statistics and the tours from pure Cu to pure Cu (see :func:`_nb_stage`)."""
+        statistics and the tours between the ends (see :func:`_nb_stage`)."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -493,8 +493,8 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
             self.flat_test = True
             self.moves = self.total_moves = 0
             self.hit_cap = False
-            self.tour = np.zeros(nb)  # visits since the last visit of pure Cu
-            self.tour_max = 0
+            self.tour = np.zeros(nb)  # visits since the last visit of an end
+            self.tour_min = self.tour_max = 0
             self.batch = 0
             self.H_batches = self.tours = None
 
@@ -521,12 +521,13 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
                 self.sum_e2[i] += e * e
                 self.cnt[i] += 1
                 self.tour[i] += 1
-                self.tour_max = max(self.tour_max, i)
-                if i == 0:  # pure Cu: the tour is complete
+                self.tour_min, self.tour_max = min(self.tour_min, i), max(self.tour_max, i)
+                if i == 0 or i == n_sites:  # pure Cu or Au: the tour is complete
                     self.H_batches[self.batch] += self.tour
-                    self.tours[self.batch, : self.tour_max + 1] += 1
+                    if self.tour_min == 0:
+                        self.tours[self.batch, : self.tour_max + 1] += 1
                     self.tour[:] = 0
-                    self.tour_max = 0
+                    self.tour_min = self.tour_max = i
 
     n_sites = system.n_sites
     py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
@@ -566,7 +567,7 @@ def _run_clease(system, T, mu, schedule, *, flatness, check_every, max_moves, pr
         n_blocks, block_moves = production
         sampler.H_batches = np.zeros((n_blocks, n_sites + 1))
         sampler.tours = np.zeros((n_blocks, n_sites + 1))
-        sampler.tour_max = int(round(bias.getter(None) * n_sites))
+        sampler.tour_min = sampler.tour_max = int(round(bias.getter(None) * n_sites))
         sampler.mod_factor = 0.0  # frozen bias
         sampler.flat_test, sampler.stop_after, sampler.collect = False, block_moves, True
         for b in range(n_blocks):
@@ -603,18 +604,20 @@ def _nb_stage(
 ):
     """One Wang–Landau stage, or (``collect``) one window of the production run.
 
-    ``s``: (N+1,) spins ±1 with s[N] = +1 (padding); ``state``: float64 [n_au, E_int, highest
-    n_au of the current tour]. Stage: ``H`` is the visit histogram, flatness checked every
-    ``check_every`` moves. Production (``collect``, ``dv = 0``): ``H`` holds the visits of the
-    current *tour* (since the last visit of pure Cu); every visit of pure Cu, the walk's unique
-    state at n = 0 and so a regeneration point of the Markov chain, completes the tour, which
-    is added to batch ``b``: ``Hb[b] += H``, ``tours[b, k] += 1`` for every ``k`` up to the
-    tour's highest n_au. Returns (moves, flat_reached)."""
+    ``s``: (N+1,) spins ±1 with s[N] = +1 (padding); ``state``: float64 [n_au, E_int, lowest and
+    highest n_au of the current tour]. Stage: ``H`` is the visit histogram, flatness checked
+    every ``check_every`` moves. Production (``collect``, ``dv = 0``): ``H`` holds the visits of
+    the current *tour*, since the last visit of an end. Pure Cu and pure Au are single states,
+    so each visit of one is a regeneration point of the Markov chain: it completes the tour,
+    which is added to batch ``b`` (``Hb[b] += H``); a tour that touched pure Cu (started or
+    ended there) also counts in ``tours[b, k]`` for every ``k`` it reached. Returns (moves,
+    flat_reached)."""
     N = s.shape[0] - 1
     M = w.shape[1]
     n_au = int(state[0])
     e = state[1]
-    tour_max = int(state[2])
+    tour_min = int(state[2])
+    tour_max = int(state[3])
     moves = 0
     flat_reached = False
     while moves < max_moves:
@@ -642,12 +645,16 @@ def _nb_stage(
             cnt[n_au] += 1.0
             if n_au > tour_max:
                 tour_max = n_au
-            if n_au == 0:
-                for k in range(tour_max + 1):
+            if n_au < tour_min:
+                tour_min = n_au
+            if n_au == 0 or n_au == N:
+                for k in range(tour_min, tour_max + 1):
                     Hb[b, k] += H[k]
                     H[k] = 0.0
-                    tours[b, k] += 1.0
-                tour_max = 0
+                    if tour_min == 0:
+                        tours[b, k] += 1.0
+                tour_min = n_au
+                tour_max = n_au
         elif moves % check_every == 0:
             hmin = H[0]
             hsum = 0.0
@@ -660,7 +667,8 @@ def _nb_stage(
                 break
     state[0] = n_au
     state[1] = e
-    state[2] = tour_max
+    state[2] = tour_min
+    state[3] = tour_max
     return moves, flat_reached
 
 
@@ -672,7 +680,7 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
     coef1 = float(system._coef[system._i_c1])
     s = np.ones(n + 1)
     s[:n] = -1.0  # pure Cu
-    state = np.array([0.0, system.pure_energies().cu * n, 0.0])
+    state = np.array([0.0, system.pure_energies().cu * n, 0.0, 0.0])
     V = np.zeros(n + 1)
     H = np.zeros(n + 1)
     sum_e, sum_e2, cnt = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
@@ -691,7 +699,7 @@ def _run_numba(system, T, mu, schedule, *, flatness, check_every, max_moves, pro
             bar.update(1)
             bar.set_postfix(moves=total)
     H[:] = 0.0  # the current tour
-    state[2] = state[0]
+    state[2:] = state[0]
     for b in range(n_blocks):  # frozen bias (update 0), batch window b
         args = (rows, w, coef1, mu, 1.0 / kT, 0.0, 2.0, block_moves, block_moves, True, H_blocks, tours, b)
         moves, _ = _nb_stage(s, state, V, H, sum_e, sum_e2, cnt, *args)

@@ -21,8 +21,8 @@ from lattherm.lattices import Lattice
 
 __all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "SIZE_PATTERN"]
 
-#: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell)
-SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)+"
+#: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell), ``16`` (a chain)
+SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)*"
 
 
 @runtime_checkable
@@ -132,6 +132,6 @@ def parse_size(size: str) -> tuple[int, ...]:
     """``"10x10"`` → ``(10, 10)``; raises ``ValueError`` naming the expected form."""
     if not isinstance(size, str) or not re.fullmatch(SIZE_PATTERN, size):
         raise ValueError(
-            f"size token must look like '10x10' or '2x2x4' (positive integers joined by 'x'), got {size!r}"
+            f"size token must look like '10x10', '2x2x4' or '16' (positive integers joined by 'x'), got {size!r}"
         )
     return tuple(int(n) for n in size.split("x"))

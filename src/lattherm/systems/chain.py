@@ -1,0 +1,84 @@
+"""The 1D Ising chain on a ring of ``L`` sites: the smallest system, with a 2x2 transfer matrix.
+
+``E_int(x) = −J Σ_i s_i s_{i+1}`` (periodic, each bond once: ``L`` bonds; for ``L = 2`` both bonds
+between the two sites count), ``s = 2x − 1``, field ``h`` in ``exp(−β(E_int − h Σ s))``,
+``k_B = 1``. Size tokens are one integer, ``"16"``. Its exact reference is
+:func:`lattherm.reference.exact.chain_exact_table`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lattherm.lattices import Lattice, hypercubic_lattice
+from lattherm.systems.base import SystemInfo, parse_size, spin_sum
+
+__all__ = ["ChainSystem", "INFO"]
+
+
+class ChainSystem:
+    """Batched energies of the periodic Ising chain of ``size`` sites (a token like ``"16"``)."""
+
+    name = "chain"
+    n_states = 2
+    k_B = 1.0
+
+    def __init__(self, size: str, J: float = 1.0) -> None:
+        (L,) = parse_size(size)
+        if L < 2:
+            raise ValueError(f"a chain has at least 2 sites, got {size!r}")
+        self.size, self.n_sites, self.J = str(L), L, float(J)
+        self.lattice: Lattice = hypercubic_lattice((L,))
+        self._bonds = self.lattice.bonds()  # (L, 2)
+        self._neighbours = self.lattice.neighbours()  # (L, 2)
+
+    def params(self) -> dict:
+        """The parameters that, with the size, define the system (checkpoints record them)."""
+        return {"J": self.J}
+
+    def _check(self, x: Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_sites:
+            raise ValueError(f"expected states of shape (B, {self.n_sites}) for the chain, got {tuple(x.shape)}")
+
+    def energy(self, x: Tensor) -> Tensor:
+        """``E_int = −J Σ_i s_i s_{i+1}`` per configuration, float64."""
+        self._check(x)
+        s = 2 * x.to(torch.int64) - 1
+        b = self._bonds.to(x.device)
+        return -self.J * (s[:, b[:, 0]] * s[:, b[:, 1]]).sum(-1).to(torch.float64)
+
+    def spin_sum(self, x: Tensor) -> Tensor:
+        self._check(x)
+        return spin_sum(x)
+
+    def delta_energy(self, x: Tensor, sites: Tensor) -> Tensor:
+        """``E_int(x with site flipped) − E_int(x) = 2 J s_i (s_{i−1} + s_{i+1})`` (float64)."""
+        self._check(x)
+        xi = x.to(torch.int64)
+        s_i = 2 * torch.gather(xi, 1, sites[:, None])[:, 0] - 1
+        nb = self._neighbours.to(x.device).index_select(0, sites)  # (B, 2)
+        s_nb = (2 * torch.gather(xi, 1, nb) - 1).sum(-1)
+        return 2.0 * self.J * (s_i * s_nb).to(torch.float64)
+
+
+INFO = SystemInfo(
+    name="chain",
+    title="1D Ising chain",
+    factory="lattherm.systems.chain:ChainSystem",
+    dims=1,
+    max_sites=4096,
+    units={
+        "T": "J/k_B",
+        "field": "J (field h)",
+        "energy": "J (E_int of a configuration)",
+        "per-site f, u, f_var, f_nis, f_est, f_ref, delta_f": "J per site",
+        "c": "k_B per site",
+        "m": "per site",
+    },
+    labels={"T": "T [J/k_B]", "field": "h", "energy": "J", "energy_scale": 1.0},
+    flip_symmetric=True,
+    gibbs_block=4,
+    references=("exact", "mcmc"),
+    exact_for=lambda size: True,  # the 2x2 transfer matrix, any length
+)

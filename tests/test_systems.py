@@ -1,0 +1,99 @@
+"""The system registry: every system describes itself, and a system added as one module (the 1D
+Ising chain of lattherm/systems/chain.py, with its exact reference) runs through the whole
+workflow — references, training, sampling, metrics — with no other change to the code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from lattherm.reference import exact_table
+from lattherm.reference.exact import chain_exact_table, exact_thermodynamics
+from lattherm.systems import REGISTRY, SYSTEMS, make_system, system_info
+
+
+def test_registry_finds_every_system_module():
+    assert set(SYSTEMS) == {"ising", "cuau", "chain"}
+    for name, info in REGISTRY.items():
+        assert info.name == name and info.references and info.units["T"] and info.labels["T"]
+    assert REGISTRY["ising"].flip_symmetric and not REGISTRY["cuau"].flip_symmetric
+    assert (REGISTRY["ising"].gibbs_block, REGISTRY["cuau"].gibbs_block) == (10, 4)
+    assert REGISTRY["cuau"].observables(0.2, 0.01) == {"x_au": 0.6, "x_au_err": 0.005}
+    assert REGISTRY["cuau"].has_exact("2x2x4") and not REGISTRY["cuau"].has_exact("4x4x4")
+
+
+@pytest.mark.parametrize(
+    ("system", "size", "message"),
+    [("ising", "4x5", "square torus"), ("ising", "1x1", "square torus"), ("ising", "2x2x4", "2 integers"),
+     ("cuau", "2x2", "3 integers"), ("cuau", "40x40x40", "at most 4096"), ("chain", "4x4", "1 integers"),
+     ("chain", "1", "at least 2"), ("tpu", "4x4", "unknown system")],  # fmt: skip
+)
+def test_bad_sizes_are_refused_by_the_system(system, size, message):
+    with pytest.raises(ValueError, match=message):
+        make_system(system, size)
+
+
+def test_system_params_are_recorded():
+    assert make_system("ising", "4x4", J=0.5).params() == {"J": 0.5}
+    assert make_system("chain", "6", J=-1.0).params() == {"J": -1.0}
+    assert set(make_system("cuau", "2x2x4").params()["eci"]) >= {"c0", "c1_0"}
+
+
+@pytest.mark.parametrize(("L", "J"), [(2, 1.0), (3, -0.7), (8, 1.3), (12, 1.0)])
+def test_chain_transfer_matrix_matches_enumeration(L, J):
+    """The chain's exact reference against the sum over all 2^L states, at both signs of J."""
+    T, h = np.array([0.4, 1.0, 2.5]), np.array([-0.6, 0.0, 0.25])
+    table = chain_exact_table(L, T, h, J=J)
+    TT, HH = np.meshgrid(T, h, indexing="ij")
+    ref = exact_thermodynamics(make_system("chain", str(L), J=J), TT.ravel(), HH.ravel())
+    for k in ("f", "u", "c", "m"):
+        np.testing.assert_allclose(table[k], np.asarray(ref[k]).ravel(), rtol=1e-12, atol=1e-13, err_msg=k)
+    pd.testing.assert_frame_equal(exact_table("chain", str(L), T, h, params={"J": J}), table)
+
+
+def test_chain_thermodynamic_limit():
+    """Long rings approach the infinite chain: f = −T ln(e^K cosh b + sqrt(e^{2K} sinh² b + e^{−2K}))."""
+    T, h = np.array([1.0, 2.0]), np.array([0.0, 0.5])
+    t = chain_exact_table(400, T, h, J=1.0)
+    K, b = 1.0 / t["T"].to_numpy(), t["field"].to_numpy() / t["T"].to_numpy()
+    lam = np.exp(K) * np.cosh(b) + np.sqrt(np.exp(2 * K) * np.sinh(b) ** 2 + np.exp(-2 * K))
+    np.testing.assert_allclose(t["f"], -t["T"] * np.log(lam), rtol=1e-12)
+    np.testing.assert_allclose(t.loc[t["field"] == 0, "m"], 0.0, atol=1e-15)
+
+
+CHAIN = {
+    "seed": 5,
+    "systems": {"chain": {"J": 1.0, "sizes": ["6"], "T": {"values": [0.8, 2.0]}, "field": {"values": [-0.5, 0.0, 0.5]},
+                          "models": ["fo-arm-mlp"]}},
+    "models": {"fo-arm-mlp": {"channels": 2, "n_hidden": 1, "cond_width": 16, "n_freq": 2}},
+    "training": {"chain": {"steps": 200, "lr": 1e-2, "samples_per_condition": 32, "n_T": 2, "n_field": 2}},
+    "sampling": {"n_samples": 2000},
+    "reference": {"mcmc": {"chain": {"n_chains": 64, "n_samples": 20, "burn_in_sweeps": 200, "thin_sweeps": 10,
+                                     "saved_per_condition": 8}}},
+}  # fmt: skip
+
+
+@pytest.mark.workflow
+def test_chain_runs_through_the_workflow(snakemake_exe, tmp_path):
+    """A config of the chain alone: its exact and MCMC references and a trained sampler's metrics."""
+    from test_workflow import run_snakemake
+
+    info = system_info("chain")
+    assert set(info.references) == {"exact", "mcmc"}
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", "all_metrics", config=CHAIN)
+    assert rc == 0, out
+    base = tmp_path / "results/chain/6"
+    exact = pd.read_parquet(base / "reference/exact.parquet")
+    pd.testing.assert_frame_equal(exact, chain_exact_table(6, [0.8, 2.0], [-0.5, 0.0, 0.5]))
+    mcmc = pd.read_parquet(base / "reference/mcmc.parquet").merge(exact, on=["T", "field"], suffixes=("", "_ref"))
+    ok = mcmc["converged"] if "converged" in mcmc else np.ones(len(mcmc), bool)
+    z = ((mcmc["u"] - mcmc["u_ref"]) / mcmc["u_err"])[ok]
+    assert len(z) >= 4 and (z.abs() < 4).all(), mcmc
+    metrics = pd.read_parquet(base / "metrics/fo-arm-mlp/direct.parquet")
+    assert len(metrics) == 6 and (metrics["ref_method"] == "exact").all()
+    # the trained sampler reproduces the exact free energy within its error bars (6 sites: easy)
+    assert (metrics["delta_f"].abs() < 5 * metrics["f_nis_err"] + 1e-4).all(), metrics[["T", "field", "delta_f"]]
+    assert not (tmp_path / "results/ising").exists() and not (tmp_path / "results/cuau").exists()
+    assert (ROOT / "src/lattherm/systems/chain.py").exists()

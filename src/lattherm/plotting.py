@@ -249,7 +249,8 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
            Line2D([], [], color=_KEY, lw=0.8, ls=":", label="bootstrap error")]  # fmt: skip
     _figure_legend(fig, _field_handles(system, colours, marker="o") + key)
     ref = sorted(set(metrics["ref_method"].dropna())) if "ref_method" in metrics else []
-    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: f_NIS against the {', '.join(ref)} reference")
+    ref_name = f"{', '.join(ref)} reference" if ref else "reference"
+    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: f_NIS against the {ref_name}")
     return fig
 
 

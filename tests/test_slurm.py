@@ -56,9 +56,6 @@ TINY = {
             },
         },
         "wang_landau": {"schedule": "1/t", "ln_f_final": 1e-5, "walkers_per_window": 1},
-        "metadynamics": {
-            "sizes": ["2x2x4"], "T": {"values": [400.0]}, "mod_factor_final": 1e-3, "production_sweeps": 100
-        },
     },
 }
 TARGETS = ["results/ising/3x3/reference/exact.parquet", "results/ising/3x3/reference/mcmc.parquet"]

@@ -49,7 +49,7 @@ SOURCE_RULES = (
     "exact_reference",
     "mcmc_reference",
     "wang_landau",
-    "cuau_exact_reference",
+    "exact_composition_reference",
     "metadynamics_reference",
     "train",
 )
@@ -99,10 +99,10 @@ def expected_jobs(config: dict) -> Counter:
         systems.get("cuau", {}).get("models")
     )  # (system, size) pairs with sampler figures
     counts = Counter(
-        exact_reference=len(ising),
+        exact_reference=len(ising) + len(cuau_exact),
         wang_landau=len(ising),
         mcmc_reference=len(ising) + len(cuau),
-        cuau_exact_reference=len(cuau_exact),
+        exact_composition_reference=len(cuau_exact),
         metadynamics_reference=len(metadynamics),
         phase_diagram_reference=len(metadynamics),
         train=models,

@@ -77,12 +77,13 @@ CHAIN = {
 
 @pytest.mark.workflow
 def test_chain_runs_through_the_workflow(snakemake_exe, tmp_path):
-    """A config of the chain alone: its exact and MCMC references and a trained sampler's metrics."""
+    """A config of the chain alone: its exact and MCMC references, a trained sampler's metrics, the
+    figures and the tables' views."""
     from test_workflow import run_snakemake
 
     info = system_info("chain")
     assert set(info.references) == {"exact", "mcmc"}
-    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", "all_metrics", config=CHAIN)
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all", config=CHAIN)
     assert rc == 0, out
     base = tmp_path / "results/chain/6"
     exact = pd.read_parquet(base / "reference/exact.parquet")
@@ -96,4 +97,7 @@ def test_chain_runs_through_the_workflow(snakemake_exe, tmp_path):
     # the trained sampler reproduces the exact free energy within its error bars (6 sites: easy)
     assert (metrics["delta_f"].abs() < 5 * metrics["f_nis_err"] + 1e-4).all(), metrics[["T", "field", "delta_f"]]
     assert not (tmp_path / "results/ising").exists() and not (tmp_path / "results/cuau").exists()
+    for figure in ("free_energy", "heat_capacity", "training"):
+        assert (tmp_path / f"results/figures/chain_6_{figure}.png").stat().st_size > 10_000
+    assert (tmp_path / "results/chain/6/reference/exact.html").exists()
     assert (ROOT / "src/lattherm/systems/chain.py").exists()

@@ -80,10 +80,10 @@ def test_dry_run_default_config(snakemake_exe, tmp_path):
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
     assert rc == 0, out
     counts = {
-        "exact_reference": 2,  # Ising 4x4, 8x8
+        "exact_reference": 3,  # Ising 4x4, 8x8; CuAu 2x2x4 (enumeration)
         "mcmc_reference": 3,  # Ising 4x4, 8x8; CuAu 2x2x4
         "wang_landau": 2,
-        "cuau_exact_reference": 1,
+        "exact_composition_reference": 1,
         "metadynamics_reference": 2,  # CuAu 2x2x4, 4x4x4
         "phase_diagram_reference": 2,
     }
@@ -221,17 +221,19 @@ def test_unknown_system_stops_before_any_job(snakemake_exe, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "target",
+    ("target", "message"),
     [
-        "results/ising/4x5/reference/exact.parquet",
-        "results/ising/1x1/reference/exact.parquet",
-        "results/isng/4x4/reference/exact.parquet",
-        "results/ising/4x4/reference/exakt.parquet",
+        ("results/ising/4x5/reference/exact.parquet", "lattherm: an Ising size is a square torus 'LxL'"),
+        ("results/ising/1x1/reference/exact.parquet", "lattherm: an Ising size is a square torus 'LxL'"),
+        ("results/cuau/4x4x4/reference/exact.parquet", "lattherm: no exact reference for cuau 4x4x4"),
+        ("results/ising/4x4/reference/metadynamics.parquet", "lattherm: no metadynamics reference for ising 4x4"),
+        ("results/isng/4x4/reference/exact.parquet", "MissingRuleException"),
+        ("results/ising/4x4/reference/exakt.parquet", "MissingRuleException"),
     ],
 )
-def test_mistyped_target_matches_no_rule(snakemake_exe, tmp_path, target):
+def test_mistyped_target_stops_before_any_job(snakemake_exe, tmp_path, target, message):
     rc, out = run_snakemake(snakemake_exe, tmp_path, target, config=TINY)
-    assert rc != 0 and "MissingRuleException" in out, out
+    assert rc != 0 and message in out, out
     assert not (tmp_path / "results").exists()
 
 

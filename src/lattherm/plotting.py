@@ -47,6 +47,7 @@ from matplotlib.text import Text
 from lattherm.io import atomic_path, check_columns
 from lattherm.models import MODEL_NAMES, is_fixed_order
 from lattherm.reference.phase_diagram import lower_hull
+from lattherm.systems import REGISTRY
 
 __all__ = [
     "FIGURES",
@@ -95,15 +96,14 @@ STYLE = {
 #: panel and legend sizes in inches (figure sizes follow from the number of panels)
 _PANEL_W, _PANEL_H, _LEGEND_W, _MARGIN = 3.2, 2.5, 1.5, 0.6
 
-_SYSTEM_NAME = {"ising": "Ising", "cuau": "CuAu"}
-#: per-site energies in figures: Ising J, CuAu meV/atom
-_ENERGY_SCALE = {"ising": 1.0, "cuau": 1e3}
-_ENERGY_UNIT = {"ising": "J/site", "cuau": "meV/atom"}
-_T_LABEL = {"ising": r"$T$ [$J/k_\mathrm{B}$]", "cuau": r"$T$ [K]"}
-#: the heat capacity β² Var(E_int)/N: per site (atom) in units of k_B for both systems
-_C_LABEL = {"ising": r"$c$ [$k_\mathrm{B}$/site]", "cuau": r"$c$ [$k_\mathrm{B}$/atom]"}
-_FIELD_SYMBOL = {"ising": "h", "cuau": "μ"}
-_FIELD_UNIT = {"ising": "J", "cuau": "eV"}
+
+
+def _labels(system: str) -> dict:
+    """The system's figure labels (lattherm.systems.SystemInfo.labels): name, T and c axis labels,
+    field symbol and unit, the unit and scale of per-site energies, relative or absolute errors."""
+    return dict(REGISTRY[system].labels)
+
+
 #: grey of the legend entries that explain line styles (not a series)
 _KEY = "0.35"
 
@@ -186,7 +186,7 @@ def _field_colours(fields: Sequence[float]) -> dict[float, tuple]:
 
 
 def _field_handles(system: str, colours: Mapping[float, tuple], **kw) -> list[Line2D]:
-    sym, unit = _FIELD_SYMBOL[system], _FIELD_UNIT[system]
+    sym, unit = _labels(system)['field'], _labels(system)['field_unit']
     return [Line2D([], [], color=c, label=f"{sym} = {h:g} {unit}".replace("-", "−"), **kw) for h, c in colours.items()]
 
 
@@ -227,30 +227,31 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
         ax_e, ax_n = axes[0, j], axes[1, j]
         for h, gh in g.groupby("field", sort=True):
             gh = gh.sort_values("T")
-            if system == "ising":
+            if _labels(system)['relative_error']:
                 err = (gh["delta_f"] / gh["f_ref"]).abs()
                 bar = (gh["f_nis_err"] / gh["f_ref"]).abs()
             else:
-                err, bar = gh["delta_f"].abs() * 1e3, gh["f_nis_err"] * 1e3
+                scale = _labels(system)['energy_scale']
+                err, bar = gh["delta_f"].abs() * scale, gh["f_nis_err"] * scale
             kw = dict(color=colours[float(h)], marker="o")
-            ax_e.plot(gh["T"], err, label=f"{_FIELD_SYMBOL[system]} = {h:g}", **kw)
+            ax_e.plot(gh["T"], err, label=f"{_labels(system)['field']} = {h:g}", **kw)
             ax_e.plot(gh["T"], bar, color=colours[float(h)], lw=0.8, ls=":")
             ax_n.plot(gh["T"], gh["ness"], **kw)
         ax_e.set_title(_model_title(model, g))
         ax_e.set_yscale("log")
         ax_n.set_ylim(0, 1.05)
-        ax_n.set_xlabel(_T_LABEL[system])
-    if system == "ising":
+        ax_n.set_xlabel(_labels(system)['T'])
+    if _labels(system)['relative_error']:
         axes[0, 0].set_ylabel(r"$|f_\mathrm{NIS} - f_\mathrm{ref}|\ /\ |f_\mathrm{ref}|$")
     else:
-        axes[0, 0].set_ylabel(r"$|f_\mathrm{NIS} - f_\mathrm{ref}|$ [meV/atom]")
+        axes[0, 0].set_ylabel(rf"$|f_\mathrm{{NIS}} - f_\mathrm{{ref}}|$ [{_labels(system)['energy']}]")
     axes[1, 0].set_ylabel("NESS")
     key = [Line2D([], [], color=_KEY, marker="o", label="error (top), NESS (bottom)"),
            Line2D([], [], color=_KEY, lw=0.8, ls=":", label="bootstrap error")]  # fmt: skip
     _figure_legend(fig, _field_handles(system, colours, marker="o") + key)
     ref = sorted(set(metrics["ref_method"].dropna())) if "ref_method" in metrics else []
     ref_name = f"{', '.join(ref)} reference" if ref else "reference"
-    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: f_NIS against the {ref_name}")
+    fig.suptitle(f"{_labels(system)['name']} {size}: f_NIS against the {ref_name}")
     return fig
 
 
@@ -271,16 +272,16 @@ def heat_capacity_figure(metrics: pd.DataFrame, reference: pd.DataFrame | None =
                 r = reference[np.isclose(reference["field"], h, rtol=0, atol=1e-9)].sort_values("T")
                 ax.plot(r["T"], r["c"], color=c, lw=1.0)
             ax.errorbar(gh["T"], gh["c"], yerr=gh["c_err"], color=c, fmt="o", lw=0.8,
-                        label=f"{_FIELD_SYMBOL[system]} = {h:g}")  # fmt: skip
+                        label=f"{_labels(system)['field']} = {h:g}")  # fmt: skip
         ax.set_title(model)
-        ax.set_xlabel(_T_LABEL[system])
-    axes[0, 0].set_ylabel(_C_LABEL[system])
+        ax.set_xlabel(_labels(system)['T'])
+    axes[0, 0].set_ylabel(_labels(system)['c'])
     method = sorted(set(reference["method"])) if has_ref and "method" in reference else []
     key = [Line2D([], [], color=_KEY, marker="o", ls="none", label="reweighted samples")]
     if has_ref:
         key.append(Line2D([], [], color=_KEY, label=f"reference ({', '.join(method) or 'reference'})"))
     _figure_legend(fig, _field_handles(system, colours, marker="o") + key)
-    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: heat capacity")
+    fig.suptitle(f"{_labels(system)['name']} {size}: heat capacity")
     return fig
 
 
@@ -300,7 +301,7 @@ def training_figure(logs: Mapping[str, pd.DataFrame], *, system: str, size: str)
         ax_s.plot(log["step"], log["lw_std_max"], color=c, lw=0.7, ls=":")
         src = sorted(set(log["f_var_source"])) if "f_var_source" in log else ["log_q"]
         label = model + (" (marginal head)" if src == ["marginal"] else "")
-        f = log["f_var_mean"] * _ENERGY_SCALE[system]
+        f = log["f_var_mean"] * _labels(system)['energy_scale']
         ax_f.plot(log["step"], f, color=c, lw=1.0, label=label)
         handles.append(Line2D([], [], color=c, label=label))
     ax_s.set_yscale("log")
@@ -308,16 +309,16 @@ def training_figure(logs: Mapping[str, pd.DataFrame], *, system: str, size: str)
     ax_s.set_ylabel(r"std of $\log w$ per condition")
     ax_s.set_title("spread of log w (0 when q = p)")
     ax_f.set_xlabel("step")
-    ax_f.set_ylabel(rf"$f_\mathrm{{var}}$ [{_ENERGY_UNIT[system]}]")
+    ax_f.set_ylabel(rf"$f_\mathrm{{var}}$ [{_labels(system)['energy']}]")
     ax_f.set_title("variational free energy, batch mean")
     lo, hi = np.nanpercentile(np.concatenate([lg["f_var_mean"].to_numpy() for lg in logs.values()]), [1, 60])
     if np.isfinite(lo) and np.isfinite(hi) and hi > lo:  # the drifting grid makes F_var noisy: clip the transient
-        s = _ENERGY_SCALE[system]
+        s = _labels(system)['energy_scale']
         ax_f.set_ylim(lo * s - 0.1 * abs(hi - lo) * s, hi * s + 0.5 * abs(hi - lo) * s)
     key = [Line2D([], [], color=_KEY, label="mean over conditions"),
            Line2D([], [], color=_KEY, lw=0.7, ls=":", label="worst condition")]  # fmt: skip
     _figure_legend(fig, handles + key)
-    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: training")
+    fig.suptitle(f"{_labels(system)['name']} {size}: training")
     return fig
 
 
@@ -365,10 +366,10 @@ def phase_diagram_figure(
     ax_pd.set_xlim(0, 1)
     ax_pd.set_ylim(temps.min() - dT, temps.max() + dT)
     ax_pd.set_xlabel(r"$x_\mathrm{Au}$")
-    ax_pd.set_ylabel(_T_LABEL.get(system, "T"))
+    ax_pd.set_ylabel(_labels(system)['T'])
     ax_pd.set_title("two-phase regions (shaded), boundaries")
     method = sorted(set(composition["method"])) if "method" in composition else []
-    fig.suptitle(f"{_SYSTEM_NAME.get(system, system)} {size}: phase diagram from {', '.join(method) or 'f_x'}")
+    fig.suptitle(f"{_labels(system)['name']} {size}: phase diagram from {', '.join(method) or 'f_x'}")
     return fig
 
 

@@ -60,8 +60,10 @@ class SystemInfo:
         dims: the number of integers in a size token (``8x8``: 2; ``2x2x4``: 3).
         max_sites: the largest system the workflow accepts.
         units: the units of the table columns (recorded in every table's metadata).
-        labels: figure labels: ``T``, ``field``, ``energy`` (the unit of per-site energies in
-            figures), and ``energy_scale`` (per-site energies are multiplied by it in figures).
+        labels: figures: ``name`` (short), axis labels ``T`` and ``c`` (mathtext), the field's
+            symbol ``field`` and unit ``field_unit``, ``energy`` (the unit of per-site energies in
+            figures), ``energy_scale`` (per-site energies are multiplied by it in figures), and
+            ``relative_error`` (free-energy errors shown relative, else absolute in ``energy``).
         flip_symmetric: the global flip ``x → 1 − x`` with ``field → −field`` is a symmetry
             (symmetrised sampling is offered; DESIGN §3).
         gibbs_block: sites re-drawn per Gibbs move of MAM training (the paper's K).

@@ -34,7 +34,7 @@ import yaml
 from conftest import ROOT, snakemake_env
 
 from lattherm.config import sizes_of, training_gpus
-from lattherm.reference.exact import MAX_ENUMERATE_SITES
+from lattherm.systems import REGISTRY
 
 pytestmark = pytest.mark.workflow
 
@@ -90,7 +90,7 @@ def expected_jobs(config: dict) -> Counter:
     """Jobs per rule of TARGET for a config (DESIGN §6 layout, workflow/rules/common.smk targets)."""
     systems = config["systems"]
     ising, cuau = sizes_of(config, "ising"), sizes_of(config, "cuau")
-    cuau_exact = [s for s in cuau if eval(s.replace("x", "*")) <= MAX_ENUMERATE_SITES]
+    cuau_exact = [s for s in cuau if REGISTRY["cuau"].has_exact(s)]
     metadynamics = config["reference"]["metadynamics"]["sizes"] if "cuau" in systems else []
     models = len(ising) * len(systems.get("ising", {}).get("models", [])) + len(cuau) * len(
         systems.get("cuau", {}).get("models", [])

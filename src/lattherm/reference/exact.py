@@ -28,6 +28,7 @@ import torch
 
 from lattherm.reference.dos import thermo_from_dos
 from lattherm.reference.transfer_matrix import MAX_TRANSFER_L, ising_transfer_matrix
+from lattherm.systems.base import MAX_ENUMERATE_SITES
 
 __all__ = [
     "enumerate_states",
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 #: critical temperature of the square-lattice Ising model, ``T_c = 2J / ln(1 + √2)`` (J = 1)
 T_C = 2.0 / np.log1p(np.sqrt(2.0))
 #: largest system that :func:`enumerate_states` enumerates (2^24 ≈ 1.7e7 configurations)
-MAX_ENUMERATE_SITES = 24
 
 
 # --------------------------------------------------------------------------- enumeration

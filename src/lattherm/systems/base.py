@@ -21,6 +21,9 @@ from lattherm.lattices import Lattice
 
 __all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "SIZE_PATTERN"]
 
+#: the most sites exact enumeration solves (2^N states)
+MAX_ENUMERATE_SITES = 24
+
 #: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell), ``16`` (a chain)
 SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)*"
 
@@ -85,7 +88,7 @@ class SystemInfo:
     flip_symmetric: bool
     gibbs_block: int
     references: tuple[str, ...]
-    enumeration_limit: int = 24
+    enumeration_limit: int = MAX_ENUMERATE_SITES
     observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
     exact_for: Callable[[str], bool] | None = None
     check_size: Callable[[str], None] | None = None

@@ -8,11 +8,14 @@ between the two sites count), ``s = 2x − 1``, field ``h`` in ``exp(−β(E_int
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
 from lattherm.lattices import Lattice, hypercubic_lattice
-from lattherm.systems.base import SystemInfo, parse_size, spin_sum
+from lattherm.systems.base import parse_size, spin_sum
+from lattherm.systems.ising import INFO as ISING
 
 __all__ = ["ChainSystem", "INFO"]
 
@@ -62,24 +65,16 @@ class ChainSystem:
         return 2.0 * self.J * (s_i * s_nb).to(torch.float64)
 
 
-INFO = SystemInfo(
+#: as the 2D Ising model (units, labels, flip symmetry), on one-integer size tokens
+INFO = replace(
+    ISING,
     name="chain",
     title="1D Ising chain",
     factory="lattherm.systems.chain:ChainSystem",
     dims=1,
     max_sites=4096,
-    units={
-        "T": "J/k_B",
-        "field": "J (field h)",
-        "energy": "J (E_int of a configuration)",
-        "per-site f, u, f_var, f_nis, f_est, f_ref, delta_f": "J per site",
-        "c": "k_B per site",
-        "m": "per site",
-    },
-    labels={"name": "Ising chain", "T": r"$T$ [$J/k_\mathrm{B}$]", "c": r"$c$ [$k_\mathrm{B}$/site]", "field": "h",
-            "field_unit": "J", "energy": "J/site", "energy_scale": 1.0, "relative_error": True},
-    flip_symmetric=True,
+    labels={**ISING.labels, "name": "Ising chain"},
     gibbs_block=4,
     references=("exact", "mcmc"),
-    exact_for=lambda size: True,  # the 2x2 transfer matrix, any length
+    check_size=None,
 )

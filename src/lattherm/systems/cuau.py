@@ -592,6 +592,5 @@ INFO = SystemInfo(
     flip_symmetric=False,
     gibbs_block=4,
     references=("mcmc", "exact", "exact_composition", "metadynamics"),
-    enumeration_limit=24,
     observables=lambda m, m_err: {"x_au": (m + 1) / 2, "x_au_err": m_err / 2},
 )

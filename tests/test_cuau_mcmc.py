@@ -220,7 +220,10 @@ def test_distributions_match_enumeration(small, run_small):
 
 
 def test_observables_match_exact_table(small, run_small):
-    tab = mcmc_table(run_small, small)
+    # the jackknife errors themselves, also where the diagnostics flag a row (300 K, μ = −0.05:
+    # a few chains stuck in metastable orderings without replica exchange); the claimed error
+    # bars are tested in tests/test_mcmc_convergence.py
+    tab = mcmc_table(run_small, small, unconverged_errors="keep")
     ex = cuau_exact_table("2x2x4", COND_T, COND_MU)
     for k in ("u", "c", "x_au", "m"):
         z = (tab[k].to_numpy() - ex[k].to_numpy()) / tab[f"{k}_err"].to_numpy()

@@ -690,6 +690,8 @@ def _moments(result: MCMCResult) -> tuple[np.ndarray, ...]:
 # --- the ladder estimate (MBAR over a replica-exchange ladder) ---------------------------
 #: most slot groups of the ladder estimate's jackknife (and of its comparison with the sweeps)
 LADDER_GROUPS = 32
+#: the statistics of every condition
+STATS = ("u", "c", "m", "abs_m")
 
 
 def _slot_groups(n_chains: int) -> np.ndarray:
@@ -698,52 +700,52 @@ def _slot_groups(n_chains: int) -> np.ndarray:
     return (np.arange(n_chains) * G) // n_chains
 
 
-def _mbar_newton(A: np.ndarray, counts: np.ndarray, f: np.ndarray, max_iter: int = 100,
-                 tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def _mbar_newton(A: np.ndarray, counts: np.ndarray, mult: np.ndarray, f: np.ndarray,
+                 max_iter: int = 100, tol: float = 1e-10) -> tuple[np.ndarray, ...]:  # fmt: skip
     """MBAR free energies by damped Newton steps on its convex objective.
 
-    ``A (L, n)``: log Boltzmann factors ``−β_l H(x_n)`` of every sample in every state,
-    ``counts (L,)`` samples drawn from each state, ``f (L,)`` a first guess. Returns ``f``
-    (``f[0] = 0``), the weights ``W (L, n)`` (``W[k] @ a`` is ``⟨a⟩_k``) and ``s (n,)`` with
-    ``Q = exp(f + A − s) <= 1`` (for :func:`_mbar_replicate`). Raises if it does not converge.
+    ``A (L, U)``: log Boltzmann factors ``−β_l H`` of every distinct sampled value in every state,
+    ``mult (U,)`` how many samples took each value, ``counts (L,)`` samples drawn from each state,
+    ``f (L,)`` a first guess. Returns ``f`` (``f[0] = 0``), the weights ``W (L, U)`` (``(W[k] *
+    mult) @ a`` is ``⟨a⟩_k``) and ``s (U,)`` with ``Q = exp(f + A − s) <= 1`` (for
+    :func:`_mbar_replicate`). Raises if it does not converge.
     """
-    L = A.shape[0]
     for _ in range(max_iter):
         X = f[:, None] + A
         s = X.max(axis=0)
         Q = np.exp(X - s)
-        W = Q / (counts @ Q)
-        col = W.sum(axis=1)
+        W, step, col = _mbar_step(Q, counts, mult)
         if np.max(np.abs(col - 1.0)) < tol:
             return f, W, s
-        NW = counts[:, None] * W
-        hess = np.diag(counts * col) - NW @ NW.T
-        step = np.zeros(L)
-        step[1:] = -np.linalg.solve(hess[1:, 1:], (counts * (col - 1.0))[1:])
         big = np.abs(step).max()
         f = f + (step * (2.0 / big) if big > 2.0 else step)
         f = f - f[0]
     raise RuntimeError("MBAR over a replica-exchange ladder did not converge")
 
 
-def _mbar_replicate(Q: np.ndarray, counts: np.ndarray, steps: int = 2) -> np.ndarray:
-    """Weights ``(L, n')`` of a jackknife replicate (a subset of the samples, ``Q`` the full
-    solution's ``exp(f + A − s)`` restricted to it, ``counts`` its samples per state): ``steps``
-    Newton steps from the full solution, then each state's weights normalised."""
-    L = Q.shape[0]
-    delta = np.zeros(L)
+def _mbar_step(Q: np.ndarray, counts: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Weights ``W = Q / Σ_l N_l Q_l``, the Newton step on ``f`` (``step[0] = 0``) and the
+    normalisations ``Σ_u mult_u W_ku`` (1 at the solution)."""
+    W = Q / (counts @ Q)
+    col = W @ mult
+    NW = counts[:, None] * W
+    hess = np.diag(counts * col) - (NW * mult) @ NW.T
+    step = np.zeros(Q.shape[0])
+    step[1:] = -np.linalg.solve(hess[1:, 1:], (counts * (col - 1.0))[1:])
+    return W, step, col
+
+
+def _mbar_replicate(Q: np.ndarray, counts: np.ndarray, mult: np.ndarray, steps: int = 2) -> np.ndarray:
+    """Weights ``(L, U)`` of a jackknife replicate (sample multiplicities ``mult``, ``counts``
+    samples per state; ``Q`` the full solution's ``exp(f + A − s)``): ``steps`` Newton steps from
+    the full solution, then each state's weights normalised (``(W * mult).sum(1) = 1``)."""
+    delta = np.zeros(Q.shape[0])
     for _ in range(steps):
-        Qd = np.exp(delta)[:, None] * Q
-        W = Qd / (counts @ Qd)
-        col = W.sum(axis=1)
-        NW = counts[:, None] * W
-        hess = np.diag(counts * col) - NW @ NW.T
-        step = np.zeros(L)
-        step[1:] = -np.linalg.solve(hess[1:, 1:], (counts * (col - 1.0))[1:])
+        _, step, _ = _mbar_step(np.exp(delta)[:, None] * Q, counts, mult)
         delta = delta + step
     Qd = np.exp(delta)[:, None] * Q
     W = Qd / (counts @ Qd)
-    return W / W.sum(axis=1, keepdims=True)
+    return W / (W @ mult)[:, None]
 
 
 def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
@@ -756,7 +758,7 @@ def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
     and ``"<q>_loo"`` (groups of chain slots, :func:`_slot_groups`: chains of one slot are coupled
     through the exchanges, different slots are independent), NaN at conditions alone in their
     ladder; and ``"constant"`` ``(n_cond,)``, True where every sample of the ladder has the same
-    ``E_int`` and ``Σs``.
+    ``E_int`` and ``Σs``. Samples with equal ``(E_int, Σs)`` have equal weights and are merged.
     """
     if not result.replica_exchange:
         return None
@@ -765,42 +767,46 @@ def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
     N = result.n_sites
     grp = _slot_groups(K)
     G = int(grp.max()) + 1
-    out = {q: np.full(n_cond, np.nan) for q in ("u", "c", "m", "abs_m")}
-    out.update({f"{q}_loo": np.full((n_cond, G), np.nan) for q in ("u", "c", "m", "abs_m")})
+    out = {q: np.full(n_cond, np.nan) for q in STATS}
+    out.update({f"{q}_loo": np.full((n_cond, G), np.nan) for q in STATS})
     out["constant"] = np.zeros(n_cond, dtype=bool)
     for lad, Ll in zip(ladders, lad_len, strict=True):
         idx = lad[:Ll]
         if Ll < 2:
             continue
         beta = result.beta[idx]
-        E = result.energy[idx].reshape(-1)
-        M = result.spin_sum[idx].reshape(-1)
-        E0 = E.mean()
+        pairs = np.stack([result.energy[idx].reshape(-1), result.spin_sum[idx].reshape(-1)], axis=1)
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        U = len(uniq)
+        g_of = np.broadcast_to(grp[None, :, None], (Ll, K, n)).reshape(-1)
+        mult_g = np.bincount(g_of * U + inv.ravel(), minlength=G * U).reshape(G, U).astype(np.float64)
+        mult = mult_g.sum(axis=0)
+        E, M = uniq[:, 0], uniq[:, 1]
+        E0 = float((mult @ E) / mult.sum())
         E = E - E0
-        H = E - result.field[idx[0]] * M
-        H = H - H.mean()
+        mu = result.field[idx[0]]
+        H0 = float(mult @ (E - mu * M) / mult.sum())
+        H = E - mu * M - H0  # centred: the Boltzmann factors stay representable
         A = -beta[:, None] * H[None, :]
         counts = np.full(Ll, float(K * n))
-        Hk = H.reshape(Ll, -1).mean(axis=1)  # thermodynamic integration: df/dβ = <H>
+        Hk = (result.energy[idx] - E0 - mu * result.spin_sum[idx]).mean(axis=(1, 2)) - H0
         f0 = np.concatenate([[0.0], np.cumsum(np.diff(beta) * 0.5 * (Hk[1:] + Hk[:-1]))])
-        f, W, s_max = _mbar_newton(A, counts, f0)
+        f, W, s_max = _mbar_newton(A, counts, mult, f0)
         Q = np.exp(f[:, None] + A - s_max)
         values = (E, E**2, M, np.abs(M))
 
-        def stats(Wk, vals, beta=beta, E0=E0):
-            e1, e2, m1, am = (Wk @ v for v in vals)
+        def stats(Wm, beta=beta, E0=E0, values=values):
+            e1, e2, m1, am = (Wm @ v for v in values)
             return ((e1 + E0) / N, beta**2 * (e2 - e1**2) / N, m1 / N, am / N)
 
-        for q, v in zip(("u", "c", "m", "abs_m"), stats(W, values), strict=True):
+        for q, v in zip(STATS, stats(W * mult), strict=True):
             out[q][idx] = v
-        slot = np.broadcast_to(np.arange(K)[None, :, None], (Ll, K, n)).reshape(-1)
         for g in range(G):
-            keep = grp[slot] != g
-            cg = np.full(Ll, float((K - (grp == g).sum()) * n))
-            Wg = _mbar_replicate(Q[:, keep], cg)
-            for q, v in zip(("u", "c", "m", "abs_m"), stats(Wg, [x[keep] for x in values]), strict=True):
+            mg = mult - mult_g[g]
+            Wg = _mbar_replicate(Q, np.full(Ll, float((K - (grp == g).sum()) * n)), mg)
+            for q, v in zip(STATS, stats(Wg * mg), strict=True):
                 out[f"{q}_loo"][idx, g] = v
-        out["constant"][idx] = (np.ptp(E) == 0) & (np.ptp(M) == 0)
+        out["constant"][idx] = U == 1
     return out
 
 
@@ -812,9 +818,6 @@ def _group_loo(stat, sums: list[np.ndarray], grp: np.ndarray, ell: int) -> np.nd
     gs = [np.stack([s[:, grp == g].sum(axis=1) for g in range(G)], axis=1) for s in sums]
     n_out = np.array([(grp != g).sum() for g in range(G)])[None, :] * ell
     return stat(*[(t - x) / n_out for t, x in zip(tot, gs, strict=True)])
-
-
-STATS = ("u", "c", "m", "abs_m")
 
 
 def mcmc_summary(

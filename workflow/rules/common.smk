@@ -17,6 +17,7 @@ from lattherm.config import (  # noqa: E402
     load_config,
     metadynamics_system,
     read_config_file,
+    job_memory_mb,
     job_seed,
     sampling_settings,
     sizes_of,
@@ -45,6 +46,45 @@ config.clear()
 config.update(_checked)
 
 RESULTS = config["results_dir"]
+
+
+def memory_of(rule):
+    """Resource function: the estimated peak memory (MB) of the rule's job (lattherm.config.job_memory_mb)."""
+
+    def mem_mb(wildcards):
+        return job_memory_mb(config, rule, wildcards.system, wildcards.size, wildcards.get("model"))
+
+    return mem_mb
+
+
+def memory_limit_mb(rule):
+    """The memory a job of ``rule`` may use: the profile's set-resources or --resources mem_mb,
+    else this machine's memory (a cluster node has its own: only a set limit is checked there)."""
+    rs = workflow.resource_settings
+    for mapping in (rs.overwrite_resources.get(rule, {}), rs.resources):
+        value = getattr(mapping.get("mem_mb"), "value", mapping.get("mem_mb"))
+        if isinstance(value, (int, float)):
+            return float(value)
+    import psutil
+
+    return psutil.virtual_memory().total / 2**20
+
+
+def _check_memory():
+    """Refuse, before any job, a planned job whose memory estimate exceeds what it may use."""
+    jobs = [("mcmc_reference", system, size, None) for system in config["systems"] for size in sizes_of(config, system)]
+    jobs += [("sample", system, size, model) for system, block in config["systems"].items()
+             for size in block["sizes"] for model in block["models"]]  # fmt: skip
+    for rule, system, size, model in jobs:
+        need, limit = job_memory_mb(config, rule, system, size, model), memory_limit_mb(rule)
+        if need > limit:
+            what = " ".join(x for x in (rule, system, size, model) if x)
+            sys.exit(f"lattherm: the job {what} needs about {need / 1024:.1f} GB of memory, more than the "
+                     f"{limit / 1024:.1f} GB it may use: lower its sample counts (sampling.n_samples, "
+                     f"reference.mcmc.{system}) or give it more memory (mem_mb)")  # fmt: skip
+
+
+_check_memory()
 
 
 def res(path):

@@ -99,6 +99,7 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
         snakemake_exe, tmp_path, "all_references", "results/figures/cuau_2x2x4_phase_diagram.png", config=TINY
     )
     assert rc == 0, out
+    _check_report(snakemake_exe, tmp_path, TINY, ["exact.html", "mcmc.html", "cuau_2x2x4_phase_diagram.png"])
     assert (tmp_path / "results/figures/cuau_2x2x4_phase_diagram.png").stat().st_size > 10_000
     assert (tmp_path / "results/figures/cuau_2x2x4_phase_diagram.pdf").exists()
     for L in (3, 4):
@@ -344,6 +345,20 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
     after = torch.load(tmp_path / target, weights_only=True)["model_state"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert (tmp_path / "results/ising/3x3/models/fo-arm-mlp/train_log.parquet").exists()
+    _check_report(snakemake_exe, tmp_path, SAMPLER, ["metrics/fo-arm-mlp/direct.html", "ising_3x3_free_energy.png"])
+
+
+def _check_report(snakemake_exe, workdir: Path, config: dict, expected: list[str]) -> None:
+    """`snakemake --report report.zip` over what has been computed: the figures and table views."""
+    import zipfile
+
+    rc, out = run_snakemake(snakemake_exe, workdir, "--report", str(workdir / "report.zip"), config=config)
+    assert rc == 0, out
+    names = zipfile.ZipFile(workdir / "report.zip").namelist()
+    assert any(n.endswith("report.html") for n in names), names
+    for path in expected:
+        leaf = path.rsplit("/", 1)[-1]
+        assert any(n.endswith(leaf) for n in names), (path, names)
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
     assert len(summary) == 3  # every configured sampler of SAMPLER, one row each
     row = summary.set_index(["system", "size", "model"]).loc[("ising", "3x3", "fo-arm-mlp")]

@@ -28,7 +28,8 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
 run: $(VENV)/.installed
 	$(VENV)/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $(TARGET)
 	@echo
-	@echo "Results are under results/ (tables: results/{system}/{size}/reference/*.parquet); logs under logs/."
+	@echo "Results are under results/ (tables: results/{system}/{size}/..., figures: results/figures/, job logs: results/logs/)."
+	@echo "Browse them: .venv/bin/snakemake --report report.zip"
 
 ## test: install with test extras, then run the whole suite
 test: $(VENV)/.installed-test

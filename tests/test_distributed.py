@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,18 +24,19 @@ import torch
 import yaml
 from conftest import BOX, TINY, snakemake_env
 
+import lattherm.training.checkpoint as checkpoint_mod
 import lattherm.training.trainer as trainer_mod
-from lattherm.cli import TrainJob, TrainSpec, main
+from lattherm.cli import TrainJob, main
 from lattherm.distributed import RankLayout, launch, setup_distributed
 from lattherm.models import build_model
 from lattherm.systems import IsingSystem
 from lattherm.training import (
     DriftingGrid,
     TrainConfig,
+    TrainSpec,
     load_checkpoint,
     reinforce_loss,
     sampling_seed,
-    train,
     train_process,
 )
 from lattherm.training.trainer import beta_scale, lr_factor
@@ -58,25 +60,24 @@ MAM_STEPS = dict(
 )
 
 
-def _options(name: str, cfg: dict, out: Path, stem: str) -> dict:
-    return dict(
-        model_name=name,
-        model_config=TINY[name],
-        train_config=cfg,
-        cond_box=BOX,
-        checkpoint_path=str(out / f"{stem}.pt"),
-        log_path=str(out / f"{stem}.parquet"),
-        progress=False,
-    )
+def _spec(name: str, cfg: dict, out: Path, stem: str) -> TrainSpec:
+    """A training of ``name`` on Ising 3x3 into ``out/stem.pt`` and ``out/stem.parquet``."""
+    return TrainSpec(system="ising", size="3x3", model=name, model_config=TINY[name], train_config=cfg, cond_box=BOX,
+                     checkpoint_path=str(out / f"{stem}.pt"), log_path=str(out / f"{stem}.parquet"),
+                     progress=False)  # fmt: skip
+
+
+def _at(spec: TrainSpec, out: Path, stem: str) -> TrainSpec:
+    return replace(spec, checkpoint_path=str(out / f"{stem}.pt"), log_path=str(out / f"{stem}.parquet"))
 
 
 # --------------------------------------------------------------------------- rank workers
-def _spying_worker(spy_dir: str, options: dict) -> dict:
+def _spying_worker(spy_dir: str, spec: TrainSpec) -> dict:
     """Train with spies on the model and the writers; leave this rank's parameters and the
     writes it made in ``spy_dir``."""
     rank = int(os.environ["RANK"])
     models, writes = [], []
-    real_build, real_save, real_log = trainer_mod.build_model, trainer_mod.save_checkpoint, trainer_mod._write_log
+    real_build, real_save, real_log = trainer_mod.build_model, checkpoint_mod.save_checkpoint, checkpoint_mod.write_log
 
     def build(*args, **kwargs):
         models.append(real_build(*args, **kwargs))
@@ -90,20 +91,20 @@ def _spying_worker(spy_dir: str, options: dict) -> dict:
         writes.append("log")
         return real_log(*args, **kwargs)
 
-    trainer_mod.build_model, trainer_mod.save_checkpoint, trainer_mod._write_log = build, save, write_log
-    summary = train_process("ising", "3x3", options)
+    trainer_mod.build_model, checkpoint_mod.save_checkpoint, checkpoint_mod.write_log = build, save, write_log
+    summary = train_process(spec)
     torch.save({k: v.detach().cpu() for k, v in models[0].state_dict().items()}, Path(spy_dir) / f"rank{rank}.pt")
     (Path(spy_dir) / f"rank{rank}.json").write_text(json.dumps(writes))
     return summary
 
 
-def _kill_resume_worker(out: str, options: dict, kill_at: int) -> dict:
+def _kill_resume_worker(out: str, spec: TrainSpec, kill_at: int) -> dict:
     """An uninterrupted run (a), a run killed during step ``kill_at`` on every rank and resumed
     (b), and two runs that must fail with a clear error on every rank (no hang)."""
     out = Path(out)
     found = {}
-    train_process("ising", "3x3", {**options, "checkpoint_path": str(out / "a.pt"), "log_path": str(out / "a.parquet")})
-    b = {**options, "checkpoint_path": str(out / "b.pt"), "log_path": str(out / "b.parquet")}
+    train_process(_at(spec, out, "a"))
+    b = _at(spec, out, "b")
     real, calls = trainer_mod.mam_loss, [0]
 
     def killing(*args, **kwargs):
@@ -114,17 +115,17 @@ def _kill_resume_worker(out: str, options: dict, kill_at: int) -> dict:
 
     trainer_mod.mam_loss = killing
     try:
-        train_process("ising", "3x3", b)
+        train_process(b)
     except KeyboardInterrupt:
         found["killed_at_step"] = load_checkpoint(out / "b.pt")["step"]
     trainer_mod.mam_loss = real
-    found["resumed"] = train_process("ising", "3x3", b)
+    found["resumed"] = train_process(b)
     for key, cfg, path in [
-        ("indivisible", {**options["train_config"], "samples_per_condition": 7}, out / "c.pt"),
-        ("one_process_checkpoint", options["train_config"], out / "one.pt"),
+        ("indivisible", {**spec.train_config, "samples_per_condition": 7}, out / "c.pt"),
+        ("one_process_checkpoint", spec.train_config, out / "one.pt"),
     ]:
         try:
-            train_process("ising", "3x3", {**options, "train_config": cfg, "checkpoint_path": str(path)})
+            train_process(replace(spec, train_config=cfg, checkpoint_path=str(path)))
         except ValueError as err:
             found[key] = str(err)
     return found
@@ -189,7 +190,7 @@ def test_two_rank_step_averages_gradients_and_only_rank0_writes(tmp_path):
     same parameters; only rank 0 wrote the checkpoint and the log."""
     out, spy = tmp_path / "out", tmp_path / "spy"
     out.mkdir(), spy.mkdir()
-    summary = launch(2, _spying_worker, str(spy), _options("fo-arm-mlp", ONE_STEP, out, "ck"))
+    summary = launch(2, _spying_worker, str(spy), _spec("fo-arm-mlp", ONE_STEP, out, "ck"))
     assert summary["world_size"] == 2 and summary["finished"]
     ref = _reference_one_step()
     ranks = [torch.load(spy / f"rank{r}.pt") for r in (0, 1)]
@@ -218,10 +219,9 @@ def test_two_rank_mam_resume_continues_trajectory_and_errors_are_clear(tmp_path)
     exactly where the uninterrupted run does: weights, grid, every rank's buffer and generator,
     log. (d) resuming with another number of processes (both directions) and indivisible samples
     fail with a clear ValueError, on every rank (no hang)."""
-    options = _options("mam-mlp", MAM_STEPS, tmp_path, "unused")
-    system = IsingSystem(L=3)
-    train(system, **{**options, "checkpoint_path": str(tmp_path / "one.pt"), "log_path": None})  # 1 process
-    found = launch(2, _kill_resume_worker, str(tmp_path), options, 6)
+    spec = _spec("mam-mlp", MAM_STEPS, tmp_path, "unused")
+    train_process(replace(spec, checkpoint_path=str(tmp_path / "one.pt"), log_path=None))  # 1 process
+    found = launch(2, _kill_resume_worker, str(tmp_path), spec, 6)
     assert found["killed_at_step"] == 4
     assert found["resumed"]["finished"] and found["resumed"]["steps_done"] == MAM_STEPS["steps"]
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
@@ -243,7 +243,7 @@ def test_two_rank_mam_resume_continues_trajectory_and_errors_are_clear(tmp_path)
     assert "multiple of 2" in found["indivisible"] and "samples_per_condition = 7" in found["indivisible"]
     assert "written by a 1-process run" in found["one_process_checkpoint"]
     with pytest.raises(ValueError, match="written by a 2-process run and cannot continue with 1"):
-        train(system, **{**options, "checkpoint_path": str(tmp_path / "b.pt")})
+        train_process(_at(spec, tmp_path, "b"))
 
 
 def _fail_on_rank_1() -> str:
@@ -303,6 +303,20 @@ def test_single_process_layout_without_variables(clean_layout_env):
     clean_layout_env.setenv("SLURM_NTASKS", "1")
     clean_layout_env.setenv("SLURM_PROCID", "0")
     assert setup_distributed("cpu").backend is None
+
+
+def test_one_process_collectives_return_their_input():
+    """The training loop calls the same collectives with one process: they change nothing."""
+    layout = RankLayout()
+    grad, scalars = torch.randn(3, 2), torch.tensor([1.5, 0.0], dtype=torch.float64)
+    before = grad.clone(), scalars.clone()
+    layout.all_reduce_mean([grad, scalars])
+    layout.broadcast([grad])
+    layout.barrier()
+    assert torch.equal(grad, before[0]) and torch.equal(scalars, before[1])
+    x = torch.arange(6.0)
+    assert torch.equal(layout.all_gather_conditions(x, 2), x.view(2, 3))
+    assert layout.all_gather_object({"a": 1}) == [{"a": 1}] and layout.broadcast_object(7) == 7
 
 
 def test_slurm_layout_through_submitit_keeps_cuda_visible_devices(clean_layout_env):
@@ -491,9 +505,10 @@ def test_checkpoint_returns_a_delayed_submission_that_resumes(tiny_config, tmp_p
     settings = {**config["training"]["ising"], "seed": 1, "max_minutes": None}
     settings.pop("per_model")
     box = ((2.0, 3.0), (-0.5, 0.5))
-    whole = TrainJob(TrainSpec(**spec_args, train_config=settings, cond_box=box, out=str(tmp_path / "whole")))
+    whole = TrainJob(TrainSpec(**spec_args, train_config=settings, cond_box=box,
+                               checkpoint_path=str(tmp_path / "whole" / "checkpoint.pt"), progress=False))  # fmt: skip
     assert whole()["finished"]
-    job = TrainJob(TrainSpec(**spec_args, train_config=settings, cond_box=box, out=str(tmp_path / "pre")))
+    job = TrainJob(replace(whole.spec, checkpoint_path=str(tmp_path / "pre" / "checkpoint.pt")))
     real, calls = trainer_mod.reinforce_loss, [0]
 
     def preempted(*args, **kwargs):

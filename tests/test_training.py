@@ -4,7 +4,9 @@ evaluation tables (sample_grid, metrics_table)."""
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -411,6 +413,24 @@ def test_checkpoint_loads_weights_only_and_rebuilds_model(tmp_path):
     torch.testing.assert_close(model.heads(x, vis, c)[1], load_model(ck, system=system).heads(x, vis, c)[1])
     with pytest.raises(ValueError, match="trained on ising 3x3"):
         load_model(ck, system=IsingSystem(L=4))
+
+
+def _functions(tree: ast.AST):
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def test_training_functions_fit_a_screen(repo_root):
+    """No function in lattherm.training over 100 lines (def line to last line), and the training
+    loop never branches on the number of processes (the collectives do nothing in one)."""
+    long = []
+    for path in sorted((repo_root / "src/lattherm/training").glob("*.py")):
+        for fn in _functions(ast.parse(path.read_text())):
+            if fn.end_lineno - fn.lineno + 1 > 100:
+                long.append(f"{path.name}:{fn.name} ({fn.end_lineno - fn.lineno + 1} lines)")
+    assert not long, long
+    (loop,) = [fn for fn in _functions(ast.parse(Path(trainer_mod.__file__).read_text())) if fn.name == "_loop"]
+    tests = [ast.unparse(n.test) for n in ast.walk(loop) if isinstance(n, ast.If | ast.IfExp | ast.While)]
+    assert tests and not [t for t in tests if "world_size" in t], tests
 
 
 # --------------------------------------------------------------------------- evaluation tables

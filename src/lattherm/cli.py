@@ -11,8 +11,9 @@ Both take the model and training settings of ``(system, model)`` from a workflow
 the ``train`` rule does (:func:`lattherm.config.train_settings` with the ``per_model``
 overrides, :func:`lattherm.config.cond_box`, ``models.<model>``, and the job seed
 that the train rule derives from the config seed); ``--set KEY=VALUE``
-overrides a ``TrainConfig`` key. Outputs: ``DIR/checkpoint.pt`` (self-describing; running the
-same command again resumes it) and ``DIR/train_log.parquet``.
+overrides a ``TrainConfig`` key. The result is a :class:`lattherm.training.TrainSpec`, the
+same typed spec the workflow's ``train`` script runs. Outputs: ``DIR/checkpoint.pt``
+(self-describing; running the same command again resumes it) and ``DIR/train_log.parquet``.
 
 ``train`` runs in this shell: one process, or ``--nproc N`` local DDP processes
 (:func:`lattherm.distributed.launch`; one per GPU on CUDA, ``gloo`` on CPU).
@@ -40,44 +41,16 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+
+from lattherm.training import TrainSpec, train_process
 
 __all__ = ["main", "TrainSpec", "TrainJob", "build_parser"]
 
 
-@dataclass(frozen=True)
-class TrainSpec:
-    """Everything one training needs, in plain (picklable) types."""
-
-    system: str
-    size: str
-    model: str
-    model_config: dict
-    train_config: dict
-    cond_box: tuple
-    out: str
-    label: str = ""  # sweep values of this job ("" without a sweep)
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return Path(self.out) / "checkpoint.pt"
-
-    @property
-    def log_path(self) -> Path:
-        return Path(self.out) / "train_log.parquet"
-
-    def options(self, *, progress: bool) -> dict:
-        """Keyword arguments of :func:`lattherm.training.train`."""
-        return {
-            "model_name": self.model,
-            "model_config": self.model_config,
-            "train_config": self.train_config,
-            "cond_box": self.cond_box,
-            "checkpoint_path": str(self.checkpoint_path),
-            "log_path": str(self.log_path),
-            "progress": progress,
-        }
+def out_folder(spec: TrainSpec) -> Path:
+    """The output folder of a command's training: it holds ``checkpoint.pt`` and ``train_log.parquet``."""
+    return Path(spec.checkpoint_path).parent
 
 
 class TrainJob:
@@ -87,8 +60,6 @@ class TrainJob:
         self.spec = spec
 
     def __call__(self) -> dict:
-        from lattherm.training import train_process
-
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         if cpus and "OMP_NUM_THREADS" not in os.environ:
@@ -96,20 +67,20 @@ class TrainJob:
 
             torch.set_num_threads(int(cpus))
         if _job_rank() != 0:  # task 0 holds the output folder's lock
-            return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
-        with out_lock(self.spec.out):
-            return train_process(self.spec.system, self.spec.size, self.spec.options(progress=False))
+            return train_process(self.spec)
+        with out_lock(out_folder(self.spec)):
+            return train_process(self.spec)
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on pre-emption or timeout: resubmit the same training, which resumes
-        from the last checkpoint in ``spec.out`` (the state lives there, not in this object)."""
+        from the last checkpoint in the output folder (the state lives there, not in this object)."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(TrainJob(self.spec))
 
     def __repr__(self) -> str:
         s = self.spec
-        return f"TrainJob({s.system} {s.size} {s.model} -> {s.out})"
+        return f"TrainJob({s.system} {s.size} {s.model} -> {out_folder(s)})"
 
 
 def _job_rank() -> int:
@@ -158,10 +129,9 @@ def load_config(path: str) -> dict:
     return checked(read_config_file(path))
 
 
-def train_spec(
-    args: argparse.Namespace, *, config: Mapping, overrides: Mapping, out: str, label: str = ""
-) -> TrainSpec:
-    """The training of ``args.system/size/model`` as the workflow's ``train`` rule sets it up."""
+def train_spec(args: argparse.Namespace, *, config: Mapping, overrides: Mapping, out: str, progress: bool) -> TrainSpec:
+    """The training of ``args.system/size/model`` as the workflow's ``train`` rule sets it up,
+    into the folder ``out`` (``checkpoint.pt``, ``train_log.parquet``)."""
     from lattherm.config import cond_box, train_settings
 
     if args.system not in config.get("systems", {}):
@@ -175,8 +145,9 @@ def train_spec(
         model_config=dict(config.get("models", {}).get(args.model) or {}),
         train_config=settings,
         cond_box=cond_box(config, args.system),
-        out=str(Path(out).resolve()),
-        label=label,
+        checkpoint_path=str(Path(out).resolve() / "checkpoint.pt"),
+        log_path=str(Path(out).resolve() / "train_log.parquet"),
+        progress=progress,
     )
 
 
@@ -246,22 +217,15 @@ def _sweep(pairs: Sequence[str]) -> list[tuple[str, dict]]:
 # --------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from lattherm.distributed import launch
-    from lattherm.training import train_process
 
     config = load_config(args.config)
-    spec = train_spec(args, config=config, overrides=_overrides(args.set), out=args.out)
+    spec = train_spec(args, config=config, overrides=_overrides(args.set), out=args.out, progress=not args.quiet)
     _check_spec(spec, args.nproc)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with out_lock(spec.out):
-        print(f"training {spec.system} {spec.size} {spec.model} on {args.nproc} process(es) -> {spec.out}", flush=True)
-        summary = launch(
-            args.nproc,
-            train_process,
-            spec.system,
-            spec.size,
-            spec.options(progress=not args.quiet),
-            device=str(spec.train_config.get("device", "auto")),
-        )
+    out = out_folder(spec)
+    with out_lock(out):
+        print(f"training {spec.system} {spec.size} {spec.model} on {args.nproc} process(es) -> {out}", flush=True)
+        summary = launch(args.nproc, train_process, spec, device=str(spec.train_config.get("device", "auto")))
     state = "finished" if summary["finished"] else f"stopped ({summary['stop_reason']})"
     print(
         f"{state}: {summary['steps_done']}/{summary['steps']} steps, {summary['wall_s']:.1f} s of training; "
@@ -317,9 +281,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         bad = [k for k in values if k in overrides and k != "max_minutes"]
         if bad:
             raise CliError(f"{bad} both swept and set with --set")
-        specs.append(
-            train_spec(args, config=config, overrides={**overrides, **values}, out=str(out / label), label=label)
-        )
+        over = {**overrides, **values}
+        specs.append(train_spec(args, config=config, overrides=over, out=str(out / label), progress=False))
     for spec in specs:
         _check_spec(spec, args.tasks_per_node)
     folder = Path(args.folder) if args.folder else out / "submitit"
@@ -329,9 +292,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         with executor.batch():
             jobs = [executor.submit(TrainJob(spec)) for spec in specs]
-    for job, spec in zip(jobs, specs, strict=True):
-        what = f"{spec.system} {spec.size} {spec.model}" + (f" [{spec.label}]" if spec.label else "")
-        print(f"submitted job {job.job_id} ({args.executor}, {args.tasks_per_node} task(s)): {what} -> {spec.out}")
+    for job, spec, (label, _) in zip(jobs, specs, points, strict=True):
+        what = f"{spec.system} {spec.size} {spec.model}" + (f" [{label}]" if label else "")
+        print(
+            f"submitted job {job.job_id} ({args.executor}, {args.tasks_per_node} task(s)): {what} -> {out_folder(spec)}"
+        )
         print(f"    submitit logs: {job.paths.stdout} / {job.paths.stderr}")
     sys.stdout.flush()
     if not args.wait:

@@ -25,6 +25,10 @@ node (``--gpus=N``, ``torchrun``); ``cuda:0`` when it sees exactly one (one GPU 
 anything else is an error that says what was visible. An explicit ``"cuda:k"`` with several ranks
 is refused (each rank picks its own GPU).
 
+:class:`RankLayout` also carries the run's collectives (mean of gradients, gathers, broadcasts,
+barrier), which do nothing in a single process, so the training loop is the same code for one
+process and for several.
+
 A process group created here lives as long as the process (destroyed at exit), so a second
 ``train`` in the same process reuses it (case 1): destroying a group and creating another over the
 same rendezvous store is not reliable (gloo may pair with the old group's stale addresses).
@@ -54,7 +58,10 @@ __all__ = ["RankLayout", "resolve_device", "setup_distributed", "launch"]
 
 @dataclass(frozen=True)
 class RankLayout:
-    """Where this process sits in a (possibly single-process) run."""
+    """Where this process sits in a (possibly single-process) run, and the collectives of the run.
+
+    Every collective must be called by every rank in the same order; with one process each one
+    returns at once and communicates nothing (no process group exists then)."""
 
     rank: int = 0  # global rank
     world_size: int = 1  # number of processes
@@ -66,6 +73,57 @@ class RankLayout:
     def is_main(self) -> bool:
         """Rank 0: the process that writes checkpoints and logs."""
         return self.rank == 0
+
+    def all_reduce_mean(self, tensors: list[torch.Tensor]) -> None:
+        """Replace ``tensors`` by their mean over the ranks: one all-reduce of a flat buffer in the
+        first tensor's dtype and device (a sum divided by ``world_size``: ``ReduceOp.AVG`` is
+        NCCL-only). The tensors must line up on every rank (same shapes in the same order)."""
+        if self.world_size == 1 or not tensors:
+            return
+        dtype, device = tensors[0].dtype, tensors[0].device
+        flat = torch.cat([t.reshape(-1).to(device=device, dtype=dtype) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+    def all_gather_conditions(self, x: torch.Tensor, n_conditions: int) -> torch.Tensor:
+        """Every rank's condition-major ``(C·S_r,)`` values → ``(C, world_size·S_r)``: all samples
+        of each condition, rank 0's first."""
+        if self.world_size == 1:
+            return x.view(n_conditions, -1)
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.stack([p.view(n_conditions, -1) for p in parts], 1).reshape(n_conditions, -1)
+
+    def all_gather_object(self, obj: Any) -> list:
+        """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects)."""
+        if self.world_size == 1:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` (picklable), on every rank."""
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def broadcast(self, tensors: list[torch.Tensor]) -> None:
+        """Overwrite ``tensors`` in place with rank 0's values."""
+        if self.world_size > 1:
+            for t in tensors:
+                dist.broadcast(t, src=0)
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+        if self.world_size > 1:
+            dist.barrier()
 
 
 def resolve_device(device: str) -> torch.device:

@@ -1,4 +1,5 @@
-"""Adapter: train one model (rule train); resumable through the state checkpoint.
+"""Adapter: train one model (rule train) as a lattherm.training.TrainSpec (the spec the lattherm
+command runs too); resumable through the state checkpoint.
 
 The job starts max(1, gpus) training processes (resource gpu = config training.gpus): one process
 in this one when gpus <= 1, else one DDP process per GPU (lattherm.distributed.launch), each of
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from lattherm.distributed import launch
 from lattherm.io import atomic_path
 from lattherm.runlog import job_log
-from lattherm.training import train_process
+from lattherm.training import TrainSpec, train_process
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
@@ -20,36 +21,35 @@ if TYPE_CHECKING:
 def main() -> None:
     wc, params = snakemake.wildcards, snakemake.params
     nproc = max(1, int(getattr(snakemake.resources, "gpu", 0)))
-    with job_log(
-        snakemake.log[0],
-        "train",
-        threads=snakemake.threads,
+    spec = TrainSpec(
         system=wc.system,
         size=wc.size,
         model=wc.model,
         model_config=params.model_config,
         train_config=params.train_config,
         cond_box=params.cond_box,
+        checkpoint_path=params.state,
+        log_path=snakemake.output.train_log,
+        restart_finished=True,  # a changed config retrains; a killed run of other settings is refused
+    )
+    with job_log(
+        snakemake.log[0],
+        "train",
+        threads=snakemake.threads,
+        system=spec.system,
+        size=spec.size,
+        model=spec.model,
+        model_config=spec.model_config,
+        train_config=spec.train_config,
+        cond_box=spec.cond_box,
         processes=nproc,
     ) as log:
-        options = dict(
-            model_name=wc.model,
-            model_config=params.model_config,
-            train_config=params.train_config,
-            cond_box=params.cond_box,
-            checkpoint_path=params.state,
-            log_path=snakemake.output.train_log,
-            progress=True,
-            restart_finished=True,  # a changed config retrains; a killed run of other settings is refused
-        )
         summary = launch(
             nproc,
             train_process,
-            wc.system,
-            wc.size,
-            options,
+            spec,
             snakemake.log[0] if nproc > 1 else None,  # launched processes log there too
-            device=str(params.train_config.get("device", "auto")),
+            device=str(spec.train_config.get("device", "auto")),
         )
         log.info("%s", summary)
         with atomic_path(snakemake.output.checkpoint, suffix=".pt") as tmp:

@@ -1,14 +1,18 @@
-"""Training of the neural samplers: REINFORCE for ARMs, the MAM objective, the drifting
-condition grid, the training loop with self-describing checkpoints and resume, on one process or
-several (DDP, :mod:`lattherm.distributed`)."""
+"""Training of the neural samplers: REINFORCE for ARMs (:mod:`.reinforce`), the MAM objective
+(:mod:`.mam`), the drifting condition grid (:mod:`.conditions`), self-describing checkpoints and
+the training state they hold (:mod:`.checkpoint`), and the training loop with its objectives and
+:class:`TrainSpec` (:mod:`.trainer`), on one process or several (DDP, :mod:`lattherm.distributed`)."""
 
-from lattherm.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from lattherm.training.checkpoint import TrainState, load_checkpoint, load_model, save_checkpoint
 from lattherm.training.conditions import DriftingGrid
 from lattherm.training.mam import GibbsBuffer, consistency_terms, mam_loss
 from lattherm.training.reinforce import advantage, reinforce_loss, sampled_step_log_prob
 from lattherm.training.trainer import (
+    MAM,
+    Reinforce,
     TrainConfig,
     TrainingDiverged,
+    TrainSpec,
     check_train_config,
     sampling_seed,
     train,
@@ -18,7 +22,11 @@ from lattherm.training.trainer import (
 
 __all__ = [
     "TrainConfig",
+    "TrainSpec",
+    "TrainState",
     "TrainingDiverged",
+    "Reinforce",
+    "MAM",
     "train",
     "train_process",
     "train_config_from_dict",

@@ -216,6 +216,8 @@ class TrainSpec:
 
 
 # --------------------------------------------------------------------------- objectives
+# They call reinforce_loss / mam_loss by this module's names: tests (here and in test_devices.py)
+# stop or spy on a run by replacing lattherm.training.trainer.reinforce_loss / mam_loss.
 class Reinforce:
     """The ARMs' objective (``fo-arm-mlp``, ``ao-arm-mlp``): REINFORCE on fresh samples from this
     rank's generator at every step (:func:`~lattherm.training.reinforce.reinforce_loss`). No state."""

@@ -64,7 +64,10 @@ def test_make_system_and_size_tokens():
     for bad in ["6x5", "1x1"]:
         with pytest.raises(ValueError, match="LxL"):
             make_system("ising", bad)
-    for bad in ["6", "6x", "x6", "a x b", "0x4"]:
+    assert parse_size("6") == (6,)  # a chain's token
+    with pytest.raises(ValueError, match="2 integers"):
+        make_system("ising", "6")
+    for bad in ["6x", "x6", "a x b", "0x4", ""]:
         with pytest.raises(ValueError, match="size token"):
             parse_size(bad)
     with pytest.raises(ValueError, match="unknown system"):

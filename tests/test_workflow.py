@@ -345,6 +345,11 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
     after = torch.load(tmp_path / target, weights_only=True)["model_state"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert (tmp_path / "results/ising/3x3/models/fo-arm-mlp/train_log.parquet").exists()
+    summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
+    assert len(summary) == 3  # every configured sampler of SAMPLER, one row each
+    row = summary.set_index(["system", "size", "model"]).loc[("ising", "3x3", "fo-arm-mlp")]
+    m = pd.read_parquet(tmp_path / "results/ising/3x3/metrics/fo-arm-mlp/direct.parquet")
+    assert row["max_abs_delta_f"] == m["delta_f"].abs().max() and row["ness_min"] == m["ness"].min()
     _check_report(snakemake_exe, tmp_path, SAMPLER, ["metrics/fo-arm-mlp/direct.html", "ising_3x3_free_energy.png"])
 
 
@@ -359,8 +364,3 @@ def _check_report(snakemake_exe, workdir: Path, config: dict, expected: list[str
     for path in expected:
         leaf = path.rsplit("/", 1)[-1]
         assert any(n.endswith(leaf) for n in names), (path, names)
-    summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
-    assert len(summary) == 3  # every configured sampler of SAMPLER, one row each
-    row = summary.set_index(["system", "size", "model"]).loc[("ising", "3x3", "fo-arm-mlp")]
-    m = pd.read_parquet(tmp_path / "results/ising/3x3/metrics/fo-arm-mlp/direct.parquet")
-    assert row["max_abs_delta_f"] == m["delta_f"].abs().max() and row["ness_min"] == m["ness"].min()

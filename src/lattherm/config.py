@@ -226,7 +226,7 @@ def metadynamics_system(config: Mapping) -> str | None:
 
 def job_memory_mb(config: Mapping, rule: str, system: str, size: str, model: str | None = None) -> int:
     """An estimate (MB, rounded up) of the peak memory of one job whose memory grows with the
-    config: ``sample`` (the sample table of every condition, twice while it is assembled, plus one
+    config (the workflow refuses a job whose estimate exceeds the memory it may use): ``sample`` (the sample table of every condition, twice while it is assembled, plus one
     batch of network activations) and ``mcmc_reference`` (every chain's state and samples, and the
     saved configurations); other jobs: the 1 GB of the Python and torch process. Meant as an upper
     end: the laptop config's CuAu MAM Transformer, 1e5 samples at 99 conditions, peaked at 5 GB

@@ -48,20 +48,11 @@ config.update(_checked)
 RESULTS = config["results_dir"]
 
 
-def memory_of(rule):
-    """Resource function: the estimated peak memory (MB) of the rule's job (lattherm.config.job_memory_mb)."""
-
-    def mem_mb(wildcards):
-        return job_memory_mb(config, rule, wildcards.system, wildcards.size, wildcards.get("model"))
-
-    return mem_mb
-
-
 def memory_limit_mb(rule):
-    """The memory a job of ``rule`` may use: the profile's set-resources or --resources mem_mb,
-    else this machine's memory (a cluster node has its own: only a set limit is checked there)."""
+    """The memory a job of ``rule`` may use: the profile's set-resources, --resources or
+    default-resources mem_mb, else this machine's memory."""
     rs = workflow.resource_settings
-    for mapping in (rs.overwrite_resources.get(rule, {}), rs.resources):
+    for mapping in (rs.overwrite_resources.get(rule, {}), rs.resources, rs.default_resources or {}):
         value = getattr(mapping.get("mem_mb"), "value", mapping.get("mem_mb"))
         if isinstance(value, (int, float)):
             return float(value)

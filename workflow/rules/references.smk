@@ -77,8 +77,6 @@ rule mcmc_reference:
         grid=job_grid,
         settings=mcmc_settings,
         seed=seed_of("mcmc"),
-    resources:
-        mem_mb=memory_of("mcmc_reference"),
     log:
         logs("{system}/{size}/reference/mcmc.log"),
     benchmark:

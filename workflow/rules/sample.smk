@@ -14,7 +14,6 @@ rule sample:
         seed=model_seed_of("sample"),
     resources:
         gpu=sampling_gpus_of,
-        mem_mb=memory_of("sample"),
     threads: 1
     message:
         "sample {wildcards.model} on {wildcards.system} {wildcards.size}: {params.sampling}"

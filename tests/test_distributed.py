@@ -27,11 +27,11 @@ from conftest import BOX, TINY, snakemake_env
 import lattherm.training.checkpoint as checkpoint_mod
 import lattherm.training.trainer as trainer_mod
 from lattherm.cli import TrainJob, main
+from lattherm.conditions import DriftingGrid
 from lattherm.distributed import RankLayout, launch, setup_distributed
 from lattherm.models import build_model
 from lattherm.systems import IsingSystem
 from lattherm.training import (
-    DriftingGrid,
     TrainConfig,
     TrainSpec,
     load_checkpoint,

@@ -15,13 +15,13 @@ import torch
 from conftest import SHORT_BOX, SHORT_COND, SHORT_TINY, SHORT_TRAIN, kl_per_condition
 
 import lattherm.training.trainer as trainer_mod
+from lattherm.conditions import DriftingGrid
 from lattherm.evaluation import METRIC_COLUMNS, SAMPLE_COLUMNS, metrics_table, sample_grid, sample_model
 from lattherm.models import ExactModel, build_from_spec, build_model
 from lattherm.reference.exact import enumerate_states, ising_transfer_matrix
 from lattherm.sampling import log_prob, sample
 from lattherm.systems import IsingSystem, reduced_energy
 from lattherm.training import (
-    DriftingGrid,
     GibbsBuffer,
     TrainConfig,
     TrainingDiverged,

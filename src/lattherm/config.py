@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lattherm.conditions import MAX_GRID_VALUES, grid_values
+from lattherm.conditions import MAX_GRID_VALUES, CondBox, cond_box_of, grid_values
 from lattherm.models import check_model_config
 from lattherm.schema import ConfigError, check
 from lattherm.systems import REGISTRY, SYSTEMS, parse_size, system_info
@@ -226,10 +226,11 @@ def metadynamics_system(config: Mapping) -> str | None:
 
 def job_memory_mb(config: Mapping, rule: str, system: str, size: str, model: str | None = None) -> int:
     """An estimate (MB, rounded up) of the peak memory of one job whose memory grows with the
-    config (the workflow refuses a job whose estimate exceeds the memory it may use): ``sample`` (the sample table of every condition, twice while it is assembled, plus one
-    batch of network activations) and ``mcmc_reference`` (every chain's state and samples, and the
-    saved configurations); other jobs: the 1 GB of the Python and torch process. Meant as an upper
-    end: the laptop config's CuAu MAM Transformer, 1e5 samples at 99 conditions, peaked at 5 GB
+    config; the workflow refuses a job whose estimate exceeds the memory it may use. ``sample``:
+    the sample table of every condition, twice while it is assembled, plus one batch of network
+    activations; ``mcmc_reference``: every chain's state and samples, and the saved
+    configurations; other jobs: the 1 GB of the Python and torch process. Meant as an upper end:
+    the laptop config's CuAu MAM Transformer, 1e5 samples at 99 conditions, peaked at 5 GB
     (estimate 5.9 GB)."""
     base = 1000.0
     n_sites = system_info(system).n_sites(size)
@@ -317,10 +318,9 @@ def training_gpus(config: Mapping, model: str | None = None) -> int:
     return int(training.get("gpus", 0))
 
 
-def cond_box(config: Mapping, system: str) -> tuple[tuple[float, float], tuple[float, float]]:
+def cond_box(config: Mapping, system: str) -> CondBox:
     """The training box ``((T_min, T_max), (field_min, field_max))``: the system's evaluation grid."""
-    T, field = system_grid(config, system)
-    return ((float(T.min()), float(T.max())), (float(field.min()), float(field.max())))
+    return cond_box_of(*system_grid(config, system))
 
 
 def system_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:

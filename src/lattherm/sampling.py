@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lattherm.conditions import expand_conditions
 from lattherm.models.base import Model
 
-__all__ = ["sample", "log_prob", "random_orders", "expand_conditions"]
+__all__ = ["sample", "log_prob", "random_orders"]
 
 LN2 = math.log(2.0)
 
@@ -56,25 +57,6 @@ def random_orders(
 ) -> Tensor:
     """``(n, N)`` independent uniform random permutations of the sites."""
     return torch.rand(n, n_sites, generator=generator, device=device).argsort(dim=1)
-
-
-def expand_conditions(cond, n: int | None = None, *, device=None) -> Tensor:
-    """``(B, 2)`` float64 conditions: ``(2,)`` repeated n times, ``(C, 2)`` each repeated n times
-    (condition-major), or ``(B, 2)`` as given when ``n`` is None."""
-    cond = torch.as_tensor(cond, dtype=torch.float64, device=device)
-    if cond.ndim == 1:
-        cond = cond[None]
-    if cond.ndim != 2 or cond.shape[1] != 2:
-        raise ValueError(
-            f"cond must be (2,) or (B, 2) of (T, field), got shape {tuple(cond.shape)}"
-        )
-    if n is not None:
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        cond = cond.repeat_interleave(int(n), dim=0)
-    if not torch.all(torch.isfinite(cond)) or not torch.all(cond[:, 0] > 0):
-        raise ValueError("conditions must be finite with temperatures T > 0")
-    return cond
 
 
 def _resolve_order(model: Model, order, B: int, generator, device) -> Tensor:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from lattherm.models.base import CondBox, FourierCondition, Model, check_cond_box
+from lattherm.conditions import CondBox
+from lattherm.models.base import FourierCondition, Model
 from lattherm.models.exact import ExactModel
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
@@ -22,8 +23,6 @@ __all__ = [
     "Model",
     "ExactModel",
     "FourierCondition",
-    "CondBox",
-    "check_cond_box",
     "MADE",
     "AnyOrderMLP",
     "MAMMLP",

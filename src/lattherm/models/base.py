@@ -31,29 +31,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from lattherm.conditions import CondBox, check_cond_box
 from lattherm.lattices import Lattice
 
-__all__ = ["Model", "FourierCondition", "CondBox", "check_cond_box"]
+__all__ = ["Model", "FourierCondition"]
 
-CondBox = tuple[tuple[float, float], tuple[float, float]]
-
-
-def check_cond_box(cond_box) -> CondBox:
-    """Validate ``((T_min, T_max), (h_min, h_max))``: finite, ``min <= max``, ``T_min > 0``."""
-    try:
-        (t0, t1), (h0, h1) = cond_box
-        t0, t1, h0, h1 = (float(v) for v in (t0, t1, h0, h1))
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"cond_box must be ((T_min, T_max), (field_min, field_max)), got {cond_box!r}"
-        ) from err
-    if not all(math.isfinite(v) for v in (t0, t1, h0, h1)):
-        raise ValueError(f"cond_box must be finite, got {cond_box!r}")
-    if not (0 < t0 <= t1):
-        raise ValueError(f"cond_box temperatures must satisfy 0 < T_min <= T_max, got ({t0}, {t1})")
-    if not h0 <= h1:
-        raise ValueError(f"cond_box fields must satisfy field_min <= field_max, got ({h0}, {h1})")
-    return ((t0, t1), (h0, h1))
 
 
 class FourierCondition(nn.Module):

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lattherm.models.base import CondBox, Model
+from lattherm.conditions import CondBox
+from lattherm.models.base import Model
 from lattherm.reference.exact import enumerate_states
 
 __all__ = ["ExactModel", "ExactConfig"]

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lattherm.conditions import CondBox
 from lattherm.lattices import Lattice
-from lattherm.models.base import CondBox, FourierCondition, Model
+from lattherm.models.base import FourierCondition, Model
 
 __all__ = ["TransformerConfig", "MAMTransformer", "periodic_rope_angles"]
 

@@ -4,7 +4,6 @@ the training state they hold (:mod:`.checkpoint`), and the training loop with it
 :class:`TrainSpec` (:mod:`.trainer`), on one process or several (DDP, :mod:`lattherm.distributed`)."""
 
 from lattherm.training.checkpoint import TrainState, load_checkpoint, load_model, save_checkpoint
-from lattherm.training.conditions import DriftingGrid
 from lattherm.training.mam import GibbsBuffer, consistency_terms, mam_loss
 from lattherm.training.reinforce import advantage, reinforce_loss, sampled_step_log_prob
 from lattherm.training.trainer import (
@@ -32,7 +31,6 @@ __all__ = [
     "train_config_from_dict",
     "check_train_config",
     "sampling_seed",
-    "DriftingGrid",
     "reinforce_loss",
     "advantage",
     "sampled_step_log_prob",

@@ -17,7 +17,7 @@ conditions with its terms for the log; ``state_dict()`` / ``load_state_dict()`` 
 :class:`~lattherm.training.checkpoint.TrainState`, which saves, restores and checks itself on
 resume (:mod:`~lattherm.training.checkpoint`). :func:`_loop` is one loop for one process and for
 several: each step draws the conditions of the drifting ``n_T x n_field`` grid
-(:mod:`~lattherm.training.conditions`), computes the loss, backpropagates, averages over the ranks
+(:class:`lattherm.conditions.DriftingGrid`), computes the loss, backpropagates, averages over the ranks
 (:class:`~lattherm.distributed.RankLayout`, whose collectives do nothing in one process), checks
 that the loss and gradient are finite, clips, steps, logs and checkpoints.
 
@@ -86,13 +86,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lattherm.conditions import DriftingGrid, check_cond_box
 from lattherm.distributed import RankLayout, resolve_device, setup_distributed
-from lattherm.models import build_model, check_cond_box
+from lattherm.models import build_model
 from lattherm.runlog import Progress, job_log
 from lattherm.schema import check
 from lattherm.systems import make_system
 from lattherm.training.checkpoint import TrainState, write_log
-from lattherm.training.conditions import DriftingGrid
 from lattherm.training.mam import GibbsBuffer, default_gibbs_block, mam_loss
 from lattherm.training.reinforce import reinforce_loss
 

@@ -32,14 +32,59 @@ Two updates, chosen by ``update=`` in :func:`run_metropolis`:
 :class:`CuAuSystem`, ``"random-site"`` otherwise.
 
 Samples are taken after ``burn_in_sweeps`` and then every ``thin_sweeps`` sweeps (the paper
-uses 250). Errors (:func:`mcmc_summary`): every chain is cut into ``blocks_per_chain``
-contiguous blocks; the ``n_batches = n_chains × blocks_per_chain`` batch means are treated as
-independent and errors are delete-one-batch jackknife errors. With the default, one block per
-chain whenever there are >= 32 chains, the error is the between-chain spread of independent
-chains: honest whatever the autocorrelation (given enough burn-in), and it captures chains
-stuck in one magnetisation sector at ``h = 0`` below ``T_c``. With fewer chains each chain is
-blocked, which is honest only when a block is much longer than the autocorrelation time (a
-warning says when it is not).
+uses 250). The numba updates also measure ``E_int`` and ``Σs`` after *every* sweep of the
+sampling period and keep, per sample, their means over the ``thin_sweeps`` sweeps that end with it
+(:attr:`MCMCResult.averages`): the estimates use every sweep, the samples stay for tables,
+histograms and the ladder estimate.
+
+Replica exchange (``replica_exchange=True``, numba updates; the workflow's default): the
+conditions that share a field form a ladder in increasing T. After every ``exchange_sweeps``
+sweeps, neighbours ``(k, k + 1)`` of the ladder (even pairs, then odd pairs, alternating) try to
+swap the configurations of chain slot ``j`` with probability ``min(1, exp((β_k − β_{k+1}) (H_k −
+H_{k+1})))``, ``H = E_int − field · Σs`` (the field is common to the ladder), which keeps the
+product of the ladder's Boltzmann distributions invariant. Draws come from a stream per (ladder,
+slot) (seed xor ``EXCHANGE_SALT``); the kernels run one task per (ladder, block of slots), so
+results stay bit-reproducible and independent of the thread count, and slot ``j`` does not depend
+on how many slots run. A configuration stuck in an ordered phase at low T (CuAu at 200-300 K,
+Ising sectors below T_c) climbs the ladder, melts and comes back: without it the low-T CuAu rows
+kept the composition of their starting basins (the 8σ errors of the first version). Slots stay
+independent of each other, so the spread between slots is still an honest error.
+
+Starts: ``start="mixed"`` (the workflow's default) starts slot ``j`` random, all ``x = 0`` or all
+``x = 1`` for ``j mod 3 = 0, 1, 2`` (:attr:`MCMCResult.start_group`), so that forgetting the
+start can be tested.
+
+Estimates and errors (:func:`mcmc_summary`):
+
+* the *sweeps* estimate averages the condition's sweep averages (the samples for the generic
+  update). Every chain is cut into ``blocks_per_chain`` contiguous blocks; the ``n_batches =
+  n_chains × blocks_per_chain`` batch means are treated as independent and errors are
+  delete-one-batch jackknife errors. With the default, one block per chain whenever there are >=
+  32 chains, the error is the spread between independent chains: honest whatever the
+  autocorrelation, *if* the chains have forgotten their start. With fewer chains each chain is
+  blocked, which is honest only when a block is much longer than the autocorrelation time (a
+  warning says when it is not);
+* the *ladder* estimate (replica-exchange runs, :func:`ladder_estimates`) is MBAR over the
+  samples of every temperature of the ladder, with jackknife errors over groups of slots. Where a
+  condition's own fluctuations are rare (CuAu at 200 K and μ = ±0.12 eV: nearly every sample is
+  the pure end; at 300 K, μ = −0.12 eV, 40 % of Var(E) comes from an L1_2 state of probability
+  1e-6 that the sweeps of 64 chains never visit), the higher temperatures, where those states are
+  common, weigh them in.
+
+Convergence (:func:`mcmc_summary`, column ``converged``): an error bar is claimed (finite) only
+when the chains have mixed in the series it rests on (``E_int`` for ``u, c``, ``Σs`` for ``m``,
+``|Σs|`` for ``abs_m``): split-R̂ <= ``RHAT_MAX`` or not significantly above 1 (F-test at
+``P_MIN``: short runs give noisy R̂), no start family differs from the others and no chain half
+from the other (t-tests at ``P_MIN``); the estimate's error rests on enough independent
+fluctuations (error ESS >= ``MIN_ERROR_ESS``: the kurtosis of the jackknife values; with k rare
+events it is about k, and the z-scores of such errors have heavy tails); and, where both
+estimates are claimable, they agree (t-test at ``P_MIN`` on their jackknifed difference).
+``converged`` rows have all of ``u, c, m, abs_m`` claimed; the others say why in ``diagnosis`` and
+(by default) carry NaN for every unclaimed error: at ``h = 0`` below T_c without replica
+exchange, for instance, ``m`` is not claimed (chains keep their sector) while ``u, c, abs_m`` are.
+``P_MIN = 1e-5``: a grid of ~100 conditions runs ~3000 of these tests, so a few % of grids flag
+one error falsely; a real failure (a start family in another basin, an unseen state) gives p far
+below.
 """
 
 from __future__ import annotations
@@ -629,6 +674,28 @@ def split_rhat(a: np.ndarray) -> np.ndarray:
     return np.where(W > 0, r, np.where(B > 0, np.inf, np.nan))
 
 
+def _rhat_pvalue(a: np.ndarray) -> np.ndarray:
+    """p-value of the split-R̂ of ``a (..., n_chains, n)`` under "every half-chain holds
+    independent draws of one distribution": the ratio of the between-half to the mean within-half
+    variance, ``B/W`` (as in :func:`split_rhat`), against the F distribution with ``(2 n_chains −
+    1, 2 n_chains (h − 1))`` degrees of freedom. Small when R̂ exceeds 1 by more than the noise of
+    short or few chains. NaN where :func:`split_rhat` is NaN."""
+    from scipy.special import fdtrc
+
+    a = np.asarray(a, dtype=np.float64)
+    h = a.shape[-1] // 2
+    if h < 2:
+        return np.full(a.shape[:-2], np.nan)
+    x = np.concatenate([a[..., :h], a[..., a.shape[-1] - h :]], axis=-2)
+    k = x.shape[-2]
+    W = x.var(axis=-1, ddof=1).mean(axis=-1)
+    B = h * x.mean(axis=-1).var(axis=-1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = B / W
+    p = fdtrc(k - 1.0, k * (h - 1.0), np.where(np.isfinite(ratio), ratio, 0.0))
+    return np.where(W > 0, p, np.where(B > 0, 0.0, np.nan))
+
+
 def _t_pvalue(diff: np.ndarray, se: np.ndarray, dof: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Two-sided Student-t p-value of ``diff / se``; ``se`` is floored at ``1e-12 · scale`` (the
     size of the compared values), so that rounding of equal values does not count as a
@@ -850,30 +917,33 @@ def mcmc_summary(
     jackknifed and claimed with ``u`` and ``m``. ``tau_E, tau_M``: :func:`integrated_autocorr_time`
     of the samples, in samples (a lower bound when its window does not close).
 
-    Convergence: the chains have mixed when
+    Convergence: the chains have mixed in a series (``E_int`` for ``u, c``; ``Σs`` for ``m``;
+    ``|Σs|`` for ``abs_m``; the series of the sweep averages per sample period when recorded, else
+    of the samples) when
 
-    * ``rhat`` (:func:`split_rhat` of ``E_int`` and ``Σs``, the larger; of their sweep averages
-      per sample period when recorded, else of the samples) <= ``rhat_max``, or undefined because
-      every chain stayed in one state while there are several start families (which the next
-      test then compares);
+    * its :func:`split_rhat` is <= ``rhat_max`` or not significantly above 1
+      (:func:`_rhat_pvalue` >= ``p_min``), or undefined because it is constant while there are
+      several start families (which the next test then compares);
     * ``p_start`` >= ``p_min`` (or NaN: a single start family): Welch t-test of every start family
       (:attr:`MCMCResult.start_group`, ``start="mixed"``) against the other chains, on the chain
-      means of ``E_int``, ``Σs`` and ``|Σs|``: the chains have forgotten where they started;
+      means: the chains have forgotten where they started;
     * ``p_drift`` >= ``p_min`` (or NaN): paired t-test of the second against the first half of
-      every chain, same quantities: no trend within the sampling period.
+      every chain: no trend within the sampling period.
 
-    An estimate's error bar of a statistic is *claimable* when the chains have mixed and its
-    error ESS (:func:`_error_from_loo`) is >= ``min_error_ess`` (enough independent fluctuations
-    to trust it; NaN when no fluctuation was sampled at all). ``p_ladder``: the smallest p-value
-    (t-test on the jackknifed difference, paired by slot groups) of the two estimates agreeing,
-    over the statistics where both are claimable. A row reports the sweeps estimate when all four
-    of its statistics are claimable, else the ladder estimate when all four of its are, else the
-    one with more claimable statistics (``estimator``); a statistic's error is claimed (finite)
-    when it is claimable for that estimate and the other estimate, if claimable too, agrees
-    (``p >= p_min``). ``converged``: all four claimed; ``error_ess``: the smallest error ESS of
-    the four in the reported estimate; ``diagnosis`` says what failed (empty when converged).
-    With ``unconverged_errors="nan"`` (default) unclaimed errors are NaN (the estimates stay),
-    with ``"keep"`` the jackknife errors stay.
+    The columns ``rhat``, ``p_start``, ``p_drift`` hold the worst of the three series.
+
+    An estimate's error bar of a statistic is *claimable* when the chains have mixed in its series
+    and its error ESS (:func:`_error_from_loo`) is >= ``min_error_ess`` (enough independent
+    fluctuations to trust it; NaN when no fluctuation was sampled at all); a ``linear`` statistic
+    when ``u`` and ``m`` are. ``p_ladder``: the smallest p-value (t-test on the jackknifed
+    difference, paired by slot groups) of the two estimates agreeing, over the statistics where
+    both are claimable. A row reports the sweeps estimate when all four of its statistics are
+    claimable, else the ladder estimate when it has more claimable statistics (``estimator``); a
+    statistic's error is claimed (finite) when it is claimable for that estimate and the other
+    estimate, if claimable too, agrees (``p >= p_min``). ``converged``: all four claimed;
+    ``error_ess``: the smallest error ESS of the four in the reported estimate; ``diagnosis`` says
+    what failed (empty when converged). With ``unconverged_errors="nan"`` (default) unclaimed
+    errors are NaN (the estimates stay), with ``"keep"`` the jackknife errors stay.
     """
     if unconverged_errors not in ("nan", "keep"):
         raise ValueError(f"unconverged_errors must be 'nan' or 'keep', got {unconverged_errors!r}")
@@ -928,20 +998,30 @@ def mcmc_summary(
         if lad is not None:
             sw_g[name] = a_u * sw_g["u"] + a_m * sw_g["m"] + b0
 
-    # ---- mixing
-    r_E, r_M = split_rhat(dE), split_rhat(M)
-    rhat = np.where(np.isnan(r_E) | np.isnan(r_M), np.nan, np.fmax(r_E, r_M))
-    p_start = np.fmin.reduce([_start_pvalue(q.mean(axis=2), result.start_group) for q in (dE, M, absM)])
-    p_drift = np.fmin.reduce([_drift_pvalue(q) for q in (dE, M, absM)])
-    ok_start = ~(p_start < p_min)
-    ok_drift = ~(p_drift < p_min)
-    # constant E and Σs (n >= 4): nothing moved; mixed if chains from different starts agree
-    frozen = np.isnan(rhat) & (n >= 4) & np.isfinite(p_start)
-    ok_rhat = (rhat <= rhat_max) | frozen
-    mixed = ok_rhat & ok_start & ok_drift
+    # ---- mixing, per series: E_int (u, c), Σs (m), |Σs| (abs_m)
+    series = {"E": dE, "M": M, "A": absM}
+    of_stat = {"u": "E", "c": "E", "m": "M", "abs_m": "A"}
+    rh = {k: split_rhat(v) for k, v in series.items()}
+    p_rh = {k: _rhat_pvalue(v) for k, v in series.items()}
+    p_st = {k: _start_pvalue(v.mean(axis=2), result.start_group) for k, v in series.items()}
+    p_dr = {k: _drift_pvalue(v) for k, v in series.items()}
+    fail = {k: [] for k in series}  # per series: (condition mask, reason) of every failed test
+    mix = {}
+    for k in series:
+        ok_start, ok_drift = ~(p_st[k] < p_min), ~(p_dr[k] < p_min)
+        # a constant series (n >= 4): nothing moved; mixed if chains from different starts agree
+        frozen = np.isnan(rh[k]) & (n >= 4) & np.isfinite(p_st[k])
+        ok_rhat = (rh[k] <= rhat_max) | ~(p_rh[k] < p_min) | frozen
+        ok_rhat &= ~np.isnan(rh[k]) | frozen
+        mix[k] = ok_rhat & ok_start & ok_drift
+        fail[k] = [(~ok_rhat, "rhat"), (~ok_start, "start"), (~ok_drift, "drift")]
+    mixed = {q: mix[of_stat[q]] for q in STATS}
+    rhat = np.fmax.reduce([rh[k] for k in series])
+    p_start = np.fmin.reduce([p_st[k] for k in series])
+    p_drift = np.fmin.reduce([p_dr[k] for k in series])
 
     def claimable(est):
-        ok = {q: mixed & (est["ess"][q] >= min_error_ess) for q in STATS}
+        ok = {q: mixed[q] & (est["ess"][q] >= min_error_ess) for q in STATS}
         for name in linear:
             ok[name] = ok["u"] & ok["m"] & (est["ess"][name] >= min_error_ess)
         return ok
@@ -983,27 +1063,33 @@ def mcmc_summary(
     err_ess = np.where(np.isnan(err_ess).any(axis=0), np.nan, err_ess.min(axis=0))
     p_ladder = np.fmin.reduce([p_lad[q] for q in STATS])
 
+    label = {"E": "E", "M": "Σs", "A": "|Σs|"}
     diagnosis = []
     for c in range(n_cond):
         why = []
-        if not ok_rhat[c]:
-            if np.isnan(rhat[c]):
-                why.append("split-R̂ undefined (" + ("< 4 samples per chain" if n < 4 else "constant samples") + ")")
-            else:
-                why.append(f"split-R̂ {rhat[c]:.3g} > {rhat_max:g}")
-        if not ok_start[c]:
-            why.append(f"start families differ (p {p_start[c]:.1e})")
-        if not ok_drift[c]:
-            why.append(f"drift between halves (p {p_drift[c]:.1e})")
+        for k in series:
+            for mask, test in fail[k]:
+                if not mask[c]:
+                    continue
+                if test == "rhat":
+                    why.append(
+                        f"split-R̂ of {label[k]} undefined ("
+                        + ("< 4 samples per chain" if n < 4 else "constant samples") + ")"
+                        if np.isnan(rh[k][c])
+                        else f"split-R̂ of {label[k]} {rh[k][c]:.3g} > {rhat_max:g} (p {p_rh[k][c]:.1e})"
+                    )
+                elif test == "start":
+                    why.append(f"start families differ in {label[k]} (p {p_st[k][c]:.1e})")
+                else:
+                    why.append(f"drift of {label[k]} between halves (p {p_dr[k][c]:.1e})")
         est = ld if (lad is not None and use_ld[c]) else sw
-        if mixed[c]:
-            few = [q for q in STATS if not est["ess"][q][c] >= min_error_ess]
-            if few:
-                why.append(
-                    "few fluctuations: "
-                    + ", ".join(f"{q} (error ESS {est['ess'][q][c]:.2g})" for q in few)
-                    + f" < {min_error_ess:g}"
-                )
+        few = [q for q in STATS if mixed[q][c] and not est["ess"][q][c] >= min_error_ess]
+        if few:
+            why.append(
+                "few fluctuations: "
+                + ", ".join(f"{q} (error ESS {est['ess'][q][c]:.2g})" for q in few)
+                + f" < {min_error_ess:g}"
+            )
         bad = [q for q in STATS if p_lad[q][c] < p_min]
         if bad:
             why.append(

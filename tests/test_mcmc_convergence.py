@@ -320,10 +320,26 @@ def test_mixed_starts():
     assert res.start_group.tolist() == [0, 1, 2, 0, 1, 2, 0] and res.start == "mixed"
 
 
-def test_replica_exchange_needs_a_numba_update():
-    with pytest.raises(ValueError, match="replica exchange"):
-        run_metropolis(IsingSystem(3), [2.0, 3.0], 0.0, n_chains=2, n_samples=1, seed=0,
-                       update="random-site", replica_exchange=True)  # fmt: skip
+def test_replica_exchange_in_the_generic_update():
+    """The torch random-site update with exchange: every rung of Ising 3x3 stays Boltzmann
+    (chi-square over all 512 states), swaps happen, and a seed gives the same arrays."""
+    system = IsingSystem(3)
+    T = np.array([1.4, 2.0, 3.0])
+    kw = dict(n_chains=768, n_samples=6, seed=4, burn_in_sweeps=300, thin_sweeps=3, update="random-site", **PT)
+    res = run_metropolis(system, T, 0.2, **kw)
+    xs = torch.cat(list(enumerate_states(9)))
+    E, M = system.energy(xs).numpy(), system.spin_sum(xs).numpy()
+    for c, t in enumerate(T):
+        obs = np.bincount(_levels(system, res.states[c].reshape(-1, 9)), minlength=512).astype(float)
+        logw = -(E - 0.2 * M) / t
+        w = np.exp(logw - logw.max())
+        assert _chi2_pvalue(obs, w / w.sum()) > 1e-3, t
+    acc = res.exchange_acceptance
+    assert 0.1 < acc[0] < 1 and 0.1 < acc[1] < 1 and np.isnan(acc[2])
+    small = {**kw, "n_chains": 16, "burn_in_sweeps": 5}
+    a, b = (run_metropolis(system, T, 0.2, **small) for _ in range(2))
+    np.testing.assert_array_equal(a.states, b.states)
+    np.testing.assert_array_equal(a.exchange, b.exchange)
 
 
 # ----------------------------------------------------------------------------- the statistics

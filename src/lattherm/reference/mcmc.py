@@ -37,16 +37,17 @@ sampling period and keep, per sample, their means over the ``thin_sweeps`` sweep
 (:attr:`MCMCResult.averages`): the estimates use every sweep, the samples stay for tables,
 histograms and the ladder estimate.
 
-Replica exchange (``replica_exchange=True``, numba updates; the workflow's default): the
+Replica exchange (``replica_exchange=True``, every update; the workflow's default): the
 conditions that share a field form a ladder in increasing T. After every ``exchange_sweeps``
 sweeps, neighbours ``(k, k + 1)`` of the ladder (even pairs, then odd pairs, alternating) try to
 swap the configurations of chain slot ``j`` with probability ``min(1, exp((β_k − β_{k+1}) (H_k −
 H_{k+1})))``, ``H = E_int − field · Σs`` (the field is common to the ladder), which keeps the
-product of the ladder's Boltzmann distributions invariant. Draws come from a stream per (ladder,
-slot) (seed xor ``EXCHANGE_SALT``); the kernels run one task per (ladder, block of slots), so
-results stay bit-reproducible and independent of the thread count, and slot ``j`` does not depend
-on how many slots run. A configuration stuck in an ordered phase at low T (CuAu at 200-300 K,
-Ising sectors below T_c) climbs the ladder, melts and comes back: without it the low-T CuAu rows
+product of the ladder's Boltzmann distributions invariant. In the numba kernels the draws come
+from a stream per (ladder, slot) (seed xor ``EXCHANGE_SALT``) and one task runs per (ladder, block
+of slots), so results stay bit-reproducible and independent of the thread count, and slot ``j``
+does not depend on how many slots run (the generic update draws from its one generator). A
+configuration stuck in an ordered phase at low T (CuAu at 200-300 K, Ising sectors below T_c)
+climbs the ladder, melts and comes back: without it the low-T CuAu rows
 kept the composition of their starting basins (the 8σ errors of the first version). Slots stay
 independent of each other, so the spread between slots is still an honest error.
 
@@ -252,9 +253,9 @@ def run_metropolis(
         progress: log progress over sweeps (:class:`lattherm.runlog.Progress`).
         replica_exchange: parallel tempering: the conditions that share a field form a ladder
             in increasing T, and after every ``exchange_sweeps`` sweeps neighbours of the ladder
-            try to swap the configurations of chain ``j`` (numba updates only; see the module
-            docstring). Chain ``j`` of a condition is then no longer one Markov chain at that
-            condition, but the chains ``j`` of different ``j`` stay independent.
+            try to swap the configurations of chain ``j`` (see the module docstring). Chain ``j``
+            of a condition is then no longer one Markov chain at that condition, but the chains
+            of different ``j`` stay independent.
         exchange_sweeps: sweeps between two exchange rounds (>= 1).
     """
     T_b, h_b = np.broadcast_arrays(
@@ -299,11 +300,6 @@ def run_metropolis(
             "the cluster-expansion update is for CuAuSystem only, "
             f"got {type(system).__name__}; use 'random-site'"
         )
-    if replica_exchange and update == "random-site":
-        raise ValueError(
-            "replica exchange is implemented for the numba updates ('checkerboard', "
-            "'cluster-expansion'), not for 'random-site'"
-        )
     n_cond, N = T_arr.size, system.n_sites
     if keep_states and n_cond * n_chains * n_samples * N > _MAX_STATE_BYTES:
         raise ValueError(
@@ -323,15 +319,12 @@ def run_metropolis(
         keep_states=keep_states,
         progress=progress,
     )
-    if update == "random-site":
-        out = _run_random_site(system, T_arr, h_arr, **args)
+    if update == "cluster-expansion":
+        from lattherm.reference._ce_kernels import run_chains as run
     else:
-        if update == "cluster-expansion":
-            from lattherm.reference._ce_kernels import run_chains as run
-        else:
-            run = _run_checkerboard
-        every = int(exchange_sweeps) if replica_exchange else 0
-        out = run(system, T_arr, h_arr, ladders=ladders, lad_len=lad_len, exchange_every=every, **args)
+        run = _run_checkerboard if update == "checkerboard" else _run_random_site
+    every = int(exchange_sweeps) if replica_exchange else 0
+    out = run(system, T_arr, h_arr, ladders=ladders, lad_len=lad_len, exchange_every=every, **args)
     mixed = isinstance(start, str) and start == "mixed"
     group = _mixed_groups(int(n_chains)) if mixed else np.zeros(int(n_chains), dtype=np.int8)
     return MCMCResult(
@@ -541,12 +534,18 @@ def _progress_chunk(total: int) -> int:
 # --- generic path --------------------------------------------------------------------
 @torch.no_grad()
 def _run_random_site(
-    system: System, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress
-):
+    system: System, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress,
+    ladders, lad_len, exchange_every,
+):  # fmt: skip
+    """The generic update. With ``exchange_every > 0``, after every ``exchange_every`` sweeps the
+    pairs ``(k, k + 1)`` of every ladder with ``k ≡ done // exchange_every (mod 2)`` swap chain
+    ``j``'s states with probability ``min(1, exp((β_k − β_{k+1}) (H_k − H_{k+1})))`` (one uniform
+    draw of the run's generator per chain and pair, ladder by ladder)."""
     n_cond, N = T.size, system.n_sites
     B = n_cond * n_chains
     gen = torch.Generator().manual_seed(seed)
-    beta = torch.from_numpy(1.0 / (system.k_B * T)).repeat_interleave(n_chains)  # (B,)
+    beta_c = 1.0 / (system.k_B * T)
+    beta = torch.from_numpy(beta_c).repeat_interleave(n_chains)  # (B,)
     hb = torch.from_numpy(h).repeat_interleave(n_chains)  # (B,)
     if isinstance(x0, str):
         x = torch.randint(0, 2, (B, N), generator=gen, dtype=torch.long)
@@ -554,9 +553,10 @@ def _run_random_site(
             apply_mixed_starts(x.numpy().reshape(n_cond, 1, n_chains, N), 1, n_chains)
     else:
         x = torch.from_numpy(x0.reshape(B, N).astype(np.int64))
+    ex_stats = np.zeros((n_cond, n_chains, 2), dtype=np.int64)
 
-    def sweeps(k: int) -> None:
-        for _ in range(k * N):
+    def sweep() -> None:
+        for _ in range(N):
             sites = torch.randint(0, N, (B,), generator=gen)
             dE = system.delta_energy(x, sites).to(torch.float64)
             xi = torch.gather(x, 1, sites[:, None])[:, 0]
@@ -565,24 +565,38 @@ def _run_random_site(
             accept = torch.rand(B, generator=gen, dtype=torch.float64) < torch.exp(log_p)
             x.scatter_(1, sites[:, None], (xi ^ accept.long())[:, None])
 
+    def exchange(done: int) -> None:
+        H = (system.energy(x).to(torch.float64) - hb * system.spin_sum(x).to(torch.float64)).numpy()
+        H = H.reshape(n_cond, n_chains)
+        xv = x.view(n_cond, n_chains, N)
+        for lad, n_l in zip(ladders, lad_len, strict=True):
+            for k in range((done // exchange_every) % 2, n_l - 1, 2):
+                c1, c2 = int(lad[k]), int(lad[k + 1])
+                d = (beta_c[c1] - beta_c[c2]) * (H[c1] - H[c2])
+                u = torch.rand(n_chains, generator=gen, dtype=torch.float64).numpy()
+                ok = (d >= 0.0) | (u < np.exp(np.minimum(d, 0.0)))
+                ex_stats[c1, :, 0] += 1
+                ex_stats[c1, :, 1] += ok
+                sel = torch.from_numpy(np.flatnonzero(ok))
+                a1, a2 = xv[c1, sel].clone(), xv[c2, sel].clone()
+                xv[c1, sel], xv[c2, sel] = a2, a1
+
     energy = np.empty((n_cond, n_chains, n_samples))
     spin = np.empty((n_cond, n_chains, n_samples))
     states = np.empty((n_cond, n_chains, n_samples, N), dtype=np.uint8) if keep_states else None
     with _progress(burn + n_samples * thin, progress, f"metropolis {system.size}") as bar:
-        done = 0
-        while done < burn:
-            k = min(max(thin, 1), burn - done)
-            sweeps(k)
-            done += k
-            bar.update(k)
-        for t in range(n_samples):
-            sweeps(thin)
-            energy[:, :, t] = system.energy(x).to(torch.float64).numpy().reshape(n_cond, n_chains)
-            spin[:, :, t] = system.spin_sum(x).to(torch.float64).numpy().reshape(n_cond, n_chains)
-            if states is not None:
-                states[:, :, t, :] = x.numpy().reshape(n_cond, n_chains, N)
-            bar.update(thin)
-    return {"energy": energy, "spin_sum": spin, "states": states}
+        for done in range(1, burn + n_samples * thin + 1):
+            sweep()
+            if exchange_every > 0 and done % exchange_every == 0:
+                exchange(done)
+            if done > burn and (done - burn) % thin == 0:
+                t = (done - burn) // thin - 1
+                energy[:, :, t] = system.energy(x).to(torch.float64).numpy().reshape(n_cond, n_chains)
+                spin[:, :, t] = system.spin_sum(x).to(torch.float64).numpy().reshape(n_cond, n_chains)
+                if states is not None:
+                    states[:, :, t, :] = x.numpy().reshape(n_cond, n_chains, N)
+            bar.update(1)
+    return {"energy": energy, "spin_sum": spin, "states": states, "exchange": ex_stats}
 
 
 # ----------------------------------------------------------------------------- analysis

@@ -76,7 +76,8 @@ Convergence (:func:`mcmc_summary`, column ``converged``): an error bar is claime
 when the chains have mixed in the series it rests on (``E_int`` for ``u, c``, ``Σs`` for ``m``,
 ``|Σs|`` for ``abs_m``): split-R̂ <= ``RHAT_MAX`` or not significantly above 1 (F-test at
 ``P_MIN``: short runs give noisy R̂), no start family differs from the others and no chain half
-from the other (t-tests at ``P_MIN``); the estimate's error rests on enough independent
+from the other (t-tests at ``P_MIN``; where the series only has a few rare excursions, the
+start families alone); the estimate's error rests on enough independent
 fluctuations (error ESS >= ``MIN_ERROR_ESS``: the kurtosis of the jackknife values; with k rare
 events it is about k, and the z-scores of such errors have heavy tails); and, where both
 estimates are claimable, they agree (t-test at ``P_MIN`` on their jackknifed difference).
@@ -936,13 +937,17 @@ def mcmc_summary(
     of the samples) when
 
     * its :func:`split_rhat` is <= ``rhat_max`` or not significantly above 1
-      (:func:`_rhat_pvalue` >= ``p_min``), or undefined because it is constant while there are
-      several start families (which the next test then compares);
+      (:func:`_rhat_pvalue` >= ``p_min``);
     * ``p_start`` >= ``p_min`` (or NaN: a single start family): Welch t-test of every start family
       (:attr:`MCMCResult.start_group`, ``start="mixed"``) against the other chains, on the chain
       means: the chains have forgotten where they started;
     * ``p_drift`` >= ``p_min`` (or NaN): paired t-test of the second against the first half of
       every chain: no trend within the sampling period.
+
+    Where the series is constant or its fluctuations rest on fewer than ``min_error_ess`` chains
+    (its sweeps error ESS: a few rare excursions), R̂ and the drift test say nothing about mixing
+    and are skipped when there are several start families: their agreement decides alone (the
+    sweeps estimate is not claimable there anyway; the ladder estimate may be).
 
     The columns ``rhat``, ``p_start``, ``p_drift`` hold the worst of the three series.
 
@@ -1019,14 +1024,17 @@ def mcmc_summary(
     p_rh = {k: _rhat_pvalue(v) for k, v in series.items()}
     p_st = {k: _start_pvalue(v.mean(axis=2), result.start_group) for k, v in series.items()}
     p_dr = {k: _drift_pvalue(v) for k, v in series.items()}
+    ess_of = {"E": sw["ess"]["u"], "M": sw["ess"]["m"], "A": sw["ess"]["abs_m"]}
     fail = {k: [] for k in series}  # per series: (condition mask, reason) of every failed test
     mix = {}
     for k in series:
-        ok_start, ok_drift = ~(p_st[k] < p_min), ~(p_dr[k] < p_min)
-        # a constant series (n >= 4): nothing moved; mixed if chains from different starts agree
-        frozen = np.isnan(rh[k]) & (n >= 4) & np.isfinite(p_st[k])
-        ok_rhat = (rh[k] <= rhat_max) | ~(p_rh[k] < p_min) | frozen
-        ok_rhat &= ~np.isnan(rh[k]) | frozen
+        ok_start = ~(p_st[k] < p_min)
+        # R̂ and the drift test need fluctuations carried by several chains: a series that is
+        # constant, or whose few excursions sit in fewer than min_error_ess chains (its error
+        # ESS), says nothing about mixing there; the start families then decide alone
+        rare = ~(ess_of[k] >= min_error_ess) & np.isfinite(p_st[k])
+        ok_rhat = ((rh[k] <= rhat_max) | ~(p_rh[k] < p_min)) & ~np.isnan(rh[k]) | rare
+        ok_drift = ~(p_dr[k] < p_min) | rare
         mix[k] = ok_rhat & ok_start & ok_drift
         fail[k] = [(~ok_rhat, "rhat"), (~ok_start, "start"), (~ok_drift, "drift")]
     mixed = {q: mix[of_stat[q]] for q in STATS}

@@ -839,8 +839,9 @@ def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
     estimate ``(n_cond,)`` and its leave-one-group-out values ``(n_cond, G)`` under ``"<q>"``
     and ``"<q>_loo"`` (groups of chain slots, :func:`_slot_groups`: chains of one slot are coupled
     through the exchanges, different slots are independent), NaN at conditions alone in their
-    ladder; and ``"constant"`` ``(n_cond,)``, True where every sample of the ladder has the same
-    ``E_int`` and ``Σs``. Samples with equal ``(E_int, Σs)`` have equal weights and are merged.
+    ladder or where MBAR failed (a warning says so); and ``"constant"`` ``(n_cond,)``, True where
+    every sample of the ladder has the same ``E_int`` and ``Σs``. Samples with equal ``(E_int,
+    Σs)`` have equal weights and are merged.
     """
     if not result.replica_exchange:
         return None
@@ -873,21 +874,29 @@ def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
         counts = np.full(Ll, float(K * n))
         Hk = (result.energy[idx] - E0 - mu * result.spin_sum[idx]).mean(axis=(1, 2)) - H0
         f0 = np.concatenate([[0.0], np.cumsum(np.diff(beta) * 0.5 * (Hk[1:] + Hk[:-1]))])
-        f, W, s_max = _mbar_newton(A, counts, mult, f0)
-        Q = np.exp(f[:, None] + A - s_max)
         values = (E, E**2, M, np.abs(M))
 
         def stats(Wm, beta=beta, E0=E0, values=values):
             e1, e2, m1, am = (Wm @ v for v in values)
             return ((e1 + E0) / N, beta**2 * (e2 - e1**2) / N, m1 / N, am / N)
 
-        for q, v in zip(STATS, stats(W * mult), strict=True):
-            out[q][idx] = v
-        for g in range(G):
-            mg = mult - mult_g[g]
-            Wg = _mbar_replicate(Q, np.full(Ll, float((K - (grp == g).sum()) * n)), mg)
-            for q, v in zip(STATS, stats(Wg * mg), strict=True):
-                out[f"{q}_loo"][idx, g] = v
+        try:
+            f, W, s_max = _mbar_newton(A, counts, mult, f0)
+            Q = np.exp(f[:, None] + A - s_max)
+            full = stats(W * mult)
+            loo = []
+            for g in range(G):
+                mg = mult - mult_g[g]
+                loo.append(stats(_mbar_replicate(Q, np.full(Ll, float((K - (grp == g).sum()) * n)), mg) * mg))
+        except (RuntimeError, np.linalg.LinAlgError) as err:
+            warnings.warn(
+                f"no ladder estimate at field {mu:g} ({err}); the sweeps estimate stands alone there",
+                stacklevel=2,
+            )
+            continue
+        for j, q in enumerate(STATS):
+            out[q][idx] = full[j]
+            out[f"{q}_loo"][idx] = np.stack([r[j] for r in loo], axis=1)
         out["constant"][idx] = U == 1
     return out
 

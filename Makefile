@@ -35,9 +35,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-## bench: run every benchmark and record benchmarks/results/*.json
+## bench: run the benchmarks of benchmarks/manifest.yaml this machine can, each recording its runs under
+##        benchmarks/results/; ONLY="training cuau_energy" runs those entries only. Entries that need
+##        trained checkpoints or (without CUDA) a GPU are skipped, saying why; `make bench ONLY=x` with
+##        BENCH_ARGS=--dry-run says what would run, BENCH_ARGS=--list prints the manifest.
 bench: $(VENV)/.installed
-	$(PY) benchmarks/run_all.py $(ONLY)
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS) $(ONLY)
 
 ## slurm-test: the Slurm tests on a throw-away single-node cluster on localhost (root, Debian)
 slurm-test: $(VENV)/.installed-test

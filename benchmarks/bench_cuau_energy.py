@@ -11,7 +11,8 @@ Side by side, in one run:
 Every torch figure is the best of a few repeats (the machine is shared), at 1 and 2 CPU threads
 (``--threads``); CUDA is timed too when available. Energies are checked against each other
 before timing. Run:
-``python benchmarks/bench_cuau_energy.py [--size 4x4x8] [--batch 4096] [--n-clease 300]``.
+``python benchmarks/bench_cuau_energy.py [--size 4x4x8] [--batch 4096] [--n-clease 300]``; a run of
+``benchmarks/results/cuau_energy.json`` per command line.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 
 import numpy as np
 import torch
-from _harness import print_table, record
+from _harness import print_table, record_run
 
 from lattherm.systems.cuau import CuAuSystem, clease_settings, load_published_eci
 
@@ -135,7 +136,7 @@ def main() -> None:
         f"Shared machine, load average at the end {load}."
     )
     print(notes)
-    record("cuau_energy", rows, notes)
+    record_run("cuau_energy", vars(args), rows, notes)
 
 
 if __name__ == "__main__":

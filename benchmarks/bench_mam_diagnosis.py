@@ -11,14 +11,16 @@ path log q against f_θ (what the consistency term ties together). On the sample
 
 Below T_c the unsymmetrised Ising path sampler may cover one magnetisation sector (kl ≥ ln 2).
 
-    python benchmarks/bench_mam_diagnosis.py results/ising/8x8/models/mam-mlp/checkpoint.pt
+One run per checkpoint in ``benchmarks/results/mam_diagnosis.json``.
+
+    python benchmarks/bench_mam_diagnosis.py results/ising/8x8/models/mam-mlp/checkpoint.pt --label "laptop run"
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from _harness import checkpoint_parser, record_tagged
+from _harness import checkpoint_parser, print_table, record_run
 from bench_training import _setup
 
 from lattherm.sampling import sample
@@ -60,15 +62,22 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
     return rows
 
 
-def main(paths: list[str], n: int, seed: int, tag: str | None) -> None:
+def main(paths: list[str], n: int, seed: int, label: str | None) -> None:
     torch.set_num_threads(1)
-    rows = [r for p in paths for r in diagnose(p, n, seed)]
-    record_tagged("mam_diagnosis", tag, rows,
-                  notes=f"{n} samples per condition along one random order each, not symmetrised, 1 torch thread")
+    for path in paths:
+        rows = diagnose(path, n, seed)
+        print_table(rows)
+        ck = load_checkpoint(path)
+        params = {"checkpoint": path, "system": ck["system"]["name"], "size": ck["system"]["size"],
+                  "model": ck["model_spec"]["name"], "step": int(ck["step"]), "samples": n, "seed": seed}  # fmt: skip
+        if label:
+            params["label"] = label
+        record_run("mam_diagnosis", params, rows,
+                   notes=f"{n} samples per condition along one random order each, not symmetrised, 1 torch thread")
 
 
 if __name__ == "__main__":
     ap = checkpoint_parser(__doc__, samples=2000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    main(args.checkpoints, args.samples, args.seed, args.tag)
+    main(args.checkpoints, args.samples, args.seed, args.label)

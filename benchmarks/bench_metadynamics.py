@@ -4,8 +4,9 @@
     python benchmarks/bench_metadynamics.py --phase-diagram  # + 4x4x4 scan 300..1000 K (~2-5 min)
     python benchmarks/bench_metadynamics.py --error-check [--seeds K]   # are the error bars honest?
 
-Records ``benchmarks/results/metadynamics.json``; ``--error-check`` records
-``benchmarks/results/metadynamics_error_check.json`` instead: the laptop job's settings
+Records a run of ``benchmarks/results/metadynamics.json`` (parameters: seed, phase diagram and its
+production sweeps); ``--error-check`` records a run of ``benchmarks/results/metadynamics_error_check.json``
+instead (parameters: the settings, temperatures and seeds below): the laptop job's settings
 (``reference.metadynamics`` of config/config.yaml) on 2x2x4 at every configured temperature,
 ``z = (f_x − exact)/f_x_err`` at every (T, x) against exact enumeration: points, fraction beyond
 3σ, max |z| among converged rows, flagged (not converged) rows, wall time. The first seed is the
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _harness import print_table, record
+from _harness import print_table, record_run
 
 from lattherm.reference.cuau_exact import cuau_exact_composition_table
 from lattherm.reference.metadynamics import free_energy_from_bias, metadynamics_table, run_metadynamics
@@ -125,24 +126,24 @@ def error_check(args) -> None:
         print(f"seed {base}: {per_seed[-1]}")
     z, c, zo = np.concatenate(z_all), np.concatenate(c_all), np.concatenate(z_old_all)
     print_table([{k: v for k, v in r.items() if k != "seed"} for r in runs[: len(temperatures)]])
+    parameters = dict(
+        size=size,
+        temperatures=temperatures.tolist(),
+        settings=settings,
+        library_defaults={
+            k: p.default
+            for k, p in inspect.signature(run_metadynamics).parameters.items()
+            if k not in settings and p.default is not inspect.Parameter.empty and k not in ("eci", "workdir")
+        },
+        config=str(Path(args.config).resolve().relative_to(ROOT)),
+        seeds=seeds,
+        seed_rule="temperature i of seed s runs with seed s + i (metadynamics_scan); the first s is the "
+        "workflow job's seed job_seed(config seed, 'metadynamics', 'cuau', '2x2x4')",
+        exact="lattherm.reference.cuau_exact.cuau_exact_composition_table (enumeration of all 2^16 states)",
+        points="(T, n_au) with n_au = 1..16 (n_au = 0, pure Cu, is the exact gauge point, f_x_err = 0)",
+        old8="former f_x_err: 8 consecutive blocks of the same runs, std of the 8 block estimates / sqrt(8)",
+    )
     out = dict(
-        parameters=dict(
-            size=size,
-            temperatures=temperatures.tolist(),
-            settings=settings,
-            library_defaults={
-                k: p.default
-                for k, p in inspect.signature(run_metadynamics).parameters.items()
-                if k not in settings and p.default is not inspect.Parameter.empty and k not in ("eci", "workdir")
-            },
-            config=str(Path(args.config).resolve().relative_to(ROOT)),
-            seeds=seeds,
-            seed_rule="temperature i of seed s runs with seed s + i (metadynamics_scan); the first s is the "
-            "workflow job's seed job_seed(config seed, 'metadynamics', 'cuau', '2x2x4')",
-            exact="lattherm.reference.cuau_exact.cuau_exact_composition_table (enumeration of all 2^16 states)",
-            points="(T, n_au) with n_au = 1..16 (n_au = 0, pure Cu, is the exact gauge point, f_x_err = 0)",
-            old8="former f_x_err: 8 consecutive blocks of the same runs, std of the 8 block estimates / sqrt(8)",
-        ),
         job_seed=per_seed[0],
         pooled=dict(**_z_summary(z, c), old8=_z_summary(zo, np.ones_like(c))),
         wall_s=time.perf_counter() - t_all,
@@ -152,11 +153,16 @@ def error_check(args) -> None:
     )
     print(f"job seed: {per_seed[0]}")
     print(f"pooled over {len(seeds)} seeds: {out['pooled']}")
-    record("metadynamics_error_check", out, notes="shared 2-core machine; numba backend; laptop config settings")
+    record_run(
+        "metadynamics_error_check",
+        parameters,
+        out,
+        notes="shared 2-core machine; numba backend; laptop config settings",
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phase-diagram", action="store_true", help="also run the 4x4x4 T scan")
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--pd-production-sweeps", type=int, default=50_000)
@@ -225,7 +231,10 @@ def main() -> None:
             tol=2e-5,
             regions=reg.to_dict(orient="records"),
         )
-    record("metadynamics", out, notes="shared 2-core machine; numba backend unless stated")
+    params = {"seed": args.seed, "phase_diagram": args.phase_diagram}
+    if args.phase_diagram:
+        params["pd_production_sweeps"] = args.pd_production_sweeps
+    record_run("metadynamics", params, out, notes="shared 2-core machine; numba backend unless stated")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ settings of ``config/paper.yaml`` (architecture, batch, schedule, precision ``au
 on CUDA), as the workflow's ``train`` job would run it on one GPU. Records seconds per step,
 samples per second, peak memory (max allocated on CUDA, max RSS on a CPU) and the mean F_var of
 the last log row, per (system, size, model). Meant for a lent GPU (``benchmarks/gpu_check.sh``);
-on a CPU pass small ``--sizes`` and ``--steps``.
+on a CPU pass small ``--sizes`` and ``--steps`` (``make bench`` skips it without CUDA: paper widths
+on 20x20 need tens of GB on a CPU). A run of ``benchmarks/results/paper_training.json`` per command line
+and device.
 
     python benchmarks/bench_paper_training.py --minutes 0.5 [--system ising --sizes 10x10 20x20]
 """
@@ -18,26 +20,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import print_table, record
+from _harness import print_table, record_run
 
 ROOT = Path(__file__).resolve().parents[1]
-#: ``make bench`` skips this one without CUDA (paper widths on 20x20 need tens of GB on a CPU)
-GPU_ONLY = True
 
 
 def one(system_name: str, size: str, model_name: str, minutes: float, steps: int | None, config_path: str) -> dict:
     import torch
-    import yaml
 
-    from lattherm.config import check_config, cond_box, train_settings
+    from lattherm.config import cond_box, load_config, read_config_file, train_settings
     from lattherm.models import build_model
     from lattherm.systems import make_system
     from lattherm.training import train
 
-    config = yaml.safe_load(Path(config_path).read_text())
-    check_config(config)
+    config = load_config(read_config_file(config_path))  # checked, the schema's defaults filled in
     settings = train_settings(config, system_name, model_name, size)
-    settings.update(max_minutes=minutes, checkpoint_every=10**9, log_every=5)
+    settings.update(max_minutes=minutes, checkpoint_every=10**8, log_every=5)  # no checkpoint within the run
     if steps is not None:
         settings["steps"] = steps
     cuda = torch.cuda.is_available()
@@ -75,7 +73,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer"])
     ap.add_argument("--minutes", type=float, default=0.5, help="training budget per model")
     ap.add_argument("--steps", type=int, default=None, help="cap on steps (default: the config's)")
-    ap.add_argument("--tag", default=None)
+    ap.add_argument("--label", "--tag", dest="label", default=None, help="free text kept in the run's parameters")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -84,7 +82,14 @@ def main() -> None:
     notes = (f"{args.config} settings, {args.minutes} min per model (steps capped at {args.steps}), precision auto "
              "(bf16 autocast on CUDA, float32 on CPU), one process per model; s_per_step over this call; peak_mb: max "
              "allocated on CUDA, max RSS growth on CPU")  # fmt: skip
-    name = f"paper_training_{args.system}" + (f"_{args.tag}" if args.tag else "")
+    import torch
+
+    params = {"system": args.system, "sizes": args.sizes, "models": args.models, "minutes": args.minutes,
+              "steps": args.steps, "config": str(Path(args.config).resolve().relative_to(ROOT))
+              if Path(args.config).resolve().is_relative_to(ROOT) else args.config,
+              "device": "cuda" if torch.cuda.is_available() else "cpu"}  # fmt: skip
+    if args.label:
+        params["label"] = args.label
     rows = []
     for size in args.sizes:
         for model in args.models:  # one process each: its peak memory is its own
@@ -98,7 +103,7 @@ def main() -> None:
             else:
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
                 print_table(rows[-1:])
-            record(name, rows, notes=notes)  # after every model: a time limit keeps what was measured
+            record_run("paper_training", params, rows, notes=notes)  # after every model: a time limit keeps them
     print_table([r for r in rows if "error" not in r])
 
 

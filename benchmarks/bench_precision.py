@@ -5,7 +5,9 @@ conditions. Training in bf16 (``precision: auto`` on a GPU) computes the REINFOR
 the log-weights ``log p − log q`` (sqrt(−ln NESS) roughly) means bf16 rounding is as large as the
 signal a well-trained model learns from.
 
-    python benchmarks/bench_precision.py results/ising/8x8/models/*/checkpoint.pt --samples 1000
+One run per checkpoint in ``benchmarks/results/precision.json``.
+
+    python benchmarks/bench_precision.py results/ising/8x8/models/*/checkpoint.pt --samples 1000 --label "laptop run"
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 
 import torch
-from _harness import checkpoint_parser, print_table, record_tagged
+from _harness import checkpoint_parser, print_table, record_run
 
 from lattherm.sampling import log_prob, sample
 from lattherm.systems import make_system, reduced_energy
@@ -22,10 +24,10 @@ from lattherm.training.checkpoint import load_checkpoint, load_model
 CONDITIONS = {"ising": [(1.8, 0.0), (2.3, 0.0), (3.0, 0.5)], "cuau": [(300.0, 0.0), (700.0, 0.03), (1100.0, -0.06)]}
 
 
-def main(paths: list[str], n: int, tag: str | None, threads: int = 1) -> None:
+def main(paths: list[str], n: int, label: str | None, threads: int = 1) -> None:
     torch.set_num_threads(threads)
-    rows = []
     for path in paths:
+        rows = []
         ck = load_checkpoint(path)
         system = make_system(ck["system"]["name"], ck["system"]["size"])
         model = load_model(path, system=system)
@@ -48,16 +50,21 @@ def main(paths: list[str], n: int, tag: str | None, threads: int = 1) -> None:
                 "max_abs_diff": float(d[i].abs().max()), "std_log_w": float(lw[i].std()),
                 "fp32_vs_sampler": float((lq_fp32 - lq).abs().max()), "s": round(time.perf_counter() - t0, 1),
             })  # fmt: skip
-        print_table(rows[-len(cond):])
-    record_tagged(
-        "precision", tag, rows,
-        notes=f"{n} samples per condition from each checkpoint (float32 sampler), log q re-evaluated along the same "
-        "orders under CPU bf16 autocast and in float32; std_log_w: spread of log p - log q (float32) for comparison",
-    )  # fmt: skip
+        print_table(rows)
+        params = {"checkpoint": path, "system": system.name, "size": system.size, "model": ck["model_spec"]["name"],
+                  "step": int(ck["step"]), "samples": n, "threads": threads}  # fmt: skip
+        if label:
+            params["label"] = label
+        record_run(
+            "precision", params, rows,
+            notes=f"{n} samples per condition from the checkpoint (float32 sampler), log q re-evaluated along the "
+            "same orders under CPU bf16 autocast and in float32; std_log_w: spread of log p - log q (float32) for "
+            "comparison; s: seconds for the checkpoint's conditions",
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
     ap = checkpoint_parser(__doc__, samples=1000)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    main(a.checkpoints, a.samples, a.tag, a.threads)
+    main(a.checkpoints, a.samples, a.label, a.threads)

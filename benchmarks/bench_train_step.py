@@ -7,6 +7,7 @@ batch: 25 conditions x 8 samples. The AO-ARM step includes its sampling and is r
 N-pass gradient and with the unbiased 4-step estimator; the MAM step excludes the Gibbs refresh
 (no gradient, about one ancestral pass). Also the direct sampling throughput (configurations/s,
 exact log q included) per model. CPU widths are reduced (noted in the record); on a GPU pass --paper.
+A run of ``benchmarks/results/train_step.json`` per (--paper, --sizes, device).
 
     python benchmarks/bench_train_step.py [--paper] [--sizes 10 20]
 """
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from _harness import print_table, record
+from _harness import print_table, record_run
 
 MODELS = {
     "ao-arm-mlp": {"width": 256, "n_layers": 2},
@@ -113,8 +114,9 @@ def main() -> None:
             rows.append(json.loads(out))
             print_table(rows[-1:])
     print_table(rows)
-    record(
-        "train_step" + ("_paper" if args.paper else ""),
+    record_run(
+        "train_step",
+        {"paper": args.paper, "sizes": args.sizes, "device": rows[0]["device"] if rows else None},
         rows,
         notes="one training step at equal batch (25 conditions x 8 samples), one torch thread; ao-arm-mlp: sampling "
         "+ the exact N-pass gradient of log q (grad N-step; 'chunks of 20': activation-checkpointed over chunks of 20 "

@@ -10,7 +10,9 @@ training speed, the load average of the machine, and records them.
 One torch thread: on a shared 2-core machine it is 4–10x faster than two (measured), and on a
 quiet one still ~2x for these sizes (fo-arm-mlp: 0.105 s/step vs 0.19 s/step). ≥ 4000 samples
 per condition are needed to judge |ΔF/F| at 1e-4 (the statistical error at 1000 is ~1e-4 at the
-worst conditions). Recorded as ``training_ising8x8`` (all models) or ``training_ising8x8_<model>``.
+worst conditions). Each model trained is one run of ``benchmarks/results/training.json``; its
+parameters: system and size, model, ``budget_minutes``, the model and training settings (``RUNS`` with
+``--model-set`` / ``--set``), the evaluation's samples, orders and temperatures, and ``--label``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _harness import print_table, record
+from _harness import print_table, record_run
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
 from lattherm.reference.cuau_exact import cuau_exact_table
@@ -111,10 +113,11 @@ def _summary(name, mc, tc, s, met, n_orders, n_samples, eval_s, load_before, loa
 
 
 def main(minutes: float, models: list[str], n_samples: int, overrides: dict | None = None, system_name="ising",
-         model_overrides: dict | None = None, tag: str | None = None, n_orders: tuple[int, ...] = (1,),
+         model_overrides: dict | None = None, label: str | None = None, n_orders: tuple[int, ...] = (1,),
          keep: str | None = None, eval_T: list[float] | None = None) -> None:
     torch.set_num_threads(1)
     system, box, T, h, ref, symmetrised = _setup(system_name)
+    T_all = T
     T = grid_subset(T, eval_T, "--eval-T")  # slow samplers: some temperatures, every field value
     rows = []
     for name in models:
@@ -145,19 +148,23 @@ def main(minutes: float, models: list[str], n_samples: int, overrides: dict | No
                                  symmetrised=symmetrised, n_orders=M, device="cpu")  # fmt: skip
                 met = metrics_table(df, system, name, "direct", ref, "exact", n_boot=50, seed=0)
                 evals.append((M, met, time.perf_counter() - t0))
-        for M, met, eval_s in evals:
-            rows.append(_summary(name, mc, tc, s, met, M, n_samples, eval_s, load_before, load_after_train))
+        model_rows = [_summary(name, mc, tc, s, met, M, n_samples, eval_s, load_before, load_after_train)
+                      for M, met, eval_s in evals]  # fmt: skip
+        rows += model_rows
+        params = {"system": system_name, "size": system.size, "model": name, "budget_minutes": minutes,
+                  "model_config": mc, "train_config": tc, "eval_samples": n_samples,
+                  "eval_n_orders": [r["n_orders"] for r in model_rows],
+                  "eval_T": None if len(T) == len(T_all) else T.tolist()}  # fmt: skip
+        if label:
+            params["label"] = label
+        drop = ("model", "config", "train_config")  # in the parameters
+        record_run("training", params, [{k: v for k, v in r.items() if k not in drop} for r in model_rows],
+                   notes=f"{system_name}: {minutes} min, 1 torch thread, {n_samples} "
+                   f"{'symmetrised ' if symmetrised else ''}samples/condition at T {T.tolist()} x field {h.tolist()} "
+                   "(eval_T null: the whole grid)")  # fmt: skip
     print_table([{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in rows])
     for r in rows:
         print(r["model"], "worst |dF/F| at (T, h, rel):", r["worst_rel_at"], "lowest NESS at:", r["lowest_ness_at"])
-    base = "training_ising8x8" if system_name == "ising" else "training_cuau2x2x4"
-    name = base if len(models) == len(RUNS) else base + "_" + "_".join(models)
-    if minutes != 8.0:
-        name += f"_{minutes:g}min"
-    if tag:
-        name += f"_{tag}"
-    record(name, rows, notes=f"{system_name}: {minutes} min per model, 1 torch thread, {n_samples} "
-           f"{'symmetrised ' if symmetrised else ''}samples/condition at T {T.tolist()} x field {h.tolist()}")
 
 
 if __name__ == "__main__":
@@ -168,7 +175,8 @@ if __name__ == "__main__":
     ap.add_argument("--system", choices=["ising", "cuau"], default="ising")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides (all models)")
     ap.add_argument("--model-set", nargs="*", default=[], metavar="KEY=VALUE", help="model config overrides")
-    ap.add_argument("--tag", default=None, help="suffix of the recorded result's name")
+    ap.add_argument("--label", "--tag", dest="label", default=None,
+                    help="free text kept in the runs' parameters (tells otherwise identical runs apart)")
     ap.add_argument("--n-orders", nargs="+", type=int, default=[1], help="any-order models: evaluate with each M")
     ap.add_argument("--keep", default=None, metavar="DIR", help="copy the trained checkpoints there")
     ap.add_argument("--eval-T", nargs="+", type=float, default=None, help="evaluate at these grid temperatures only")
@@ -177,5 +185,5 @@ if __name__ == "__main__":
     def kv(items):
         return {k: _value(v) for k, v in (a.split("=", 1) for a in items)}
 
-    main(args.minutes, args.models, args.samples, kv(args.set), args.system, kv(args.model_set), args.tag,
+    main(args.minutes, args.models, args.samples, kv(args.set), args.system, kv(args.model_set), args.label,
          tuple(args.n_orders), args.keep, args.eval_T)

@@ -2,10 +2,12 @@
 
 For L = 10, 12, 14 the row-orbit structure is built once (timed apart) and a few (T, h) points
 are timed one by one; the accuracy column is the deviation from Kaufman's closed form at h = 0.
+Recorded in ``benchmarks/results/transfer_matrix.json`` (parameters: the timed points per L).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
@@ -18,7 +20,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from _harness import print_table, record  # noqa: E402
+from _harness import print_table, record_run  # noqa: E402
 
 from lattherm.reference.exact import T_C, ising_kaufman, ising_transfer_matrix  # noqa: E402
 from lattherm.reference.transfer_matrix import _row_structure  # noqa: E402
@@ -31,8 +33,12 @@ POINTS = {
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(POINTS), choices=list(POINTS), help="these L only")
+    args = ap.parse_args()
+    points_by_L = {L: POINTS[L] for L in args.sizes}
     rows = []
-    for L, points in POINTS.items():
+    for L, points in points_by_L.items():
         t0 = time.perf_counter()
         struct = _row_structure(L)
         t_struct = time.perf_counter() - t0
@@ -63,9 +69,10 @@ def main() -> None:
             print_table(rows[-1:])
     print()
     print_table(rows)
-    per_L = {L: float(np.median([r["seconds"] for r in rows if r["L"] == L])) for L in POINTS}
-    record(
+    per_L = {L: float(np.median([r["seconds"] for r in rows if r["L"] == L])) for L in points_by_L}
+    record_run(
         "transfer_matrix",
+        {"points": {str(L): [[float(T), float(h)] for T, h in points] for L, points in points_by_L.items()}},
         rows,
         notes=(
             "ising_transfer_matrix per (T, h) point, single thread (torch + BLAS), momentum blocks "

@@ -11,7 +11,8 @@ and c and max absolute error of u over T = 1.5..3.5 step 0.1):
   extrapolation, labelled as such), and with the 1/t schedule to 1e-6 (and 1e-7 with --long);
 * 20x20, REWL halving to 1e-8 (same layout).
 
-Usage: ``python benchmarks/bench_wang_landau.py [--quick] [--l16-lnf 1e-6] [--no-20] [--long]``.
+Usage: ``python benchmarks/bench_wang_landau.py [--quick] [--l16-lnf 1e-6] [--no-20] [--long]``; a run of
+``benchmarks/results/wang_landau.json`` per command line (its options are the run's parameters).
 Numbers on a shared 2-core machine depend on what else runs: the load average is recorded with
 the results.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import print_table, record  # noqa: E402
+from _harness import print_table, record_run  # noqa: E402
 
 from lattherm.reference.exact import ising_kaufman  # noqa: E402
 from lattherm.reference.wang_landau import wang_landau  # noqa: E402
@@ -93,7 +94,7 @@ def extrapolate_halving(res, ln_f_target: float) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="coarser 16x16 run (smoke test of the script)")
     ap.add_argument("--l16-lnf", type=float, default=1e-8, help="final ln f of the 16x16 REWL run")
     ap.add_argument("--accurate-lnf", type=float, default=2e-7, help="final ln f of the 8x8 1/t run")
@@ -169,7 +170,7 @@ def main() -> None:
         "extrapolated=True are computed, not run (8x8 1/t: moves scale exactly as 1/ln_f, time "
         "at the measured rate; 16x16 halving with --l16-lnf: fit of the last stages' moves)."
     )
-    record("wang_landau", rows, notes=notes)
+    record_run("wang_landau", vars(args), rows, notes=notes)
 
 
 if __name__ == "__main__":

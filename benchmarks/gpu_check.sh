@@ -9,7 +9,10 @@
 #      (bf16): s/step, samples/s, peak memory.
 # Needs python3 with torch (CUDA), numpy, pandas, pyarrow, pyyaml, pytest; no Snakemake.
 # Usage (repository root):  bash benchmarks/gpu_check.sh [OUT_DIR]
-# Records land in benchmarks/results/ and are copied, with the logs, to OUT_DIR (default: $OUT).
+# Steps 2 and 3 each append a run (device cuda) to their record, benchmarks/results/train_step.json and
+# benchmarks/results/paper_training.json (benchmarks/manifest.yaml); the records that changed are copied
+# whole (earlier runs included), with the logs, to OUT_DIR (default: $OUT): copy them over the
+# checkout's benchmarks/results/ to keep the GPU runs.
 set -uo pipefail
 out=${1:-${OUT:-/tmp/lattherm-gpu-check}}
 mkdir -p "$out"
@@ -28,10 +31,12 @@ echo "== 2. one training step at paper widths, 20x20" | tee -a "$out/gpu_check.l
 (cd benchmarks && timeout 120 python3 bench_train_step.py --paper --sizes 20) 2>&1 | tee -a "$out/gpu_check.log" || status=1
 
 echo "== 3. paper-config training throughput, 20x20" | tee -a "$out/gpu_check.log"
-(cd benchmarks && timeout 180 python3 bench_paper_training.py --sizes 20x20 --minutes 0.25 --tag gpu) 2>&1 \
+(cd benchmarks && timeout 180 python3 bench_paper_training.py --sizes 20x20 --minutes 0.25 --label gpu-check) 2>&1 \
     | tee -a "$out/gpu_check.log" || status=1
 
-find benchmarks/results -name '*.json' -newer "$stamp" -exec cp {} "$out/" \;
+for record in train_step paper_training; do  # the records of steps 2 and 3, if this run wrote them
+    [ benchmarks/results/$record.json -nt "$stamp" ] && cp benchmarks/results/$record.json "$out/"
+done
 rm -f "$stamp"
 echo "gpu_check: status $status; files in $out" | tee -a "$out/gpu_check.log"
 exit $status

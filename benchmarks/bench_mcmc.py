@@ -231,13 +231,15 @@ def _nan_stat(fn, a) -> float | None:
 def _check_one(system_name: str, size: str, settings: dict, grid, exact, seed: int, variant: str) -> dict:
     from dataclasses import replace
 
-    from lattherm.reference.mcmc import WORKFLOW_DEFAULTS, mcmc_table, run_metropolis
+    from lattherm.reference.mcmc import mcmc_table, run_metropolis
+    from lattherm.schema import node
     from lattherm.systems import make_system
 
     system = make_system(system_name, size)
     kw = {k: settings[k] for k in ("n_chains", "n_samples", "burn_in_sweeps", "thin_sweeps")}
     if variant == "after":
-        kw.update({k: WORKFLOW_DEFAULTS[k] for k in ("start", "replica_exchange", "exchange_sweeps")})
+        defaults = node("mcmc")["properties"]  # the workflow's: the config schema's defaults
+        kw.update({k: defaults[k]["default"] for k in ("start", "replica_exchange", "exchange_sweeps")})
     else:
         kw.update(start="random", replica_exchange=False)
     t0 = time.perf_counter()

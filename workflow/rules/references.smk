@@ -76,6 +76,7 @@ rule mcmc_reference:
     params:
         grid=job_grid,
         settings=mcmc_settings,
+        system_params=system_params_of,
         seed=seed_of("mcmc"),
     log:
         logs("{system}/{size}/reference/mcmc.log"),

@@ -1,8 +1,7 @@
 """Adapter: batched Metropolis reference for one system and size (rule mcmc_reference).
 
-Settings missing from the config (``replica_exchange``, ``exchange_sweeps``, ``start``) take the
-library's :data:`lattherm.reference.mcmc.WORKFLOW_DEFAULTS`. Conditions whose error bars are not
-claimed (``converged`` false in the table) are counted and listed in the job log as a warning.
+Conditions whose error bars are not claimed (``converged`` false in the table) are counted and
+listed in the job log as a warning.
 """
 
 from typing import TYPE_CHECKING
@@ -12,7 +11,6 @@ import numpy as np
 from lattherm.conditions import condition_grid
 from lattherm.io import write_table
 from lattherm.reference.mcmc import (
-    WORKFLOW_DEFAULTS,
     convergence_report,
     mcmc_histograms,
     mcmc_samples_table,
@@ -26,9 +24,10 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 wc, params = snakemake.wildcards, snakemake.params
-settings = {**WORKFLOW_DEFAULTS, **dict(params.settings)}
-with job_log(snakemake.log[0], "mcmc_reference", system=wc.system, size=wc.size, seed=params.seed, **settings) as log:
-    system = make_system(wc.system, wc.size)
+settings = dict(params.settings)  # every key: the config, with the schema's defaults
+with job_log(snakemake.log[0], "mcmc_reference", config=snakemake.config, system=wc.system, size=wc.size,
+             seed=params.seed, **settings) as log:  # fmt: skip
+    system = make_system(wc.system, wc.size, **params.system_params)
     grid = condition_grid(params.grid["T"], params.grid["field"])
     result = run_metropolis(
         system,

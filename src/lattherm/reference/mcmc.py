@@ -115,7 +115,6 @@ __all__ = [
     "split_rhat",
     "ladder_estimates",
     "convergence_report",
-    "WORKFLOW_DEFAULTS",
 ]
 
 UPDATES = ("auto", "checkerboard", "random-site", "cluster-expansion")
@@ -129,10 +128,6 @@ EXCHANGE_SALT = np.uint64(0x3C6EF372FE94F82B)
 RHAT_MAX = 1.1
 P_MIN = 1e-5
 MIN_ERROR_ESS = 5.0
-#: the Metropolis settings of the workflow (``reference.mcmc.<system>`` in the config) that
-#: have library defaults: every condition of a field exchanges replicas along T, every sweep,
-#: and the chains start from the three families of ``start="mixed"``
-WORKFLOW_DEFAULTS = {"replica_exchange": True, "exchange_sweeps": 1, "start": "mixed"}
 #: refuse to keep more sampled states than this (bytes, one per site)
 _MAX_STATE_BYTES = 4 * 2**30
 

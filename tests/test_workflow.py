@@ -76,6 +76,13 @@ def run_snakemake(exe: str, workdir: Path, *args: str, config: dict | str | None
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def test_lint_is_clean(snakemake_exe):
+    """`snakemake --lint` (make lint) finds nothing to say about the workflow."""
+    proc = subprocess.run([snakemake_exe, "--lint"], cwd=ROOT, env=snakemake_env(), capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 def test_dry_run_default_config(snakemake_exe, tmp_path):
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
     assert rc == 0, out

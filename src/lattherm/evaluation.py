@@ -184,36 +184,13 @@ def sample_model(
 
 
 def sample_grid(
-    checkpoint_path: str | os.PathLike,
-    system,
-    T_values,
-    field_values,
-    n_samples: int,
-    *,
-    seed: int,
-    batch_size: int = 4096,
-    symmetrised: bool = False,
-    n_orders: int = 1,
-    order: str = "random",
-    device: str = "auto",
+    checkpoint_path: str | os.PathLike, system, T_values, field_values, n_samples: int, *, device: str = "auto",
+    **sampling,
 ) -> pd.DataFrame:
-    """Load the checkpoint's model (checked against ``system``) and :func:`sample_model` it."""
-    dev = resolve_device(device)
-    model = load_model(checkpoint_path, system=system, device=dev)
-    name = model.name
-    return sample_model(
-        model,
-        system,
-        T_values,
-        field_values,
-        n_samples,
-        seed=seed,
-        batch_size=batch_size,
-        symmetrised=symmetrised,
-        n_orders=n_orders,
-        order=order,
-        model_name=name,
-    )
+    """Load the checkpoint's model (checked against ``system``) onto ``device`` and
+    :func:`sample_model` it (``sampling``: its keyword arguments, ``seed`` among them)."""
+    model = load_model(checkpoint_path, system=system, device=resolve_device(device))
+    return sample_model(model, system, T_values, field_values, n_samples, model_name=model.name, **sampling)
 
 
 def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.Series | None:

@@ -229,10 +229,11 @@ def job_memory_mb(config: Mapping, rule: str, system: str, size: str, model: str
     config; the workflow refuses a job whose estimate exceeds the memory it may use. ``sample``:
     the sample table of every condition, twice while it is assembled, plus one batch of network
     activations; ``mcmc_reference``: every chain's state and samples, and the saved
-    configurations; other jobs: the 1 GB of the Python and torch process. Meant as an upper end:
+    configurations; every job: 400 MB for the Python process with torch and the library (measured
+    356 MB). Meant as an upper end:
     the laptop config's CuAu MAM Transformer, 1e5 samples at 99 conditions, peaked at 5 GB
-    (estimate 5.9 GB)."""
-    base = 1000.0
+    (estimate 5.5 GB)."""
+    base = 400.0
     n_sites = system_info(system).n_sites(size)
     T, field = system_grid(config, system)
     C = T.size * field.size

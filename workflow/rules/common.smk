@@ -70,8 +70,8 @@ def _check_memory():
         need, limit = job_memory_mb(config, rule, system, size, model), memory_limit_mb(rule)
         if need > limit:
             what = " ".join(x for x in (rule, system, size, model) if x)
-            sys.exit(f"lattherm: the job {what} needs about {need / 1024:.1f} GB of memory, more than the "
-                     f"{limit / 1024:.1f} GB it may use: lower its sample counts (sampling.n_samples, "
+            sys.exit(f"lattherm: the job {what} needs about {need:.0f} MB of memory, more than the "
+                     f"{limit:.0f} MB it may use: lower its sample counts (sampling.n_samples, "
                      f"reference.mcmc.{system}) or give it more memory (mem_mb)")  # fmt: skip
 
 

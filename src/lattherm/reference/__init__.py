@@ -9,7 +9,8 @@ implementation, so that the rules and scripts stay the same for every system:
 * :func:`exact_composition_table` (method ``exact_composition``): canonical free energies per
   composition;
 * :func:`wang_landau_tables` (method ``wang_landau``): field-0 thermodynamics and the density of
-  states.
+  states;
+* :func:`couplings_table` (method ``couplings``): a disordered instance's couplings.
 
 ``params`` are the system's parameters from the config (e.g. Ising ``J``); ``settings`` the
 method's config block.
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["exact_table", "exact_composition_table", "wang_landau_tables"]
+__all__ = ["exact_table", "exact_composition_table", "wang_landau_tables", "couplings_table"]
 
 
 def _no_method(system: str, method: str):
@@ -51,7 +52,22 @@ def exact_table(
         from lattherm.reference.exact import chain_exact_table
 
         return chain_exact_table(int(size), T, field, J=params.get("J", 1.0))
+    if system == "ea":
+        from lattherm.reference.spin_glass import ea_exact_table
+
+        return ea_exact_table(size, T, field, **params)
     raise _no_method(system, "exact")
+
+
+def couplings_table(system: str, size: str, *, params: Mapping | None = None) -> pd.DataFrame:
+    """The couplings ``i, j, J`` of a disordered system's instance (row-major sites), with
+    ``system, size`` leading."""
+    from lattherm.systems import make_system
+
+    table = make_system(system, size, **dict(params or {})).couplings_table()
+    table.insert(0, "size", size)
+    table.insert(0, "system", system)
+    return table
 
 
 def exact_composition_table(system: str, size: str, T, *, params: Mapping | None = None) -> pd.DataFrame:

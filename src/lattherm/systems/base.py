@@ -19,13 +19,14 @@ from torch import Tensor
 
 from lattherm.lattices import Lattice
 
-__all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "SIZE_PATTERN"]
+__all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "parse_instance", "SIZE_PATTERN"]
 
 #: the most sites exact enumeration solves (2^N states)
 MAX_ENUMERATE_SITES = 24
 
-#: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell), ``16`` (a chain)
-SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)*"
+#: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell), ``16`` (a chain);
+#: a disordered system's token ends in its instance, the seed of its couplings: ``10x10-s1``
+SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)*(-s\d+)?"
 
 
 @runtime_checkable
@@ -74,6 +75,7 @@ class SystemInfo:
             (``{"x_au": ...}`` for CuAu), added to every estimate.
         references: the reference methods that apply (``lattherm.reference`` computes them).
         enumeration_limit: the largest number of sites solved by exact enumeration.
+        disordered: a size token names a disorder instance (``10x10-s1``: the couplings' seed).
         exact_for: ``size -> bool``, whether an exact reference (any method) exists at that size.
         check_size: ``size -> None``, extra rules on a size token (raise ``ValueError``).
     """
@@ -89,6 +91,7 @@ class SystemInfo:
     gibbs_block: int
     references: tuple[str, ...]
     enumeration_limit: int = MAX_ENUMERATE_SITES
+    disordered: bool = False
     observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
     exact_for: Callable[[str], bool] | None = None
     check_size: Callable[[str], None] | None = None
@@ -99,6 +102,9 @@ class SystemInfo:
     def parse(self, size: str) -> tuple[int, ...]:
         """The integers of a size token of this system; ``ValueError`` naming the expected form."""
         dims = parse_size(size)
+        if (parse_instance(size) is not None) != self.disordered:
+            want = "ends in its disorder instance, e.g. -s1" if self.disordered else "has no disorder instance -sK"
+            raise ValueError(f"a {self.name} size token {want}, got {size!r}")
         if len(dims) != self.dims:
             form = "x".join(["n"] * self.dims)
             raise ValueError(f"a {self.name} size token is {form} ({self.dims} integers), got {size!r}")
@@ -134,9 +140,17 @@ def reduced_energy(system: System, x: Tensor, T: Tensor | float, field: Tensor |
 
 
 def parse_size(size: str) -> tuple[int, ...]:
-    """``"10x10"`` → ``(10, 10)``; raises ``ValueError`` naming the expected form."""
+    """``"10x10"`` → ``(10, 10)`` (a disorder instance ``-sK`` is left out: :func:`parse_instance`);
+    raises ``ValueError`` naming the expected form."""
     if not isinstance(size, str) or not re.fullmatch(SIZE_PATTERN, size):
         raise ValueError(
-            f"size token must look like '10x10', '2x2x4' or '16' (positive integers joined by 'x'), got {size!r}"
+            f"size token must look like '10x10', '2x2x4', '16' or '10x10-s1' (positive integers joined by 'x', "
+            f"then a disorder instance -s<seed>), got {size!r}"
         )
-    return tuple(int(n) for n in size.split("x"))
+    return tuple(int(n) for n in size.split("-")[0].split("x"))
+
+
+def parse_instance(size: str) -> int | None:
+    """The disorder instance of a size token (``"10x10-s3"`` → 3), None without one."""
+    parse_size(size)
+    return int(size.rsplit("-s", 1)[1]) if "-s" in size else None

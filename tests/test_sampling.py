@@ -451,3 +451,41 @@ def test_any_order_mlp_one_pass_path_matches_step_by_step_passes(name):
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert (lp1 < 0).all()
+
+
+def test_a_model_order_family_is_what_random_means(gen):
+    """``order="random"`` draws from a model's own order family (``model.draw_orders``) in
+    ``sample`` and in the order mixture; explicit orders and ``"fixed"`` are unaffected."""
+    model = tiny("ao-arm-mlp", Lattice(shape=(3, 3)), seed=2)
+    fam = torch.stack([torch.arange(9), torch.arange(9).flip(0)])  # the model's two orders
+
+    def draw_orders(n, *, generator=None, device=None):
+        return fam[torch.randint(0, 2, (n,), generator=generator, device=device)]
+
+    model.draw_orders = draw_orders
+    cond = torch.tensor([2.0, 0.1])
+    x, lq, used = sample(model, cond, 20, generator=gen, return_order=True)
+    assert {tuple(o) for o in used.tolist()} == {tuple(o) for o in fam.tolist()}
+    torch.testing.assert_close(log_prob(model, x, cond, used), lq, rtol=0, atol=1e-10)
+    x, lq, used = sample(model, cond, 20, generator=gen, return_order=True, n_orders=3)
+    assert used.shape == (20, 3, 9)
+    assert {tuple(o) for o in used.reshape(-1, 9).tolist()} <= {tuple(o) for o in fam.tolist()}
+    torch.testing.assert_close(log_prob(model, x, cond, used), lq, rtol=0, atol=1e-10)
+    _, _, fixed = sample(model, cond, 4, order="fixed", generator=gen, return_order=True)
+    assert torch.equal(fixed, torch.arange(9).expand(4, 9))
+
+
+def test_one_pass_models_skip_the_stepper_in_log_prob(gen):
+    """A model with ``one_pass_log_prob`` gets its path log-probability from
+    ``any_order_path_logits`` also without gradients (its stepper is for sampling only)."""
+    model = tiny("ao-arm-mlp", Lattice(shape=(3, 3)), seed=3, scale=1.5)
+    cond = torch.tensor([2.5, -0.3])
+    x, lq, used = sample(model, cond, 12, generator=gen, return_order=True)
+
+    def no_stepper(*a):
+        raise AssertionError("log_prob used the stepper")
+
+    model.one_pass_log_prob = True
+    model.any_order_stepper = no_stepper
+    with torch.no_grad():
+        torch.testing.assert_close(log_prob(model, x, cond, used), lq, rtol=0, atol=1e-10)

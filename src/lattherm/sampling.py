@@ -7,23 +7,28 @@
   A MAM's ``log_marginal`` is never used here.
 * :func:`log_prob` evaluates the same sum for given configurations along a given order: one
   forward pass for a fixed-order model (all conditionals at once), otherwise one pass per site
-  (``steps_per_pass`` of them batched together). Gradients flow unless the caller disables them.
+  (``steps_per_pass`` of them batched together), unless the model gives every step's conditional
+  in one computation (``any_order_path_logits``: the masked-input MLPs' cumulative first layer, the
+  any-order Transformer's causal pass; a model with ``one_pass_log_prob`` uses it also without
+  gradients, instead of its incremental stepper). Gradients flow unless the caller disables them.
 * **In-painting**: ``known_mask`` sites keep ``known_values``; the other sites are sampled (in
   the order's relative order) conditioned on them, and ``log_q`` covers the sampled sites only.
 * **Symmetrised** (binary states, Ising; DESIGN §3): ``q_sym(x|T,h) = ½[q(x|T,h) + q(x̄|T,−h)]``,
   sampled by drawing from ``q(·|T, ±h)`` with probability ½ and flipping the ``−h`` draws; its
   log-probability costs one extra :func:`log_prob` pass for the other branch (same order).
 
-* **Order mixture** (any-order models, ``n_orders = M > 1``): ``M`` independent uniform orders
-  ``σ_1..σ_M`` per sample and ``q_M(x) = (1/M) Σ_m q(x | σ_m)``, a mixture of normalised
-  distributions and so itself exactly normalised for the drawn orders; sampled by drawing along
-  one of them chosen uniformly; its log-probability costs ``M`` teacher-forced passes. Combined
-  with ``symmetrised`` it is the ``2M``-component mixture over orders and the global flip. The
-  importance weights ``p / q_M`` lose the order-to-order scatter of ``log q(x | σ)`` that a
-  single path probability carries (``M → ∞``: the order-averaged ``q``), at ``M`` times the cost.
+* **Order mixture** (any-order models, ``n_orders = M > 1``): ``M`` independent orders
+  ``σ_1..σ_M`` per sample (uniform, or from the model's own order family) and
+  ``q_M(x) = (1/M) Σ_m q(x | σ_m)``, a mixture of normalised distributions and so itself exactly
+  normalised for the drawn orders; sampled by drawing along one of them chosen uniformly; its
+  log-probability costs ``M`` path evaluations. Combined with ``symmetrised`` it is the
+  ``2M``-component mixture over orders and the global flip. The importance weights ``p / q_M``
+  lose the order-to-order scatter of ``log q(x | σ)`` that a single path probability carries
+  (``M → ∞``: the order-averaged ``q``), at ``M`` times the cost.
 
 Orders: ``"fixed"`` (the model's order for FO-ARMs, the lattice storage order otherwise),
-``"random"`` (an independent uniform permutation per sample), or a LongTensor ``(N,)`` / ``(B, N)``
+``"random"`` (an independent uniform permutation per sample; a model with its own order family,
+``model.draw_orders``, draws from that: :func:`model_orders`), or a LongTensor ``(N,)`` / ``(B, N)``
 of permutations (``order[b, t]`` is the site generated at step t); :func:`log_prob` also takes
 ``(B, M, N)``: the order mixture. FO-ARMs accept their own order only. Conditions ``cond`` are
 ``(T, field)`` per sample; everything is batched over conditions.
@@ -41,7 +46,7 @@ from torch import Tensor
 from lattherm.conditions import expand_conditions
 from lattherm.models.base import Model
 
-__all__ = ["sample", "log_prob", "random_orders"]
+__all__ = ["sample", "log_prob", "random_orders", "model_orders"]
 
 LN2 = math.log(2.0)
 
@@ -59,6 +64,15 @@ def random_orders(
     return torch.rand(n, n_sites, generator=generator, device=device).argsort(dim=1)
 
 
+def model_orders(model: Model, n: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """``(n, N)`` orders of ``order="random"`` for an any-order model: its own order family where it
+    has one (``model.draw_orders``, e.g. the any-order Transformer's ``orders``), else uniform."""
+    draw = getattr(model, "draw_orders", None)
+    if draw is not None:
+        return draw(n, generator=generator, device=device)
+    return random_orders(n, model.n_sites, generator=generator, device=device)
+
+
 def _resolve_order(model: Model, order, B: int, generator, device) -> Tensor:
     N = model.n_sites
     if isinstance(order, str):
@@ -70,7 +84,7 @@ def _resolve_order(model: Model, order, B: int, generator, device) -> Tensor:
                 raise ValueError(
                     f"{model.name} is a fixed-order model: use order='fixed', not 'random'"
                 )
-            return random_orders(B, N, generator=generator, device=device)
+            return model_orders(model, B, generator=generator, device=device)
         raise ValueError(
             f"order must be 'fixed', 'random' or a LongTensor of permutations, got {order!r}"
         )
@@ -254,7 +268,8 @@ def log_prob(
     if int(steps_per_pass) != steps_per_pass or steps_per_pass < 1:
         raise ValueError(f"steps_per_pass must be a positive integer, got {steps_per_pass!r}")
     order, n_unknown = _unknown_first(order, known)
-    stepper = None if torch.is_grad_enabled() or not B else model.any_order_stepper(x, known, cond)
+    one_pass = getattr(model, "one_pass_log_prob", False)  # a causal model: one pass beats N cached steps
+    stepper = None if torch.is_grad_enabled() or not B or one_pass else model.any_order_stepper(x, known, cond)
     if stepper is not None:  # no gradient asked for: teacher-forced incremental pass
         return _teacher_forced(stepper, x, order, n_unknown)
     path = model.any_order_path_logits(x, known, order, cond) if B else None
@@ -329,7 +344,7 @@ def sample(
             raise ValueError(f"{model.name} is a fixed-order model: a mixture of orders needs an any-order model")
         if not (isinstance(order, str) and order == "random") or known_mask is not None:
             raise ValueError("n_orders > 1 draws its own random orders: use order='random' and no known_mask")
-        orders = random_orders(B * n_orders, N, generator=generator, device=device).view(B, n_orders, N)
+        orders = model_orders(model, B * n_orders, generator=generator, device=device).view(B, n_orders, N)
         pick = torch.randint(0, n_orders, (B,), generator=generator, device=device)  # (B,) the order drawn along
         x, _ = sample(model, cond, order=orders[torch.arange(B, device=device), pick], generator=generator,
                       symmetrised=symmetrised, batch_size=batch_size)  # fmt: skip

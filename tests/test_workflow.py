@@ -169,6 +169,33 @@ BAD = [
 ]
 
 
+def test_field_integration_where_the_transfer_matrix_stops(snakemake_exe, tmp_path):
+    """With max_transfer_L 4, the 6x6 torus gets Kaufman's field-0 rows and, at every field, the
+    field-integration table, which agrees with the transfer matrix within its error bars."""
+    from lattherm.reference.transfer_matrix import ising_transfer_matrix
+
+    ising = {"sizes": ["6x6"], "T": {"values": [1.5, 2.3, 3.0]}, "field": {"values": [-0.3, 0.0, 0.1, 0.5]}}
+    reference = {"exact": {"max_transfer_L": 4}, "field_integration": {"n_samples": 400, "n_chains": 32}}
+    cfg = {"seed": 3, "systems": {"ising": ising}, "reference": reference}
+    target = "results/ising/6x6/reference/field_integration.parquet"
+    rc, out = run_snakemake(snakemake_exe, tmp_path, target, "results/ising/6x6/reference/exact.parquet", config=cfg)
+    assert rc == 0, out
+    exact = pd.read_parquet(tmp_path / "results/ising/6x6/reference/exact.parquet")
+    assert set(exact["field"]) == {0.0} and (exact["method"] == "kaufman").all()
+    fi = pd.read_parquet(tmp_path / target)
+    assert len(fi) == 12 and fi["converged"].all(), fi[["T", "field", "diagnosis"]]
+    f_tm = np.asarray(ising_transfer_matrix(6, fi["T"].to_numpy(), fi["field"].to_numpy())["f"])
+    z = (fi["f"] - f_tm) / fi["f_err"].where(fi["f_err"] > 0, np.inf)
+    assert (z.abs() < 4).all() and (np.abs(fi["f"] - f_tm) / np.abs(f_tm)).max() < 5e-4, fi[["T", "field", "f"]]
+    # past the transfer matrix, the samplers' metrics compare with this table
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "results/ising/8x8/reference/field_integration.parquet", "-n",
+                            config=cfg)  # fmt: skip
+    assert rc == 0, out
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "results/ising/4x4/reference/field_integration.parquet",
+                            config=cfg)  # fmt: skip
+    assert rc != 0 and "no field_integration reference for ising 4x4" in out, out
+
+
 @pytest.mark.parametrize(("change", "key"), [(b[1], b[2]) for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_config_stops_before_any_job(snakemake_exe, tmp_path, change, key):
     cfg = yaml.safe_load(yaml.safe_dump(TINY))
@@ -216,7 +243,8 @@ def test_bad_config_file_one_line_no_traceback(snakemake_exe, tmp_path, path, va
 def test_job_over_its_memory_is_refused_with_the_estimate(snakemake_exe, tmp_path):
     """The CuAu MAM Transformer's 1e5 samples per condition need about 5.5 GB: refused under 2 GB."""
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "--resources", "mem_mb=2000")
-    _check_stopped(rc, out, "the job sample cuau 2x2x4 mam-transformer needs about 5452 MB of memory, more than the 2000 MB", tmp_path)
+    message = "the job sample cuau 2x2x4 mam-transformer needs about 5452 MB of memory, more than the 2000 MB"
+    _check_stopped(rc, out, message, tmp_path)
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["sampling"]["n_samples"] = 10**8  # every model: about 2 TB
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", config=cfg)

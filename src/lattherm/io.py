@@ -84,6 +84,20 @@ COLUMNS = {
     "f_ref": "reference free energy per site",
     "ref_method": "the reference's method",
     "delta_f": "f_nis − f_ref",
+    "f_err": "one-sigma statistical error of f (with the discretisation estimate where a quadrature is used)",
+    "f0": "the exact free energy at field 0 the field integration starts from (Kaufman)",
+    "log_z_ratio": "ln Z(T, h) − ln Z(T, 0) from MBAR over the field ladder",
+    "log_z_ratio_err": "one-sigma error of log_z_ratio (jackknife over groups of chains)",
+    "overlap": "smallest overlap coefficient of neighbouring fields' Σs distributions on the path from 0",
+    "error_ess": "independent fluctuations behind the error bar (at least 5 for a claimed error)",
+    "n_fields": "fields of the MBAR ladder",
+    "excluded_fields": "ladder fields left out of the MBAR because their chains did not mix",
+    "n_temperatures": "temperatures of the replica-exchange ladder",
+    "wall_s": "wall time of the computation in seconds",
+    "spin_flips": "attempted single-spin flips, the Monte Carlo cost",
+    "diagnosis": "why a row is not converged (empty when it is)",
+    "estimator": "which estimate the row reports (e.g. sweeps or ladder for MCMC)",
+    "rhat": "split-R̂ of the row's Monte Carlo series (1 when the chains agree)",
 }
 
 

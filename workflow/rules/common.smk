@@ -26,6 +26,7 @@ from lattherm.config import (  # noqa: E402
     training_gpus,
 )
 from lattherm.models import MODEL_NAMES  # noqa: E402
+from lattherm.reference import applies, free_energy_reference  # noqa: E402
 from lattherm.systems import REGISTRY, SYSTEMS  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
@@ -105,17 +106,13 @@ def views(tables):
 
 def reference_targets():
     """All reference tables of the configured systems and sizes: each method its system lists
-    (lattherm.systems.REGISTRY) where it applies, metadynamics at the configured cells."""
+    (lattherm.systems.REGISTRY) where it applies (lattherm.reference.applies), metadynamics at the
+    configured cells."""
     targets = []
     for system in config["systems"]:
-        info = REGISTRY[system]
         for size in sizes_of(config, system):
-            for method in info.references:
-                if method in ("exact", "exact_composition") and not info.has_exact(size):
-                    continue
-                if method == "metadynamics":
-                    continue  # at the cells of reference.metadynamics
-                targets.append(res(f"{system}/{size}/reference/{method}.parquet"))
+            targets += [res(f"{system}/{size}/reference/{method}.parquet") for method in REGISTRY[system].references
+                        if applies(system, method, size, config["reference"])]  # fmt: skip
     system = metadynamics_system(config)
     for size in config["reference"]["metadynamics"]["sizes"]:
         targets += [res(f"{system}/{size}/reference/{t}.parquet") for t in ("metadynamics", "phase_diagram")]
@@ -123,16 +120,19 @@ def reference_targets():
 
 
 def valid_job(method):
-    """Input function of a reference rule: nothing, once the job's system lists ``method`` and its
-    size token is valid; else the run stops here with one line (before any job)."""
+    """Input function of a reference rule: nothing, once the job's size token is valid and the
+    method applies there; else the run stops here with one line (before any job)."""
 
     def check(wildcards):
-        info = REGISTRY[wildcards.system]
         try:
-            info.parse(wildcards.size)
+            REGISTRY[wildcards.system].parse(wildcards.size)
         except ValueError as err:
             sys.exit(f"lattherm: {err}")
-        if method not in info.references or (method.startswith("exact") and not info.has_exact(wildcards.size)):
+        if method == "metadynamics":
+            ok = method in REGISTRY[wildcards.system].references
+        else:
+            ok = applies(wildcards.system, method, wildcards.size, config["reference"])
+        if not ok:
             sys.exit(f"lattherm: no {method} reference for {wildcards.system} {wildcards.size}")
         return []
 
@@ -244,10 +244,9 @@ def model_seed_of(method):
 
 
 def _reference(wildcards):
-    """(path, method) of the best reference with free energies for the job's system and size."""
-    if REGISTRY[wildcards.system].has_exact(wildcards.size):
-        return res(f"{wildcards.system}/{wildcards.size}/reference/exact.parquet"), "exact"
-    return None, None
+    """(path, method) of the reference with free energies for the job's system and size."""
+    method = free_energy_reference(wildcards.system, wildcards.size, config["reference"])
+    return (res(f"{wildcards.system}/{wildcards.size}/reference/{method}.parquet"), method) if method else (None, None)
 
 
 def best_reference(wildcards):

@@ -64,6 +64,29 @@ rule wang_landau:
         "../scripts/wang_landau.py"
 
 
+rule field_integration_reference:
+    """f(T, h) past the exact transfer matrix (Ising L > max_transfer_L): MBAR over a field ladder
+    from Kaufman's f(T, 0), Metropolis with replica exchange along T."""
+    input:
+        valid_job("field_integration"),
+    output:
+        table=res("{system}/{size}/reference/field_integration.parquet"),
+    params:
+        grid=job_grid,
+        system_params=system_params_of,
+        settings=config["reference"]["field_integration"],
+        seed=seed_of("field_integration"),
+    log:
+        logs("{system}/{size}/reference/field_integration.log"),
+    benchmark:
+        logs("{system}/{size}/reference/field_integration.tsv")
+    threads: 2
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/field_integration_reference.py"
+
+
 rule mcmc_reference:
     """Batched Metropolis MCMC at every condition of the system's grid: observables with errors,
     energy/magnetisation histograms and packed sample configurations."""

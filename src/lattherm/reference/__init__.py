@@ -10,7 +10,12 @@ implementation, so that the rules and scripts stay the same for every system:
   composition;
 * :func:`wang_landau_tables` (method ``wang_landau``): field-0 thermodynamics and the density of
   states;
+* :func:`field_integration_table` (method ``field_integration``): free energies at every field
+  past the exact transfer matrix;
 * :func:`couplings_table` (method ``couplings``): a disordered instance's couplings.
+
+:func:`applies` says where a method is computed, :func:`free_energy_reference` which table the
+metrics of a trained sampler compare with.
 
 ``params`` are the system's parameters from the config (e.g. Ising ``J``); ``settings`` the
 method's config block.
@@ -23,7 +28,15 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["exact_table", "exact_composition_table", "wang_landau_tables", "couplings_table"]
+__all__ = [
+    "exact_table",
+    "exact_composition_table",
+    "wang_landau_tables",
+    "field_integration_table",
+    "couplings_table",
+    "applies",
+    "free_energy_reference",
+]
 
 
 def _no_method(system: str, method: str):
@@ -57,6 +70,47 @@ def exact_table(
 
         return ea_exact_table(size, T, field, **params)
     raise _no_method(system, "exact")
+
+
+def applies(system: str, method: str, size: str, settings: Mapping) -> bool:
+    """Whether the reference ``method`` is computed for ``system`` at ``size`` (``settings``: the
+    config's ``reference`` block): the methods the system lists, where they apply. Exact tables
+    exist where the system has them (Ising: the transfer matrix up to ``exact.max_transfer_L``,
+    Kaufman's field-0 rows above); field integration fills the fields of Ising tori above it."""
+    from lattherm.systems import system_info
+
+    info = system_info(system)
+    if method not in info.references or method == "metadynamics":
+        return False  # metadynamics: at the cells of reference.metadynamics
+    if method.startswith("exact"):
+        return info.has_exact(size)
+    if method == "field_integration":
+        return info.parse(size)[0] > settings["exact"]["max_transfer_L"]
+    return True
+
+
+def free_energy_reference(system: str, size: str, settings: Mapping) -> str | None:
+    """The method whose table holds the free energies of the metrics of ``system`` at ``size``:
+    field integration where it applies (every field), else the exact table where one exists."""
+    for method in ("field_integration", "exact"):
+        if applies(system, method, size, settings):
+            return method
+    return None
+
+
+def field_integration_table(
+    system: str, size: str, T, field, *, params: Mapping | None = None, settings: Mapping, seed: int,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """f(T, h) past the exact transfer matrix by MBAR over a field ladder from Kaufman's f(T, 0)
+    (:func:`lattherm.reference.integration.ising_field_integration`)."""
+    if system == "ising":
+        from lattherm.reference.integration import ising_field_integration
+
+        L = int(size.split("x")[0])
+        return ising_field_integration(L, T, field, J=dict(params or {}).get("J", 1.0), seed=seed, progress=progress,
+                                       **settings)  # fmt: skip
+    raise _no_method(system, "field_integration")
 
 
 def couplings_table(system: str, size: str, *, params: Mapping | None = None) -> pd.DataFrame:

@@ -110,7 +110,7 @@ INFO = SystemInfo(
             "field_unit": "J", "energy": "J/site", "energy_scale": 1.0, "relative_error": True},
     flip_symmetric=True,
     gibbs_block=10,
-    references=("exact", "mcmc", "wang_landau"),
+    references=("exact", "mcmc", "wang_landau", "field_integration"),
     exact_for=lambda size: True,  # transfer matrix (every field) up to max_transfer_L, Kaufman (field 0) above
     check_size=_square,
 )

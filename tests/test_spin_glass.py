@@ -63,3 +63,36 @@ def test_exact_table_through_the_reference_dispatch():
     ising = exact_table("ising", "3x3", [0.5, 1.0], [0.0, 0.2])
     assert not np.allclose(table["f"], ising["f"]) and (table["c"] >= 0).all()
     assert isinstance(table, pd.DataFrame)
+
+
+EA = {
+    "seed": 9,
+    "systems": {"ea": {"couplings": "gaussian", "sizes": ["4x4-s1", "4x4-s2"], "T": {"values": [0.6, 1.2, 2.5]},
+                       "field": {"values": [-0.2, 0.0, 0.2]}}},
+    "reference": {"mcmc": {"ea": {"n_chains": 48, "n_samples": 30, "burn_in_sweeps": 300, "thin_sweeps": 10,
+                                  "saved_per_condition": 8}}},
+}  # fmt: skip
+
+
+@pytest.mark.workflow
+def test_ea_instances_through_the_workflow(snakemake_exe, tmp_path):
+    """Two instances of a config: their couplings stored, exact tables equal to enumeration, and the
+    Metropolis reference (replica exchange) within 4 of its error bars where it claims them."""
+    from test_workflow import run_snakemake
+
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_references", config=EA)
+    assert rc == 0, out
+    for size in ("4x4-s1", "4x4-s2"):
+        base = tmp_path / "results/ea" / size / "reference"
+        system = make_system("ea", size)
+        np.testing.assert_array_equal(pd.read_parquet(base / "couplings.parquet")["J"], system.J.numpy())
+        exact = pd.read_parquet(base / "exact.parquet")
+        ref = exact_thermodynamics(system, exact["T"].to_numpy(), exact["field"].to_numpy())
+        np.testing.assert_allclose(exact["f"], ref["f"], rtol=1e-12)
+        mcmc = pd.read_parquet(base / "mcmc.parquet").merge(exact, on=["T", "field"], suffixes=("", "_ref"))
+        for q in ("u", "m"):
+            z = ((mcmc[q] - mcmc[f"{q}_ref"]) / mcmc[f"{q}_err"]).dropna()
+            assert len(z) >= 5 and (z.abs() < 4).all(), (size, q, mcmc[["T", "field", q, f"{q}_ref", f"{q}_err"]])
+    s1 = pd.read_parquet(tmp_path / "results/ea/4x4-s1/reference/exact.parquet")
+    s2 = pd.read_parquet(tmp_path / "results/ea/4x4-s2/reference/exact.parquet")
+    assert not np.allclose(s1["f"], s2["f"])  # two instances, two free energies

@@ -147,3 +147,19 @@ rule phase_diagram_reference:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/phase_diagram_reference.py"
+
+
+rule couplings_reference:
+    """The couplings i, j, J of a disordered instance (the size token's seed), stored with its results."""
+    input:
+        valid_job("couplings"),
+    output:
+        table=res("{system}/{size}/reference/couplings.parquet"),
+    params:
+        system_params=system_params_of,
+    log:
+        logs("{system}/{size}/reference/couplings.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/couplings_reference.py"

@@ -123,23 +123,10 @@ def sample_model(
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if symmetrised and not system_info(system.name).flip_symmetric:
-        raise ValueError(f"symmetrised sampling needs the global spin-flip symmetry, which {system.name} lacks")
-    if symmetrised:  # the mixture draws at −h: the model must have been trained there
-        (_, _), (h_lo, h_hi) = model.cond_box
-        outside = [float(h) for h in np.atleast_1d(field_values) if not h_lo - 1e-9 <= -h <= h_hi + 1e-9]
-        if outside:
-            raise ValueError(
-                f"symmetrised sampling draws from the model at −h, outside its trained fields [{h_lo}, {h_hi}] "
-                f"for h = {outside[:5]}: train on a field box symmetric about 0, or sample with symmetrised=False"
-            )
+    if symmetrised:
+        _check_symmetrised(model, system, field_values)
     from lattherm.sampling import sample  # sampling is below evaluation; local to keep import light
 
-    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
-    conds = condition_grid(np.atleast_1d(T_values), np.atleast_1d(field_values))  # (C, 2)
-    n = int(n_samples)
-    per_call = max(1, int(batch_size) // n)  # conditions per sample() call
-    gen = torch.Generator(device=device).manual_seed(int(seed))
     if isinstance(n_orders, bool) or int(n_orders) != n_orders or n_orders < 1:
         raise ValueError(f"n_orders must be a positive integer, got {n_orders!r}")
     if order not in ("random", "fixed"):
@@ -148,11 +135,42 @@ def sample_model(
         raise ValueError(f"order 'fixed' is one order per sample; n_orders must be 1, got {n_orders}")
     n_orders = 1 if model.fixed_order else int(n_orders)
     order = "fixed" if model.fixed_order else order
+
+    def draw(cc, n, gen):
+        return sample(model, cc, n, order=order, generator=gen, symmetrised=symmetrised, batch_size=int(batch_size),
+                      n_orders=n_orders)  # fmt: skip
+
+    meta = {"system": system.name, "size": system.size, "model": model_name or model.name, "source": source,
+            "symmetrised": bool(symmetrised), "n_orders": n_orders, "order": order}  # fmt: skip
+    return _sample_table(model, system, T_values, field_values, n_samples, draw, meta, seed=seed, batch_size=batch_size)
+
+
+def _check_symmetrised(model, system, field_values) -> None:
+    """The flip-symmetrised mixture needs the symmetry, and draws from the model at −h: it must have
+    been trained there."""
+    if not system_info(system.name).flip_symmetric:
+        raise ValueError(f"symmetrised sampling needs the global spin-flip symmetry, which {system.name} lacks")
+    (_, _), (h_lo, h_hi) = model.cond_box
+    outside = [float(h) for h in np.atleast_1d(field_values) if not h_lo - 1e-9 <= -h <= h_hi + 1e-9]
+    if outside:
+        raise ValueError(
+            f"symmetrised sampling draws from the model at −h, outside its trained fields [{h_lo}, {h_hi}] "
+            f"for h = {outside[:5]}: train on a field box symmetric about 0, or sample with symmetrised=False"
+        )
+
+
+def _sample_table(model, system, T_values, field_values, n_samples, draw, meta, *, seed, batch_size) -> pd.DataFrame:
+    """The sample file of DESIGN §6: ``draw(conditions (c, 2), n, generator) -> (x, log_q)`` at
+    every condition of the grid, in batches of about ``batch_size`` samples, ``meta`` columns first."""
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    conds = condition_grid(np.atleast_1d(T_values), np.atleast_1d(field_values))  # (C, 2)
+    n = int(n_samples)
+    per_call = max(1, int(batch_size) // n)  # conditions per draw
+    gen = torch.Generator(device=device).manual_seed(int(seed))
     parts = []
     for c0 in range(0, len(conds), per_call):
         cc = torch.as_tensor(conds[c0 : c0 + per_call], dtype=torch.float64)
-        x, log_q = sample(model, cc, n, order=order, generator=gen, symmetrised=symmetrised,
-                          batch_size=int(batch_size), n_orders=n_orders)  # fmt: skip
+        x, log_q = draw(cc, n, gen)
         x = x.cpu()
         rows = cc.repeat_interleave(n, 0).numpy()
         packed = pack_states(x.numpy())
@@ -169,18 +187,46 @@ def sample_model(
             )
         )
     df = pd.concat(parts, ignore_index=True)
-    meta = {
-        "system": system.name,
-        "size": system.size,
-        "model": model_name or model.name,
-        "source": source,
-        "symmetrised": bool(symmetrised),
-        "n_orders": n_orders,
-        "order": order,
-    }
     for i, (k, v) in enumerate(meta.items()):
         df.insert(i, k, v)
     return df
+
+
+@torch.no_grad()
+def outpaint_model(
+    model, target, T_values, field_values, n_samples: int, *, stride, seed: int, batch_size: int = 4096,
+    symmetrised: bool = False, model_name: str | None = None, source: str | None = None,
+) -> pd.DataFrame:
+    """Samples of the ``target`` system out-painted by ``model`` (an any-order model of a smaller
+    box: :mod:`lattherm.outpaint`) at every condition of ``T_values x field_values``: the sample
+    file of DESIGN §6 with ``source = "outpaint-<model's size>"`` and the exact ``log_q`` of the
+    out-painting (random orders inside the windows; ``n_orders`` 1)."""
+    from lattherm.outpaint import outpaint
+
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if symmetrised:
+        _check_symmetrised(model, target, field_values)
+    size0 = "x".join(str(n) for n in model.lattice.shape)
+
+    def draw(cc, n, gen):
+        x, log_q, _ = outpaint(model, target.lattice, cc, n, stride=stride, generator=gen, symmetrised=symmetrised)
+        return x, log_q
+
+    meta = {"system": target.name, "size": target.size, "model": model_name or model.name,
+            "source": source or f"outpaint-{size0}", "symmetrised": bool(symmetrised), "n_orders": 1,
+            "order": "random"}  # fmt: skip
+    return _sample_table(model, target, T_values, field_values, n_samples, draw, meta, seed=seed, batch_size=batch_size)
+
+
+def outpaint_grid(
+    checkpoint_path: str | os.PathLike, source, target, T_values, field_values, n_samples: int, *,
+    device: str = "auto", **sampling,
+) -> pd.DataFrame:
+    """Load the checkpoint's model (checked against the ``source`` system it was trained on) and
+    :func:`outpaint_model` the ``target`` system with it."""
+    model = load_model(checkpoint_path, system=source, device=resolve_device(device))
+    return outpaint_model(model, target, T_values, field_values, n_samples, model_name=model.name, **sampling)
 
 
 def sample_grid(

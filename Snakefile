@@ -34,6 +34,9 @@ wildcard_constraints:
     size=SIZE_PATTERN,
     system="|".join(SYSTEMS),
     model="|".join(MODEL_NAMES),
+    size0=SIZE_PATTERN,
+    # how a sample file was drawn: direct, or out-painted from a trained size
+    source=f"direct|outpaint-{SIZE_PATTERN}",
 
 
 include: "workflow/rules/references.smk"
@@ -50,6 +53,7 @@ localrules:
     all,
     all_references,
     all_metrics,
+    all_scaling,
     figure_free_energy,
     figure_heat_capacity,
     figure_training,
@@ -59,10 +63,11 @@ localrules:
 
 
 rule all_figures:
-    """Everything: references, trained samplers and their metrics, the figures, and the tables' views."""
+    """Everything: references, trained samplers and their metrics, out-painting, the figures, and the tables' views."""
     input:
         computed(reference_targets() + views(reference_targets())),
         computed(metric_targets() + summary_targets() + views(metric_targets() + summary_targets())),
+        computed(scaling_targets() + views(scaling_targets())),
         computed(figure_targets()),
 
 
@@ -83,3 +88,9 @@ rule all_metrics:
     """Train, sample and evaluate every configured model on every configured system and size."""
     input:
         computed(metric_targets() + summary_targets() + views(metric_targets() + summary_targets())),
+
+
+rule all_scaling:
+    """Out-paint the trained any-order models to the scaling block's larger boxes and evaluate them."""
+    input:
+        computed(scaling_targets() + views(scaling_targets())),

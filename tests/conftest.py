@@ -59,6 +59,8 @@ TINY = {
     "ao-arm-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
     "mam-mlp": {"width": 24, "n_layers": 2, "n_freq": 2},
     "mam-transformer": {"dim": 16, "n_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "rope_k": 1, "n_freq": 2},
+    "ao-transformer": {"dim": 16, "n_blocks": 2, "n_query_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "radius": 1,
+                       "n_freq": 2},  # fmt: skip
 }
 
 
@@ -70,6 +72,7 @@ SHORT_TINY = {
     "ao-arm-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
     "mam-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
     "mam-transformer": TINY["mam-transformer"],
+    "ao-transformer": TINY["ao-transformer"],
 }
 SHORT_TRAIN = dict(n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25, beta_anneal_frac=0.3,
                    log_every=10, seed=1)  # fmt: skip

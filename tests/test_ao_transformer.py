@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import BOX, SHORT_COND, SHORT_TRAIN, kl_per_condition
+from conftest import BOX, SHORT_COND, SHORT_TRAIN, TINY, kl_per_condition
 from scipy import stats
 
 from lattherm.lattices import Lattice
@@ -24,15 +24,7 @@ from lattherm.sampling import _draw, _unknown_first, log_prob, random_orders, sa
 from lattherm.systems import IsingSystem
 from lattherm.training import TrainConfig, load_model, train
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch):
-    """The model by name (build_model, train, load_model) until lattherm.models registers it."""
-    from lattherm import models
-
-    monkeypatch.setitem(models._REGISTRY, "ao-transformer", (AOTransformer, AOTransformerConfig))
-
-
-TINY_AOT = {"dim": 16, "n_blocks": 2, "n_query_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "radius": 1, "n_freq": 2}
+TINY_AOT = TINY["ao-transformer"]
 
 
 def aot(shape, seed: int = 0, scale: float = 0.5, **cfg) -> AOTransformer:

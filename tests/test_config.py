@@ -83,7 +83,8 @@ def test_every_key_has_description_and_default():
     for key, n in describe():
         assert "description" in n, f"config key {key} has no description"
         leaf = key.rsplit(".", 1)[-1]
-        required = key.startswith("systems.") and key.count(".") <= 2  # a system block is given whole
+        # a system's block and an out-painting block are given whole
+        required = key.startswith(("systems.", "scaling.")) and key.count(".") <= 2
         if not (required or leaf in ("min", "max", "step", "values") or key == "systems"):
             assert "default" in n, f"config key {key} has no default"
 

@@ -33,7 +33,9 @@ import pytest
 import yaml
 from conftest import ROOT, snakemake_env
 
-from lattherm.config import sizes_of, training_gpus
+from lattherm.config import load_config as complete_config
+from lattherm.config import sizes_of, system_grid, training_gpus
+from lattherm.reference import applies
 from lattherm.systems import REGISTRY
 
 pytestmark = pytest.mark.workflow
@@ -51,6 +53,7 @@ SOURCE_RULES = (
     "wang_landau",
     "exact_composition_reference",
     "metadynamics_reference",
+    "field_integration_reference",
     "train",
 )
 GPU_RULES = ("train", "sample")
@@ -92,6 +95,9 @@ def expected_jobs(config: dict) -> Counter:
     ising, cuau = sizes_of(config, "ising"), sizes_of(config, "cuau")
     cuau_exact = [s for s in cuau if REGISTRY["cuau"].has_exact(s)]
     metadynamics = config["reference"]["metadynamics"]["sizes"] if "cuau" in systems else []
+    full = complete_config(config)  # with the schema's defaults
+    fields = system_grid(full, "ising")[1] if ising else []
+    integration = [s for s in ising if applies("ising", "field_integration", s, full["reference"], fields)]
     models = len(ising) * len(systems.get("ising", {}).get("models", [])) + len(cuau) * len(
         systems.get("cuau", {}).get("models", [])
     )
@@ -104,6 +110,7 @@ def expected_jobs(config: dict) -> Counter:
         mcmc_reference=len(ising) + len(cuau),
         exact_composition_reference=len(cuau_exact),
         metadynamics_reference=len(metadynamics),
+        field_integration_reference=len(integration),
         phase_diagram_reference=len(metadynamics),
         train=models,
         sample=models,
@@ -116,7 +123,7 @@ def expected_jobs(config: dict) -> Counter:
     )
     # an HTML view (for snakemake --report) of every table the target asks for
     counts["table_view"] = (3 * len(ising) + len(cuau) + 2 * len(cuau_exact) + 2 * len(metadynamics) + models
-                            + int(models > 0))  # fmt: skip
+                            + len(integration) + int(models > 0))  # fmt: skip
     counts[TARGET] = 1
     return +counts  # drops rules without jobs
 

@@ -101,3 +101,28 @@ def test_chain_runs_through_the_workflow(snakemake_exe, tmp_path):
         assert (tmp_path / f"results/figures/chain_6_{figure}.png").stat().st_size > 10_000
     assert (tmp_path / "results/chain/6/reference/exact.html").exists()
     assert (ROOT / "src/lattherm/systems/chain.py").exists()
+
+
+@pytest.mark.workflow
+def test_chain_outpainted_through_the_workflow(snakemake_exe, tmp_path):
+    """scaling: an any-order model trained on the 6-site ring out-paints 12 and 18 sites; the
+    metric tables compare the out-painted samples with the exact transfer matrix there, within
+    their error bars, and the summary lists them."""
+    from test_workflow import run_snakemake
+
+    cfg = {**CHAIN, "systems": {"chain": {**CHAIN["systems"]["chain"], "models": ["ao-arm-mlp"]}},
+           "models": {"ao-arm-mlp": {"width": 32, "n_layers": 2, "n_freq": 2}},
+           "training": {"chain": {"steps": 150, "lr": 1e-2, "samples_per_condition": 32, "n_T": 2, "n_field": 2}},
+           "scaling": {"chain": {"from": "6", "to": ["12", "18"], "stride": 3, "n_samples": 1500,
+                                 "field": {"values": [0.0, 0.5]}}}}  # fmt: skip
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
+                            config=cfg)  # fmt: skip
+    assert rc == 0, out
+    for L in (12, 18):
+        m = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/ao-arm-mlp/outpaint-6.parquet")
+        assert len(m) == 4 and (m["source"] == "outpaint-6").all() and (m["ref_method"] == "exact").all()
+        np.testing.assert_allclose(m["f_ref"], chain_exact_table(L, m["T"].unique(), [0.0, 0.5])["f"], rtol=1e-12)
+        z = m["delta_f"] / m["f_nis_err"]
+        assert (z.abs() < 4).all() and (m["ness"] > 0).all(), m[["T", "field", "delta_f", "f_nis_err", "ness"]]
+    summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
+    assert {"direct", "outpaint-6"} <= set(summary["source"])

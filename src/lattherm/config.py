@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lattherm.conditions import MAX_GRID_VALUES, CondBox, cond_box_of, grid_values
-from lattherm.models import check_model_config
+from lattherm.models import check_model_config, is_fixed_order
 from lattherm.schema import ConfigError, check
 from lattherm.systems import REGISTRY, SYSTEMS, parse_size, system_info
 
@@ -43,6 +43,9 @@ __all__ = [
     "SAMPLING_KEYS",
     "config_reference",
     "metadynamics_system",
+    "scaling_models",
+    "scaling_grid",
+    "grid_at",
     "MAX_GRID_VALUES",
     "MAX_CONDITIONS",
 ]
@@ -112,6 +115,7 @@ def load_config(config: Mapping) -> dict:
     _check_systems(config)
     _check_models(config)
     _check_jobs(config)
+    _check_scaling(config)
     meta = config["reference"]["metadynamics"]
     if meta["sizes"]:
         system = metadynamics_system(config)
@@ -217,6 +221,70 @@ def _check_jobs(config: Mapping) -> None:
                             f"sampler draws at −h, outside the trained box [{lo}, {hi}] for h = {outside[:3]}",
                             True,
                         )  # fmt: skip
+
+
+def _check_scaling(config: Mapping) -> None:
+    """The out-painting blocks: a trained size, larger targets, any-order models of the system,
+    and conditions inside the box the models were trained on."""
+    for system, block in config["scaling"].items():
+        key = f"scaling.{system}"
+        if system not in config["systems"]:
+            raise ConfigError(key, f"a block of a configured system (systems.{system} is missing)", list(block))
+        if REGISTRY[system].disordered:
+            raise ConfigError(key, "a system without disorder (each size of a disordered system is its own instance)",
+                              list(block))  # fmt: skip
+        if block["from"] not in sizes_of(config, system):
+            raise ConfigError(f"{key}.from", f"one of the trained sizes {sizes_of(config, system)}", block["from"])
+        dims0 = parse_size(block["from"])
+        for i, size in enumerate(block["to"]):
+            _check_size(system, size, f"{key}.to[{i}]")
+            if any(d < d0 for d, d0 in zip(parse_size(size), dims0, strict=True)):
+                raise ConfigError(f"{key}.to[{i}]", f"a box at least {block['from']} in every direction", size)
+        if block["stride"] > min(dims0):
+            raise ConfigError(f"{key}.stride", f"at most the window's side {min(dims0)}", block["stride"])
+        trained = config["systems"][system]["models"]
+        for i, model in enumerate(block["models"]):
+            if model not in trained or is_fixed_order(model):
+                raise ConfigError(f"{key}.models[{i}]", f"an any-order model trained on {system}: "
+                                  f"{[m for m in trained if not is_fixed_order(m)]}", model)  # fmt: skip
+        (t0, t1), (h0, h1) = cond_box(config, system)
+        T, field = scaling_grid(config, system)
+        for name, values, lo, hi in (("T", T, t0, t1), ("field", field, h0, h1)):
+            if name in block:
+                _check_grid(block[name], f"{key}.{name}")
+            if values.min() < lo - 1e-9 or values.max() > hi + 1e-9:
+                raise ConfigError(f"{key}.{name}", f"values inside the trained box [{lo}, {hi}]", values.tolist())
+        if block["symmetrised"] and REGISTRY[system].flip_symmetric:
+            outside = [float(h) for h in field if not h0 - 1e-12 <= -h <= h1 + 1e-12]
+            if outside:
+                raise ConfigError(f"{key}.symmetrised", "false for fields whose mirror is outside the trained box",
+                                  True)  # fmt: skip
+
+
+def scaling_models(config: Mapping, system: str) -> list[str]:
+    """The models out-painted on ``system``: ``scaling.<system>.models``, or every any-order model
+    the system trains."""
+    block = config["scaling"].get(system)
+    if block is None:
+        return []
+    return list(block["models"]) or [m for m in config["systems"][system]["models"] if not is_fixed_order(m)]
+
+
+def scaling_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(T values, field values)`` of the out-painting targets: the block's grids, else the
+    system's."""
+    block, (T, field) = config["scaling"].get(system, {}), system_grid(config, system)
+    T = grid_values(block["T"]) if "T" in block else T
+    return T, (grid_values(block["field"]) if "field" in block else field)
+
+
+def grid_at(config: Mapping, system: str, size: str) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation grid at ``size``: the system's at its own sizes, the out-painting grid at its
+    targets (their references are computed there)."""
+    block = config["scaling"].get(system)
+    if block is not None and size in block["to"] and size not in sizes_of(config, system):
+        return scaling_grid(config, system)
+    return system_grid(config, system)
 
 
 def metadynamics_system(config: Mapping) -> str | None:

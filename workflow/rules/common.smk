@@ -15,8 +15,10 @@ from lattherm.config import (  # noqa: E402
     ConfigError,
     cond_box,
     load_config,
+    grid_at,
     metadynamics_system,
     read_config_file,
+    scaling_models,
     job_memory_mb,
     job_seed,
     sampling_settings,
@@ -111,8 +113,9 @@ def reference_targets():
     targets = []
     for system in config["systems"]:
         for size in sizes_of(config, system):
+            fields = grid_of(system, size)["field"]
             targets += [res(f"{system}/{size}/reference/{method}.parquet") for method in REGISTRY[system].references
-                        if applies(system, method, size, config["reference"])]  # fmt: skip
+                        if applies(system, method, size, config["reference"], fields)]  # fmt: skip
     system = metadynamics_system(config)
     for size in config["reference"]["metadynamics"]["sizes"]:
         targets += [res(f"{system}/{size}/reference/{t}.parquet") for t in ("metadynamics", "phase_diagram")]
@@ -131,7 +134,8 @@ def valid_job(method):
         if method == "metadynamics":
             ok = method in REGISTRY[wildcards.system].references
         else:
-            ok = applies(wildcards.system, method, wildcards.size, config["reference"])
+            fields = grid_of(wildcards.system, wildcards.size)["field"]
+            ok = applies(wildcards.system, method, wildcards.size, config["reference"], fields)
         if not ok:
             sys.exit(f"lattherm: no {method} reference for {wildcards.system} {wildcards.size}")
         return []
@@ -146,21 +150,22 @@ def system_params_of(wildcards):
 
 
 def job_temperatures(wildcards):
-    """Params function: the temperatures of the job's system grid."""
-    return grid_of(wildcards.system)["T"]
+    """Params function: the temperatures of the job's grid."""
+    return job_grid(wildcards)["T"]
 
 
-def grid_of(system):
-    """{"T": [...], "field": [...]}: the evaluation grid of a system, as lists for params."""
+def grid_of(system, size=None):
+    """{"T": [...], "field": [...]}: the evaluation grid of a system (at ``size``: its own grid,
+    or the out-painting grid at a scaling target), as lists for params."""
     if system not in config["systems"]:
         return {"T": [], "field": []}
-    T, field = system_grid(config, system)
+    T, field = grid_at(config, system, size) if size else system_grid(config, system)
     return {"T": T.tolist(), "field": field.tolist()}
 
 
 def job_grid(wildcards):
-    """Params function: the evaluation grid of the job's system."""
-    return grid_of(wildcards.system)
+    """Params function: the evaluation grid of the job's system and size."""
+    return grid_of(wildcards.system, wildcards.size)
 
 
 def seed_of(method, system=None):
@@ -189,7 +194,7 @@ def mcmc_settings(wildcards):
 
 
 def metric_targets():
-    """Metric tables of every configured system, size and model."""
+    """Metric tables of every configured system, size and model (direct samples)."""
     return [
         res(f"{system}/{size}/metrics/{model}/direct.parquet")
         for system, cfg in config["systems"].items()
@@ -198,9 +203,25 @@ def metric_targets():
     ]
 
 
+def scaling_targets():
+    """Metric tables of every out-painted target: ``metrics/{model}/outpaint-{from}.parquet``."""
+    return [
+        res(f"{system}/{size}/metrics/{model}/outpaint-{block['from']}.parquet")
+        for system, block in config["scaling"].items()
+        for size in block["to"]
+        for model in scaling_models(config, system)
+    ]
+
+
 def summary_targets():
     """The accuracy summary across every metric table (none without configured models)."""
     return [res("tables/sampler_accuracy.parquet")] if metric_targets() else []
+
+
+def scaling_sizes(system):
+    """The out-painting targets of a system that are not among its trained sizes."""
+    block = config["scaling"].get(system)
+    return [s for s in block["to"] if s not in sizes_of(config, system)] if block else []
 
 
 def model_config_of(wildcards):
@@ -245,7 +266,8 @@ def model_seed_of(method):
 
 def _reference(wildcards):
     """(path, method) of the reference with free energies for the job's system and size."""
-    method = free_energy_reference(wildcards.system, wildcards.size, config["reference"])
+    fields = grid_of(wildcards.system, wildcards.size)["field"]
+    method = free_energy_reference(wildcards.system, wildcards.size, config["reference"], fields)
     return (res(f"{wildcards.system}/{wildcards.size}/reference/{method}.parquet"), method) if method else (None, None)
 
 
@@ -266,13 +288,14 @@ def models_of(system):
 
 
 def metric_tables_of(wildcards):
-    """Input function: the metric tables of every configured model of the job's system and size."""
-    return expand(
-        res("{system}/{size}/metrics/{model}/direct.parquet"),
-        system=wildcards.system,
-        size=wildcards.size,
-        model=models_of(wildcards.system),
-    )
+    """Input function: the metric tables of every model of the job's system and size: the direct
+    samples at a trained size, the out-painted ones at a scaling target."""
+    if wildcards.size in scaling_sizes(wildcards.system):
+        source = f"outpaint-{config['scaling'][wildcards.system]['from']}"
+        models = scaling_models(config, wildcards.system)
+    else:
+        source, models = "direct", models_of(wildcards.system)
+    return [res(f"{wildcards.system}/{wildcards.size}/metrics/{m}/{source}.parquet") for m in models]
 
 
 def train_logs_of(wildcards):
@@ -290,8 +313,9 @@ def thermo_reference(wildcards):
 
 
 def figure_targets():
-    """Every figure of the configured systems: sampler figures where models are configured,
-    CuAu phase diagrams of the metadynamics sizes."""
+    """Every figure of the configured systems: sampler figures where models are configured
+    (accuracy and heat capacity also at the out-painting targets), CuAu phase diagrams of the
+    metadynamics sizes."""
     targets = []
     for system in config["systems"]:
         if models_of(system):
@@ -301,6 +325,14 @@ def figure_targets():
                 size=sizes_of(config, system),
                 figure=["free_energy", "heat_capacity", "training"],
             )
+        targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(system),
+                          figure=["free_energy", "heat_capacity"])  # fmt: skip
     system = metadynamics_system(config)
     targets += [res(f"figures/{system}_{size}_phase_diagram.png") for size in config["reference"]["metadynamics"]["sizes"]]
     return targets
+
+
+def scaling_settings_of(wildcards):
+    """Params function: the out-painting settings of the job's system (stride, n_samples, batch_size, symmetrised)."""
+    block = config["scaling"][wildcards.system]
+    return {k: block[k] for k in ("stride", "n_samples", "batch_size", "symmetrised")}

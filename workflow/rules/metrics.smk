@@ -4,17 +4,17 @@
 rule metrics:
     """Per-condition metrics of a sample file against the best available reference table."""
     input:
-        samples=rules.sample.output.samples,
+        samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
         reference=best_reference,
     output:
-        table=res("{system}/{size}/metrics/{model}/direct.parquet"),
+        table=res("{system}/{size}/metrics/{model}/{source}.parquet"),
     params:
         ref_method=best_reference_method,
         system_params=system_params_of,
         n_boot=config["metrics"]["n_boot"],
         seed=model_seed_of("metrics"),
     log:
-        logs("{system}/{size}/metrics/{model}/direct.log"),
+        logs("{system}/{size}/metrics/{model}/{source}.log"),
     conda:
         "../../envs/lattherm.yaml"
     script:
@@ -24,7 +24,7 @@ rule metrics:
 rule sampler_summary:
     """One row per sampler: worst and median F_NIS error against its reference, NESS median and minimum, and where."""
     input:
-        metrics=metric_targets(),
+        metrics=metric_targets() + scaling_targets(),
     output:
         table=res("tables/sampler_accuracy.parquet"),
     log:

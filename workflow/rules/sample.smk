@@ -25,3 +25,30 @@ rule sample:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/sample.py"
+
+
+rule outpaint:
+    """Samples of a larger box out-painted by an any-order model trained at the scaling block's
+    size (lattherm.outpaint), with the exact log q of every sample, at every condition of its grid."""
+    input:
+        checkpoint=res("{system}/{size0}/models/{model}/checkpoint.pt"),
+    output:
+        samples=res("{system}/{size}/samples/{model}/outpaint-{size0}.parquet"),
+    params:
+        grid=job_grid,
+        settings=scaling_settings_of,
+        system_params=system_params_of,
+        seed=model_seed_of("outpaint"),
+    resources:
+        gpu=sampling_gpus_of,
+    threads: 1
+    message:
+        "outpaint {wildcards.model} from {wildcards.system} {wildcards.size0} to {wildcards.size}: {params.settings}"
+    log:
+        logs("{system}/{size}/samples/{model}/outpaint-{size0}.log"),
+    benchmark:
+        logs("{system}/{size}/samples/{model}/outpaint-{size0}.tsv")
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/outpaint.py"

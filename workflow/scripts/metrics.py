@@ -27,7 +27,7 @@ with job_log(
         read_table(snakemake.input.samples),
         make_system(wc.system, wc.size, **params.system_params),
         wc.model,
-        "direct",
+        wc.source,
         reference,
         params.ref_method,
         n_boot=params.n_boot,

@@ -13,6 +13,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from lattherm.conditions import CondBox
+from lattherm.models.ao_transformer import AOTransformer, AOTransformerConfig
 from lattherm.models.base import FourierCondition, Model
 from lattherm.models.exact import ExactModel
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
@@ -27,9 +28,11 @@ __all__ = [
     "AnyOrderMLP",
     "MAMMLP",
     "MAMTransformer",
+    "AOTransformer",
     "MADEConfig",
     "MLPConfig",
     "TransformerConfig",
+    "AOTransformerConfig",
     "MODEL_NAMES",
     "build_model",
     "build_from_spec",
@@ -45,6 +48,7 @@ _REGISTRY: dict[str, tuple[type[Model], type]] = {
     "ao-arm-mlp": (AnyOrderMLP, MLPConfig),
     "mam-mlp": (MAMMLP, MLPConfig),
     "mam-transformer": (MAMTransformer, TransformerConfig),
+    "ao-transformer": (AOTransformer, AOTransformerConfig),
 }
 MODEL_NAMES = tuple(_REGISTRY)
 

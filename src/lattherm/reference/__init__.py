@@ -72,11 +72,12 @@ def exact_table(
     raise _no_method(system, "exact")
 
 
-def applies(system: str, method: str, size: str, settings: Mapping) -> bool:
+def applies(system: str, method: str, size: str, settings: Mapping, fields=None) -> bool:
     """Whether the reference ``method`` is computed for ``system`` at ``size`` (``settings``: the
-    config's ``reference`` block): the methods the system lists, where they apply. Exact tables
-    exist where the system has them (Ising: the transfer matrix up to ``exact.max_transfer_L``,
-    Kaufman's field-0 rows above); field integration fills the fields of Ising tori above it."""
+    config's ``reference`` block; ``fields``: the field grid there, if known): the methods the
+    system lists, where they apply. Exact tables exist where the system has them (Ising: the
+    transfer matrix up to ``exact.max_transfer_L``, Kaufman's field-0 rows above); field
+    integration fills the nonzero fields of Ising tori above it."""
     from lattherm.systems import system_info
 
     info = system_info(system)
@@ -85,15 +86,17 @@ def applies(system: str, method: str, size: str, settings: Mapping) -> bool:
     if method.startswith("exact"):
         return info.has_exact(size)
     if method == "field_integration":
-        return info.parse(size)[0] > settings["exact"]["max_transfer_L"]
+        nonzero = fields is None or any(float(h) != 0 for h in fields)
+        return info.parse(size)[0] > settings["exact"]["max_transfer_L"] and nonzero
     return True
 
 
-def free_energy_reference(system: str, size: str, settings: Mapping) -> str | None:
-    """The method whose table holds the free energies of the metrics of ``system`` at ``size``:
-    field integration where it applies (every field), else the exact table where one exists."""
+def free_energy_reference(system: str, size: str, settings: Mapping, fields=None) -> str | None:
+    """The method whose table holds the free energies of the metrics of ``system`` at ``size``
+    (``fields``: the grid's fields): field integration where it applies (every field), else the
+    exact table where one exists."""
     for method in ("field_integration", "exact"):
-        if applies(system, method, size, settings):
+        if applies(system, method, size, settings, fields):
             return method
     return None
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, a seeded generator, the venv's snakemake."""
+"""Shared fixtures: the repository root, a seeded generator, the venv's snakemake; the model tests'
+configs and the kernels' random generator in plain Python."""
 
 from __future__ import annotations
 
@@ -92,6 +93,17 @@ def kl_per_condition(model, system, cond, n=2000) -> np.ndarray:
     log_w = (-reduced_energy(system, x, rows[:, 0], rows[:, 1]) - lq).view(len(cond), n)
     ref = ising_transfer_matrix(system.L, cond[:, 0].numpy(), cond[:, 1].numpy())
     return -log_w.mean(1).numpy() + ref["log_Z"]
+
+
+def xoroshiro128p(s0: int, s1: int) -> tuple[int, int, int]:
+    """Plain-Python xoroshiro128+ (Blackman & Vigna), the generator of the numba kernels: output and
+    next state. The bit-for-bit tests of the kernels replay their draws with it."""
+    mask = (1 << 64) - 1
+    r = (s0 + s1) & mask
+    s1 ^= s0
+    s0 = (((s0 << 24) | (s0 >> 40)) & mask) ^ s1 ^ ((s1 << 16) & mask)
+    s1 = ((s1 << 37) | (s1 >> 27)) & mask
+    return r, s0, s1
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 import pytest
 import torch
+from conftest import xoroshiro128p
 
 pytest.importorskip("clease")
 
@@ -94,15 +95,6 @@ def test_flip_tables_keep_self_images(small):
 
 
 # ----------------------------------------------------------------------------- bit for bit
-def _xoro(s0: int, s1: int) -> tuple[int, int, int]:
-    mask = (1 << 64) - 1
-    r = (s0 + s1) & mask
-    s1 ^= s0
-    s0 = (((s0 << 24) | (s0 >> 40)) & mask) ^ s1 ^ ((s1 << 16) & mask)
-    s1 = ((s1 << 37) | (s1 >> 27)) & mask
-    return r, s0, s1
-
-
 def test_kernel_matches_python_reference(small):
     """One block of 64 chains, 60 attempts: the documented update, bit for bit (states, counts,
     random streams): site from the block stream, ΔE in the kernel's float order, acceptance iff
@@ -131,7 +123,7 @@ def test_kernel_matches_python_reference(small):
     c0 = [int(v) for v in r0[0, 0]]
     c1 = [int(v) for v in r1[0, 0]]
     for _ in range(n_moves):
-        r, q0, q1 = _xoro(q0, q1)
+        r, q0, q1 = xoroshiro128p(q0, q1)
         i = ((r >> 32) * N) >> 32
         for w in range(W):
             de = ft.coef_c1
@@ -152,7 +144,7 @@ def test_kernel_matches_python_reference(small):
             d = de + 2.0 * mu[0] * si
             ok = d <= 0.0
             if not ok:
-                rr, c0[w], c1[w] = _xoro(c0[w], c1[w])
+                rr, c0[w], c1[w] = xoroshiro128p(c0[w], c1[w])
                 ok = float(rr >> 11) * 2.0**-53 < np.exp(-beta[0] * d)
             if ok:
                 xs[i, w] ^= 1

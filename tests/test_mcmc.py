@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import xoroshiro128p
 
 from lattherm.io import read_table, unpack_states, write_table
 from lattherm.lattices import Lattice
@@ -146,16 +147,6 @@ def test_thresholds_satisfy_detailed_balance(J):
             assert p_up / p_down == pytest.approx(np.exp(-dE_red), rel=1e-12)
 
 
-def _xoroshiro128p(s0: int, s1: int) -> tuple[int, int, int]:
-    """Plain-Python xoroshiro128+ (Blackman & Vigna): output and next state."""
-    mask = (1 << 64) - 1
-    r = (s0 + s1) & mask
-    s1 ^= s0
-    s0 = (((s0 << 24) | (s0 >> 40)) & mask) ^ s1 ^ ((s1 << 16) & mask)
-    s1 = ((s1 << 37) | (s1 >> 27)) & mask
-    return r, s0, s1
-
-
 def test_checkerboard_kernel_matches_python_reference():
     """The vectorised kernel does exactly the documented update, bit for bit: checkerboard
     order, acceptance iff draw < threshold[5 x_i + n_up], one xoroshiro128+ draw per attempt."""
@@ -180,7 +171,7 @@ def test_checkerboard_kernel_matches_python_reference():
             for _ in range(sweeps):
                 for i in order:
                     n_up = sum(xs[j] for j in nb[i])
-                    r, s0, s1 = _xoroshiro128p(s0, s1)
+                    r, s0, s1 = xoroshiro128p(s0, s1)
                     if r < int(thr[c, 5 * xs[i] + n_up]):
                         xs[i] ^= 1
             assert xs == x[c, 0, :, w].tolist()

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 import pytest
 import torch
+from conftest import xoroshiro128p
 
 from lattherm.reference import _mcmc_kernels as K
 from lattherm.reference.exact import enumerate_states, ising_transfer_matrix
@@ -155,15 +156,6 @@ def test_ising_8x8_through_tc_with_replica_exchange():
 
 
 # ----------------------------------------------------------------------------- the exchange step
-def _xoro(s0: int, s1: int) -> tuple[int, int, int]:
-    mask = (1 << 64) - 1
-    r = (s0 + s1) & mask
-    s1 ^= s0
-    s0 = (((s0 << 24) | (s0 >> 40)) & mask) ^ s1 ^ ((s1 << 16) & mask)
-    s1 = ((s1 << 37) | (s1 >> 27)) & mask
-    return r, s0, s1
-
-
 def test_exchange_step_matches_python_reference():
     """checkerboard_run with one ladder of three temperatures, three sweeps, an exchange round
     after every sweep: the same as checkerboard_sweeps for each rung, then the documented swap of
@@ -211,7 +203,7 @@ def test_exchange_step_matches_python_reference():
                 d = (beta[k] - beta[k + 1]) * (H[0] - H[1])
                 ok = d >= 0.0
                 if not ok:
-                    r, streams[w][0], streams[w][1] = _xoro(*streams[w])
+                    r, streams[w][0], streams[w][1] = xoroshiro128p(*streams[w])
                     ok = float(r >> 11) * 2.0**-53 < np.exp(d)
                 att[k, w] += 1
                 if ok:

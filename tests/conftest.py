@@ -64,6 +64,21 @@ TINY = {
                        "n_freq": 2},  # fmt: skip
 }
 
+#: a few steps of a tiny training with refills, Gibbs moves, annealing and checkpoints every 2 steps
+#: (TrainConfig settings of tests/test_training.py and tests/test_distributed.py)
+TINY_TRAIN = dict(
+    steps=7,
+    n_T=2,
+    n_field=2,
+    samples_per_condition=8,
+    checkpoint_every=2,
+    log_every=1,
+    seed=3,
+    refill_every=3,
+    gibbs_sweeps=2,
+    beta_anneal_frac=0.5,
+)
+
 
 #: the short-training check on 3x3 Ising (tests/test_training.py, on a device tests/test_devices.py):
 #: its condition box, model sizes, TrainConfig settings and the conditions its KL is measured at

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import BOX, TINY, snakemake_env
+from conftest import BOX, TINY, TINY_TRAIN, snakemake_env
 
 import lattherm.training.checkpoint as checkpoint_mod
 import lattherm.training.trainer as trainer_mod
@@ -45,19 +45,8 @@ from lattherm.training.trainer import beta_scale, lr_factor
 ONE_STEP = dict(
     steps=1, n_T=2, n_field=2, samples_per_condition=8, grad_clip=None, seed=5, precision="float64", log_every=1
 )
-#: a few steps of a tiny MAM with refills, Gibbs moves and checkpoints every 2 steps
-MAM_STEPS = dict(
-    steps=7,
-    n_T=2,
-    n_field=2,
-    samples_per_condition=8,
-    checkpoint_every=2,
-    log_every=1,
-    seed=3,
-    refill_every=3,
-    gibbs_sweeps=2,
-    beta_anneal_frac=0.5,
-)
+#: a few steps of a tiny MAM with refills, Gibbs moves and checkpoints every 2 steps (conftest.TINY_TRAIN)
+MAM_STEPS = TINY_TRAIN
 
 
 def _spec(name: str, cfg: dict, out: Path, stem: str) -> TrainSpec:

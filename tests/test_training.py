@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SHORT_BOX, SHORT_COND, SHORT_TINY, SHORT_TRAIN, kl_per_condition
+from conftest import SHORT_BOX, SHORT_COND, SHORT_TINY, SHORT_TRAIN, TINY_TRAIN, kl_per_condition
 
 import lattherm.training.trainer as trainer_mod
 from lattherm.conditions import DriftingGrid
@@ -35,6 +35,11 @@ from lattherm.training import (
 )
 
 BOX, TINY = SHORT_BOX, SHORT_TINY
+
+
+def _tiny_model(name: str) -> dict:
+    """The ``train`` keywords of a tiny ``name``: its TINY config, the box BOX, no progress bar."""
+    return dict(model_name=name, model_config=TINY[name], cond_box=BOX, progress=False)
 
 
 # --------------------------------------------------------------------------- condition grid
@@ -182,7 +187,7 @@ def test_chunked_gradient_equals_the_whole_batch_gradient(name, grad_steps):
 def test_training_with_grad_chunk_follows_the_same_trajectory(tmp_path):
     """The trainer passes grad_chunk through; float64, chunks of 5 of 32 samples: the same weights."""
     system = IsingSystem(L=3)
-    kw = dict(model_name="ao-arm-mlp", model_config=TINY["ao-arm-mlp"], cond_box=BOX, progress=False)
+    kw = _tiny_model("ao-arm-mlp")
     for name, chunk in (("a", None), ("b", 5)):
         train(system, train_config=_tiny_cfg(steps=3, precision="float64", ao_grad_steps=None, grad_chunk=chunk),
               checkpoint_path=tmp_path / f"{name}.pt", **kw)  # fmt: skip
@@ -261,15 +266,9 @@ def test_short_training_lowers_kl(tmp_path, monkeypatch, name, steps, max_kl, me
 
         monkeypatch.setattr(trainer_mod, fn_name, spy)
     summary = train(
-        system,
-        model_name=name,
-        model_config=TINY[name],
-        train_config=cfg,
-        cond_box=BOX,
-        checkpoint_path=tmp_path / "ck.pt",
-        log_path=tmp_path / "log.parquet",
-        progress=False,
-    )
+        system, train_config=cfg, checkpoint_path=tmp_path / "ck.pt", log_path=tmp_path / "log.parquet",
+        **_tiny_model(name),
+    )  # fmt: skip
     assert summary["finished"] and summary["steps_done"] == steps
     assert seen == ({torch.bfloat16} if precision == "bf16" else {None})
     kl = kl_per_condition(load_model(tmp_path / "ck.pt", system=system), system, cond)
@@ -300,26 +299,13 @@ def _kill_at(monkeypatch, fn_name: str, call: int, exc):
 
 
 def _tiny_cfg(**kw) -> TrainConfig:
-    base = dict(
-        steps=7,
-        n_T=2,
-        n_field=2,
-        samples_per_condition=8,
-        checkpoint_every=2,
-        log_every=1,
-        seed=3,
-        refill_every=3,
-        gibbs_sweeps=2,
-        ao_grad_steps=2,
-        beta_anneal_frac=0.5,
-    )
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig(**{**TINY_TRAIN, "ao_grad_steps": 2, **kw})
 
 
 @pytest.mark.parametrize("name", ["fo-arm-mlp", "ao-arm-mlp", "mam-mlp"])
 def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, name):
     system = IsingSystem(L=3)
-    kw = dict(model_name=name, model_config=TINY[name], cond_box=BOX, progress=False)
+    kw = _tiny_model(name)
     cfg = _tiny_cfg()
     train(system, train_config=cfg, checkpoint_path=tmp_path / "a.pt", log_path=tmp_path / "a.parquet", **kw)
     fn = "mam_loss" if name.startswith("mam") else "reinforce_loss"
@@ -371,16 +357,7 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch
     ck, lg = tmp_path / "ck.pt", tmp_path / "log.parquet"
     _kill_at(monkeypatch, "reinforce_loss", 5, "nan")
     with pytest.raises(TrainingDiverged, match=r"'loss'.*step 5"):
-        train(
-            system,
-            model_name="fo-arm-mlp",
-            model_config=TINY["fo-arm-mlp"],
-            train_config=_tiny_cfg(),
-            cond_box=BOX,
-            checkpoint_path=ck,
-            log_path=lg,
-            progress=False,
-        )
+        train(system, train_config=_tiny_cfg(), checkpoint_path=ck, log_path=lg, **_tiny_model("fo-arm-mlp"))
     state = load_checkpoint(ck)
     assert state["step"] == 4 and not state["finished"]
     assert all(torch.isfinite(v).all() for v in state["model_state"].values())
@@ -390,16 +367,7 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch
 def test_checkpoint_loads_weights_only_and_rebuilds_model(tmp_path):
     system = IsingSystem(L=3)
     ck = tmp_path / "ck.pt"
-    train(
-        system,
-        model_name="mam-mlp",
-        model_config=TINY["mam-mlp"],
-        train_config=_tiny_cfg(steps=3),
-        cond_box=BOX,
-        checkpoint_path=ck,
-        log_path=None,
-        progress=False,
-    )
+    train(system, train_config=_tiny_cfg(steps=3), checkpoint_path=ck, log_path=None, **_tiny_model("mam-mlp"))
     state = torch.load(ck, weights_only=True)
     assert state["step"] == 3 and state["finished"]
     assert state["system"] == {"name": "ising", "size": "3x3", "n_sites": 9, "params": {"J": 1.0}}
@@ -514,16 +482,7 @@ def test_sample_model_order_settings():
 def test_sample_grid_from_checkpoint(tmp_path):
     system = IsingSystem(L=3)
     ck = tmp_path / "ck.pt"
-    train(
-        system,
-        model_name="fo-arm-mlp",
-        model_config=TINY["fo-arm-mlp"],
-        train_config=_tiny_cfg(steps=2),
-        cond_box=BOX,
-        checkpoint_path=ck,
-        log_path=None,
-        progress=False,
-    )
+    train(system, train_config=_tiny_cfg(steps=2), checkpoint_path=ck, log_path=None, **_tiny_model("fo-arm-mlp"))
     df = sample_grid(ck, system, [2.0, 2.5], [0.0, 0.5], 50, seed=1, batch_size=64, symmetrised=True, device="cpu")
     assert tuple(df.columns) == SAMPLE_COLUMNS and (df["model"] == "fo-arm-mlp").all()
     again = sample_grid(ck, system, [2.0, 2.5], [0.0, 0.5], 50, seed=1, batch_size=64, symmetrised=True, device="cpu")

@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: the machine, and the record files.
+"""Shared pieces of the benchmark scripts: the machine, the record files, timing and ``KEY=VALUE``
+command-line settings.
 
 ``benchmarks/manifest.yaml`` lists every ``bench_*.py``: what it measures, what it needs and which
 record file(s) under ``benchmarks/results/`` it writes; ``make bench`` (``run_all.py``) runs those
@@ -188,6 +189,35 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def best_of(fn, repeats: int) -> float:
+    """The shortest wall clock (s) of ``repeats`` calls of ``fn()`` (the machine may be shared)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _value(text: str):
+    """A command-line value: None, a bool, an int, a float, else the text."""
+    if text in ("None", "null"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def key_values(items) -> dict:
+    """``["steps=2500", "lr=3e-3"]`` (``--set`` / ``--model-set`` overrides) as a dict of values."""
+    return {k: _value(v) for k, v in (a.split("=", 1) for a in items)}
 
 
 def checkpoint_parser(doc: str, *, samples: int) -> argparse.ArgumentParser:

@@ -51,13 +51,14 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _harness import print_table, record_run
+from _harness import key_values, print_table, record_run
+from bench_training import _setup
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_model
 from lattherm.models.ao_transformer import ORDER_FAMILIES
 from lattherm.reference.cuau_exact import cuau_exact_table
 from lattherm.reference.exact import ising_transfer_matrix
-from lattherm.systems import IsingSystem, make_system
+from lattherm.systems import IsingSystem
 from lattherm.training import TrainConfig, load_model, train
 
 #: laptop settings: (model config, train config) per model and system
@@ -73,37 +74,9 @@ LAPTOP = {
 }  # fmt: skip
 
 
-def _value(text: str):
-    if text in ("None", "null"):
-        return None
-    if text in ("true", "false"):
-        return text == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def kv(items) -> dict:
-    return {k: _value(v) for k, v in (a.split("=", 1) for a in items)}
-
-
-def setup(system_name: str):
-    """System, box, evaluation grid (the laptop config's) and the exact reference."""
-    if system_name == "cuau":
-        T = np.arange(200.0, 1200.1, 100.0)
-        h = np.round(np.arange(-0.12, 0.1201, 0.03), 10)
-        TT, HH = np.meshgrid(T, h, indexing="ij")
-        ref = cuau_exact_table("2x2x4", TT.ravel(), HH.ravel())[["T", "field", "f"]]
-        return make_system("cuau", "2x2x4"), ((200.0, 1200.0), (-0.12, 0.12)), T, h, ref, False
-    T = np.round(np.arange(1.5, 3.5001, 0.1), 10)
-    h = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
-    TT, HH = np.meshgrid(T, h, indexing="ij")
-    r = ising_transfer_matrix(8, TT.ravel(), HH.ravel())
-    ref = pd.DataFrame({"T": TT.ravel(), "field": HH.ravel(), "f": r["f"]})
-    return IsingSystem(L=8), ((1.5, 3.5), (-1.0, 1.0)), T, h, ref, True
+def _parameters(a, *names: str) -> dict:
+    """A run's parameters: the command line's ``names``, in that order (``model_set`` and ``set`` as dicts)."""
+    return {n: key_values(getattr(a, n)) if n in ("model_set", "set") else getattr(a, n) for n in names}
 
 
 def _top(met: pd.DataFrame, col: str, cols: list[str], ascending: bool = False) -> list:
@@ -149,15 +122,15 @@ def trajectory(log_path: str, every: int = 250) -> list[list[float]]:
 
 def cmd_train(a) -> None:
     torch.set_num_threads(1)
-    system, box, T, h, ref, symmetrised = setup(a.system)
+    system, box, T, h, ref, symmetrised = _setup(a.system)
     if a.eval_T:
         T = np.round(np.asarray(a.eval_T, dtype=float), 10)
         ref = ref[np.isin(np.round(ref["T"], 10), T)]
     rows = []
     for name in a.models:
         mc, tc = LAPTOP[(a.system, name)]
-        mc = {**mc, **(kv(a.model_set) if name == "ao-transformer" else {})}
-        tc = {**tc, **kv(a.set)}
+        mc = {**mc, **(key_values(a.model_set) if name == "ao-transformer" else {})}
+        tc = {**tc, **key_values(a.set)}
         load_before = os.getloadavg()
         with tempfile.TemporaryDirectory() as d:
             cfg = TrainConfig(**tc, max_minutes=a.minutes, checkpoint_every=10**6, log_every=25)
@@ -183,9 +156,8 @@ def cmd_train(a) -> None:
     for r in rows:
         print(r["model"], "worst:", r["worst_rel_at"] if a.system == "ising" else r["worst_abs_at"],
               "lowest NESS:", r["lowest_ness_at"])  # fmt: skip
-    record_run("ao_transformer_train", {"system": a.system, "models": a.models, "model_set": kv(a.model_set),
-                                        "set": kv(a.set), "minutes": a.minutes, "samples": a.samples,
-                                        "n_orders": a.n_orders, "eval_T": a.eval_T, "tag": a.tag}, rows,
+    record_run("ao_transformer_train", _parameters(a, "system", "models", "model_set", "set", "minutes", "samples",
+                                                   "n_orders", "eval_T", "tag"), rows,
            notes=f"{a.system} {system.size}: at most {a.minutes} min of training per model on 1 torch thread, then "
                  f"{a.samples} {'symmetrised ' if symmetrised else ''}samples per condition at T {T.tolist()} x field "
                  f"{h.tolist()}. {a.note}")  # fmt: skip
@@ -195,7 +167,7 @@ def cmd_eval(a) -> None:
     """A kept checkpoint (``train --keep``) at every condition of the grid, with other sample counts,
     order mixtures or seeds."""
     torch.set_num_threads(a.threads)
-    system, _, T, h, ref, symmetrised = setup(a.system)
+    system, _, T, h, ref, symmetrised = _setup(a.system)
     model = load_model(a.checkpoint, system=system)
     rows = []
     for M in a.n_orders:
@@ -217,7 +189,7 @@ def cmd_transfer(a) -> None:
     from lattherm.reference.exact import ising_exact_table
 
     torch.set_num_threads(a.threads)
-    small, _, *_ = setup("ising")
+    small, _, *_ = _setup("ising")
     src = load_model(a.checkpoint, system=small)
     rows = []
     for L in a.sizes:
@@ -247,7 +219,7 @@ def speed_one(name: str, system_name: str, mc: dict, tc: dict, steps: int, n_sam
     from lattherm.training.reinforce import reinforce_loss
 
     torch.set_num_threads(1)
-    system, box, *_ = setup(system_name)
+    system, box, *_ = _setup(system_name)
     torch.manual_seed(0)
     model = build_model(name, system=system, cond_box=box, config=mc)
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"])
@@ -285,8 +257,8 @@ def cmd_speed(a) -> None:
     for rep in range(a.repeats):
         for name in ("fo-arm-mlp", "ao-transformer"):
             mc, tc = LAPTOP[(a.system, name)]
-            mc = {**mc, **(kv(a.model_set) if name == "ao-transformer" else {})}
-            tc = {**tc, **kv(a.set)}
+            mc = {**mc, **(key_values(a.model_set) if name == "ao-transformer" else {})}
+            tc = {**tc, **key_values(a.set)}
             job = json.dumps({"name": name, "system_name": a.system, "mc": mc, "tc": tc, "steps": a.steps,
                               "n_sample": a.n_sample})  # fmt: skip
             out = subprocess.run([sys.executable, __file__, "_speed_one", job], capture_output=True, text=True,
@@ -304,8 +276,8 @@ def cmd_speed(a) -> None:
     ratio = {k: summ[1][k] / summ[0][k] for k in ("s_per_step", "samples_per_s", "peak_rss_growth_mb")}
     print_table(summ)
     print("ao-transformer / fo-arm-mlp:", ratio)
-    record_run("ao_transformer_speed", {"system": a.system, "model_set": kv(a.model_set), "set": kv(a.set),
-                                        "steps": a.steps, "n_sample": a.n_sample, "repeats": a.repeats, "tag": a.tag},
+    parameters = _parameters(a, "system", "model_set", "set", "steps", "n_sample", "repeats", "tag")
+    record_run("ao_transformer_speed", parameters,
            {"summary": summ, "ratio_ao_transformer_over_fo_arm_mlp": ratio, "runs": rows,
             "loadavg_1_5_15_start": [round(v, 2) for v in load_before],
             "loadavg_1_5_15_end": [round(v, 2) for v in os.getloadavg()]},
@@ -320,7 +292,7 @@ def cmd_speed(a) -> None:
 # ---------------------------------------------------------------------------------------- orders
 def cmd_orders(a) -> None:
     torch.set_num_threads(1)
-    system, box, T, h, ref, symmetrised = setup(a.system)
+    system, box, T, h, ref, symmetrised = _setup(a.system)
     T = np.round(np.asarray(a.eval_T or ([2.0, 2.3, 2.6, 3.0] if a.system == "ising" else [300, 600, 900]), float), 10)
     h = np.round(np.asarray(a.eval_h or ([0.0, 0.5] if a.system == "ising" else [-0.06, 0.0, 0.06]), float), 10)
     TT, HH = np.meshgrid(T, h, indexing="ij")
@@ -332,8 +304,8 @@ def cmd_orders(a) -> None:
     mc0, tc0 = LAPTOP[(a.system, "ao-transformer")]
     rows = []
     for fam in a.families:
-        mc = {**mc0, **kv(a.model_set), "orders": fam}
-        tc = {**tc0, **kv(a.set)}
+        mc = {**mc0, **key_values(a.model_set), "orders": fam}
+        tc = {**tc0, **key_values(a.set)}
         with tempfile.TemporaryDirectory() as d:
             cfg = TrainConfig(**tc, max_minutes=a.minutes, checkpoint_every=10**6, log_every=25)
             s = train(system, model_name="ao-transformer", model_config=mc, train_config=cfg, cond_box=box,
@@ -346,9 +318,8 @@ def cmd_orders(a) -> None:
                      "loadavg_1": round(os.getloadavg()[0], 2)})  # fmt: skip
         print({k: v for k, v in rows[-1].items() if not isinstance(v, dict | list)}, flush=True)
     print_table([{k: v for k, v in r.items() if not isinstance(v, dict | list)} for r in rows])
-    record_run("ao_transformer_orders", {"system": a.system, "families": a.families, "model_set": kv(a.model_set),
-                                         "set": kv(a.set), "minutes": a.minutes, "samples": a.samples,
-                                         "eval_T": a.eval_T, "eval_h": a.eval_h, "tag": a.tag}, rows,
+    record_run("ao_transformer_orders", _parameters(a, "system", "families", "model_set", "set", "minutes", "samples",
+                                                    "eval_T", "eval_h", "tag"), rows,
            notes=f"{a.system}: order families at equal steps (same model, seed, steps); evaluated with {a.samples} "
                  f"samples per condition at T {T.tolist()} x field {h.tolist()} along the family's own orders. "
                  f"{a.note}")  # fmt: skip

@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-import time
 
 import numba
 import numpy as np
 import torch
-from _harness import print_table, record
+from _harness import best_of, print_table, record
 
 from lattherm.reference.mcmc import run_metropolis
 from lattherm.systems.cuau import CuAuSystem, clease_settings
@@ -26,15 +25,6 @@ from lattherm.systems.cuau import CuAuSystem, clease_settings
 SIZE, T, MU = "4x4x8", 700.0, 0.0
 REPEATS = 2
 CLEASE_STEPS = 20_000
-
-
-def best_of(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def clease_rate(system: CuAuSystem) -> tuple[float, float]:
@@ -51,7 +41,7 @@ def clease_rate(system: CuAuSystem) -> tuple[float, float]:
         atoms = attach_calculator(settings, atoms, eci=dict(system.eci))
         mc = SGCMonteCarlo(atoms, T, symbols=["Au", "Cu"])
         mc.run(steps=500, chem_pot={"c1_0": MU})  # warm-up
-        dt = best_of(lambda: mc.run(steps=CLEASE_STEPS, chem_pot={"c1_0": MU}))
+        dt = best_of(lambda: mc.run(steps=CLEASE_STEPS, chem_pot={"c1_0": MU}), REPEATS)
         x = torch.from_numpy((np.array(atoms.get_chemical_symbols()) == "Au").astype(np.uint8))
         e_ours = float(system.energy(x[None])[0])
         e_clease = float(atoms.calc.get_potential_energy(atoms))
@@ -76,7 +66,7 @@ def main() -> None:
             chains, sweeps = 256, 1
             dt = best_of(lambda: run_metropolis(  # noqa: B023
                 system, T, MU, n_chains=chains, n_samples=1, seed=1, burn_in_sweeps=0,  # noqa: B023
-                thin_sweeps=sweeps, update="random-site", keep_states=False))  # noqa: B023 # fmt: skip
+                thin_sweeps=sweeps, update="random-site", keep_states=False), REPEATS)  # noqa: B023 # fmt: skip
             rows.append({"impl": "torch random-site (generic)", "threads": threads,
                          "chains": chains, "moves": chains * N * sweeps,
                          "moves_per_s": chains * N * sweeps / dt})  # fmt: skip
@@ -84,7 +74,7 @@ def main() -> None:
                 sweeps = 40 if chains == 1024 else 20
                 dt = best_of(lambda: run_metropolis(  # noqa: B023
                     system, T, MU, n_chains=chains, n_samples=2, seed=1,  # noqa: B023
-                    burn_in_sweeps=0, thin_sweeps=sweeps // 2, keep_states=False))  # noqa: B023 # fmt: skip
+                    burn_in_sweeps=0, thin_sweeps=sweeps // 2, keep_states=False), REPEATS)  # noqa: B023 # fmt: skip
                 rows.append({"impl": "numba cluster-expansion (run_metropolis)",
                              "threads": threads, "chains": chains, "moves": chains * N * sweeps,
                              "moves_per_s": chains * N * sweeps / dt})  # fmt: skip

@@ -31,7 +31,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
-from _harness import print_table, record
+from _harness import best_of, print_table, record
 
 from lattherm.reference import _mcmc_kernels as K
 from lattherm.reference import mcmc
@@ -40,15 +40,6 @@ from lattherm.systems import IsingSystem
 L, CHAINS, T, H = 10, 4096, 2.269, 0.0
 REPEATS = 3
 E2E_SAMPLES, THIN = 4, 250  # run_metropolis end to end: the paper's thinning
-
-
-def best_of(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 @torch.no_grad()
@@ -97,7 +88,7 @@ def main() -> None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             gen = torch.Generator().manual_seed(0)
             n_torch = 20
-            dt = best_of(lambda: torch_checkerboard(n_torch, gen))  # noqa: B023
+            dt = best_of(lambda: torch_checkerboard(n_torch, gen), REPEATS)  # noqa: B023
             rows.append(
                 {
                     "impl": "torch checkerboard (naive)",
@@ -111,7 +102,7 @@ def main() -> None:
             for W in (64, 128, 256):
                 n_nb = 300
                 fn = numba_kernel(n_nb, W)
-                dt = best_of(fn)
+                dt = best_of(fn, REPEATS)
                 rows.append(
                     {
                         "impl": "numba kernel",
@@ -133,7 +124,8 @@ def main() -> None:
                     burn_in_sweeps=0,
                     thin_sweeps=THIN,
                     keep_states=True,
-                )
+                ),
+                REPEATS,
             )
             rows.append(
                 {

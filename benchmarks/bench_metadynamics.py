@@ -161,6 +161,22 @@ def error_check(args) -> None:
     )
 
 
+def _timed_2x2x4(T: float, **kw) -> dict:
+    """One 2x2x4 ``run_metadynamics(T, **kw)``: its wall time and moves, |f_x − exact| and f_x_err."""
+    r = run_metadynamics("2x2x4", T, **kw)
+    ex = cuau_exact_composition_table("2x2x4", T)["f_x"].to_numpy()
+    return dict(
+        size="2x2x4",
+        backend=r.backend,
+        T=T,
+        wall_s=r.wall_s,
+        moves=r.n_moves,
+        us_per_move=1e6 * r.wall_s / r.n_moves,
+        max_abs_df_meV=1e3 * np.abs(r.f_x - ex).max(),
+        max_f_err_meV=1e3 * np.nanmax(r.f_x_err),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phase-diagram", action="store_true", help="also run the 4x4x4 T scan")
@@ -176,36 +192,9 @@ def main() -> None:
     rows = []
     t_all = time.perf_counter()
     for T in np.arange(200.0, 1201.0, 100.0):
-        r = run_metadynamics("2x2x4", T, seed=args.seed)
-        ex = cuau_exact_composition_table("2x2x4", T)["f_x"].to_numpy()
-        rows.append(
-            dict(
-                size="2x2x4",
-                backend="numba",
-                T=T,
-                wall_s=r.wall_s,
-                moves=r.n_moves,
-                us_per_move=1e6 * r.wall_s / r.n_moves,
-                max_abs_df_meV=1e3 * np.abs(r.f_x - ex).max(),
-                max_f_err_meV=1e3 * np.nanmax(r.f_x_err),
-            )
-        )
+        rows.append(_timed_2x2x4(T, seed=args.seed))
     total_2x2x4 = time.perf_counter() - t_all
-    T = 400.0
-    r = run_metadynamics("2x2x4", T, seed=args.seed, backend="clease", mod_factor_final=1e-3, production_sweeps=20_000)
-    ex = cuau_exact_composition_table("2x2x4", T)["f_x"].to_numpy()
-    rows.append(
-        dict(
-            size="2x2x4",
-            backend="clease",
-            T=T,
-            wall_s=r.wall_s,
-            moves=r.n_moves,
-            us_per_move=1e6 * r.wall_s / r.n_moves,
-            max_abs_df_meV=1e3 * np.abs(r.f_x - ex).max(),
-            max_f_err_meV=1e3 * np.nanmax(r.f_x_err),
-        )
-    )
+    rows.append(_timed_2x2x4(400.0, seed=args.seed, backend="clease", mod_factor_final=1e-3, production_sweeps=20_000))
     print_table(rows)
     print(f"2x2x4 numba, 11 temperatures: {total_2x2x4:.1f} s")
     out = dict(runs=rows, total_2x2x4_s=total_2x2x4)

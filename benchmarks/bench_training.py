@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _harness import print_table, record_run
+from _harness import key_values, print_table, record_run
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
 from lattherm.reference.cuau_exact import cuau_exact_table
@@ -42,17 +42,6 @@ RUNS = {
     "mam-mlp": ({"width": 256, "n_layers": 2, "n_freq": 8}, {"steps": 450, "lr": 3e-3}),
     "mam-transformer": ({"dim": 64, "n_blocks": 2, "n_heads": 4}, {"steps": 100, "lr": 1e-3}),
 }
-
-
-def _value(text: str):
-    if text in ("None", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _setup(system_name: str):
@@ -181,9 +170,5 @@ if __name__ == "__main__":
     ap.add_argument("--keep", default=None, metavar="DIR", help="copy the trained checkpoints there")
     ap.add_argument("--eval-T", nargs="+", type=float, default=None, help="evaluate at these grid temperatures only")
     args = ap.parse_args()
-
-    def kv(items):
-        return {k: _value(v) for k, v in (a.split("=", 1) for a in items)}
-
-    main(args.minutes, args.models, args.samples, kv(args.set), args.system, kv(args.model_set), args.label,
-         tuple(args.n_orders), args.keep, args.eval_T)
+    main(args.minutes, args.models, args.samples, key_values(args.set), args.system, key_values(args.model_set),
+         args.label, tuple(args.n_orders), args.keep, args.eval_T)

@@ -1,8 +1,9 @@
 """Shared fixtures: the repository root, a seeded generator, the venv's snakemake; the model tests'
-configs and the kernels' random generator in plain Python."""
+configs, the kernels' random generator in plain Python, chi-square tests, numba thread counts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -120,6 +121,36 @@ def xoroshiro128p(s0: int, s1: int) -> tuple[int, int, int]:
     s1 = ((s1 << 37) | (s1 >> 27)) & mask
     return r, s0, s1
 
+
+
+def chi2_pvalue_of_counts(obs: np.ndarray, p: np.ndarray) -> float:
+    """Chi-square goodness of fit of counts ``obs`` to probabilities ``p``; cells whose expected
+    count is below 5 are pooled into one."""
+    exp = obs.sum() * p
+    small = exp < 5
+    if small.any():
+        obs = np.append(obs[~small], obs[small].sum())
+        exp = np.append(exp[~small], exp[small].sum())
+    chi2 = float(((obs - exp) ** 2 / exp).sum())
+    dof = len(exp) - 1
+    return float(
+        torch.special.gammaincc(
+            torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)
+        )
+    )
+
+
+@contextlib.contextmanager
+def numba_threads(n: int):
+    """Run the block with ``n`` numba threads, then restore the former number."""
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 @pytest.fixture
 def float64_one_thread():

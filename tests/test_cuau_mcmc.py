@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pytest
 import torch
-from conftest import xoroshiro128p
+from conftest import chi2_pvalue_of_counts, numba_threads, xoroshiro128p
 
 pytest.importorskip("clease")
 
@@ -28,26 +28,6 @@ from lattherm.systems.cuau import CuAuSystem  # noqa: E402
 @pytest.fixture(scope="module")
 def small() -> CuAuSystem:
     return CuAuSystem("2x2x4")
-
-
-def _gammaincc_p(chi2: float, dof: int) -> float:
-    return float(
-        torch.special.gammaincc(
-            torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)
-        )
-    )
-
-
-def chi2_pvalue(obs: np.ndarray, p: np.ndarray) -> float:
-    """Chi-square goodness of fit of counts ``obs`` to probabilities ``p`` (expected < 5 pooled)."""
-    n = obs.sum()
-    exp = n * p
-    small = exp < 5
-    if small.any():
-        obs = np.append(obs[~small], obs[small].sum())
-        exp = np.append(exp[~small], exp[small].sum())
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    return _gammaincc_p(chi2, len(exp) - 1)
 
 
 # ----------------------------------------------------------------------------- ΔE
@@ -203,12 +183,12 @@ def test_distributions_match_enumeration(small, run_small):
         p_nau = np.bincount(((lv.spin_sum + N) / 2).astype(int), weights=p, minlength=N + 1)
         obs_nau = np.bincount(n_au, minlength=N + 1).astype(float)
         obs_lv = np.bincount(idx, minlength=len(p)).astype(float)
-        assert chi2_pvalue(obs_nau, p_nau) > 1e-3, (T, mu)
-        assert chi2_pvalue(obs_lv, p) > 1e-3, (T, mu)
+        assert chi2_pvalue_of_counts(obs_nau, p_nau) > 1e-3, (T, mu)
+        assert chi2_pvalue_of_counts(obs_lv, p) > 1e-3, (T, mu)
         # control: a 10 % wrong temperature is rejected by the level histogram (at 300 K the
         # ground level holds > 99 % of the weight at both temperatures: no power there)
         if T > 500:
-            assert chi2_pvalue(obs_lv, probs(1.1 * T)) < 1e-6, (T, mu)
+            assert chi2_pvalue_of_counts(obs_lv, probs(1.1 * T)) < 1e-6, (T, mu)
 
 
 def test_observables_match_exact_table(small, run_small):
@@ -227,15 +207,11 @@ def test_observables_match_exact_table(small, run_small):
 def test_reproducible_thread_and_chain_count_independent(small):
     kw = dict(n_samples=3, seed=17, burn_in_sweeps=5, thin_sweeps=2, keep_states=True)
     T, mu = [500.0, 900.0], [0.02, -0.03]
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with numba_threads(1):
         a = run_metropolis(small, T, mu, n_chains=100, **kw)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    with numba_threads(min(2, numba.config.NUMBA_NUM_THREADS)):
         b = run_metropolis(small, T, mu, n_chains=100, **kw)
         c = run_metropolis(small, T, mu, n_chains=200, **kw)
-    finally:
-        numba.set_num_threads(old)
     np.testing.assert_array_equal(a.states, b.states)
     np.testing.assert_array_equal(a.energy, b.energy)
     np.testing.assert_array_equal(a.states, c.states[:, :100])  # more chains: same first 100

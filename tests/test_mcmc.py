@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import xoroshiro128p
+from conftest import chi2_pvalue_of_counts, numba_threads, xoroshiro128p
 
 from lattherm.io import read_table, unpack_states, write_table
 from lattherm.lattices import Lattice
@@ -100,21 +100,8 @@ def boltzmann(system: System, T: float, h: float) -> np.ndarray:
 def chi2_pvalue(states: np.ndarray, p: np.ndarray) -> float:
     """Chi-square goodness of fit of ``(n, N)`` states to ``p``; states whose expected count is
     below 5 are pooled into one bin."""
-    n, N = states.shape
-    k = states.astype(np.int64) @ (1 << np.arange(N))
-    obs = np.bincount(k, minlength=len(p)).astype(np.float64)
-    exp = n * p
-    small = exp < 5
-    if small.any():
-        obs = np.append(obs[~small], obs[small].sum())
-        exp = np.append(exp[~small], exp[small].sum())
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    dof = len(exp) - 1
-    return float(
-        torch.special.gammaincc(
-            torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)
-        )
-    )
+    k = states.astype(np.int64) @ (1 << np.arange(states.shape[1]))
+    return chi2_pvalue_of_counts(np.bincount(k, minlength=len(p)).astype(np.float64), p)
 
 
 def exact_abs_m(system: System, T: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -448,14 +435,10 @@ def test_same_seed_same_arrays(update, torch_one_thread):
 def test_checkerboard_independent_of_threads_and_chain_count():
     system = IsingSystem(6)
     kw = dict(n_samples=5, seed=8, burn_in_sweeps=4, thin_sweeps=3)
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with numba_threads(1):
         one = run_metropolis(system, [2.2, 2.6], 0.1, n_chains=300, **kw)
-        numba.set_num_threads(max(old, 2) if numba.config.NUMBA_NUM_THREADS >= 2 else 1)
+    with numba_threads(max(numba.get_num_threads(), 2) if numba.config.NUMBA_NUM_THREADS >= 2 else 1):
         two = run_metropolis(system, [2.2, 2.6], 0.1, n_chains=300, **kw)
-    finally:
-        numba.set_num_threads(old)
     np.testing.assert_array_equal(one.states, two.states)
     few = run_metropolis(system, [2.2, 2.6], 0.1, n_chains=7, **kw)  # other blocking of chains
     np.testing.assert_array_equal(few.states, one.states[:, :7])

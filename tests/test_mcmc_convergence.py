@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import pytest
 import torch
-from conftest import xoroshiro128p
+from conftest import chi2_pvalue_of_counts, numba_threads, xoroshiro128p
 
 from lattherm.reference import _mcmc_kernels as K
 from lattherm.reference.exact import enumerate_states, ising_transfer_matrix
@@ -39,22 +39,6 @@ CUAU_T = np.arange(200.0, 1201.0, 100.0)
 
 def _z(tab, exact, keys):
     return {k: (tab[k].to_numpy() - np.asarray(exact[k])) / tab[f"{k}_err"].to_numpy() for k in keys}
-
-
-def _chi2_pvalue(obs: np.ndarray, p: np.ndarray) -> float:
-    """Chi-square goodness of fit of counts ``obs`` to probabilities ``p`` (expected < 5 pooled)."""
-    exp = obs.sum() * p
-    small = exp < 5
-    if small.any():
-        obs = np.append(obs[~small], obs[small].sum())
-        exp = np.append(exp[~small], exp[small].sum())
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    return float(
-        torch.special.gammaincc(
-            torch.tensor((len(exp) - 1) / 2, dtype=torch.float64),
-            torch.tensor(chi2 / 2, dtype=torch.float64),
-        )
-    )
 
 
 @pytest.fixture(scope="module")
@@ -239,9 +223,9 @@ def test_replica_exchange_keeps_every_rung_boltzmann():
             w = np.exp(logw - logw.max())
             return w / w.sum()
 
-        assert _chi2_pvalue(obs, p(t)) > 1e-3, t
+        assert chi2_pvalue_of_counts(obs, p(t)) > 1e-3, t
         if t > 1.5:
-            assert _chi2_pvalue(obs, p(1.1 * t)) < 1e-6, t
+            assert chi2_pvalue_of_counts(obs, p(1.1 * t)) < 1e-6, t
 
 
 def test_replica_exchange_keeps_cuau_composition_boltzmann(cuau):
@@ -260,7 +244,7 @@ def test_replica_exchange_keeps_cuau_composition_boltzmann(cuau):
         w = np.exp(logw - logw.max())
         p = np.bincount(((lv.spin_sum + 16) / 2).astype(int), weights=w / w.sum(), minlength=17)
         obs = np.bincount(((res.spin_sum[c].ravel() + 16) / 2).astype(int), minlength=17).astype(float)
-        assert _chi2_pvalue(obs, p) > 1e-3, t
+        assert chi2_pvalue_of_counts(obs, p) > 1e-3, t
 
 
 # ----------------------------------------------------------------------------- reproducibility
@@ -269,16 +253,12 @@ def test_replica_exchange_reproducible_thread_and_chain_count_independent(which,
     system = IsingSystem(5) if which == "ising" else request.getfixturevalue("cuau")
     T, f = ([1.8, 2.4, 3.0, 2.0], [0.0, 0.0, 0.0, 0.3]) if which == "ising" else ([300.0, 600.0, 900.0], 0.02)
     kw = dict(n_samples=4, seed=21, burn_in_sweeps=7, thin_sweeps=3, **PT)
-    old = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with numba_threads(1):
         a = run_metropolis(system, T, f, n_chains=150, **kw)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    with numba_threads(min(2, numba.config.NUMBA_NUM_THREADS)):
         b = run_metropolis(system, T, f, n_chains=150, **kw)
         c = run_metropolis(system, T, f, n_chains=300, **kw)
         d = run_metropolis(system, T, f, n_chains=150, progress=True, **kw)
-    finally:
-        numba.set_num_threads(old)
     for k in ("states", "energy", "averages", "exchange"):
         np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
         np.testing.assert_array_equal(getattr(a, k), getattr(c, k)[:, :150])
@@ -325,7 +305,7 @@ def test_replica_exchange_in_the_generic_update():
         obs = np.bincount(_levels(system, res.states[c].reshape(-1, 9)), minlength=512).astype(float)
         logw = -(E - 0.2 * M) / t
         w = np.exp(logw - logw.max())
-        assert _chi2_pvalue(obs, w / w.sum()) > 1e-3, t
+        assert chi2_pvalue_of_counts(obs, w / w.sum()) > 1e-3, t
     acc = res.exchange_acceptance
     assert 0.1 < acc[0] < 1 and 0.1 < acc[1] < 1 and np.isnan(acc[2])
     small = {**kw, "n_chains": 16, "burn_in_sweeps": 5}

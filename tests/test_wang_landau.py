@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-import numba
 import numpy as np
 import pytest
+from conftest import numba_threads
 from numba import njit
 
 from lattherm.reference.exact import enumerate_levels, ising_kaufman, ising_transfer_matrix
@@ -105,14 +105,9 @@ def test_normalisation_rewl_odd():
 
 def test_same_seed_same_result_any_thread_count():
     kw = dict(ln_f_final=1e-4, n_windows=3, walkers_per_window=2, seed=7)
-    n0 = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    with numba_threads(1):
         a = wang_landau(6, **kw)
-        numba.set_num_threads(n0)
-        b = wang_landau(6, **kw)
-    finally:
-        numba.set_num_threads(n0)
+    b = wang_landau(6, **kw)
     np.testing.assert_array_equal(a.ln_g, b.ln_g)
     assert a.moves == b.moves
     c = wang_landau(6, **{**kw, "seed": 8})

@@ -1207,6 +1207,13 @@ def convergence_report(table: pd.DataFrame, max_rows: int = 20) -> tuple[int, li
     return len(bad), lines
 
 
+def _condition_frame(result: MCMCResult, c: int, **columns) -> pd.DataFrame:
+    """Rows of condition ``c``: columns ``system, size, T, field``, then ``columns``."""
+    return pd.DataFrame(
+        {"system": result.system, "size": result.size, "T": result.T[c], "field": result.field[c], **columns}
+    )
+
+
 def mcmc_histograms(result: MCMCResult, *, bins: int = 64) -> pd.DataFrame:
     """Histograms of ``E_int`` and ``Σs`` per condition, in long form.
 
@@ -1231,19 +1238,15 @@ def mcmc_histograms(result: MCMCResult, *, bins: int = 64) -> pd.DataFrame:
         for c in range(a.shape[0]):
             count = np.bincount(idx[c], minlength=n_bins)
             frames.append(
-                pd.DataFrame(
-                    {
-                        "system": result.system,
-                        "size": result.size,
-                        "T": result.T[c],
-                        "field": result.field[c],
-                        "quantity": quantity,
-                        "value": value,
-                        "bin_lo": lo,
-                        "bin_hi": hi,
-                        "count": count,
-                        "probability": count / flat.shape[1],
-                    }
+                _condition_frame(
+                    result,
+                    c,
+                    quantity=quantity,
+                    value=value,
+                    bin_lo=lo,
+                    bin_hi=hi,
+                    count=count,
+                    probability=count / flat.shape[1],
                 )
             )
     return pd.concat(frames, ignore_index=True)
@@ -1269,18 +1272,14 @@ def mcmc_samples_table(result: MCMCResult, *, max_per_condition: int | None = No
         chain = np.tile(np.arange(K), n)[:take]
         sample = np.repeat(np.arange(n), K)[:take]
         frames.append(
-            pd.DataFrame(
-                {
-                    "system": result.system,
-                    "size": result.size,
-                    "T": result.T[c],
-                    "field": result.field[c],
-                    "chain": chain,
-                    "sample": sample,
-                    "configuration": [row.tobytes() for row in packed],
-                    "energy": result.energy[c].T.reshape(-1)[:take],
-                    "spin_sum": result.spin_sum[c].T.reshape(-1)[:take],
-                }
+            _condition_frame(
+                result,
+                c,
+                chain=chain,
+                sample=sample,
+                configuration=[row.tobytes() for row in packed],
+                energy=result.energy[c].T.reshape(-1)[:take],
+                spin_sum=result.spin_sum[c].T.reshape(-1)[:take],
             )
         )
     return pd.concat(frames, ignore_index=True)

@@ -15,6 +15,7 @@ from lattherm.reference.cuau_exact import (
     cuau_exact_table,
 )
 from lattherm.reference.dos import thermo_from_dos
+from lattherm.reference.phase_diagram import lower_hull
 from lattherm.systems import System, make_system
 from lattherm.systems.cuau import (
     K_B_EV,
@@ -171,21 +172,6 @@ def test_ordered_state_rejects_incommensurate_cell():
     assert ordered_state(system, "L1_0-CuAu", axis=2).double().mean().item() == 0.5
 
 
-def _lower_hull(x: np.ndarray, y: np.ndarray) -> list[int]:
-    """Indices of the lower convex hull vertices of points sorted by x (monotone chain)."""
-    hull: list[int] = []
-    for i in range(len(x)):
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            cross = (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a])
-            if cross <= 0:
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    return hull
-
-
 def test_convex_hull_of_all_2x2x4_states():
     system, (E, M, _) = _levels("2x2x4", None)
     n = system.n_sites
@@ -194,7 +180,7 @@ def test_convex_hull_of_all_2x2x4_states():
     e_form = E / n - (n_au / n) * ref.au - (1 - n_au / n) * ref.cu
     best = np.array([e_form[n_au == k].min() for k in range(n + 1)])
     xs = np.arange(n + 1) / n
-    hull = _lower_hull(xs, best)
+    hull = lower_hull(xs, best)  # tested on hand-made curves in tests/test_phase_diagram.py
     assert xs[hull].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     np.testing.assert_allclose(best[hull] / MEV, [0.0, -34.167, -36.183, -18.754, 0.0], atol=1e-3)
 

@@ -35,8 +35,8 @@ wildcard_constraints:
     system="|".join(SYSTEMS),
     model="|".join(MODEL_NAMES),
     size0=SIZE_PATTERN,
-    # how a sample file was drawn: direct, or out-painted from a trained size
-    source=f"direct|outpaint-{SIZE_PATTERN}",
+    # how a sample file was drawn: direct, out-painted from a trained size, or with the weights of a trained size
+    source=f"direct|(outpaint|transfer)-{SIZE_PATTERN}",
 
 
 include: "workflow/rules/references.smk"
@@ -91,6 +91,6 @@ rule all_metrics:
 
 
 rule all_scaling:
-    """Out-paint the trained any-order models to the scaling block's larger boxes and evaluate them."""
+    """Out-paint the trained any-order models to the scaling block's larger boxes, sample the size-free ones there with their trained weights, and evaluate them."""
     input:
         computed(scaling_targets() + views(scaling_targets())),

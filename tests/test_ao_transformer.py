@@ -318,3 +318,33 @@ def test_short_training_lowers_kl(tmp_path):
     kl = kl_per_condition(load_model(tmp_path / "ck.pt", system=system), system, cond)
     assert kl0.min() > 1.0
     assert np.all(kl > -0.01) and kl.max() < 0.2 and kl.mean() < 0.12, (kl0, kl)
+
+
+def test_transfer_model_moves_size_free_weights_only():
+    """transfer_model: the ao-transformer's weights on a 6x6 torus give the log q of a 6x6 model
+    built with them; box-tied architectures and another number of states are refused by name."""
+    from lattherm.models import transfer_model
+
+    m4 = build_model("ao-transformer", system=IsingSystem(L=4), cond_box=BOX, config=TINY_AOT).double().eval()
+    m6 = transfer_model(m4, IsingSystem(L=6))
+    assert m6.n_sites == 36 and not m6.training and next(m6.parameters()).dtype == torch.float64
+    ref = build_model("ao-transformer", system=IsingSystem(L=6), cond_box=BOX, config=TINY_AOT).double()
+    ref.load_state_dict(m4.state_dict())
+    x = torch.randint(0, 2, (5, 36), generator=torch.Generator().manual_seed(2))
+    order = torch.stack([torch.randperm(36, generator=torch.Generator().manual_seed(k)) for k in range(5)])
+    with torch.no_grad():
+        torch.testing.assert_close(log_prob(m6, x, torch.tensor([2.2, 0.3]), order),
+                                   log_prob(ref, x, torch.tensor([2.2, 0.3]), order), rtol=0, atol=0)  # fmt: skip
+    made = build_model("fo-arm-mlp", system=IsingSystem(L=4), cond_box=BOX, config=TINY["fo-arm-mlp"])
+    with pytest.raises(ValueError, match="fo-arm-mlp has weights tied to its box.*ao-transformer"):
+        transfer_model(made, IsingSystem(L=6))
+    with pytest.raises(ValueError, match="states per site"):
+        transfer_model(m4, _three_state(IsingSystem(L=6)))
+
+
+def _three_state(system):
+    """A stand-in system with 3 states per site (no such system is registered)."""
+    class Three:
+        name, n_states, lattice = "potts", 3, system.lattice
+
+    return Three()

@@ -104,25 +104,29 @@ def test_chain_runs_through_the_workflow(snakemake_exe, tmp_path):
 
 
 @pytest.mark.workflow
-def test_chain_outpainted_through_the_workflow(snakemake_exe, tmp_path):
-    """scaling: an any-order model trained on the 6-site ring out-paints 12 and 18 sites; the
-    metric tables compare the out-painted samples with the exact transfer matrix there, within
-    their error bars, and the summary lists them."""
+def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tmp_path):
+    """scaling: any-order models trained on the 6-site ring out-paint 12 and 18 sites, and the
+    size-free ao-transformer's weights are sampled directly on 12 sites; the metric tables compare
+    with the exact transfer matrix there, within their error bars, and the summary lists them."""
     from test_workflow import run_snakemake
 
-    cfg = {**CHAIN, "systems": {"chain": {**CHAIN["systems"]["chain"], "models": ["ao-arm-mlp"]}},
-           "models": {"ao-arm-mlp": {"width": 32, "n_layers": 2, "n_freq": 2}},
+    models = ["ao-arm-mlp", "ao-transformer"]
+    cfg = {**CHAIN, "systems": {"chain": {**CHAIN["systems"]["chain"], "models": models}},
+           "models": {"ao-arm-mlp": {"width": 32, "n_layers": 2, "n_freq": 2},
+                      "ao-transformer": {"dim": 16, "n_blocks": 1, "n_heads": 2, "radius": 2, "n_freq": 2}},
            "training": {"chain": {"steps": 150, "lr": 1e-2, "samples_per_condition": 32, "n_T": 2, "n_field": 2}},
-           "scaling": {"chain": {"from": "6", "to": ["12", "18"], "stride": 3, "n_samples": 1500,
+           "scaling": {"chain": {"from": "6", "to": ["12", "18"], "transfer": ["12"], "stride": 3, "n_samples": 1500,
                                  "field": {"values": [0.0, 0.5]}}}}  # fmt: skip
     rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
-                            config=cfg)  # fmt: skip
+                            "results/figures/chain_12_free_energy.png", config=cfg)  # fmt: skip
     assert rc == 0, out
-    for L in (12, 18):
-        m = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/ao-arm-mlp/outpaint-6.parquet")
-        assert len(m) == 4 and (m["source"] == "outpaint-6").all() and (m["ref_method"] == "exact").all()
+    tables = [(L, m, "outpaint-6") for L in (12, 18) for m in models] + [(12, "ao-transformer", "transfer-6")]
+    for L, model, source in tables:
+        m = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}.parquet")
+        assert len(m) == 4 and (m["source"] == source).all() and (m["ref_method"] == "exact").all()
         np.testing.assert_allclose(m["f_ref"], chain_exact_table(L, m["T"].unique(), [0.0, 0.5])["f"], rtol=1e-12)
         z = m["delta_f"] / m["f_nis_err"]
-        assert (z.abs() < 4).all() and (m["ness"] > 0).all(), m[["T", "field", "delta_f", "f_nis_err", "ness"]]
+        assert (z.abs() < 4).all() and (m["ness"] > 0).all(), (L, model, source, m[["T", "field", "delta_f", "ness"]])
+    assert not (tmp_path / "results/chain/18/metrics/ao-transformer/transfer-6.parquet").exists()
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
-    assert {"direct", "outpaint-6"} <= set(summary["source"])
+    assert {"direct", "outpaint-6", "transfer-6"} <= set(summary["source"])

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lattherm.conditions import MAX_GRID_VALUES, CondBox, cond_box_of, grid_values
-from lattherm.models import check_model_config, is_fixed_order
+from lattherm.models import MODEL_NAMES, check_model_config, is_fixed_order, is_size_free
 from lattherm.schema import ConfigError, check
 from lattherm.systems import REGISTRY, SYSTEMS, parse_size, system_info
 
@@ -235,11 +235,14 @@ def _check_scaling(config: Mapping) -> None:
                               list(block))  # fmt: skip
         if block["from"] not in sizes_of(config, system):
             raise ConfigError(f"{key}.from", f"one of the trained sizes {sizes_of(config, system)}", block["from"])
+        if not block["to"] and not block["transfer"]:
+            raise ConfigError(key, "at least one size under to (out-painting) or transfer", list(block))
         dims0 = parse_size(block["from"])
-        for i, size in enumerate(block["to"]):
-            _check_size(system, size, f"{key}.to[{i}]")
-            if any(d < d0 for d, d0 in zip(parse_size(size), dims0, strict=True)):
-                raise ConfigError(f"{key}.to[{i}]", f"a box at least {block['from']} in every direction", size)
+        for name in ("to", "transfer"):
+            for i, size in enumerate(block[name]):
+                _check_size(system, size, f"{key}.{name}[{i}]")
+                if any(d < d0 for d, d0 in zip(parse_size(size), dims0, strict=True)):
+                    raise ConfigError(f"{key}.{name}[{i}]", f"a box at least {block['from']} in every direction", size)
         if block["stride"] > min(dims0):
             raise ConfigError(f"{key}.stride", f"at most the window's side {min(dims0)}", block["stride"])
         trained = config["systems"][system]["models"]
@@ -247,6 +250,10 @@ def _check_scaling(config: Mapping) -> None:
             if model not in trained or is_fixed_order(model):
                 raise ConfigError(f"{key}.models[{i}]", f"an any-order model trained on {system}: "
                                   f"{[m for m in trained if not is_fixed_order(m)]}", model)  # fmt: skip
+        if block["transfer"] and not transfer_models(config, system):
+            free = [m for m in MODEL_NAMES if is_size_free(m)]
+            raise ConfigError(f"{key}.transfer", f"a size-free model ({free}) among the models of {key}",
+                              scaling_models(config, system))  # fmt: skip
         (t0, t1), (h0, h1) = cond_box(config, system)
         T, field = scaling_grid(config, system)
         for name, values, lo, hi in (("T", T, t0, t1), ("field", field, h0, h1)):
@@ -270,6 +277,21 @@ def scaling_models(config: Mapping, system: str) -> list[str]:
     return list(block["models"]) or [m for m in config["systems"][system]["models"] if not is_fixed_order(m)]
 
 
+def transfer_models(config: Mapping, system: str) -> list[str]:
+    """The models of ``system`` sampled with their trained weights at ``scaling.<system>.transfer``:
+    the size-free ones among :func:`scaling_models`."""
+    return [m for m in scaling_models(config, system) if is_size_free(m)]
+
+
+def scaling_sizes(config: Mapping, system: str) -> list[str]:
+    """The sizes of ``system`` past its trained ones: out-painting targets, then transfer sizes."""
+    block = config["scaling"].get(system)
+    if block is None:
+        return []
+    sizes = dict.fromkeys([*block["to"], *block["transfer"]])
+    return [s for s in sizes if s not in sizes_of(config, system)]
+
+
 def scaling_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:
     """``(T values, field values)`` of the out-painting targets: the block's grids, else the
     system's."""
@@ -281,8 +303,7 @@ def scaling_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:
 def grid_at(config: Mapping, system: str, size: str) -> tuple[np.ndarray, np.ndarray]:
     """The evaluation grid at ``size``: the system's at its own sizes, the out-painting grid at its
     targets (their references are computed there)."""
-    block = config["scaling"].get(system)
-    if block is not None and size in block["to"] and size not in sizes_of(config, system):
+    if size in scaling_sizes(config, system):
         return scaling_grid(config, system)
     return system_grid(config, system)
 

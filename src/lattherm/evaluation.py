@@ -38,7 +38,7 @@ import torch
 
 from lattherm.conditions import condition_grid
 from lattherm.io import check_columns, pack_states, unpack_states
-from lattherm.models import MODEL_NAMES, is_fixed_order
+from lattherm.models import MODEL_NAMES, is_fixed_order, transfer_model
 from lattherm.observables import estimate_thermo
 from lattherm.systems import system_info
 from lattherm.training.checkpoint import load_model
@@ -231,11 +231,18 @@ def outpaint_grid(
 
 def sample_grid(
     checkpoint_path: str | os.PathLike, system, T_values, field_values, n_samples: int, *, device: str = "auto",
-    **sampling,
+    trained_on=None, **sampling,
 ) -> pd.DataFrame:
     """Load the checkpoint's model (checked against ``system``) onto ``device`` and
-    :func:`sample_model` it (``sampling``: its keyword arguments, ``seed`` among them)."""
-    model = load_model(checkpoint_path, system=system, device=resolve_device(device))
+    :func:`sample_model` it (``sampling``: its keyword arguments, ``seed`` among them).
+
+    ``trained_on``: the system the checkpoint was trained on, when it is not ``system``: its
+    weights are evaluated on ``system``'s box (size transfer, :func:`lattherm.models.transfer_model`;
+    ``source = "transfer-<trained size>"``)."""
+    model = load_model(checkpoint_path, system=trained_on or system, device=resolve_device(device))
+    if trained_on is not None:
+        model = transfer_model(model, system)
+        sampling.setdefault("source", f"transfer-{trained_on.size}")
     return sample_model(model, system, T_values, field_values, n_samples, model_name=model.name, **sampling)
 
 

@@ -201,8 +201,12 @@ def _system_of(*tables: pd.DataFrame) -> tuple[str, str]:
 
 
 def _by_model(metrics: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per model and source (``model`` alone for direct samples, ``model, source`` for
+    out-painted or size-transferred ones)."""
     check_columns(metrics, ("system", "size", "model", "T", "field"), what="metric table")
-    return [(m, g) for m, g in metrics.groupby("model", sort=True)]
+    source = metrics["source"] if "source" in metrics else pd.Series("direct", index=metrics.index)
+    keys = metrics["model"].where(source == "direct", metrics["model"] + ", " + source)
+    return [(m, g) for m, g in metrics.groupby(keys, sort=True)]
 
 
 def _model_title(model: str, g: pd.DataFrame) -> str:
@@ -210,7 +214,8 @@ def _model_title(model: str, g: pd.DataFrame) -> str:
     n_orders = sorted(set(g["n_orders"])) if "n_orders" in g else [1]
     if n_orders != [1]:
         notes.append(f"{'/'.join(f'{n:g}' for n in n_orders)} orders")
-    if model in MODEL_NAMES and not is_fixed_order(model) and "order" in g and set(g["order"]) == {"fixed"}:
+    name = model.split(", ")[0]
+    if name in MODEL_NAMES and not is_fixed_order(name) and "order" in g and set(g["order"]) == {"fixed"}:
         notes.append("one fixed order")
     return model + (f" ({', '.join(notes)})" if notes else "")
 

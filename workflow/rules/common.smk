@@ -19,6 +19,8 @@ from lattherm.config import (  # noqa: E402
     metadynamics_system,
     read_config_file,
     scaling_models,
+    scaling_sizes,
+    transfer_models,
     job_memory_mb,
     job_seed,
     sampling_settings,
@@ -203,25 +205,30 @@ def metric_targets():
     ]
 
 
+def scaling_tables(system, size):
+    """(model, source) of the metric tables of ``system`` at a scaling size: out-painted
+    (``outpaint-{from}``) where it is a target, size-transferred (``transfer-{from}``) where it is
+    a transfer size."""
+    block = config["scaling"].get(system)
+    if block is None:
+        return []
+    tables = [(m, f"outpaint-{block['from']}") for m in scaling_models(config, system) if size in block["to"]]
+    return tables + [(m, f"transfer-{block['from']}") for m in transfer_models(config, system) if size in block["transfer"]]
+
+
 def scaling_targets():
-    """Metric tables of every out-painted target: ``metrics/{model}/outpaint-{from}.parquet``."""
+    """Metric tables of every out-painted and size-transferred target."""
     return [
-        res(f"{system}/{size}/metrics/{model}/outpaint-{block['from']}.parquet")
+        res(f"{system}/{size}/metrics/{model}/{source}.parquet")
         for system, block in config["scaling"].items()
-        for size in block["to"]
-        for model in scaling_models(config, system)
+        for size in dict.fromkeys([*block["to"], *block["transfer"]])
+        for model, source in scaling_tables(system, size)
     ]
 
 
 def summary_targets():
     """The accuracy summary across every metric table (none without configured models)."""
     return [res("tables/sampler_accuracy.parquet")] if metric_targets() else []
-
-
-def scaling_sizes(system):
-    """The out-painting targets of a system that are not among its trained sizes."""
-    block = config["scaling"].get(system)
-    return [s for s in block["to"] if s not in sizes_of(config, system)] if block else []
 
 
 def model_config_of(wildcards):
@@ -289,13 +296,12 @@ def models_of(system):
 
 def metric_tables_of(wildcards):
     """Input function: the metric tables of every model of the job's system and size: the direct
-    samples at a trained size, the out-painted ones at a scaling target."""
-    if wildcards.size in scaling_sizes(wildcards.system):
-        source = f"outpaint-{config['scaling'][wildcards.system]['from']}"
-        models = scaling_models(config, wildcards.system)
+    samples at a trained size, the out-painted and size-transferred ones at a scaling size."""
+    if wildcards.size in scaling_sizes(config, wildcards.system):
+        tables = scaling_tables(wildcards.system, wildcards.size)
     else:
-        source, models = "direct", models_of(wildcards.system)
-    return [res(f"{wildcards.system}/{wildcards.size}/metrics/{m}/{source}.parquet") for m in models]
+        tables = [(m, "direct") for m in models_of(wildcards.system)]
+    return [res(f"{wildcards.system}/{wildcards.size}/metrics/{m}/{source}.parquet") for m, source in tables]
 
 
 def train_logs_of(wildcards):
@@ -325,7 +331,7 @@ def figure_targets():
                 size=sizes_of(config, system),
                 figure=["free_energy", "heat_capacity", "training"],
             )
-        targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(system),
+        targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(config, system),
                           figure=["free_energy", "heat_capacity"])  # fmt: skip
     system = metadynamics_system(config)
     targets += [res(f"figures/{system}_{size}_phase_diagram.png") for size in config["reference"]["metadynamics"]["sizes"]]

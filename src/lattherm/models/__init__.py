@@ -36,6 +36,8 @@ __all__ = [
     "MODEL_NAMES",
     "build_model",
     "build_from_spec",
+    "is_size_free",
+    "transfer_model",
     "model_config_from_dict",
     "check_model_config",
     "is_fixed_order",
@@ -62,6 +64,11 @@ def _entry(name: str) -> tuple[type[Model], type]:
 def is_fixed_order(name: str) -> bool:
     """Whether the architecture ``name`` generates in one fixed order (the FO-ARMs)."""
     return bool(_entry(name)[0].fixed_order)
+
+
+def is_size_free(name: str) -> bool:
+    """Whether the weights of architecture ``name`` define it on any box (size transfer)."""
+    return bool(_entry(name)[0].size_free)
 
 
 def model_config_from_dict(name: str, config: Mapping[str, Any] | Any | None = None):
@@ -108,3 +115,19 @@ def build_from_spec(spec: Mapping[str, Any], *, system) -> Model:
     return build_model(
         spec["name"], system=system, cond_box=spec["cond_box"], config=spec["config"]
     )
+
+
+def transfer_model(model: Model, system) -> Model:
+    """The trained ``model``'s weights on ``system``'s lattice (size transfer: a model trained on
+    8x8 evaluated on 12x12), for architectures whose parameters do not depend on the box; same
+    dtype, device and mode. Raises ``ValueError`` for the others, or another number of states."""
+    if not model.size_free:
+        free = [n for n in MODEL_NAMES if is_size_free(n)]
+        raise ValueError(f"{model.name} has weights tied to its box and cannot be transferred to another size; "
+                         f"size-free architectures: {free}")  # fmt: skip
+    if system.n_states != model.n_states:
+        raise ValueError(f"{model.name} has {model.n_states} states per site, {system.name} {system.n_states}")
+    param = next(iter(model.parameters()))
+    moved = build_from_spec(model.spec(), system=system).to(dtype=param.dtype)
+    moved.load_state_dict(model.state_dict())
+    return moved.to(param.device).train(model.training)

@@ -270,6 +270,7 @@ class AOTransformer(Model):
     """Any-order Transformer ARM (``ao-transformer``); see the module docstring."""
 
     name = "ao-transformer"
+    size_free = True
     #: one forward pass gives every conditional of a path: lattherm.sampling.log_prob prefers it
     #: to the incremental stepper also without gradients
     one_pass_log_prob = True

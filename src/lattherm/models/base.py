@@ -84,6 +84,9 @@ class Model(nn.Module):
     fixed_order: ClassVar[bool] = False
     #: True for MAMs: :meth:`log_marginal` is available (a surrogate, never a reported log q)
     has_marginal: ClassVar[bool] = False
+    #: True where the parameters do not depend on the box: the same weights define the model on
+    #: any lattice of the system (size transfer, :func:`lattherm.models.transfer_model`)
+    size_free: ClassVar[bool] = False
 
     def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: Any) -> None:
         super().__init__()

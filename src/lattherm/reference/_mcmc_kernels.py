@@ -103,36 +103,31 @@ def random_fill(x, st0, st1):
 
 
 @njit(inline="always")
+def _row_thresholds(t):
+    """The 10 thresholds ``t`` of a condition as a tuple of scalars, loaded once per site row."""
+    return (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9])
+
+
+@njit(inline="always")
+def _threshold(tt, xw, nup):
+    """``tt[5 x_w + n_up]`` by selects (not a table gather): compiles to blends, keeps the chain
+    loop vectorised."""
+    if xw == 0:
+        th = tt[0] if nup == 0 else (tt[1] if nup == 1 else (tt[2] if nup == 2 else (tt[3] if nup == 3 else tt[4])))
+    else:
+        th = tt[5] if nup == 0 else (tt[6] if nup == 1 else (tt[7] if nup == 2 else (tt[8] if nup == 3 else tt[9])))
+    return th
+
+
+@njit(inline="always")
 def _site_row(xi, n0, n1, n2, n3, s0a, s1a, t, W):
     """One Metropolis attempt at one site for the W chains of a block (vectorised loop)."""
-    t0 = t[0]
-    t1 = t[1]
-    t2 = t[2]
-    t3 = t[3]
-    t4 = t[4]
-    t5 = t[5]
-    t6 = t[6]
-    t7 = t[7]
-    t8 = t[8]
-    t9 = t[9]
+    tt = _row_thresholds(t)
     for w in range(W):
         nup = n0[w] + n1[w] + n2[w] + n3[w]
         xw = xi[w]
-        # select (not a table gather): compiles to blends, keeps the loop vectorised
-        if xw == 0:
-            th = (
-                t0
-                if nup == 0
-                else (t1 if nup == 1 else (t2 if nup == 2 else (t3 if nup == 3 else t4)))
-            )
-        else:
-            th = (
-                t5
-                if nup == 0
-                else (t6 if nup == 1 else (t7 if nup == 2 else (t8 if nup == 3 else t9)))
-            )
         r = _next(s0a, s1a, w)
-        xi[w] = xw ^ np.uint8(r < th)
+        xi[w] = xw ^ np.uint8(r < _threshold(tt, xw, nup))
 
 
 @njit(inline="always")
@@ -140,33 +135,12 @@ def _site_row_tracked(xi, n0, n1, n2, n3, s0a, s1a, t, W, bond, up):
     """:func:`_site_row` (same draws, same moves) that also updates every chain's bond sum
     ``Σ_<ij> s_i s_j`` (``bond``, by ``−2 s_i n`` on a flip, ``n = 2 n_up − 4`` the neighbour
     spin sum) and number of up sites (``up``), int32 per chain."""
-    t0 = t[0]
-    t1 = t[1]
-    t2 = t[2]
-    t3 = t[3]
-    t4 = t[4]
-    t5 = t[5]
-    t6 = t[6]
-    t7 = t[7]
-    t8 = t[8]
-    t9 = t[9]
+    tt = _row_thresholds(t)
     for w in range(W):
         nup = n0[w] + n1[w] + n2[w] + n3[w]
         xw = xi[w]
-        if xw == 0:
-            th = (
-                t0
-                if nup == 0
-                else (t1 if nup == 1 else (t2 if nup == 2 else (t3 if nup == 3 else t4)))
-            )
-        else:
-            th = (
-                t5
-                if nup == 0
-                else (t6 if nup == 1 else (t7 if nup == 2 else (t8 if nup == 3 else t9)))
-            )
         r = _next(s0a, s1a, w)
-        f = np.uint8(r < th)
+        f = np.uint8(r < _threshold(tt, xw, nup))
         xi[w] = xw ^ f
         fi = np.int32(f)
         sx = 2 * np.int32(xw) - 1

@@ -207,6 +207,21 @@ def _block_moves(
     return sq0, sq1
 
 
+@njit(inline="always")
+def _condition_block_moves(
+    c, b, n_moves, x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+    ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
+):  # fmt: skip
+    """:func:`_block_moves` of block ``b`` of condition ``c`` (the arrays of all conditions and
+    blocks as in :func:`ce_sweeps`); the block's site stream is stored back in ``sq0, sq1``."""
+    r0, r1 = _block_moves(
+        x[c, b], cnt[c, b], ssum[c, b], st0[c, b], st1[c, b], sq0[c, b], sq1[c, b],
+        n_moves, beta[c], mu[c], ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
+    )  # fmt: skip
+    sq0[c, b] = r0
+    sq1[c, b] = r1
+
+
 @njit(parallel=True, cache=True)
 def ce_sweeps(
     x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
@@ -232,12 +247,10 @@ def ce_sweeps(
         b = task - c * n_blocks
         acc = np.empty((Q, W), dtype=np.uint8)
         de = np.empty(W, dtype=np.float64)
-        r0, r1 = _block_moves(
-            x[c, b], cnt[c, b], ssum[c, b], st0[c, b], st1[c, b], sq0[c, b], sq1[c, b],
-            n_moves, beta[c], mu[c], ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
+        _condition_block_moves(
+            c, b, n_moves, x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+            ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
         )  # fmt: skip
-        sq0[c, b] = r0
-        sq1[c, b] = r1
 
 
 @njit(inline="always")
@@ -298,12 +311,10 @@ def ce_run(
         for s in range(s0, s1):
             for k in range(n_l):
                 c = ladders[lad, k]
-                r0, r1 = _block_moves(
-                    x[c, b], cnt[c, b], ssum[c, b], st0[c, b], st1[c, b], sq0[c, b], sq1[c, b],
-                    N, beta[c], mu[c], ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
+                _condition_block_moves(
+                    c, b, N, x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+                    ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
                 )  # fmt: skip
-                sq0[c, b] = r0
-                sq1[c, b] = r1
             done = s + 1
             if exchange_every > 0 and n_l > 1 and done % exchange_every == 0:
                 for k in range((done // exchange_every) % 2, n_l - 1, 2):

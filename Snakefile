@@ -58,6 +58,7 @@ localrules:
     figure_heat_capacity,
     figure_training,
     figure_phase_diagram,
+    figure_equal_cost,
     sampler_summary,
     table_view,
 

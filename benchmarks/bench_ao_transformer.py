@@ -185,7 +185,7 @@ def cmd_transfer(a) -> None:
     """Size transfer: the 8x8 checkpoint's weights on L x L tori (the parameters do not depend on the
     box), sampled directly and compared with the exact table (transfer matrix up to L = 14, Kaufman
     at h = 0 above)."""
-    from lattherm.models import build_model
+    from lattherm.models import transfer_model
     from lattherm.reference.exact import ising_exact_table
 
     torch.set_num_threads(a.threads)
@@ -194,9 +194,7 @@ def cmd_transfer(a) -> None:
     rows = []
     for L in a.sizes:
         system = IsingSystem(L=L)
-        model = build_model(src.name, system=system, cond_box=src.cond_box, config=src.config)
-        model.load_state_dict(src.state_dict())
-        model.eval()
+        model = transfer_model(src, system)
         T = np.round(np.asarray(a.eval_T, dtype=float), 10)
         h = np.round(np.asarray(a.eval_h, dtype=float), 10)
         ref = ising_exact_table(L, T, h)[["T", "field", "f"]]

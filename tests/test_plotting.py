@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from lattherm.plotting import (
+    cost_figure,
     figure_from_files,
     free_energy_figure,
     heat_capacity_figure,
@@ -128,6 +129,37 @@ def _heat_capacity(system, models, method="exact"):
     return heat_capacity_figure(met, _reference(met, method))
 
 
+def _summary() -> pd.DataFrame:
+    """A sampler summary with costs: Ising 4x4 and 8x8 (one out-painted to 16x16), CuAu 2x2x4."""
+    rows = [dict(system="ising", size=size, model=m, source="direct", max_abs_delta_f=2e-4 * (i + 1) * (j + 1),
+                 max_rel_delta_f=1e-4 * (i + 1) * (j + 1), train_s=600.0 * (i + 1), sample_s=60.0 * (j + 1))
+            for j, size in enumerate(("4x4", "8x8")) for i, m in enumerate(ALL_MODELS)]  # fmt: skip
+    rows.append(dict(system="ising", size="16x16", model="ao-arm-mlp", source="outpaint-8x8", max_abs_delta_f=4e-3,
+                     max_rel_delta_f=2e-3, train_s=1200.0, sample_s=300.0))  # fmt: skip
+    rows += [dict(system="cuau", size="2x2x4", model=m, source="direct", max_abs_delta_f=1e-4 * (i + 1),
+                  max_rel_delta_f=1e-3, train_s=1800.0, sample_s=100.0 * (i + 1))
+             for i, m in enumerate(("ao-arm-mlp", "mam-transformer"))]  # fmt: skip
+    rows.append(dict(system="cuau", size="2x2x4", model="mam-mlp", source="direct", max_abs_delta_f=1e-3,
+                     max_rel_delta_f=1e-3, train_s=np.nan, sample_s=10.0))  # no recorded cost: left out
+    return pd.DataFrame(rows)
+
+
+def test_cost_figure_plots_error_against_wall_time():
+    """One panel per system: relative errors for Ising, meV/atom for CuAu, against training plus
+    sampling minutes; samplers without a cost are left out and counted in the title."""
+    fig = cost_figure(_summary())
+    ax_c, ax_i = fig.axes
+    assert (ax_c.get_title(), ax_i.get_title()) == ("CuAu", "Ising") and ax_i.get_yscale() == "log"
+    assert len(ax_i.lines) == 9 and len(ax_c.lines) == 2
+    x, y = ax_c.lines[1].get_xydata()[0]
+    assert x == pytest.approx((1800 + 200) / 60) and y == pytest.approx(0.2)  # mam-transformer: 2e-4 eV in meV
+    x, y = ax_i.lines[8].get_xydata()[0]  # the out-painted table, last in the summary's order
+    assert x == pytest.approx(25.0) and y == pytest.approx(2e-3)
+    assert "meV" in ax_c.get_ylabel() and "without a cost or a reference: 1" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="nothing to plot"):
+        cost_figure(_summary().assign(train_s=np.nan))
+
+
 def _phase_diagram():
     comp = cuau_exact_composition_table("2x2x4", [300.0, 500.0, 700.0, 900.0]).assign(method="enumeration")
     regions = two_phase_regions(comp, tol=1e-9)
@@ -145,6 +177,7 @@ FIGURE_CASES = {
                                                 system="ising", size="16x16"),
     "training-cuau-1": lambda: training_figure({"mam-transformer": _log(0, True)}, system="cuau", size="2x2x4"),
     "phase_diagram": _phase_diagram,
+    "equal_cost": lambda: cost_figure(_summary()),
 }  # fmt: skip
 
 

@@ -119,6 +119,7 @@ def expected_jobs(config: dict) -> Counter:
         figure_heat_capacity=with_models,
         figure_training=with_models,
         figure_phase_diagram=len(metadynamics),
+        figure_equal_cost=int(models > 0),
         sampler_summary=int(models > 0),
     )
     # an HTML view (for snakemake --report) of every table the target asks for

@@ -42,3 +42,30 @@ def test_summary_without_reference_and_bad_table():
     assert np.isnan(s["max_abs_delta_f"]).all() and s["ref_method"].isna().all() and s["ness_min"].iloc[0] == 0.4
     with pytest.raises(ValueError, match="ness"):
         accuracy_summary(a.drop(columns="ness"))
+
+
+def test_costs_from_the_train_log_and_the_job_timings(tmp_path):
+    """sampler_costs: steps and wall time of the whole training (its log), s/step, the jobs' peak
+    memory and the sampling rate over every condition; the summary carries them per sampler."""
+    from lattherm.evaluation import COST_COLUMNS, read_job_timing, sampler_costs
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (tmp_path / "train.tsv").write_text(head + "1805.2\t0:30:05\t612.5\t900\t600\t601\t0\t1\t99\t1790\n")
+    (tmp_path / "sample.tsv").write_text(head + "42.0\t0:00:42\t0\t0\t0\t0\t0\t0\t0\t40\n")  # too short: no memory
+    train, sample = read_job_timing(tmp_path / "train.tsv"), read_job_timing(tmp_path / "sample.tsv")
+    assert train == {"s": 1805.2, "max_rss": 612.5} and sample["s"] == 42.0 and np.isnan(sample["max_rss"])
+    a = _metrics("fo-arm-mlp", 1, [-2.0, -4.0], [-2.002, -4.001], [1e-3, 1e-3], [0.9, 0.5], [1.5, 2.5], [0.0, 0.5])
+    log = pd.DataFrame({"step": [100, 200, 300], "wall_s": [10.0, 20.0, 1500.0]})  # resumed: the last call's total
+    cost = sampler_costs(a, log, train_timing=train, sample_timing=sample)
+    assert cost["train_steps"] == 300 and cost["train_s"] == 1500.0 and cost["s_per_step"] == pytest.approx(5.0)
+    assert cost["train_peak_mb"] == 612.5 and cost["samples_per_s"] == pytest.approx(2000 / 42.0)
+    b = _metrics("ao-arm-mlp", 4, [-2.0], [-1.999], [1e-3], [0.2], [1.5], [0.0])
+    s = accuracy_summary(pd.concat([a, b], ignore_index=True), [cost])
+    assert list(s.columns) == [*SUMMARY_COLUMNS, *COST_COLUMNS] and len(s) == 2
+    rows = s.set_index("model")
+    assert rows.loc["fo-arm-mlp", "sample_s"] == 42.0 and np.isnan(rows.loc["ao-arm-mlp", "train_s"])
+    with pytest.raises(ValueError, match="more than one entry"):
+        accuracy_summary(a, [cost, cost])
+    (tmp_path / "bad.tsv").write_text("")
+    with pytest.raises(ValueError, match="bad.tsv is not a Snakemake benchmark file"):
+        read_job_timing(tmp_path / "bad.tsv")

@@ -118,7 +118,8 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
            "scaling": {"chain": {"from": "6", "to": ["12", "18"], "transfer": ["12"], "stride": 3, "n_samples": 1500,
                                  "field": {"values": [0.0, 0.5]}}}}  # fmt: skip
     rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
-                            "results/figures/chain_12_free_energy.png", config=cfg)  # fmt: skip
+                            "results/figures/chain_12_free_energy.png", "results/figures/equal_cost.png",
+                            config=cfg)  # fmt: skip
     assert rc == 0, out
     tables = [(L, m, "outpaint-6") for L in (12, 18) for m in models] + [(12, "ao-transformer", "transfer-6")]
     for L, model, source in tables:
@@ -130,3 +131,7 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
     assert not (tmp_path / "results/chain/18/metrics/ao-transformer/transfer-6.parquet").exists()
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
     assert {"direct", "outpaint-6", "transfer-6"} <= set(summary["source"])
+    # every sampler's cost: its model's training (at 6 sites) and the job that drew its samples
+    assert (summary["train_steps"] == 150).all() and (summary["train_s"] > 0).all(), summary
+    assert (summary["sample_s"] > 0).all() and (summary["samples_per_s"] > 0).all()
+    assert (tmp_path / "results/figures/equal_cost.png").stat().st_size > 5000

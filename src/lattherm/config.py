@@ -315,20 +315,20 @@ def metadynamics_system(config: Mapping) -> str | None:
 
 def job_memory_mb(config: Mapping, rule: str, system: str, size: str, model: str | None = None) -> int:
     """An estimate (MB, rounded up) of the peak memory of one job whose memory grows with the
-    config; the workflow refuses a job whose estimate exceeds the memory it may use. ``sample``:
-    the sample table of every condition, twice while it is assembled, plus one batch of network
-    activations; ``mcmc_reference``: every chain's state and samples, and the saved
+    config; the workflow refuses a job whose estimate exceeds the memory it may use. ``sample``
+    (and ``transfer``, ``outpaint``): the sample table of every condition, twice while it is
+    assembled, plus one batch of network activations; ``mcmc_reference``: every chain's state and samples, and the saved
     configurations; every job: 400 MB for the Python process with torch and the library (measured
     356 MB). Meant as an upper end:
     the laptop config's CuAu MAM Transformer, 1e5 samples at 99 conditions, peaked at 5 GB
     (estimate 5.5 GB)."""
     base = 400.0
     n_sites = system_info(system).n_sites(size)
-    T, field = system_grid(config, system)
+    T, field = grid_at(config, system, size)
     C = T.size * field.size
     row = n_sites / 8 + 100  # a packed configuration in a bytes object, and four float64 columns
-    if rule == "sample":
-        s = sampling_settings(config, system, model, size)
+    if rule in ("sample", "transfer", "outpaint"):  # the sample table's rules
+        s = config["scaling"][system] if rule == "outpaint" else sampling_settings(config, system, model, size)
         batch = min(s["batch_size"], C * s["n_samples"])
         return math.ceil(base + (2 * C * s["n_samples"] * row + batch * n_sites * 2048) / 2**20)
     if rule == "mcmc_reference":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,9 @@ __all__ = [
     "SAMPLE_COLUMNS",
     "METRIC_COLUMNS",
     "SUMMARY_COLUMNS",
+    "COST_COLUMNS",
+    "read_job_timing",
+    "sampler_costs",
 ]
 
 log = logging.getLogger(__name__)
@@ -280,14 +284,60 @@ SUMMARY_COLUMNS = (
 )
 
 
-def accuracy_summary(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per sampler of one or more metric tables (columns :data:`SUMMARY_COLUMNS`).
+#: the cost columns of the summary (:func:`sampler_costs`)
+COST_COLUMNS = ("train_steps", "train_s", "s_per_step", "train_peak_mb", "sample_s", "samples_per_s",
+                "sample_peak_mb")  # fmt: skip
+
+
+def read_job_timing(path: str | os.PathLike) -> dict:
+    """``{"s": wall seconds, "max_rss": peak resident memory in MB}`` of a finished Snakemake job
+    from its ``benchmark:`` file; NaN for what the file does not record (a job shorter than the
+    memory sampling interval records 0)."""
+    try:
+        row = pd.read_csv(path, sep="\t", na_values=["-", "NA"]).iloc[0]
+    except (OSError, ValueError, IndexError, pd.errors.ParserError) as err:
+        raise ValueError(f"{path} is not a Snakemake benchmark file ({type(err).__name__}: {err})") from err
+    values = {k: pd.to_numeric(row.get(k), errors="coerce") for k in ("s", "max_rss")}
+    return {k: float(v) if pd.notna(v) and v > 0 else float("nan") for k, v in values.items()}
+
+
+def sampler_costs(metrics: pd.DataFrame, train_log: pd.DataFrame, *, train_timing: Mapping,
+                  sample_timing: Mapping) -> dict:  # fmt: skip
+    """The cost of one sampler's metric table (:data:`COST_COLUMNS`, with its :data:`_SAMPLER_KEYS`):
+    its training (steps and wall time from the train log, so every call of a resumed training
+    counts; s/step; the training job's peak memory, ``train_timing``) and its sampling (the
+    sampling job's wall time and peak memory, ``sample_timing``; configurations per second over
+    every condition)."""
+    check_columns(metrics, (*_SAMPLER_KEYS, "n_samples"), what="metric table")
+    check_columns(train_log, ("step", "wall_s"), what="train log")
+    keys = metrics.iloc[0][list(_SAMPLER_KEYS)].to_dict()
+    steps, train_s = int(train_log["step"].max()), float(train_log["wall_s"].max())
+    sample_s = float(sample_timing["s"])
+    return {**keys, "train_steps": steps, "train_s": train_s, "s_per_step": train_s / max(steps, 1),
+            "train_peak_mb": float(train_timing["max_rss"]), "sample_s": sample_s,
+            "samples_per_s": float(metrics["n_samples"].sum()) / sample_s,
+            "sample_peak_mb": float(sample_timing["max_rss"])}  # fmt: skip
+
+
+def accuracy_summary(metrics: pd.DataFrame, costs: Sequence[Mapping] | None = None) -> pd.DataFrame:
+    """One row per sampler of one or more metric tables (columns :data:`SUMMARY_COLUMNS`, then
+    :data:`COST_COLUMNS` where ``costs``, the :func:`sampler_costs` of the samplers, are given).
 
     The worst condition is the one of largest ``|delta_f|`` (per site); ``max_rel_delta_f`` is
     the largest ``|delta_f / f_ref|``, which may sit elsewhere where ``|f_ref|`` is small.
     Conditions without a reference (``f_ref`` NaN) count for the NESS but not for the errors; a
     sampler with no reference at all gets NaN errors.
     """
+    summary = _accuracy_rows(metrics)
+    if costs is None:
+        return summary
+    cost = pd.DataFrame(list(costs), columns=[*_SAMPLER_KEYS, *COST_COLUMNS])
+    if cost.duplicated(list(_SAMPLER_KEYS)).any():
+        raise ValueError("costs: more than one entry for a sampler")
+    return summary.merge(cost, on=list(_SAMPLER_KEYS), how="left", validate="one_to_one")
+
+
+def _accuracy_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     check_columns(metrics, (*_SAMPLER_KEYS, "T", "field", "n_samples", "f_ref", "ref_method", "delta_f",
                             "f_nis_err", "ness"), what="metric table")  # fmt: skip
     nan = float("nan")

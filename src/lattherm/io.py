@@ -69,7 +69,8 @@ COLUMNS = {
     "n_inside": "composition bins strictly inside the two-phase interval (off the lower hull of f_x)",
     "depth": "largest height of f_x above its lower convex hull inside the interval (eV/atom)",
     "model": "neural sampler architecture",
-    "source": "how the samples were drawn: direct (ancestral on the trained size)",
+    "source": "how the samples were drawn: direct (ancestral on the trained size), outpaint-<size0> (out-painted "
+              "by the model trained at size0), transfer-<size0> (the size0 model's weights on this box)",
     "symmetrised": "Ising: samples of the global-flip mixture q_sym (both magnetisation sectors)",
     "n_orders": "random orders per sample in the mixture (any-order models); 1 for fixed-order models",
     "order": "generation order: fixed or random",
@@ -98,6 +99,13 @@ COLUMNS = {
     "diagnosis": "why a row is not converged (empty when it is)",
     "estimator": "which estimate the row reports (e.g. sweeps or ladder for MCMC)",
     "rhat": "split-R̂ of the row's Monte Carlo series (1 when the chains agree)",
+    "train_steps": "training steps of the sampler's model",
+    "train_s": "training wall time in seconds (every call of a resumed training)",
+    "s_per_step": "training wall time per step in seconds",
+    "train_peak_mb": "peak resident memory of the training job in MB (NaN: not recorded)",
+    "sample_s": "wall time of the sampling job in seconds (loading, sampling at every condition, writing)",
+    "samples_per_s": "configurations drawn per second by the sampling job, with their exact log q",
+    "sample_peak_mb": "peak resident memory of the sampling job in MB (NaN: not recorded)",
 }
 
 

@@ -378,12 +378,55 @@ def phase_diagram_figure(
     return fig
 
 
+_MARKERS = "osD^vP*Xh<>p"
+
+
+@_styled
+def cost_figure(summary: pd.DataFrame) -> Figure:
+    """Accuracy against cost: the worst ``F_NIS`` error of every sampler of the summary (one panel
+    per system; relative for Ising-like systems) against its wall time, training plus sampling;
+    one colour per model, one marker per size and source. Samplers without a recorded cost or
+    reference are left out (said in the title)."""
+    check_columns(summary, ("system", "size", "model", "source", "max_abs_delta_f", "max_rel_delta_f", "train_s",
+                            "sample_s"), what="sampler summary")  # fmt: skip
+    timed = summary.assign(minutes=(summary["train_s"] + summary["sample_s"]) / 60)
+    ok = timed[np.isfinite(timed["minutes"]) & np.isfinite(timed["max_abs_delta_f"])]
+    if not len(ok):
+        raise ValueError("no sampler with both a cost and a reference error: nothing to plot")
+    systems = sorted(set(ok["system"]))
+    fig, axes = _new_figure(1, len(systems))
+    models = sorted(set(ok["model"]))
+    colours = {m: colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    where = sorted(set(zip(ok["size"], ok["source"], strict=True)))
+    markers = {w: _MARKERS[i % len(_MARKERS)] for i, w in enumerate(where)}
+    for ax, system in zip(axes[0], systems, strict=True):
+        lab = _labels(system)
+        g = ok[ok["system"] == system]
+        err = g["max_rel_delta_f"] if lab["relative_error"] else g["max_abs_delta_f"] * lab["energy_scale"]
+        for (_, r), e in zip(g.iterrows(), err, strict=True):
+            ax.plot(r["minutes"], e, ls="none", marker=markers[(r["size"], r["source"])], color=colours[r["model"]])
+        ax.set_yscale("log")
+        ax.set_xlabel("wall time, training + sampling [min]")
+        ax.set_ylabel("max " + (r"$|f_\mathrm{NIS} - f_\mathrm{ref}|\ /\ |f_\mathrm{ref}|$" if lab["relative_error"]
+                                 else rf"$|f_\mathrm{{NIS}} - f_\mathrm{{ref}}|$ [{lab['energy']}]"))  # fmt: skip
+        ax.set_title(lab["name"])
+    handles = [Line2D([], [], color=c, marker="o", ls="none", label=m) for m, c in colours.items()]
+    handles += [Line2D([], [], color=_KEY, marker=mk, ls="none", label=f"{size}, {source}")
+                for (size, source), mk in markers.items()]  # fmt: skip
+    _figure_legend(fig, handles)
+    left_out = len(summary) - len(ok)
+    note = f" (left out, without a cost or a reference: {left_out})" if left_out else ""
+    fig.suptitle("worst free-energy error against wall time" + note)
+    return fig
+
+
 #: figure name → function (the workflow's figure rules)
 FIGURES = {
     "free_energy": free_energy_figure,
     "heat_capacity": heat_capacity_figure,
     "training": training_figure,
     "phase_diagram": phase_diagram_figure,
+    "equal_cost": cost_figure,
 }
 
 
@@ -394,15 +437,19 @@ def _read(paths) -> pd.DataFrame | None:
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
-def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str, size: str) -> Figure:
+def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | None = None,
+                      size: str | None = None) -> Figure:  # fmt: skip
     """Figure ``kind`` (a key of :data:`FIGURES`) from the workflow's Parquet files.
 
     ``inputs``: ``free_energy``: ``metrics`` (metric tables); ``heat_capacity``: ``metrics`` and
     ``reference`` (a table with ``c``, may be empty); ``training``: model name → train log;
-    ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``.
+    ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``; ``equal_cost``:
+    ``summary`` (the sampler summary with its cost columns).
     """
     if kind not in FIGURES:
         raise ValueError(f"unknown figure {kind!r}; expected one of {sorted(FIGURES)}")
+    if kind == "equal_cost":
+        return cost_figure(_read(inputs["summary"]))
     if kind == "free_energy":
         return free_energy_figure(_read(inputs["metrics"]))
     if kind == "heat_capacity":

@@ -71,6 +71,9 @@ def _check_memory():
     jobs = [("mcmc_reference", system, size, None) for system in config["systems"] for size in sizes_of(config, system)]
     jobs += [("sample", system, size, model) for system, block in config["systems"].items()
              for size in block["sizes"] for model in block["models"]]  # fmt: skip
+    jobs += [(source.split("-")[0], system, size, model) for system in config["scaling"]
+             for size in dict.fromkeys(config["scaling"][system]["to"] + config["scaling"][system]["transfer"])
+             for model, source in scaling_tables(system, size)]  # fmt: skip
     for rule, system, size, model in jobs:
         need, limit = job_memory_mb(config, rule, system, size, model), memory_limit_mb(rule)
         if need > limit:
@@ -78,9 +81,6 @@ def _check_memory():
             sys.exit(f"lattherm: the job {what} needs about {need:.0f} MB of memory, more than the "
                      f"{limit:.0f} MB it may use: lower its sample counts (sampling.n_samples, "
                      f"reference.mcmc.{system}) or give it more memory (mem_mb)")  # fmt: skip
-
-
-_check_memory()
 
 
 def res(path):
@@ -226,6 +226,22 @@ def scaling_targets():
     ]
 
 
+def summary_sources():
+    """(metric table, train log, training timing, sampling timing) of every sampler of the summary:
+    each metric table with the training of its model (at the scaling block's size for out-painted
+    and size-transferred tables) and the timing of the job that drew its samples."""
+    tables = [(system, size, model, "direct", size) for system, cfg in config["systems"].items()
+              for size in sizes_of(config, system) for model in cfg["models"]]  # fmt: skip
+    tables += [(system, size, model, source, config["scaling"][system]["from"]) for system in config["scaling"]
+               for size in dict.fromkeys(config["scaling"][system]["to"] + config["scaling"][system]["transfer"])
+               for model, source in scaling_tables(system, size)]  # fmt: skip
+    return [(res(f"{system}/{size}/metrics/{model}/{source}.parquet"),
+             res(f"{system}/{size0}/models/{model}/train_log.parquet"),
+             logs(f"{system}/{size0}/models/{model}/train.tsv"),
+             logs(f"{system}/{size}/samples/{model}/{source}.tsv"))
+            for system, size, model, source, size0 in tables]  # fmt: skip
+
+
 def summary_targets():
     """The accuracy summary across every metric table (none without configured models)."""
     return [res("tables/sampler_accuracy.parquet")] if metric_targets() else []
@@ -333,6 +349,8 @@ def figure_targets():
             )
         targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(config, system),
                           figure=["free_energy", "heat_capacity"])  # fmt: skip
+    if summary_targets():
+        targets.append(res("figures/equal_cost.png"))
     system = metadynamics_system(config)
     targets += [res(f"figures/{system}_{size}_phase_diagram.png") for size in config["reference"]["metadynamics"]["sizes"]]
     return targets
@@ -342,3 +360,6 @@ def scaling_settings_of(wildcards):
     """Params function: the out-painting settings of the job's system (stride, n_samples, batch_size, symmetrised)."""
     block = config["scaling"][wildcards.system]
     return {k: block[k] for k in ("stride", "n_samples", "batch_size", "symmetrised")}
+
+
+_check_memory()

@@ -82,3 +82,23 @@ rule figure_phase_diagram:
         "../../envs/lattherm.yaml"
     script:
         "../scripts/figure.py"
+
+
+rule figure_equal_cost:
+    """The worst F_NIS error of every sampler against its wall time (training and sampling), one panel per system."""
+    input:
+        summary=summary_targets(),
+    output:
+        png=report(
+            res("figures/equal_cost.png"),
+            caption="../report/fig_equal_cost.rst",
+            category="Figures",
+            labels={"system": "all", "size": "all", "figure": "equal cost"},
+        ),
+        pdf=res("figures/equal_cost.pdf"),
+    log:
+        logs("figures/equal_cost.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"

@@ -22,9 +22,13 @@ rule metrics:
 
 
 rule sampler_summary:
-    """One row per sampler: worst and median F_NIS error against its reference, NESS median and minimum, and where."""
+    """One row per sampler: worst and median F_NIS error against its reference, NESS median and minimum, and where;
+    its cost: training steps, wall time and peak memory, sampling wall time, rate and peak memory."""
     input:
-        metrics=metric_targets() + scaling_targets(),
+        metrics=[m for m, _, _, _ in summary_sources()],
+        train_logs=[t for _, t, _, _ in summary_sources()],
+        train_timings=[t for _, _, t, _ in summary_sources()],
+        sample_timings=[t for _, _, _, t in summary_sources()],
     output:
         table=res("tables/sampler_accuracy.parquet"),
     log:

@@ -11,6 +11,6 @@ if TYPE_CHECKING:
 kind = snakemake.rule.removeprefix("figure_")
 with job_log(snakemake.log[0], snakemake.rule, config=snakemake.config, **dict(snakemake.wildcards)) as log:
     wc = snakemake.wildcards
-    fig = figure_from_files(kind, dict(snakemake.input.items()), system=wc.system, size=wc.size)
+    fig = figure_from_files(kind, dict(snakemake.input.items()), system=wc.get("system"), size=wc.get("size"))
     save_figure(fig, [snakemake.output.png, snakemake.output.pdf])
     log.info("wrote %s", snakemake.output.png)

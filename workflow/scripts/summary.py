@@ -1,22 +1,26 @@
-"""Adapter: the accuracy summary of every metric table (rule sampler_summary)."""
+"""Adapter: the accuracy and cost summary of every metric table (rule sampler_summary)."""
 
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lattherm.evaluation import accuracy_summary
+from lattherm.evaluation import accuracy_summary, read_job_timing, sampler_costs
 from lattherm.io import read_table, write_table
 from lattherm.runlog import job_log
 
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-with job_log(
-    snakemake.log[0], "sampler_summary", config=snakemake.config, n_tables=len(snakemake.input.metrics)
-) as log:
-    table = accuracy_summary(pd.concat([read_table(p) for p in snakemake.input.metrics], ignore_index=True))
+inp = snakemake.input
+with job_log(snakemake.log[0], "sampler_summary", config=snakemake.config, n_tables=len(inp.metrics)) as log:
+    metrics = [read_table(p) for p in inp.metrics]
+    sources = zip(metrics, inp.train_logs, inp.train_timings, inp.sample_timings, strict=True)
+    costs = [sampler_costs(m, read_table(t, required=("step", "wall_s")), train_timing=read_job_timing(tt),
+                           sample_timing=read_job_timing(st)) for m, t, tt, st in sources]  # fmt: skip
+    table = accuracy_summary(pd.concat(metrics, ignore_index=True), costs)
     for r in table.itertuples():
-        log.info("%s %s %s: max |delta_f| %.3g at (T=%g, field=%g), NESS median %.3g, min %.3g at (T=%g, field=%g)",
-                 r.system, r.size, r.model, r.max_abs_delta_f, r.T_worst, r.field_worst, r.ness_median,
-                 r.ness_min, r.T_ness_min, r.field_ness_min)  # fmt: skip
+        log.info("%s %s %s %s: max |delta_f| %.3g at (T=%g, field=%g), NESS median %.3g, min %.3g at (T=%g, "
+                 "field=%g); %d steps in %.0f s, %.0f samples/s", r.system, r.size, r.model, r.source,
+                 r.max_abs_delta_f, r.T_worst, r.field_worst, r.ness_median, r.ness_min, r.T_ness_min,
+                 r.field_ness_min, r.train_steps, r.train_s, r.samples_per_s)  # fmt: skip
     write_table(table, snakemake.output.table, required=("system", "size", "model"))

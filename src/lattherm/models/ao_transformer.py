@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from lattherm.conditions import CondBox
 from lattherm.lattices import Lattice
-from lattherm.models.base import FourierCondition, Model
+from lattherm.models.base import FourierCondition, Model, check_integers
 
 __all__ = ["AOTransformerConfig", "AOTransformer", "ORDER_FAMILIES", "relative_bias_index", "family_orders"]
 
@@ -279,14 +279,8 @@ class AOTransformer(Model):
 
     @classmethod
     def check_config(cls, config: AOTransformerConfig, periods: tuple[int, ...]) -> None:
-        for n in ("dim", "n_heads", "mlp_ratio", "n_query_blocks"):
-            v = getattr(config, n)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"AOTransformerConfig.{n} must be an integer >= 1, got {v!r}")
-        for n in ("n_blocks", "radius"):
-            v = getattr(config, n)
-            if isinstance(v, bool) or int(v) != v or v < 0:
-                raise ValueError(f"AOTransformerConfig.{n} must be an integer >= 0, got {v!r}")
+        check_integers(config, "dim", "n_heads", "mlp_ratio", "n_query_blocks")
+        check_integers(config, "n_blocks", "radius", minimum=0)
         if config.dim % config.n_heads:
             raise ValueError(f"AOTransformerConfig.dim ({config.dim}) must be divisible by n_heads ({config.n_heads})")
         if config.orders not in ORDER_FAMILIES:

@@ -34,8 +34,18 @@ from torch import Tensor, nn
 from lattherm.conditions import CondBox, check_cond_box
 from lattherm.lattices import Lattice
 
-__all__ = ["Model", "FourierCondition"]
+__all__ = ["Model", "FourierCondition", "check_integers"]
 
+
+
+
+def check_integers(config, *names: str, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming the first of ``config``'s fields ``names`` that is not an
+    integer >= ``minimum`` (booleans are not integers here)."""
+    for n in names:
+        v = getattr(config, n)
+        if isinstance(v, bool) or int(v) != v or v < minimum:
+            raise ValueError(f"{type(config).__name__}.{n} must be an integer >= {minimum}, got {v!r}")
 
 
 class FourierCondition(nn.Module):

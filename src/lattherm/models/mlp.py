@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lattherm.conditions import CondBox
 from lattherm.lattices import Lattice
-from lattherm.models.base import FourierCondition, Model
+from lattherm.models.base import FourierCondition, Model, check_integers
 
 __all__ = ["MADEConfig", "MLPConfig", "MADE", "AnyOrderMLP", "MAMMLP"]
 
@@ -42,13 +42,6 @@ class MLPConfig:
     width: int = 2048  # hidden units (paper: 2048)
     n_layers: int = 3  # hidden layers of that width: input layer + (n_layers - 1) residual blocks
     n_freq: int = 8  # Fourier frequencies per condition variable
-
-
-def _check_positive(cfg, *names: str) -> None:
-    for n in names:
-        v = getattr(cfg, n)
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{type(cfg).__name__}.{n} must be an integer >= 1, got {v!r}")
 
 
 def _site_mask(n_sites: int, c_out: int, c_in: int, *, strict: bool) -> Tensor:
@@ -70,11 +63,8 @@ class MADE(Model):
         self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: MADEConfig
     ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
-        _check_positive(config, "channels", "cond_width")
-        if int(config.n_hidden) != config.n_hidden or config.n_hidden < 0:
-            raise ValueError(
-                f"MADEConfig.n_hidden must be an integer >= 0, got {config.n_hidden!r}"
-            )
+        check_integers(config, "channels", "cond_width")
+        check_integers(config, "n_hidden", minimum=0)
         N, q, C = self.n_sites, self.n_states, config.channels
         self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
         self.cond_mlp = nn.Sequential(
@@ -154,7 +144,7 @@ class _MaskedInputMLP(nn.Module):
         self, *, n_sites: int, n_states: int, cond_box: CondBox, config: MLPConfig
     ) -> None:
         super().__init__()
-        _check_positive(config, "width", "n_layers")
+        check_integers(config, "width", "n_layers")
         W = config.width
         self.cond_embed = FourierCondition(cond_box=cond_box, n_freq=config.n_freq)
         self.inp = nn.Linear(n_sites * (n_states + 1), W)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from lattherm.conditions import CondBox
 from lattherm.lattices import Lattice
-from lattherm.models.base import FourierCondition, Model
+from lattherm.models.base import FourierCondition, Model, check_integers
 
 __all__ = ["TransformerConfig", "MAMTransformer", "periodic_rope_angles"]
 
@@ -122,12 +122,8 @@ class MAMTransformer(Model):
 
     @classmethod
     def check_config(cls, config: TransformerConfig, periods: tuple[int, ...]) -> None:
-        for n in ("dim", "n_blocks", "n_heads", "mlp_ratio"):
-            v = getattr(config, n)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"TransformerConfig.{n} must be an integer >= 1, got {v!r}")
-        if int(config.rope_k) != config.rope_k or config.rope_k < 0:
-            raise ValueError(f"TransformerConfig.rope_k must be an integer >= 0, got {config.rope_k!r}")
+        check_integers(config, "dim", "n_blocks", "n_heads", "mlp_ratio")
+        check_integers(config, "rope_k", minimum=0)
         D, H = config.dim, config.n_heads
         if D % H:
             raise ValueError(f"TransformerConfig.dim ({D}) must be divisible by n_heads ({H})")

@@ -283,6 +283,25 @@ def transfer_models(config: Mapping, system: str) -> list[str]:
     return [m for m in scaling_models(config, system) if is_size_free(m)]
 
 
+def scaling_tables(config: Mapping, system: str, size: str) -> list[tuple[str, str]]:
+    """``(model, source)`` of the metric tables of ``system`` at ``size`` past its trained size:
+    out-painted (``outpaint-<from>``) where it is a target under ``to``, size-transferred
+    (``transfer-<from>``) where it is a ``transfer`` size."""
+    block = config["scaling"].get(system)
+    if block is None:
+        return []
+    tables = [(m, f"outpaint-{block['from']}") for m in scaling_models(config, system) if size in block["to"]]
+    return tables + [(m, f"transfer-{block['from']}") for m in transfer_models(config, system)
+                     if size in block["transfer"]]  # fmt: skip
+
+
+def scaling_jobs(config: Mapping) -> list[tuple[str, str, str, str]]:
+    """``(system, size, model, source)`` of every out-painted and size-transferred table."""
+    return [(system, size, model, source) for system, block in config["scaling"].items()
+            for size in dict.fromkeys([*block["to"], *block["transfer"]])
+            for model, source in scaling_tables(config, system, size)]  # fmt: skip
+
+
 def scaling_sizes(config: Mapping, system: str) -> list[str]:
     """The sizes of ``system`` past its trained ones: out-painting targets, then transfer sizes."""
     block = config["scaling"].get(system)

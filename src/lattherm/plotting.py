@@ -214,7 +214,7 @@ def _model_title(model: str, g: pd.DataFrame) -> str:
     n_orders = sorted(set(g["n_orders"])) if "n_orders" in g else [1]
     if n_orders != [1]:
         notes.append(f"{'/'.join(f'{n:g}' for n in n_orders)} orders")
-    name = model.split(", ")[0]
+    name = g["model"].iloc[0]  # the panel's label may add the source
     if name in MODEL_NAMES and not is_fixed_order(name) and "order" in g and set(g["order"]) == {"fixed"}:
         notes.append("one fixed order")
     return model + (f" ({', '.join(notes)})" if notes else "")

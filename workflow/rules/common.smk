@@ -18,9 +18,9 @@ from lattherm.config import (  # noqa: E402
     grid_at,
     metadynamics_system,
     read_config_file,
-    scaling_models,
+    scaling_jobs,
     scaling_sizes,
-    transfer_models,
+    scaling_tables,
     job_memory_mb,
     job_seed,
     sampling_settings,
@@ -71,9 +71,7 @@ def _check_memory():
     jobs = [("mcmc_reference", system, size, None) for system in config["systems"] for size in sizes_of(config, system)]
     jobs += [("sample", system, size, model) for system, block in config["systems"].items()
              for size in block["sizes"] for model in block["models"]]  # fmt: skip
-    jobs += [(source.split("-")[0], system, size, model) for system in config["scaling"]
-             for size in dict.fromkeys(config["scaling"][system]["to"] + config["scaling"][system]["transfer"])
-             for model, source in scaling_tables(system, size)]  # fmt: skip
+    jobs += [(source.split("-")[0], system, size, model) for system, size, model, source in scaling_jobs(config)]
     for rule, system, size, model in jobs:
         need, limit = job_memory_mb(config, rule, system, size, model), memory_limit_mb(rule)
         if need > limit:
@@ -205,25 +203,9 @@ def metric_targets():
     ]
 
 
-def scaling_tables(system, size):
-    """(model, source) of the metric tables of ``system`` at a scaling size: out-painted
-    (``outpaint-{from}``) where it is a target, size-transferred (``transfer-{from}``) where it is
-    a transfer size."""
-    block = config["scaling"].get(system)
-    if block is None:
-        return []
-    tables = [(m, f"outpaint-{block['from']}") for m in scaling_models(config, system) if size in block["to"]]
-    return tables + [(m, f"transfer-{block['from']}") for m in transfer_models(config, system) if size in block["transfer"]]
-
-
 def scaling_targets():
     """Metric tables of every out-painted and size-transferred target."""
-    return [
-        res(f"{system}/{size}/metrics/{model}/{source}.parquet")
-        for system, block in config["scaling"].items()
-        for size in dict.fromkeys([*block["to"], *block["transfer"]])
-        for model, source in scaling_tables(system, size)
-    ]
+    return [res(f"{system}/{size}/metrics/{model}/{source}.parquet") for system, size, model, source in scaling_jobs(config)]
 
 
 def summary_sources():
@@ -232,9 +214,8 @@ def summary_sources():
     and size-transferred tables) and the timing of the job that drew its samples."""
     tables = [(system, size, model, "direct", size) for system, cfg in config["systems"].items()
               for size in sizes_of(config, system) for model in cfg["models"]]  # fmt: skip
-    tables += [(system, size, model, source, config["scaling"][system]["from"]) for system in config["scaling"]
-               for size in dict.fromkeys(config["scaling"][system]["to"] + config["scaling"][system]["transfer"])
-               for model, source in scaling_tables(system, size)]  # fmt: skip
+    tables += [(system, size, model, source, config["scaling"][system]["from"])
+               for system, size, model, source in scaling_jobs(config)]  # fmt: skip
     return [(res(f"{system}/{size}/metrics/{model}/{source}.parquet"),
              res(f"{system}/{size0}/models/{model}/train_log.parquet"),
              logs(f"{system}/{size0}/models/{model}/train.tsv"),
@@ -314,7 +295,7 @@ def metric_tables_of(wildcards):
     """Input function: the metric tables of every model of the job's system and size: the direct
     samples at a trained size, the out-painted and size-transferred ones at a scaling size."""
     if wildcards.size in scaling_sizes(config, wildcards.system):
-        tables = scaling_tables(wildcards.system, wildcards.size)
+        tables = scaling_tables(config, wildcards.system, wildcards.size)
     else:
         tables = [(m, "direct") for m in models_of(wildcards.system)]
     return [res(f"{wildcards.system}/{wildcards.size}/metrics/{m}/{source}.parquet") for m, source in tables]

@@ -292,7 +292,6 @@ class AOTransformer(Model):
         self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: AOTransformerConfig
     ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
-        self.check_config(config, lattice.periods)
         D, H = config.dim, config.n_heads
         idx, w, n_table = relative_bias_index(lattice.coords, lattice.periods, config.radius)
         dt = torch.get_default_dtype()

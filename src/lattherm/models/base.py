@@ -107,6 +107,7 @@ class Model(nn.Module):
         self.n_states = int(n_states)
         self.cond_box = check_cond_box(cond_box)
         self.config = config
+        self.check_config(config, tuple(lattice.periods))
         # the fixed generation order of FO-ARMs: the lattice's storage order; None otherwise
         if self.fixed_order:
             self.register_buffer("order", torch.arange(self.n_sites), persistent=False)

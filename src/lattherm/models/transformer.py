@@ -138,7 +138,6 @@ class MAMTransformer(Model):
         self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: TransformerConfig
     ) -> None:
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
-        self.check_config(config, lattice.periods)
         D, H = config.dim, config.n_heads
         angles = periodic_rope_angles(torch.as_tensor(lattice.coords), lattice.periods, config.rope_k)  # (N, F)
         dt = torch.get_default_dtype()

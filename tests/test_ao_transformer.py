@@ -56,8 +56,9 @@ def step_by_step(model, x, cond, order) -> torch.Tensor:
 
 
 @pytest.mark.usefixtures("float64_one_thread")
-@pytest.mark.parametrize("variant", [{}, {"kernel": False, "film": False}, {"n_blocks": 0, "n_query_blocks": 1}],
-                         ids=["default", "softmax-heads-only", "no-content-blocks"])  # fmt: skip
+@pytest.mark.parametrize("variant", [{}, {"kernel": False, "film": False}, {"n_blocks": 0, "n_query_blocks": 1},
+                                     {"far_mean": True, "radius": 0}],
+                         ids=["default", "softmax-heads-only", "no-content-blocks", "far-mean"])  # fmt: skip
 def test_exactly_normalised_and_one_pass_equals_steps_and_sampler(variant, gen):
     """3x3: Σ_x q(x|σ) = 1 (all 2^9 states) along several orders (uniform, and of each structured
     family); the one-pass log q equals the cached step-by-step one and the sampler's own log q."""
@@ -157,13 +158,15 @@ def _translate(lattice: Lattice, shift) -> torch.Tensor:
 
 
 @pytest.mark.usefixtures("float64_one_thread")
-@pytest.mark.parametrize(("shape", "shift"), [((3, 4), (1, 2)), ((4, 4), (2, 3)), ((2, 2, 3), (1, 0, 2))],
-                         ids=["3x4", "4x4", "2x2x3"])  # fmt: skip
-def test_translation_equivariance(shape, shift, gen):
+@pytest.mark.parametrize(("shape", "shift", "cfg"), [((3, 4), (1, 2), {}), ((4, 4), (2, 3), {}),
+                                                      ((2, 2, 3), (1, 0, 2), {}),
+                                                      ((4, 5), (3, 2), {"far_mean": True, "radius": 1})],
+                         ids=["3x4", "4x4", "2x2x3", "4x5-far-mean"])  # fmt: skip
+def test_translation_equivariance(shape, shift, cfg, gen):
     """Translating the configuration and the order together leaves log q unchanged (even periods:
     the ±P/2 images averaged), and the seeded sampler draws the translated states."""
     lattice = Lattice(shape=shape)
-    model = aot(shape, seed=4, radius=2)
+    model = aot(shape, seed=4, **{"radius": 2, **cfg})
     N = lattice.n_sites
     new = _translate(lattice, shift)
     x = torch.randint(0, 2, (20, N), generator=gen)
@@ -222,6 +225,25 @@ def test_same_weights_on_a_larger_torus_are_normalised():
     g = torch.Generator().manual_seed(1)
     x, lq, o = sample(m12.requires_grad_(False), torch.tensor([2.3, 0.0]), 4, generator=g, return_order=True)
     torch.testing.assert_close(log_prob(m12, x, torch.tensor([2.3, 0.0]), o), lq, rtol=0, atol=1e-10)
+
+
+@pytest.mark.usefixtures("float64_one_thread")
+def test_far_mean_makes_the_far_field_independent_of_the_box():
+    """With ``far_mean`` the far keys enter as a mean: a site whose visible neighbourhood is uniform
+    (every other site up, no content blocks) gets the same conditional on 8x8 and 12x12; summed far
+    keys (the default) give another conditional on each box."""
+    logits = {}
+    for far_mean in (False, True):
+        small = aot((8, 8), seed=7, radius=3, n_blocks=0, n_query_blocks=2, far_mean=far_mean)
+        for L in (8, 12):
+            big = AOTransformer(lattice=Lattice(shape=(L, L)), n_states=2, cond_box=BOX, config=small.config)
+            big.load_state_dict(small.state_dict())
+            x = torch.ones(1, L * L, dtype=torch.long)
+            vis = torch.ones(1, L * L, dtype=torch.bool)
+            vis[0, 0] = False
+            logits[far_mean, L] = big.conditional_logits(x, vis, torch.tensor([[2.3, 0.1]]))[0, 0]
+    torch.testing.assert_close(logits[True, 12], logits[True, 8], rtol=0, atol=1e-12)
+    assert (logits[False, 12] - logits[False, 8]).abs().max() > 1e-3
 
 
 @pytest.mark.usefixtures("float64_one_thread")

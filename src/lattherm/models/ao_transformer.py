@@ -28,6 +28,15 @@ and its parameters do not depend on the box, so the same weights define a model 
 or CuAu cell (``load_state_dict`` across sizes; ``R`` below half the training period keeps every
 displacement the bigger box uses a trained one).
 
+**Far buckets and the box size.** A far bucket holds more sites in a bigger box (8x8, ``R = 3``:
+one site per row of the ``d_x`` far bucket; 12x12: five), so the summed kernel weights and the
+softmax mass of far keys grow with the box, and a model that learned to use them (the checkerboard
+family does: its first sublattice needs the drawn magnetisation) meets inputs it never saw. With
+``far_mean`` every visible key of a far bucket (of the first image) is counted for its query and
+enters with ``-log n`` added to its attention score and its kernel weight divided by ``n``: the
+far field enters as a mean over its bucket, an intensive quantity. The counts depend on the visible
+set only, so every conditional stays normalised and the model translation equivariant.
+
 **In-painting and the canonical prefix.** Known sites come first, in ascending storage order, then
 the sampled sites in the order's relative order (:func:`lattherm.sampling.sample` and
 :func:`~lattherm.sampling.log_prob` use :meth:`any_order_stepper` and :meth:`any_order_path_logits`,
@@ -80,6 +89,7 @@ class AOTransformerConfig:
     orders: str = "random"  # order family of order="random" (training and sampling)
     order_reflections: bool = True  # structured orders also under random axis reflections/permutations
     kernel: bool = True  # kernel heads: translation-equivariant masked convolutions next to the softmax heads
+    far_mean: bool = False  # far buckets count-normalised: their keys enter as a mean, whatever the box size
     film: bool = True  # FiLM of every block's normalised inputs (and the head's) by the condition
     n_freq: int = 8  # Fourier frequencies per condition variable
 
@@ -135,6 +145,31 @@ def relative_bias_index(coords: np.ndarray, periods: tuple[int, ...], radius: in
         idx[k, :N, :N] = idx_list[k]
         w[k, :N, :N] = w_list[k]
     return torch.from_numpy(idx), torch.from_numpy(w), n_table
+
+
+def far_bucket_id(idx0: Tensor, radius: int, d: int) -> tuple[Tensor, int]:
+    """``(N+1, N+1)`` compact id ``0..F-1`` of the far bucket of every pair under the first image
+    ``idx0`` (a bucket with a component beyond the radius), ``F`` for near pairs and the begin token;
+    and ``F``."""
+    width = 2 * int(radius) + 2
+    n_table = width**d
+    digits = torch.stack([(idx0 // width ** (d - 1 - k)) % width for k in range(d)])
+    far = (digits == width - 1).any(0) & (idx0 < n_table)
+    table_far = torch.zeros(n_table + 1, dtype=torch.bool)
+    table_far[idx0[far]] = True
+    compact = torch.cumsum(table_far.long(), 0) - 1
+    F = int(table_far.sum())
+    return torch.where(far, compact[idx0], F), F
+
+
+def _far_counts(fid: Tensor, visible: Tensor, F: int, dtype: torch.dtype) -> Tensor:
+    """``1/n`` for every visible key of a far bucket (``n`` its visible keys for that query), 1
+    elsewhere: ``fid`` (Q, S) or (b, S) bucket ids, ``visible`` (b, Q, S) or (b, S) bool."""
+    fid = fid.expand(visible.shape)
+    v = visible.to(dtype)
+    n = torch.zeros(*visible.shape[:-1], F + 1, dtype=v.dtype, device=v.device).scatter_add_(-1, fid, v)
+    n = n.gather(-1, fid)
+    return torch.where((fid < F) & visible, 1.0 / n.clamp(min=1.0), torch.ones((), dtype=v.dtype, device=v.device))
 
 
 def _box_transform(coords: Tensor, periods: Tensor, n: int, reflections: bool, generator, device) -> Tensor:
@@ -299,6 +334,8 @@ class AOTransformer(Model):
         self.register_buffer("bias_idx", idx, persistent=False)
         self.register_buffer("bias_w", w.to(dt), persistent=False)
         self.register_buffer("coords", torch.as_tensor(lattice.coords).long(), persistent=False)
+        fid, self.n_far = far_bucket_id(idx[0], config.radius, len(lattice.periods))
+        self.register_buffer("far_id", fid, persistent=False)
         L = config.n_blocks + config.n_query_blocks
         # per block, bucket (+ begin token) and head: attention biases (and kernel weights)
         self.bias_table = nn.Parameter(torch.zeros(L * (2 if config.kernel else 1), n_table + 1, H))
@@ -359,8 +396,7 @@ class AOTransformer(Model):
         caches = []
         if self.content:
             allowed = (r_ext[:, None, :] <= r_ext[:, :, None])[:, None]  # (B, 1, N+1 query, N+1 key)
-            gate = torch.where(allowed, zero, neg)
-            on = allowed.to(bias.dtype) if kern is not None else None
+            gate, on = self._gates(allowed, self.far_id, zero, neg, kern is not None)
             for li, block in enumerate(self.content):
                 mod = self._block_mod(mods, li)
                 xn = _modulate(block.norm1(h), mod)
@@ -373,8 +409,7 @@ class AOTransformer(Model):
         hc = self.content_norm(h)  # (B, N+1, D)
         g = (self.query0 + c)[:, None, :].expand(B, N, D)
         allowed_q = (r_ext[:, None, :] < limit[:, :, None])[:, None]  # (B, 1, N query, N+1 key)
-        gate_q = torch.where(allowed_q, zero, neg)
-        on_q = allowed_q.to(bias.dtype) if kern is not None else None
+        gate_q, on_q = self._gates(allowed_q, self.far_id[:N], zero, neg, kern is not None)
         nc = len(self.content)
         for mi, block in enumerate(self.query):
             mod = self._block_mod(mods, nc + mi)
@@ -387,6 +422,14 @@ class AOTransformer(Model):
             g = block.finish(g, mixed, mod)
         logits = self._head(g, mods)  # (B, N, q)
         return (logits, caches) if keep_cache else logits
+
+    def _gates(self, allowed: Tensor, fid: Tensor, zero: Tensor, neg: Tensor, kernel: bool):
+        """The additive softmax mask and the kernel factor of ``allowed`` (B, 1, Q, S) pairs (with
+        ``far_mean``: ``-log n`` and ``1/n`` on far keys, module doc)."""
+        if not self.config.far_mean:
+            return torch.where(allowed, zero, neg), allowed.to(zero.dtype) if kernel else None
+        w = _far_counts(fid, allowed[:, 0], self.n_far, zero.dtype)[:, None]  # (B, 1, Q, S)
+        return torch.where(allowed, w.log(), neg), torch.where(allowed, w, zero) if kernel else None
 
     def _run_chunked(self, x: Tensor, rank: Tensor, limit: Tensor, cond: Tensor) -> Tensor:
         if torch.is_grad_enabled() or x.shape[0] <= self.chunk:
@@ -476,10 +519,15 @@ class _AOTStepper:
     def _mix(self, block: _Block, li: int, xn: Tensor, site: Tensor, rows: Tensor | None) -> Tensor:
         """One token per row (``xn`` (b, 1, D) normalised) through block ``li``'s mixer."""
         kvs = [self._rows(t, rows) for t in self.cache[li]]
-        mask = self._rows(self.gate, rows)[:, None, None, :] + self.bias[li].index_select(0, site)[:, :, None, :]
+        gate, on = self._rows(self.gate, rows), self._rows(self.on, rows)
+        if self.m.config.far_mean:  # the site's far buckets counted over what this row has seen
+            w = _far_counts(self.m.far_id.index_select(0, site), self._rows(self.seen, rows), self.m.n_far,
+                            gate.dtype)
+            gate, on = gate + w.log(), on * w
+        mask = gate[:, None, None, :] + self.bias[li].index_select(0, site)[:, :, None, :]
         kern = None
         if self.kern is not None:
-            kern = self._rows(self.on, rows)[:, None, None, :] * self.kern[li].index_select(0, site)[:, :, None, :]
+            kern = on[:, None, None, :] * self.kern[li].index_select(0, site)[:, :, None, :]
         return block.mixer.mix(block.mixer.queries(xn), kvs, mask, kern)
 
     def logits(self, rows: Tensor | None, site: Tensor) -> Tensor:

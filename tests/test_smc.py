@@ -121,3 +121,37 @@ def test_bad_settings_are_refused():
         smc_free_energy(draw, SYSTEM, 2.0, 0.0, T_start=1.5)
     with pytest.raises(ValueError, match="n_sweeps"):
         smc_free_energy(draw, SYSTEM, 2.0, 0.0, T_start=3.0, n_sweeps=0)
+
+
+@pytest.mark.usefixtures("float64_one_thread")
+def test_smc_rows_of_a_model_against_enumeration():
+    """smc_model on the exact twin (q = p, 3x3): at the condition's own T one level and the exact
+    f; started at the top of the box and annealed in β, within 4σ of it; the budget recorded; the
+    NIS rows of the same sampler carry the same estimate columns."""
+    from conftest import BOX
+
+    from lattherm.evaluation import ESTIMATE_COLUMNS, direct_draw, metrics_table, sample_model, smc_model
+    from lattherm.models import ExactModel
+    from lattherm.reference.exact import ising_exact_table
+
+    system = IsingSystem(L=3)
+    model = ExactModel(system=system, cond_box=BOX)
+    T, h = [2.0], [0.3]
+    ref = ising_exact_table(3, T, h)
+    draw, meta = direct_draw(model, system, h)
+    kw = dict(seed=3, reference_df=ref, ref_method="exact", n_particles=200, n_replicas=4)
+    own = smc_model(model, system, T, h, draw, meta, **kw).iloc[0]
+    assert own["estimator"] == "smc" and own["levels"] == 1 and own["beta_levels"] == 0
+    assert abs(own["delta_f"]) < 1e-10 and own["est_converged"] and own["est_draws"] == 800
+    rows = smc_model(model, system, T, h, draw, meta, T_start="box", **kw)
+    r = rows.iloc[0]
+    assert set(ESTIMATE_COLUMNS) <= set(rows.columns)
+    assert r["T_start"] == BOX[0][1] and r["beta_levels"] >= 1 and r["est_converged"]
+    assert abs(r["delta_f"]) < 4 * r["f_est_err"] and r["f_est_err"] < 1e-2 * abs(r["f_ref"])
+    assert r["est_sweeps"] > 0 and r["est_wall_s"] > 0
+    met = metrics_table(sample_model(model, system, T, h, 500, seed=0), system, model.name, "direct", ref, "exact")
+    nis = met.iloc[0]
+    assert nis["estimator"] == "nis" and nis["f_est"] == nis["f_nis"] and nis["est_draws"] == 500
+    assert nis["est_converged"] == (nis["ness"] * 500 >= 50)
+    with pytest.raises(ValueError, match="T_start"):
+        smc_model(model, system, T, h, draw, meta, seed=0, T_start="top")

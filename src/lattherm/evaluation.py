@@ -40,6 +40,7 @@ import torch
 from lattherm.conditions import condition_grid
 from lattherm.io import check_columns, pack_states, unpack_states
 from lattherm.models import MODEL_NAMES, is_fixed_order, transfer_model
+from lattherm.neural_mcmc import MIN_EFFECTIVE
 from lattherm.observables import estimate_thermo
 from lattherm.systems import system_info
 from lattherm.training.checkpoint import load_model
@@ -54,6 +55,10 @@ __all__ = [
     "METRIC_COLUMNS",
     "SUMMARY_COLUMNS",
     "COST_COLUMNS",
+    "ESTIMATE_COLUMNS",
+    "direct_draw",
+    "outpaint_draw",
+    "smc_model",
     "read_job_timing",
     "sampler_costs",
 ]
@@ -75,6 +80,11 @@ SAMPLE_COLUMNS = (
     "energy",
     "spin_sum",
 )
+#: the estimate columns of every metric row (after the sampler keys and the condition): which
+#: estimator, its free energy per site and one-sigma error, and its budget (draws of the sampler,
+#: Metropolis sweeps of a particle, wall seconds; NaN where the table does not know) and whether it
+#: converged (importance sampling: at least MIN_EFFECTIVE effective samples)
+ESTIMATE_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "est_wall_s", "est_converged")
 METRIC_COLUMNS = (
     "system",
     "size",
@@ -90,6 +100,7 @@ METRIC_COLUMNS = (
     "f_nis",
     "f_nis_err",
     "ness",
+    *ESTIMATE_COLUMNS,
     "f_ref",
     "ref_method",
     "delta_f",
@@ -123,16 +134,27 @@ def sample_model(
     ``n_orders``: random orders per sample of an any-order model's mixture; ``order``: ``"random"``
     (one uniform order per sample) or ``"fixed"`` (the storage order for every sample; with
     ``n_orders`` 1). FO-ARMs ignore both (their own order)."""
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_count("n_samples", n_samples)
+    draw, meta = direct_draw(model, system, field_values, batch_size=batch_size, symmetrised=symmetrised,
+                             n_orders=n_orders, order=order, model_name=model_name, source=source)  # fmt: skip
+    return _sample_table(model, system, T_values, field_values, n_samples, draw, meta, seed=seed, batch_size=batch_size)
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def direct_draw(model, system, field_values, *, batch_size: int = 4096, symmetrised: bool = False, n_orders: int = 1,
+                order: str = "random", model_name: str | None = None, source: str = "direct"):  # fmt: skip
+    """``(draw, meta)`` of :func:`sample_model`: ``draw(conditions (c, 2), n, generator) -> (x,
+    log_q)``, ``n`` draws of the model at each condition, and the sample table's sampler columns."""
+    _check_count("batch_size", batch_size)
     if symmetrised:
         _check_symmetrised(model, system, field_values)
     from lattherm.sampling import sample  # sampling is below evaluation; local to keep import light
 
-    if isinstance(n_orders, bool) or int(n_orders) != n_orders or n_orders < 1:
-        raise ValueError(f"n_orders must be a positive integer, got {n_orders!r}")
+    _check_count("n_orders", n_orders)
     if order not in ("random", "fixed"):
         raise ValueError(f"order must be 'random' or 'fixed', got {order!r}")
     if order == "fixed" and n_orders > 1 and not model.fixed_order:
@@ -146,7 +168,7 @@ def sample_model(
 
     meta = {"system": system.name, "size": system.size, "model": model_name or model.name, "source": source,
             "symmetrised": bool(symmetrised), "n_orders": n_orders, "order": order}  # fmt: skip
-    return _sample_table(model, system, T_values, field_values, n_samples, draw, meta, seed=seed, batch_size=batch_size)
+    return draw, meta
 
 
 def _check_symmetrised(model, system, field_values) -> None:
@@ -205,10 +227,17 @@ def outpaint_model(
     box: :mod:`lattherm.outpaint`) at every condition of ``T_values x field_values``: the sample
     file of DESIGN §6 with ``source = "outpaint-<model's size>"`` and the exact ``log_q`` of the
     out-painting (random orders inside the windows; ``n_orders`` 1)."""
+    _check_count("n_samples", n_samples)
+    draw, meta = outpaint_draw(model, target, field_values, stride=stride, symmetrised=symmetrised,
+                               model_name=model_name, source=source)  # fmt: skip
+    return _sample_table(model, target, T_values, field_values, n_samples, draw, meta, seed=seed, batch_size=batch_size)
+
+
+def outpaint_draw(model, target, field_values, *, stride, symmetrised: bool = False, model_name: str | None = None,
+                  source: str | None = None):  # fmt: skip
+    """``(draw, meta)`` of :func:`outpaint_model` (as :func:`direct_draw`)."""
     from lattherm.outpaint import outpaint
 
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if symmetrised:
         _check_symmetrised(model, target, field_values)
     size0 = "x".join(str(n) for n in model.lattice.shape)
@@ -220,7 +249,7 @@ def outpaint_model(
     meta = {"system": target.name, "size": target.size, "model": model_name or model.name,
             "source": source or f"outpaint-{size0}", "symmetrised": bool(symmetrised), "n_orders": 1,
             "order": "random"}  # fmt: skip
-    return _sample_table(model, target, T_values, field_values, n_samples, draw, meta, seed=seed, batch_size=batch_size)
+    return draw, meta
 
 
 def outpaint_grid(
@@ -248,6 +277,50 @@ def sample_grid(
         model = transfer_model(model, system)
         sampling.setdefault("source", f"transfer-{trained_on.size}")
     return sample_model(model, system, T_values, field_values, n_samples, model_name=model.name, **sampling)
+
+
+
+
+def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, reference_df=None,
+              ref_method: str | None = None, T_start: float | str | None = None, **smc) -> pd.DataFrame:  # fmt: skip
+    """The metric rows of the SMC estimator (:func:`lattherm.smc.smc_free_energy`) at every
+    condition of ``T_values x field_values`` from ``draw`` (:func:`direct_draw`,
+    :func:`outpaint_draw`), against ``reference_df`` where given: the sampler keys of ``meta``,
+    :data:`ESTIMATE_COLUMNS` (``estimator = "smc"``), ``f_ref, ref_method, delta_f (= f_est −
+    f_ref), u, u_err, m, m_err`` and the run's ``T_start, levels, beta_levels, acceptance,
+    log_z_spread``.
+
+    ``T_start``: where the particles are drawn, ``None`` at each condition's own T, a number (the
+    larger of it and T), or ``"box"`` (the top temperature of the model's condition box)."""
+    from lattherm.smc import smc_free_energy
+
+    if T_start == "box":
+        T_start = float(model.cond_box[0][1])
+    elif T_start is not None and not (isinstance(T_start, int | float) and np.isfinite(T_start) and T_start > 0):
+        raise ValueError(f"T_start must be None, 'box' or a temperature > 0, got {T_start!r}")
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    conds = condition_grid(np.atleast_1d(T_values), np.atleast_1d(field_values))
+    rows = []
+    for c, (T, h) in enumerate(conds):
+        T0 = float(T) if T_start is None else max(float(T_start), float(T))
+
+        def draw_at(k, gen, T0=T0, h=h):
+            return draw(torch.tensor([[T0, h]], dtype=torch.float64), k, gen)
+
+        run_seed = int(np.random.SeedSequence([int(seed), c]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        est = smc_free_energy(draw_at, system, T, h, T_start=T0, seed=run_seed, device=device, **smc)
+        ref = _reference_row(reference_df, T, h)
+        f_ref = float(ref["f"]) if ref is not None else float("nan")
+        rows.append({
+            "system": system.name, "size": system.size, "T": float(T), "field": float(h),
+            **{k: meta[k] for k in ("model", "source", "symmetrised", "n_orders", "order")},
+            "estimator": "smc", "f_est": est["f_est"], "f_est_err": est["f_est_err"], "est_draws": est["draws"],
+            "est_sweeps": est["sweeps"], "est_wall_s": est["wall_s"], "est_converged": est["converged"],
+            "f_ref": f_ref, "ref_method": ref_method, "delta_f": est["f_est"] - f_ref,
+            **{k: est[k] for k in ("u", "u_err", "m", "m_err")}, "T_start": T0,
+            **{k: est[k] for k in ("levels", "beta_levels", "acceptance", "log_z_spread")},
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.Series | None:
@@ -420,8 +493,15 @@ def metrics_table(
             "n_samples": est.pop("n_samples"),
             "f_var": est.pop("f_var"),
             "f_nis": est["f_nis"],
-            "f_nis_err": est.pop("f_nis_err"),
-            "ness": est.pop("ness"),
+            "f_nis_err": est["f_nis_err"],
+            "ness": est["ness"],
+            "estimator": "nis",
+            "f_est": est["f_nis"],
+            "f_est_err": est.pop("f_nis_err"),
+            "est_draws": int(len(g)),
+            "est_sweeps": 0,
+            "est_wall_s": float("nan"),
+            "est_converged": bool(est.pop("ness") * len(g) >= MIN_EFFECTIVE),
             "f_ref": f_ref,
             "ref_method": ref_method,
             "delta_f": est.pop("f_nis") - f_ref,

@@ -39,7 +39,7 @@ from lattherm.systems.base import reduced_energy
 __all__ = ["MAX_SPREAD", "smc_free_energy", "next_lambda", "systematic_resample"]
 
 #: standard deviation of the replicas' ln Ẑ_r above which the error bar is not trusted
-MAX_SPREAD = 1.0
+MAX_SPREAD = 0.5
 
 
 def _lse(a: np.ndarray) -> float:

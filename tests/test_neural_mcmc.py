@@ -72,3 +72,26 @@ def test_degenerate_proposal_is_flagged():
         imh_thermo(E[:3], M[:2], E[:3], 2.4, 0.3, 9, seed=0)
     stuck = imh_thermo(np.r_[-30.0, np.zeros(999)], np.zeros(1000), np.zeros(1000), 1.0, 0.0, 9, seed=0)
     assert stuck["u_err"] == 0 and stuck["n_effective"] == 1 and not stuck["converged"]  # never moved
+
+
+@pytest.mark.usefixtures("float64_one_thread")
+def test_metric_rows_carry_the_chain_over_their_samples():
+    """metrics_table: the IMH columns of a good sampler (the exact twin, 3x3) agree with
+    enumeration within 4σ and are converged; u also agrees with the reweighted estimate."""
+    from conftest import BOX
+
+    from lattherm.evaluation import IMH_COLUMNS, metrics_table, sample_model
+    from lattherm.models import ExactModel
+    from lattherm.reference.exact import exact_thermodynamics
+
+    system = IsingSystem(L=3)
+    T, h = [1.8, 3.0], [0.4]
+    met = metrics_table(sample_model(ExactModel(system=system, cond_box=BOX), system, T, h, 3000, seed=2), system,
+                        "exact", "direct", None, None, n_boot=50)  # fmt: skip
+    assert set(IMH_COLUMNS) <= set(met.columns)
+    for _, r in met.iterrows():
+        ex = exact_thermodynamics(system, r["T"], r["field"])
+        assert r["imh_converged"] and r["imh_acceptance"] > 0.99  # q = p: every proposal accepted
+        for q in ("u", "c", "m"):
+            assert abs(r[f"imh_{q}"] - float(ex[q])) < 4 * r[f"imh_{q}_err"], q
+        assert abs(r["imh_u"] - r["u"]) < 4 * r["u_err"]

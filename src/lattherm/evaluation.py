@@ -8,7 +8,9 @@
   does the same for a model in memory (the exact twin in tests).
 * :func:`metrics_table` turns a sample table into the metric table: ``system, size, T, field,
   model, source, symmetrised, n_orders, order, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
-  delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), and
+  estimator, f_est, f_est_err, est_draws, est_sweeps, est_wall_s, est_converged, f_ref, ref_method,
+  delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), the
+  independent Metropolis–Hastings estimates over the same samples (:data:`IMH_COLUMNS`), and
   ``u_ref, c_ref, m_ref`` where the reference has them. Conditions missing from the reference get
   NaN there.
 * :func:`accuracy_summary` condenses metric tables into one row per sampler (``system, size,
@@ -56,6 +58,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "COST_COLUMNS",
     "ESTIMATE_COLUMNS",
+    "IMH_COLUMNS",
     "direct_draw",
     "outpaint_draw",
     "smc_model",
@@ -443,6 +446,24 @@ def _accuracy_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
+#: the independent Metropolis–Hastings columns of a metric row (:mod:`lattherm.neural_mcmc`)
+IMH_COLUMNS = ("imh_u", "imh_u_err", "imh_c", "imh_c_err", "imh_m", "imh_m_err", "imh_abs_m", "imh_abs_m_err",
+               "imh_acceptance", "imh_n_effective", "imh_converged")  # fmt: skip
+
+
+def _imh_columns(system, x, g: pd.DataFrame, T: float, h: float, *, seed: int) -> dict:
+    """:data:`IMH_COLUMNS` of one condition: the chain over the samples in their drawn order."""
+    from lattherm.neural_mcmc import imh_thermo
+
+    if len(g) < 2:
+        return dict.fromkeys(IMH_COLUMNS, float("nan"))
+    E = g["energy"].to_numpy() if "energy" in g else system.energy(x).double().numpy()
+    M = g["spin_sum"].to_numpy() if "spin_sum" in g else system.spin_sum(x).double().numpy()
+    r = imh_thermo(E, M, g["log_q"].to_numpy(), T, h, system.n_sites, seed=seed, k_B=float(system.k_B))
+    return {f"imh_{k}": r[k] for k in ("u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "acceptance",
+                                        "n_effective", "converged")}  # fmt: skip
+
+
 def metrics_table(
     samples_df: pd.DataFrame,
     system,
@@ -509,6 +530,8 @@ def metrics_table(
         for q in ("u", "c", "m", "x_au"):
             if q in est:
                 row[q], row[f"{q}_err"] = est[q], est[f"{q}_err"]
+        row.update(_imh_columns(system, x, g, T, h, seed=int(np.random.SeedSequence([int(seed), len(rows)])
+                                                                  .generate_state(1, np.uint32)[0])))  # fmt: skip
         for q in ("u", "c", "m"):
             if reference_df is not None and q in reference_df:
                 row[f"{q}_ref"] = float(ref[q]) if ref is not None else float("nan")

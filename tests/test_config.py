@@ -75,7 +75,7 @@ def test_dataclasses_match_the_schema(cls, name):
 
 def test_names_match_the_registries():
     assert tuple(node("modelName")["enum"]) == MODEL_NAMES
-    assert tuple(schema()["properties"]["models"]["properties"]) == MODEL_NAMES
+    assert tuple(schema()["properties"]["models"]["properties"]) == (*MODEL_NAMES, "per_system")
     assert tuple(node("SamplingSettings")["properties"]) == SAMPLING_KEYS
 
 
@@ -157,6 +157,11 @@ BAD = [
     (("systems", "cuau", "models"), ["gpt"], "systems.cuau.models[0]"),
     (("systems", "cuau", "field"), {"min": 0.1, "max": -0.1, "step": 0.01}, "systems.cuau.field.max"),
     # architectures
+    ((*MO, "per_system"), {"potts": {"ao-transformer": {}}}, "models.per_system.potts"),
+    ((*MO, "per_system"), {"cuau": {"gpt": {}}}, "models.per_system.cuau.gpt"),
+    ((*MO, "per_system"), {"cuau": {"ao-transformer": {"heads": 2}}}, "models.per_system.cuau.ao-transformer"),
+    ((*MO, "per_system"), {"cuau": {"mam-transformer": {"n_heads": 3}}}, "models.per_system.cuau.mam-transformer"),
+    ((*MO, "per_system"), {"cuau": []}, "models.per_system.cuau"),
     ((*MO, "ao-arm-mlp", "width"), -256, "models.ao-arm-mlp.width"),
     ((*MO, "ao-arm-mlp", "width"), 0, "models.ao-arm-mlp.width"),
     ((*MO, "ao-arm-mlp", "width"), 256.5, "models.ao-arm-mlp.width"),

@@ -33,6 +33,7 @@ __all__ = [
     "read_config_file",
     "config_hash",
     "job_memory_mb",
+    "model_settings",
     "sizes_of",
     "system_grid",
     "cond_box",
@@ -179,16 +180,32 @@ def _check_systems(config: Mapping) -> None:
             )
 
 
+def model_settings(config: Mapping, system: str, model: str) -> dict:
+    """Architecture settings of ``model`` on ``system``: ``models.<model>``, then
+    ``models.per_system.<system>.<model>`` over them."""
+    models = config.get("models") or {}
+    own = ((models.get("per_system") or {}).get(system) or {}).get(model) or {}
+    return {**(models.get(model) or {}), **own}
+
+
 def _check_models(config: Mapping) -> None:
     """Architecture settings that depend on the lattice (e.g. Transformer heads against RoPE)."""
+    for system, per in (config["models"].get("per_system") or {}).items():
+        if system not in SYSTEMS:
+            raise ConfigError(f"models.per_system.{system}", f"a system name {sorted(SYSTEMS)}", system)
+        for model in per:
+            if model not in MODEL_NAMES:
+                raise ConfigError(f"models.per_system.{system}.{model}", f"a model name {list(MODEL_NAMES)}", model)
     for system, cfg in config["systems"].items():
         for model in cfg["models"]:
-            settings = config["models"].get(model) or {}
+            settings = model_settings(config, system, model)
+            own = model in ((config["models"].get("per_system") or {}).get(system) or {})
+            key = f"models.per_system.{system}.{model}" if own else f"models.{model}"
             for size in cfg["sizes"]:
                 try:
                     check_model_config(model, settings, periods=parse_size(size))
                 except ValueError as err:
-                    raise ConfigError(f"models.{model}", f"settings that fit {system} {size}", str(err)) from None
+                    raise ConfigError(key, f"settings that fit {system} {size}", str(err)) from None
 
 
 def _check_jobs(config: Mapping) -> None:

@@ -17,6 +17,7 @@ from lattherm.config import (  # noqa: E402
     load_config,
     grid_at,
     metadynamics_system,
+    model_settings,
     read_config_file,
     scaling_jobs,
     scaling_sizes,
@@ -229,8 +230,8 @@ def summary_targets():
 
 
 def model_config_of(wildcards):
-    """Params function: the architecture settings of the job's model."""
-    return dict(config["models"].get(wildcards.model) or {})
+    """Params function: the architecture settings of the job's model on its system."""
+    return model_settings(config, wildcards.system, wildcards.model)
 
 
 def train_config_of(wildcards):

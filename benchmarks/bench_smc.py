@@ -39,7 +39,8 @@ def _row(kind: str, L: int, r, wall: float | None = None) -> dict:
             "f_est_err_rel": float(r["f_est_err"] / abs(r["f_ref"])), "draws": int(r["est_draws"]),
             "sweeps": int(r["est_sweeps"]), "wall_s": float(r["est_wall_s"] if wall is None else wall),
             "converged": bool(r["est_converged"]), **({"ness": float(r["ness"])} if "ness" in r else {}),
-            **({"levels": float(r["levels"]), "beta_levels": float(r["beta_levels"])} if "levels" in r else {})}  # fmt: skip
+            **({"levels": float(r["levels"]), "beta_levels": float(r["beta_levels"])} if "levels" in r
+               else {})}  # fmt: skip
 
 
 def main() -> None:

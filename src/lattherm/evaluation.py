@@ -44,6 +44,7 @@ from lattherm.io import check_columns, pack_states, unpack_states
 from lattherm.models import MODEL_NAMES, is_fixed_order, transfer_model
 from lattherm.neural_mcmc import MIN_EFFECTIVE
 from lattherm.observables import estimate_thermo
+from lattherm.seeds import derived_seed
 from lattherm.systems import system_info
 from lattherm.training.checkpoint import load_model
 from lattherm.training.trainer import resolve_device
@@ -282,8 +283,6 @@ def sample_grid(
     return sample_model(model, system, T_values, field_values, n_samples, model_name=model.name, **sampling)
 
 
-
-
 def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, reference_df=None,
               ref_method: str | None = None, T_start: float | str | None = None, **smc) -> pd.DataFrame:  # fmt: skip
     """The metric rows of the SMC estimator (:func:`lattherm.smc.smc_free_energy`) at every
@@ -310,8 +309,7 @@ def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, r
         def draw_at(k, gen, T0=T0, h=h):
             return draw(torch.tensor([[T0, h]], dtype=torch.float64), k, gen)
 
-        run_seed = int(np.random.SeedSequence([int(seed), c]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-        est = smc_free_energy(draw_at, system, T, h, T_start=T0, seed=run_seed, device=device, **smc)
+        est = smc_free_energy(draw_at, system, T, h, T_start=T0, seed=derived_seed(seed, c), device=device, **smc)
         ref = _reference_row(reference_df, T, h)
         f_ref = float(ref["f"]) if ref is not None else float("nan")
         rows.append({
@@ -530,8 +528,7 @@ def metrics_table(
         for q in ("u", "c", "m", "x_au"):
             if q in est:
                 row[q], row[f"{q}_err"] = est[q], est[f"{q}_err"]
-        row.update(_imh_columns(system, x, g, T, h, seed=int(np.random.SeedSequence([int(seed), len(rows)])
-                                                                  .generate_state(1, np.uint32)[0])))  # fmt: skip
+        row.update(_imh_columns(system, x, g, T, h, seed=derived_seed(seed, len(rows))))
         for q in ("u", "c", "m"):
             if reference_df is not None and q in reference_df:
                 row[f"{q}_ref"] = float(ref[q]) if ref is not None else float("nan")

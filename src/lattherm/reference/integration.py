@@ -82,6 +82,7 @@ from lattherm.reference.mcmc import (
     mcmc_summary,
     run_metropolis,
 )
+from lattherm.seeds import derived_seed
 from lattherm.systems.ising import IsingSystem
 
 __all__ = [
@@ -424,10 +425,6 @@ def field_mbar(counts: np.ndarray, fields, beta: float, eval_fields) -> dict[str
 
 
 # ----------------------------------------------------------------------------- running chains
-def _derived_seed(seed: int, k: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 def _run_fields(
     system: IsingSystem, T_run: np.ndarray, fields: np.ndarray, *, n_chains: int, n_samples: int,
     burn_in_sweeps: int, thin_sweeps: int, exchange_sweeps: int, seed: int, progress: bool,
@@ -444,7 +441,7 @@ def _run_fields(
         TT, HH = np.meshgrid(T_run, hs, indexing="ij")
         res = run_metropolis(
             system, TT.ravel(), HH.ravel(), n_chains=n_chains, n_samples=n_samples,
-            burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=_derived_seed(seed, k),
+            burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, k),
             start="mixed", keep_states=False, progress=progress, replica_exchange=True,
             exchange_sweeps=exchange_sweeps,
         )  # fmt: skip
@@ -691,7 +688,7 @@ def ising_beta_integration(
         flips = _run_fields(
             system, T_run, np.array([h]), n_chains=n_chains, n_samples=n_samples,
             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, exchange_sweeps=exchange_sweeps,
-            seed=_derived_seed(seed, 1000 + fi), progress=progress, max_memory_gb=max_memory_gb,
+            seed=derived_seed(seed, 1000 + fi), progress=progress, max_memory_gb=max_memory_gb,
             consume=consume,
         )  # fmt: skip
         wall = time.perf_counter() - t0

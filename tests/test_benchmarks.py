@@ -138,3 +138,32 @@ def test_run_all_skips_what_the_machine_cannot_run():
     with pytest.raises(SystemExit, match="unknown"):
         run_all.plan(entries, ["nope"], has_cuda=False)
     assert all(set(e["needs"]) <= run_all.NEEDS for e in MANIFEST.values())
+
+
+def _baseline_table(delta, err, ness, n=1000):
+    """A two-condition Ising metric table: f_ref −2 at both, the given ΔF, F_NIS errors and NESS."""
+    import pandas as pd
+
+    return pd.DataFrame({"system": "ising", "size": "8x8", "model": "m", "source": "direct", "symmetrised": True,
+                         "n_orders": 1, "order": "random", "T": [2.0, 3.0], "field": 0.0, "n_samples": n,
+                         "f_ref": -2.0, "ref_method": "transfer_matrix", "delta_f": delta, "f_nis_err": err,
+                         "ness": ness})  # fmt: skip
+
+
+def test_baselines_floor_verdicts():
+    """bench_baselines.compare: worse only beyond 3 error bars above the floor or below half the NESS
+    floor; another sample count is not comparable; errors relative to |f_ref| for Ising."""
+    bench = _load("bench_baselines")
+    floor = {"error": 1e-4, "ness_min": 0.8, "n_samples": 1000}
+    ok = bench.compare(_baseline_table([2e-4, -1e-5], [2e-5, 2e-5], [0.9, 0.5]), floor, relative=True)
+    assert ok["error"] == pytest.approx(1e-4) and ok["sigma"] == pytest.approx(1e-5)
+    assert ok["T_worst"] == 2.0 and ok["ness_min"] == 0.5 and ok["verdict"] == "no worse"
+    bad = bench.compare(_baseline_table([2e-4, -2.8e-4], [2e-5, 2e-5], [0.9, 0.5]), floor, relative=True)
+    assert bad["error"] == pytest.approx(1.4e-4) and bad["excess_sigma"] == pytest.approx(4.0)
+    assert bad["T_worst"] == 3.0 and bad["worse_error"] and bad["verdict"] == "worse"
+    low = bench.compare(_baseline_table([0.0, 0.0], [2e-5, 2e-5], [0.9, 0.39]), floor, relative=True)
+    assert low["worse_ness"] and not low["worse_error"] and low["verdict"] == "worse"
+    other = bench.compare(_baseline_table([0.0, 0.0], [2e-5, 2e-5], [0.9, 0.9], n=4000), floor, relative=True)
+    assert other["verdict"] == "not comparable"
+    floors = bench.load_floors()
+    assert {m for (_, _, m) in floors} <= {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer"}

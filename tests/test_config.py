@@ -268,6 +268,14 @@ BAD = [
     ((*RE, "metadynamics", "production_blocks"), 1, "reference.metadynamics.production_blocks"),
     ((*RE, "metadynamics", "backend"), "torch", "reference.metadynamics.backend"),
     ((*RE, "phase_diagram", "tol"), -1e-5, "reference.phase_diagram.tol"),
+    # past the trained size
+    (("scaling", "ising", "from"), "16x16", "scaling.ising.from"),
+    (("scaling", "ising", "stride"), 9, "scaling.ising.stride"),
+    (("scaling", "ising", "transfer"), ["6x6"], "scaling.ising.transfer[0]"),
+    (("scaling", "ising", "refine"), {"n_chains": 1}, "scaling.ising.refine.n_chains"),
+    (("scaling", "ising", "refine"), {"n_chains": 5000}, "scaling.ising.refine.n_chains"),  # 2000 samples there
+    (("scaling", "ising", "refine"), {"sweeps": 10}, "scaling.ising.refine.sweeps"),
+    (("scaling", "ising", "refine"), {"thin_sweeps": 0}, "scaling.ising.refine.thin_sweeps"),
 ]
 
 

@@ -116,7 +116,9 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
                       "ao-transformer": {"dim": 16, "n_blocks": 1, "n_heads": 2, "radius": 2, "n_freq": 2}},
            "training": {"chain": {"steps": 150, "lr": 1e-2, "samples_per_condition": 32, "n_T": 2, "n_field": 2}},
            "scaling": {"chain": {"from": "6", "to": ["12", "18"], "transfer": ["12"], "stride": 3, "n_samples": 1500,
-                                 "field": {"values": [0.0, 0.5]}}}}  # fmt: skip
+                                 "field": {"values": [0.0, 0.5]},
+                                 "refine": {"n_chains": 64, "burn_in_sweeps": 100, "n_samples": 50,
+                                            "thin_sweeps": 5}}}}  # fmt: skip
     rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
                             "results/figures/chain_12_free_energy.png", "results/figures/equal_cost.png",
                             config=cfg)  # fmt: skip
@@ -129,6 +131,17 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
         z = m["delta_f"] / m["f_nis_err"]
         assert (z.abs() < 4).all() and (m["ness"] > 0).all(), (L, model, source, m[["T", "field", "delta_f", "ness"]])
     assert not (tmp_path / "results/chain/18/metrics/ao-transformer/transfer-6.parquet").exists()
+    # every table refined (lattherm.refine): chains started from its samples meet the exact u, c
+    for L, model, source in tables:
+        r = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_refined.parquet")
+        assert len(r) == 4 and (r["n_chains"] == 64).all() and (r["source"] == source).all()
+        exact = chain_exact_table(L, r["T"].unique(), [0.0, 0.5])
+        np.testing.assert_allclose(r["u_ref"], exact["u"], rtol=1e-12)
+        for q in ("u", "c"):
+            z = ((r[q] - r[f"{q}_ref"]) / r[f"{q}_err"]).dropna()
+            assert len(z) >= 3 and (z.abs() < 4).all(), (L, model, source, q, r)
+        corr = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_correlation.parquet")
+        assert corr.empty  # G(r) is the square-lattice Ising's
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
     assert {"direct", "outpaint-6", "transfer-6"} <= set(summary["source"])
     # every sampler's cost: its model's training (at 6 sites) and the job that drew its samples

@@ -283,6 +283,14 @@ def _check_scaling(config: Mapping) -> None:
             if outside:
                 raise ConfigError(f"{key}.symmetrised", "false for fields whose mirror is outside the trained box",
                                   True)  # fmt: skip
+        if "refine" in block:
+            for size in dict.fromkeys([*block["to"], *block["transfer"]]):
+                for model, source in scaling_tables(config, system, size):
+                    n = (block["n_samples"] if source.startswith("outpaint") else
+                         sampling_settings(config, system, model, size)["n_samples"])  # fmt: skip
+                    if block["refine"]["n_chains"] > n:
+                        raise ConfigError(f"{key}.refine.n_chains", f"at most the {n} samples per condition of "
+                                          f"{system} {size} {model} {source}", block["refine"]["n_chains"])  # fmt: skip
 
 
 def scaling_models(config: Mapping, system: str) -> list[str]:

@@ -205,8 +205,19 @@ def metric_targets():
 
 
 def scaling_targets():
-    """Metric tables of every out-painted and size-transferred target."""
-    return [res(f"{system}/{size}/metrics/{model}/{source}.parquet") for system, size, model, source in scaling_jobs(config)]
+    """Metric tables of every out-painted and size-transferred target, and their refined tables
+    where the scaling block refines."""
+    targets = []
+    for system, size, model, source in scaling_jobs(config):
+        targets.append(res(f"{system}/{size}/metrics/{model}/{source}.parquet"))
+        if "refine" in config["scaling"][system]:
+            targets += [res(f"{system}/{size}/metrics/{model}/{source}_{kind}.parquet") for kind in ("refined", "correlation")]
+    return targets
+
+
+def refine_of(wildcards):
+    """Params function: the scaling block's refinement settings of the job's system."""
+    return config["scaling"][wildcards.system].get("refine") or {}
 
 
 def summary_sources():
@@ -260,11 +271,13 @@ def sampling_of(wildcards):
     return sampling_settings(config, wildcards.system, wildcards.model, wildcards.size)
 
 
-def model_seed_of(method):
-    """Params function for a per-model rule: the job's seed."""
+def model_seed_of(method, *, by_source=False):
+    """Params function for a per-model rule: the job's seed (``by_source``: one per sample file, so
+    that the tables of two sources of one model draw independent streams)."""
 
     def seed(wildcards):
-        return job_seed(config["seed"], method, wildcards.system, wildcards.size, wildcards.model)
+        keys = (wildcards.source,) if by_source else ()
+        return job_seed(config["seed"], method, wildcards.system, wildcards.size, wildcards.model, *keys)
 
     return seed
 

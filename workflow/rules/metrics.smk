@@ -21,6 +21,27 @@ rule metrics:
         "../scripts/metrics.py"
 
 
+rule refine:
+    """MCMC refinement of a sample file (lattherm.refine): local Metropolis chains started from its
+    configurations; u, c, m, |m| with errors between chains and convergence flags, and the Ising G(r)."""
+    input:
+        samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
+        reference=best_reference,
+    output:
+        table=res("{system}/{size}/metrics/{model}/{source}_refined.parquet"),
+        correlation=res("{system}/{size}/metrics/{model}/{source}_correlation.parquet"),
+    params:
+        system_params=system_params_of,
+        refine=refine_of,
+        seed=model_seed_of("refine", by_source=True),
+    log:
+        logs("{system}/{size}/metrics/{model}/{source}_refined.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/refine.py"
+
+
 rule sampler_summary:
     """One row per sampler: worst and median F_NIS error against its reference, NESS median and minimum, and where;
     its cost: training steps, wall time and peak memory, sampling wall time, rate and peak memory."""

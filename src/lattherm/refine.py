@@ -1,0 +1,127 @@
+"""MCMC refinement (the study's): short local Metropolis runs started from a sampler's
+configurations, and the observables they measure (DESIGN §5).
+
+A sampler that is close to ``p`` but not exact (NESS → 0 on a large box, where reweighting fails)
+still gives configurations close to equilibrium. ``n_chains`` of them per condition start
+independent Metropolis chains at that condition (:func:`lattherm.reference.mcmc.run_metropolis`,
+the project's numba kernels: the checkerboard update for Ising, the cluster-expansion one for
+CuAu); ``burn_in_sweeps`` sweeps are discarded and ``n_samples`` samples kept every
+``thin_sweeps``. The estimates, their errors and the convergence flags are those of the MCMC
+reference (:func:`~lattherm.reference.mcmc.mcmc_table`): errors from the spread between the
+independent chains (honest whatever the autocorrelation, once the chains have forgotten their
+start), and ``converged`` only where split-R̂ and the half-against-half drift test say the chains
+have mixed. A sampler whose configurations are far from ``p`` is not hidden: its chains drift and
+the row is flagged, or the burn-in must be longer.
+
+The Ising two-point function ``G(r) = ⟨s_i s_{i+r}⟩`` (``s = 2x − 1``; averaged over every site
+and both axes, ``r = 0 … ⌊L/2⌋``) comes from the kept states: the mean per chain, then the mean
+and standard error over chains (:func:`correlation_function`). It is the plain correlation; the
+connected one subtracts ``m²`` (zero at ``h = 0`` on a finite torus).
+
+:func:`refine` gives one row per condition (:data:`REFINE_COLUMNS`, beside the MCMC reference's
+columns) and, for Ising, the long table ``T, field, r, G, G_err``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lattherm.io import check_columns, unpack_states
+from lattherm.reference.mcmc import mcmc_table, run_metropolis
+from lattherm.systems.ising import IsingSystem
+
+__all__ = ["CORRELATION_COLUMNS", "REFINE_COLUMNS", "correlation_function", "refine"]
+
+#: the observables of a refined row (with the MCMC reference's diagnostics after them)
+REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
+                  "n_samples", "u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "converged",
+                  "diagnosis")  # fmt: skip
+#: the two-point function's long table (no rows for systems other than Ising)
+CORRELATION_COLUMNS = ("system", "size", "T", "field", "model", "source", "r", "G", "G_err")
+
+
+def correlation_function(x: np.ndarray, L: int) -> np.ndarray:
+    """``G(r) = ⟨s_i s_{i+r}⟩`` per configuration, ``(..., ⌊L/2⌋ + 1)``, of 0/1 states ``x``
+    ``(..., L·L)`` on the ``L x L`` torus (row-major sites), averaged over the sites and both axes."""
+    x = np.asarray(x)
+    if x.shape[-1] != L * L:
+        raise ValueError(f"states have {x.shape[-1]} sites, an {L}x{L} torus has {L * L}")
+    s = (2.0 * x.reshape(*x.shape[:-1], L, L) - 1.0).astype(np.float64)
+    out = np.empty((*x.shape[:-1], L // 2 + 1))
+    for r in range(L // 2 + 1):
+        rows = np.mean(s * np.roll(s, -r, axis=-2), axis=(-2, -1))
+        cols = np.mean(s * np.roll(s, -r, axis=-1), axis=(-2, -1))
+        out[..., r] = 0.5 * (rows + cols)
+    return out
+
+
+def _starts(samples_df: pd.DataFrame, n_sites: int, n_chains: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(T, field, states (n_cond, n_chains, N))``: the first ``n_chains`` configurations of every
+    condition of a sample table."""
+    check_columns(samples_df, ("T", "field", "configuration"), what="sample table")
+    T, h, x0 = [], [], []
+    for (t, f), g in samples_df.groupby(["T", "field"], sort=True):
+        if len(g) < n_chains:
+            raise ValueError(f"sample table has {len(g)} configurations at T={t}, field={f}; "
+                             f"refinement asks for n_chains={n_chains}")  # fmt: skip
+        packed = np.stack([np.frombuffer(b, dtype=np.uint8) for b in g["configuration"].iloc[:n_chains]])
+        T.append(float(t))
+        h.append(float(f))
+        x0.append(unpack_states(packed, n_sites))
+    return np.asarray(T), np.asarray(h), np.stack(x0).astype(np.uint8)
+
+
+def _at(df: pd.DataFrame, T: float, field: float, col: str) -> float:
+    hit = df.loc[np.isclose(df["T"], T, rtol=0, atol=1e-9) & np.isclose(df["field"], field, rtol=0, atol=1e-9), col]
+    if len(hit) > 1:
+        raise ValueError(f"reference has {len(hit)} rows at T={T}, field={field}; expected one")
+    return float(hit.iloc[0]) if len(hit) else float("nan")
+
+
+def refine(
+    system,
+    samples_df: pd.DataFrame,
+    *,
+    model: str,
+    source: str,
+    n_chains: int,
+    burn_in_sweeps: int,
+    n_samples: int,
+    thin_sweeps: int,
+    seed: int,
+    reference_df: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Refine a sample table (module doc): ``(rows, G(r) table)`` (:data:`CORRELATION_COLUMNS`;
+    no rows where the system is not Ising).
+
+    ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
+    m_ref`` where it has the condition (NaN elsewhere)."""
+    if int(n_chains) != n_chains or n_chains < 2:
+        raise ValueError(f"refine.n_chains must be an integer >= 2, got {n_chains!r}")
+    T, h, x0 = _starts(samples_df, system.n_sites, int(n_chains))
+    ising = isinstance(system, IsingSystem)
+    result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
+                            burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
+                            keep_states=ising)  # fmt: skip
+    table = mcmc_table(result, system)
+    table.insert(4, "model", model)
+    table.insert(5, "source", source)
+    table["burn_in_sweeps"], table["thin_sweeps"] = int(burn_in_sweeps), int(thin_sweeps)
+    if reference_df is not None:
+        check_columns(reference_df, ("T", "field"), what="reference table")
+        for q in ("u", "c", "m"):
+            if q in reference_df:
+                table[f"{q}_ref"] = [_at(reference_df, t, f, q) for t, f in zip(T, h, strict=True)]
+    extra = [c for c in table.columns if c not in REFINE_COLUMNS]
+    table = table[[*REFINE_COLUMNS, *extra]]
+    if not ising:
+        return table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS})
+    g = correlation_function(result.states, system.L).mean(axis=2)  # (n_cond, n_chains, R): per chain
+    R = g.shape[-1]
+    corr = pd.DataFrame({
+        "system": system.name, "size": system.size, "T": np.repeat(T, R), "field": np.repeat(h, R),
+        "model": model, "source": source, "r": np.tile(np.arange(R), len(T)),
+        "G": g.mean(axis=1).ravel(), "G_err": (g.std(axis=1, ddof=1) / np.sqrt(g.shape[1])).ravel(),
+    })  # fmt: skip
+    return table, corr

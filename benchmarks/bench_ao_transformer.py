@@ -181,32 +181,65 @@ def cmd_eval(a) -> None:
                            f"laptop grid ({a.threads} torch threads). {a.note}")  # fmt: skip
 
 
+def _second_cumulant(log_w: np.ndarray) -> tuple[float, float]:
+    """``(κ1 + κ2/2, κ3/6)`` of the log-weights (k-statistics): the second-order cumulant estimate of
+    ln Z, exact for Gaussian log-weights, and the size of its next term."""
+    n, m = len(log_w), float(np.mean(log_w))
+    d = log_w - m
+    k2 = n / (n - 1) * float(np.mean(d**2))
+    k3 = n**2 / ((n - 1) * (n - 2)) * float(np.mean(d**3))
+    return m + k2 / 2, k3 / 6
+
+
 def cmd_transfer(a) -> None:
     """Size transfer: the 8x8 checkpoint's weights on L x L tori (the parameters do not depend on the
     box), sampled directly and compared with the exact table (transfer matrix up to L = 14, Kaufman
-    at h = 0 above)."""
+    at h = 0 above). Per condition it also records the second-order cumulant estimate of ln Z
+    (``κ1 + κ2/2`` of the log-weights, exact for Gaussian ones) beside F_NIS: a candidate for
+    where the weights degenerate. One run per size (kept as each size finishes)."""
     from lattherm.models import transfer_model
+    from lattherm.observables import log_weights
     from lattherm.reference.exact import ising_exact_table
 
     torch.set_num_threads(a.threads)
     small, _, *_ = _setup("ising")
     src = load_model(a.checkpoint, system=small)
-    rows = []
     for L in a.sizes:
         system = IsingSystem(L=L)
         model = transfer_model(src, system)
         T = np.round(np.asarray(a.eval_T, dtype=float), 10)
         h = np.round(np.asarray(a.eval_h, dtype=float), 10)
         ref = ising_exact_table(L, T, h)[["T", "field", "f"]]
-        ev = evaluate(model, system, T, h[np.isin(h, ref["field"])], ref, True, a.samples, 1, seed=a.seed)
-        rows.append({"L": L, "checkpoint": os.path.basename(a.checkpoint), **ev, "threads": a.threads,
-                     "loadavg_1": round(os.getloadavg()[0], 2)})  # fmt: skip
-        print({k: v for k, v in rows[-1].items() if not isinstance(v, dict | list)}, flush=True)
-    record_run("ao_transformer_transfer", {"checkpoint": os.path.basename(a.checkpoint), "sizes": a.sizes,
-                                           "samples": a.samples, "eval_T": a.eval_T, "eval_h": a.eval_h,
-                                           "seed": a.seed, "tag": a.tag},
-               rows, notes=f"Ising: the weights of an 8x8 checkpoint on larger tori, symmetrised samples, exact "
-                           f"references ({a.threads} torch threads). {a.note}")  # fmt: skip
+        h = h[np.isin(h, ref["field"])]
+        t0 = time.perf_counter()
+        df = sample_model(model, system, T, h, a.samples, seed=a.seed, batch_size=20000, symmetrised=True)
+        eval_s = time.perf_counter() - t0
+        met = metrics_table(df, system, model.name, f"transfer-{small.size}", ref, "exact", n_boot=50, seed=0)
+        acc = accuracy_summary(met).iloc[0]
+        per = []
+        for (t, f), g in df.groupby(["T", "field"], sort=True):
+            lw = log_weights(g["log_q"].to_numpy(), g["energy"].to_numpy() / t - f * g["spin_sum"].to_numpy() / t)
+            row = met[(met["T"] == t) & (met["field"] == f)].iloc[0]
+            lz_ref = -system.n_sites * row["f_ref"] / t
+            c2, next_term = _second_cumulant(lw)
+            per.append({"T": float(t), "field": float(f), "rel_nis": float(row["delta_f"] / abs(row["f_ref"])),
+                        "z_nis": float(row["delta_f"] / row["f_nis_err"]), "ness": float(row["ness"]),
+                        "lw_sd": float(np.std(lw, ddof=1)),
+                        "lw_skew": float(np.mean((lw - lw.mean()) ** 3) / np.std(lw) ** 3),
+                        "rel_cumulant2": float(-(c2 - lz_ref) / abs(lz_ref)),  # as Δf / |f|
+                        "next_term_rel": float(-next_term / abs(lz_ref))})  # fmt: skip
+        row = {"L": L, "checkpoint": os.path.basename(a.checkpoint), "n_samples": a.samples, "eval_s": round(eval_s, 1),
+               "max_rel": float(acc["max_rel_delta_f"]), "median_rel": float(acc["median_rel_delta_f"]),
+               "max_abs_delta_over_err": float(acc["max_delta_over_err"]), "ness_median": float(acc["ness_median"]),
+               "ness_min": float(acc["ness_min"]), "per_condition": per, "threads": a.threads,
+               "loadavg_1": round(os.getloadavg()[0], 2)}  # fmt: skip
+        print_table(per)
+        print({k: v for k, v in row.items() if not isinstance(v, dict | list)}, flush=True)
+        record_run("ao_transformer_transfer", {"checkpoint": os.path.basename(a.checkpoint), "sizes": [L],
+                                               "samples": a.samples, "eval_T": a.eval_T, "eval_h": a.eval_h,
+                                               "seed": a.seed, "tag": a.tag},
+                   [row], notes=f"Ising: the weights of an 8x8 checkpoint on {L}x{L}, symmetrised samples, exact "
+                                f"references ({a.threads} torch threads). {a.note}")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- speed

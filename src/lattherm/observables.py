@@ -30,6 +30,7 @@ from lattherm.systems.base import reduced_energy
 __all__ = [
     "log_weights",
     "log_Z_nis",
+    "log_Z_bar",
     "f_var",
     "f_nis",
     "ness",
@@ -72,6 +73,58 @@ def log_Z_nis(log_w, axis: int = -1) -> np.ndarray:
     """``logsumexp(log w) − log n``: the importance-sampling estimate of ``ln Z``."""
     log_w = _np(log_w)
     return _lse(log_w, axis=axis) - np.log(log_w.shape[axis])
+
+
+def _bar_solve(lw_q: np.ndarray, lw_p: np.ndarray) -> float:
+    """The root ``Δ`` of Bennett's equation ``Σ_q σ(lw_q − Δ − M) = Σ_p σ(Δ + M − lw_p)``
+    (``σ`` the logistic function, ``M = ln(n_q / n_p)``); the left side falls and the right side
+    rises with ``Δ``, so the root is unique and bracketed by the log-weights' range."""
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    M = np.log(len(lw_q) / len(lw_p))
+
+    def g(d: float) -> float:
+        return float(np.sum(expit(lw_q - d - M)) - np.sum(expit(d + M - lw_p)))
+
+    lo = min(lw_q.min(), lw_p.min()) - abs(M) - 50.0
+    hi = max(lw_q.max(), lw_p.max()) + abs(M) + 50.0
+    return float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-14))
+
+
+def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, n_boot: int = 0, seed: int = 0) -> tuple[float, float]:
+    """Bennett's acceptance ratio (BAR) estimate of ``ln Z`` and its bootstrap error.
+
+    ``log_w_q``: ``log w = log p̃ − log q`` of draws of ``q`` (normalised, exact ``log q``);
+    ``log_w_p``: the same function on draws of ``p`` (e.g. equilibrated Markov chains). BAR is the
+    minimum-variance estimate that uses both sides: it needs the two sides' distributions of
+    ``log w`` to overlap, not ``q``'s alone to reach ``p``'s bulk, so it stays accurate where the
+    importance weights of ``q`` degenerate (for Gaussian log-weights of variance σ² the sides sit
+    σ standard deviations apart). Errors: the standard deviation over ``n_boot`` bootstrap
+    replicates, resampling the ``q`` draws and, when ``groups_p`` labels the ``p`` draws by
+    Markov chain, whole chains (so correlated draws of one chain are not counted as independent);
+    NaN for ``n_boot = 0``.
+    """
+    lw_q, lw_p = _np(log_w_q).ravel(), _np(log_w_p).ravel()
+    if len(lw_q) < 2 or len(lw_p) < 2 or not (np.isfinite(lw_q).all() and np.isfinite(lw_p).all()):
+        raise ValueError(f"BAR needs at least 2 finite log-weights per side, got {len(lw_q)} and {len(lw_p)}")
+    est = _bar_solve(lw_q, lw_p)
+    if n_boot == 0:
+        return est, float("nan")
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 2:
+        raise ValueError(f"n_boot must be 0 (no errors) or an integer >= 2, got {n_boot!r}")
+    rng = np.random.default_rng(seed)
+    groups = np.arange(len(lw_p)) if groups_p is None else np.asarray(groups_p)
+    if groups.shape != lw_p.shape:
+        raise ValueError(f"groups_p must label every p draw: shape {groups.shape}, expected {lw_p.shape}")
+    labels, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
+    reps = []
+    for _ in range(int(n_boot)):
+        q_idx = rng.integers(0, len(lw_q), len(lw_q))
+        p_idx = np.concatenate([members[k] for k in rng.integers(0, len(labels), len(labels))])
+        reps.append(_bar_solve(lw_q[q_idx], lw_p[p_idx]))
+    return est, float(np.std(reps, ddof=1))
 
 
 def f_var(log_w, T: float, n_sites: int, k_B: float = 1.0) -> float:

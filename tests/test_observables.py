@@ -14,9 +14,9 @@ from lattherm.observables import (
     estimate_thermo,
     f_nis,
     f_var,
+    log_weights,
     log_Z_bar,
     log_Z_nis,
-    log_weights,
     ness,
 )
 from lattherm.reference.exact import enumerate_states, exact_thermodynamics

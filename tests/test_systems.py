@@ -140,6 +140,10 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
         for q in ("u", "c"):
             z = ((r[q] - r[f"{q}_ref"]) / r[f"{q}_err"]).dropna()
             assert len(z) >= 3 and (z.abs() < 4).all(), (L, model, source, q, r)
+        # Bennett's free energy from the file's draws and the chains' states, within its error bars
+        assert (r["estimator"] == "bar").all() and r["est_converged"].sum() >= 3, r
+        z = (r["delta_f"] / r["f_est_err"])[r["est_converged"]]
+        assert (z.abs() < 4).all(), (L, model, source, r[["T", "field", "delta_f", "f_est_err", "bar_overlap"]])
         corr = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_correlation.parquet")
         assert corr.empty  # G(r) is the square-lattice Ising's
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")

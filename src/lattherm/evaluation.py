@@ -61,7 +61,10 @@ __all__ = [
     "ESTIMATE_COLUMNS",
     "IMH_COLUMNS",
     "direct_draw",
+    "direct_density",
     "outpaint_draw",
+    "outpaint_density",
+    "sampler_density",
     "smc_model",
     "read_job_timing",
     "sampler_costs",
@@ -175,6 +178,51 @@ def direct_draw(model, system, field_values, *, batch_size: int = 4096, symmetri
     return draw, meta
 
 
+def direct_density(model, *, symmetrised: bool = False, n_orders: int = 1, order: str = "random"):
+    """``density(x (B, N), cond (B, 2), generator) -> log q (B,)``: the log-probability of any
+    configurations under :func:`direct_draw`'s procedure, with fresh orders drawn as it draws them
+    (the model's order family, ``n_orders`` per configuration). For random orders this is the
+    density of the pair (orders, x), whose weight ``p̃(x) / q(x | orders)`` has the same expectation
+    ``Z`` under ``q`` as the sampler's and, with the orders drawn uniformly, extends ``p`` to the
+    pair space with the same ``Z`` (what Bennett's acceptance ratio needs of draws of ``p``)."""
+    from lattherm.sampling import log_prob, model_orders
+
+    M = 1 if model.fixed_order else int(n_orders)
+    fixed = model.fixed_order or order == "fixed"
+
+    def density(x, cond, gen):
+        B = x.shape[0]
+        if fixed:
+            orders = "fixed"
+        else:
+            orders = model_orders(model, B * M, generator=gen, device=x.device)
+            orders = orders.reshape(B, M, -1) if M > 1 else orders
+        return log_prob(model, x, cond, order=orders, symmetrised=symmetrised)
+
+    return density
+
+
+def outpaint_density(model, target, *, stride, symmetrised: bool = False):
+    """``density(x, cond, generator) -> log q`` of :func:`outpaint_draw`'s procedure (as
+    :func:`direct_density`): fresh within-window orders, and for the symmetrised mixture the flipped
+    branch at −h along the same orders."""
+    from lattherm.outpaint import LN2, outpaint_log_prob, schedule
+    from lattherm.sampling import model_orders
+
+    n_windows = len(schedule(model.lattice, target.lattice, stride))
+
+    def density(x, cond, gen):
+        orders = [model_orders(model, x.shape[0], generator=gen, device=x.device) for _ in range(n_windows)]
+        log_q = outpaint_log_prob(model, target.lattice, x, cond, stride=stride, orders=orders)
+        if symmetrised:
+            mirror = cond * torch.tensor([1.0, -1.0], dtype=cond.dtype, device=cond.device)
+            other = outpaint_log_prob(model, target.lattice, 1 - x, mirror, stride=stride, orders=orders)
+            log_q = torch.logaddexp(log_q, other) - LN2
+        return log_q
+
+    return density
+
+
 def _check_symmetrised(model, system, field_values) -> None:
     """The flip-symmetrised mixture needs the symmetry, and draws from the model at −h: it must have
     been trained there."""
@@ -281,6 +329,28 @@ def sample_grid(
         model = transfer_model(model, system)
         sampling.setdefault("source", f"transfer-{trained_on.size}")
     return sample_model(model, system, T_values, field_values, n_samples, model_name=model.name, **sampling)
+
+
+def sampler_density(checkpoint_path: str | os.PathLike, system, source: str, *, symmetrised: bool, n_orders: int = 1,
+                    order: str = "random", trained_on=None, stride=None, device: str = "auto"):  # fmt: skip
+    """The ``density(x, cond, generator)`` (:func:`direct_density`, :func:`outpaint_density`) of the
+    procedure that drew a sample file of ``system`` with ``source`` ``direct``, ``transfer-<size0>``
+    or ``outpaint-<size0>`` (``trained_on``: the ``size0`` system; ``stride``: the out-painting's)
+    from the checkpoint, with the file's ``symmetrised``, ``n_orders`` and ``order``."""
+    kind = source.split("-")[0]
+    if kind not in ("direct", "transfer", "outpaint"):
+        raise ValueError(f"source must be direct, transfer-<size> or outpaint-<size>, got {source!r}")
+    if kind != "direct" and trained_on is None:
+        raise ValueError(f"source {source!r} needs the system the model was trained on (trained_on)")
+    model = load_model(checkpoint_path, system=system if kind == "direct" else trained_on,
+                       device=resolve_device(device))  # fmt: skip
+    if kind == "outpaint":
+        if stride is None:
+            raise ValueError("an out-painted sample file needs its stride")
+        return outpaint_density(model, system, stride=stride, symmetrised=symmetrised)
+    if kind == "transfer":
+        model = transfer_model(model, system)
+    return direct_density(model, symmetrised=symmetrised, n_orders=n_orders, order=order)
 
 
 def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, reference_df=None,

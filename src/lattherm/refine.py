@@ -13,6 +13,16 @@ start), and ``converged`` only where split-R̂ and the half-against-half drift t
 have mixed. A sampler whose configurations are far from ``p`` is not hidden: its chains drift and
 the row is flagged, or the burn-in must be longer.
 
+Given the ``density`` of the procedure that drew the sample file (the exact log q of any
+configuration: :func:`lattherm.evaluation.sampler_density`), the refined states are draws of
+``p`` and the file's are draws of ``q``: Bennett's acceptance ratio over both
+(:func:`lattherm.observables.log_Z_bar`) gives ``ln Z`` where importance sampling alone fails,
+as long as the two sides' log-weights overlap. Its row has ``estimator = "bar"``, ``f_est``,
+``f_est_err`` (bootstrap over the file's draws and over whole chains), the budget and
+``est_converged``: the chains' energies have mixed (``u`` claimed) and at least
+:data:`MIN_OVERLAP` draws cross between the sides (``bar_overlap``, BAR's
+``Σ_q σ(log w − Δ − M)``, equal to the ``p`` side's sum at the root).
+
 The Ising two-point function ``G(r) = ⟨s_i s_{i+r}⟩`` (``s = 2x − 1``; averaged over every site
 and both axes, ``r = 0 … ⌊L/2⌋``) comes from the kept states: the mean per chain, then the mean
 and standard error over chains (:func:`correlation_function`). It is the plain correlation; the
@@ -24,19 +34,33 @@ columns) and, for Ising, the long table ``T, field, r, G, G_err``.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
+import torch
 
 from lattherm.io import check_columns, unpack_states
+from lattherm.observables import log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
+from lattherm.seeds import derived_seed
+from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
-__all__ = ["CORRELATION_COLUMNS", "REFINE_COLUMNS", "correlation_function", "refine"]
+__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "MIN_OVERLAP", "REFINE_COLUMNS", "correlation_function",
+           "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
                   "n_samples", "u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "converged",
                   "diagnosis")  # fmt: skip
+#: the BAR estimate's columns (with a density), as the metric tables' estimate columns
+BAR_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "est_wall_s", "est_converged",
+               "bar_overlap", "f_ref", "delta_f")  # fmt: skip
+#: draws that must cross between the q and p sides for a BAR estimate to be claimed
+MIN_OVERLAP = 20.0
+#: bootstrap replicates of the BAR error
+_BAR_BOOT = 200
 #: the two-point function's long table (no rows for systems other than Ising)
 CORRELATION_COLUMNS = ("system", "size", "T", "field", "model", "source", "r", "G", "G_err")
 
@@ -79,6 +103,37 @@ def _at(df: pd.DataFrame, T: float, field: float, col: str) -> float:
     return float(hit.iloc[0]) if len(hit) else float("nan")
 
 
+def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_size: int, reference_df) -> dict:
+    """The BAR estimate at condition ``c`` of the refinement ``result``: the sample file's draws
+    (q side) against the refined states (p side, grouped by chain)."""
+    t0 = time.perf_counter()
+    T, h = float(result.T[c]), float(result.field[c])
+    g = samples_df[np.isclose(samples_df["T"], T, rtol=0, atol=1e-9)
+                   & np.isclose(samples_df["field"], h, rtol=0, atol=1e-9)]  # fmt: skip
+    check_columns(g, ("log_q", "energy", "spin_sum"), what="sample table")
+    k_T = float(system.k_B) * T
+    lw_q = -(g["energy"].to_numpy() - h * g["spin_sum"].to_numpy()) / k_T - g["log_q"].to_numpy()
+    states = torch.as_tensor(result.states[c].reshape(-1, system.n_sites), dtype=torch.long)
+    gen = torch.Generator().manual_seed(int(seed))
+    cond = torch.tensor([T, h], dtype=torch.float64)
+    with torch.no_grad():
+        log_q = torch.cat([density(xb, cond.expand(len(xb), 2), gen) for xb in states.split(int(batch_size))])
+        red = reduced_energy(system, states, T, h).double()
+    lw_p = (-red - log_q.double()).numpy()
+    chains = np.repeat(np.arange(result.states.shape[1]), result.states.shape[2])
+    log_z, err = log_Z_bar(lw_q, lw_p, groups_p=chains, n_boot=_BAR_BOOT, seed=seed)
+    from scipy.special import expit
+
+    overlap = float(np.sum(expit(lw_q - log_z - np.log(len(lw_q) / len(lw_p)))))
+    N = system.n_sites
+    f, f_err = -k_T * log_z / N, k_T * err / N
+    f_ref = _at(reference_df, T, h, "f") if reference_df is not None and "f" in reference_df else float("nan")
+    return {"estimator": "bar", "f_est": f, "f_est_err": f_err, "est_draws": len(lw_q) + len(lw_p),
+            "est_sweeps": int(result.burn_in_sweeps + result.n_samples * result.thin_sweeps),
+            "est_wall_s": time.perf_counter() - t0, "est_converged": bool(overlap >= MIN_OVERLAP),
+            "bar_overlap": overlap, "f_ref": f_ref, "delta_f": f - f_ref}  # fmt: skip
+
+
 def refine(
     system,
     samples_df: pd.DataFrame,
@@ -91,6 +146,8 @@ def refine(
     thin_sweeps: int,
     seed: int,
     reference_df: pd.DataFrame | None = None,
+    density=None,
+    batch_size: int = 1024,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Refine a sample table (module doc): ``(rows, G(r) table)`` (:data:`CORRELATION_COLUMNS`;
     no rows where the system is not Ising).
@@ -101,9 +158,11 @@ def refine(
         raise ValueError(f"refine.n_chains must be an integer >= 2, got {n_chains!r}")
     T, h, x0 = _starts(samples_df, system.n_sites, int(n_chains))
     ising = isinstance(system, IsingSystem)
+    t0 = time.perf_counter()
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
                             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
-                            keep_states=ising)  # fmt: skip
+                            keep_states=ising or density is not None)  # fmt: skip
+    mcmc_s = (time.perf_counter() - t0) / len(T)
     table = mcmc_table(result, system)
     table.insert(4, "model", model)
     table.insert(5, "source", source)
@@ -113,6 +172,13 @@ def refine(
         for q in ("u", "c", "m"):
             if q in reference_df:
                 table[f"{q}_ref"] = [_at(reference_df, t, f, q) for t, f in zip(T, h, strict=True)]
+    if density is not None:
+        bar = [_bar_row(system, samples_df, result, c, density, seed=derived_seed(seed, 1, c),
+                        batch_size=batch_size, reference_df=reference_df) for c in range(len(T))]  # fmt: skip
+        for col in BAR_COLUMNS:
+            table[col] = [row[col] for row in bar]
+        table["est_wall_s"] += mcmc_s
+        table["est_converged"] &= table["u_err"].notna()
     extra = [c for c in table.columns if c not in REFINE_COLUMNS]
     table = table[[*REFINE_COLUMNS, *extra]]
     if not ising:

@@ -220,6 +220,21 @@ def refine_of(wildcards):
     return config["scaling"][wildcards.system].get("refine") or {}
 
 
+def trained_size_of(wildcards):
+    """The size the job's model was trained at: the source's suffix (transfer-/outpaint-), else the job's size."""
+    return wildcards.source.split("-", 1)[1] if "-" in wildcards.source else wildcards.size
+
+
+def source_checkpoint(wildcards):
+    """Input function: the checkpoint of the model that drew the job's sample file."""
+    return res(f"{wildcards.system}/{trained_size_of(wildcards)}/models/{wildcards.model}/checkpoint.pt")
+
+
+def stride_of(wildcards):
+    """Params function: the out-painting stride of the job's system (None without a scaling block)."""
+    return config["scaling"].get(wildcards.system, {}).get("stride")
+
+
 def summary_sources():
     """(metric table, train log, training timing, sampling timing) of every sampler of the summary:
     each metric table with the training of its model (at the scaling block's size for out-painted

@@ -23,9 +23,11 @@ rule metrics:
 
 rule refine:
     """MCMC refinement of a sample file (lattherm.refine): local Metropolis chains started from its
-    configurations; u, c, m, |m| with errors between chains and convergence flags, and the Ising G(r)."""
+    configurations; u, c, m, |m| with errors between chains and convergence flags, the Ising G(r), and
+    Bennett's free energy from the file's draws of q and the chains' draws of p (exact log q of both)."""
     input:
         samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
+        checkpoint=source_checkpoint,
         reference=best_reference,
     output:
         table=res("{system}/{size}/metrics/{model}/{source}_refined.parquet"),
@@ -33,6 +35,8 @@ rule refine:
     params:
         system_params=system_params_of,
         refine=refine_of,
+        trained_size=trained_size_of,
+        stride=stride_of,
         seed=model_seed_of("refine", by_source=True),
     log:
         logs("{system}/{size}/metrics/{model}/{source}_refined.log"),

@@ -1,7 +1,8 @@
-"""Adapter: MCMC refinement of one sample file (rule refine)."""
+"""Adapter: MCMC refinement of one sample file and its BAR free energy (rule refine)."""
 
 from typing import TYPE_CHECKING
 
+from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
 from lattherm.refine import refine
 from lattherm.runlog import job_log
@@ -13,10 +14,18 @@ if TYPE_CHECKING:
 wc, params = snakemake.wildcards, snakemake.params
 with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.system, size=wc.size, model=wc.model,
              source=wc.source, seed=params.seed, refine=params.refine) as log:  # fmt: skip
+    system = make_system(wc.system, wc.size, **params.system_params)
+    samples = read_table(snakemake.input.samples)
+    density = sampler_density(
+        snakemake.input.checkpoint, system, wc.source, symmetrised=bool(samples["symmetrised"].iloc[0]),
+        n_orders=int(samples["n_orders"].iloc[0]), order=str(samples["order"].iloc[0]), stride=params.stride,
+        trained_on=make_system(wc.system, params.trained_size, **params.system_params),
+    )  # fmt: skip
     reference = read_table(snakemake.input.reference[0]) if snakemake.input.reference else None
-    table, corr = refine(make_system(wc.system, wc.size, **params.system_params), read_table(snakemake.input.samples),
-                         model=wc.model, source=wc.source, seed=params.seed, reference_df=reference,
-                         **params.refine)  # fmt: skip
-    log.info("%d of %d conditions converged", int(table["converged"].sum()), len(table))
+    table, corr = refine(system, samples, model=wc.model, source=wc.source, seed=params.seed, reference_df=reference,
+                         density=density, **params.refine)  # fmt: skip
+    log.info("%d of %d conditions converged; BAR claimed at %d, max |delta_f| there %.3g",
+             int(table["converged"].sum()), len(table), int(table["est_converged"].sum()),
+             table.loc[table["est_converged"], "delta_f"].abs().max())  # fmt: skip
     write_table(table, snakemake.output.table)
     write_table(corr, snakemake.output.correlation)

@@ -196,7 +196,9 @@ def cmd_transfer(a) -> None:
     box), sampled directly and compared with the exact table (transfer matrix up to L = 14, Kaufman
     at h = 0 above). Per condition it also records the second-order cumulant estimate of ln Z
     (``κ1 + κ2/2`` of the log-weights, exact for Gaussian ones) beside F_NIS: a candidate for
-    where the weights degenerate. One run per size (kept as each size finishes)."""
+    where the weights degenerate; with ``--refine CHAINS BURN KEEP THIN``, Bennett's estimate from
+    the samples and Metropolis chains started from them (:func:`lattherm.refine.refine`). One run
+    per size (kept as each size finishes)."""
     from lattherm.models import transfer_model
     from lattherm.observables import log_weights
     from lattherm.reference.exact import ising_exact_table
@@ -216,6 +218,16 @@ def cmd_transfer(a) -> None:
         eval_s = time.perf_counter() - t0
         met = metrics_table(df, system, model.name, f"transfer-{small.size}", ref, "exact", n_boot=50, seed=0)
         acc = accuracy_summary(met).iloc[0]
+        bar = None
+        if a.refine:  # Bennett's estimate from the samples and chains refined from them (lattherm.refine)
+            from lattherm.evaluation import direct_density
+            from lattherm.refine import refine
+
+            t1 = time.perf_counter()
+            bar, _ = refine(system, df, model=model.name, source=f"transfer-{small.size}", n_chains=a.refine[0],
+                            burn_in_sweeps=a.refine[1], n_samples=a.refine[2], thin_sweeps=a.refine[3], seed=a.seed,
+                            reference_df=ref, density=direct_density(model, symmetrised=True))  # fmt: skip
+            bar_s = time.perf_counter() - t1
         per = []
         for (t, f), g in df.groupby(["T", "field"], sort=True):
             lw = log_weights(g["log_q"].to_numpy(), g["energy"].to_numpy() / t - f * g["spin_sum"].to_numpy() / t)
@@ -228,16 +240,22 @@ def cmd_transfer(a) -> None:
                         "lw_skew": float(np.mean((lw - lw.mean()) ** 3) / np.std(lw) ** 3),
                         "rel_cumulant2": float(-(c2 - lz_ref) / abs(lz_ref)),  # as Δf / |f|
                         "next_term_rel": float(-next_term / abs(lz_ref))})  # fmt: skip
+            if bar is not None:
+                b = bar[(bar["T"] == t) & (bar["field"] == f)].iloc[0]
+                per[-1].update(rel_bar=float(b["delta_f"] / abs(b["f_ref"])),
+                               z_bar=float(b["delta_f"] / b["f_est_err"]), bar_overlap=float(b["bar_overlap"]),
+                               bar_claimed=bool(b["est_converged"]))  # fmt: skip
         row = {"L": L, "checkpoint": os.path.basename(a.checkpoint), "n_samples": a.samples, "eval_s": round(eval_s, 1),
                "max_rel": float(acc["max_rel_delta_f"]), "median_rel": float(acc["median_rel_delta_f"]),
                "max_abs_delta_over_err": float(acc["max_delta_over_err"]), "ness_median": float(acc["ness_median"]),
                "ness_min": float(acc["ness_min"]), "per_condition": per, "threads": a.threads,
+               "refine_s": round(bar_s, 1) if bar is not None else None,
                "loadavg_1": round(os.getloadavg()[0], 2)}  # fmt: skip
         print_table(per)
         print({k: v for k, v in row.items() if not isinstance(v, dict | list)}, flush=True)
         record_run("ao_transformer_transfer", {"checkpoint": os.path.basename(a.checkpoint), "sizes": [L],
                                                "samples": a.samples, "eval_T": a.eval_T, "eval_h": a.eval_h,
-                                               "seed": a.seed, "tag": a.tag},
+                                               "seed": a.seed, "tag": a.tag, "refine": a.refine},
                    [row], notes=f"Ising: the weights of an 8x8 checkpoint on {L}x{L}, symmetrised samples, exact "
                                 f"references ({a.threads} torch threads). {a.note}")  # fmt: skip
 
@@ -394,6 +412,8 @@ def main() -> None:
     x.add_argument("--eval-h", nargs="+", type=float, default=[0.0, 0.5])
     x.add_argument("--seed", type=int, default=1)
     x.add_argument("--threads", type=int, default=1)
+    x.add_argument("--refine", nargs=4, type=int, default=None, metavar=("CHAINS", "BURN", "KEEP", "THIN"),
+                   help="also refine the samples by Metropolis chains and give Bennett's estimate (lattherm.refine)")
     o = sub.add_parser("orders", parents=[common])
     o.add_argument("--families", nargs="+", default=list(ORDER_FAMILIES), choices=list(ORDER_FAMILIES))
     o.add_argument("--minutes", type=float, default=None)

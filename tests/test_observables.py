@@ -43,7 +43,7 @@ def test_exact_model_gives_exact_free_energy_and_unit_ness(T, h):
     assert abs(est["f_nis"] - ref["f"]) < 1e-10
     assert abs(est["f_var"] - ref["f"]) < 1e-10
     assert abs(est["ness"] - 1) < 1e-10
-    assert est["f_nis_err"] < 1e-10
+    assert est["f_nis_err"] == pytest.approx(T / (9 * 200), rel=1e-6)  # no spread: the resolution of 200 draws
     # u, c, m are plain sample averages here: statistically consistent with the exact values
     for k in ("u", "m"):
         assert abs(est[k] - ref[k]) < 5 * est[f"{k}_err"] + 1e-12, (
@@ -193,3 +193,16 @@ def test_bar_exact_twin_and_chain_groups():
     assert 0.7 < err_groups / err_unique < 1.4 and err_naive < 0.8 * err_groups, (err_groups, err_unique, err_naive)
     with pytest.raises(ValueError, match="at least 2 finite"):
         log_Z_bar(lw_q, lw_p[:1])
+
+
+def test_nis_error_keeps_the_resolution_of_its_draws():
+    """Every draw with the same weight (a ground state at low T): the bootstrap sees no spread, and the
+    error is the resolution of n draws, k_B T / (N n), not 0."""
+    lw = np.full(500, -3.0)
+    f, err = f_nis(lw, 0.5, 16, n_boot=20)
+    assert f == pytest.approx(-0.5 * -3.0 / 16) and err == pytest.approx(0.5 / (16 * 500), rel=1e-12)
+    system = IsingSystem(L=2)
+    x = torch.ones(200, 4, dtype=torch.long)
+    log_q = -reduced_energy(system, x, 0.5, 0.0).double() - 3.0
+    est = estimate_thermo(system, x, log_q, 0.5, 0.0, n_boot=20)
+    assert est["f_nis_err"] == pytest.approx(0.5 / (4 * 200), rel=1e-12)

@@ -190,7 +190,8 @@ def model_settings(config: Mapping, system: str, model: str) -> dict:
 
 def _check_models(config: Mapping) -> None:
     """Architecture settings that depend on the lattice (e.g. Transformer heads against RoPE)."""
-    for system, per in (config["models"].get("per_system") or {}).items():
+    per_system = config["models"].get("per_system") or {}
+    for system, per in per_system.items():
         if system not in SYSTEMS:
             raise ConfigError(f"models.per_system.{system}", f"a system name {sorted(SYSTEMS)}", system)
         for model in per:
@@ -199,7 +200,7 @@ def _check_models(config: Mapping) -> None:
     for system, cfg in config["systems"].items():
         for model in cfg["models"]:
             settings = model_settings(config, system, model)
-            own = model in ((config["models"].get("per_system") or {}).get(system) or {})
+            own = model in (per_system.get(system) or {})
             key = f"models.per_system.{system}.{model}" if own else f"models.{model}"
             for size in cfg["sizes"]:
                 try:

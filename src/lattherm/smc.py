@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lattherm.observables import log_weights
+from lattherm.observables import log_weights, ness
 from lattherm.systems.base import reduced_energy
 
 __all__ = ["MAX_SPREAD", "smc_free_energy", "next_lambda", "systematic_resample"]
@@ -48,8 +48,8 @@ def _lse(a: np.ndarray) -> float:
 
 
 def _ess(log_W: np.ndarray) -> float:
-    """Effective sample size of (unnormalised) log-weights."""
-    return float(np.exp(2 * _lse(log_W) - _lse(2 * log_W)))
+    """Effective sample size of (unnormalised) log-weights: ``n`` times their NESS."""
+    return ness(log_W) * len(log_W)
 
 
 def next_lambda(lam: float, log_W: np.ndarray, log_w: np.ndarray, cess: float) -> float:

@@ -214,7 +214,7 @@ def cmd_transfer(a) -> None:
         ref = ising_exact_table(L, T, h)[["T", "field", "f"]]
         h = h[np.isin(h, ref["field"])]
         t0 = time.perf_counter()
-        df = sample_model(model, system, T, h, a.samples, seed=a.seed, batch_size=20000, symmetrised=True)
+        df = sample_model(model, system, T, h, a.samples, seed=a.seed, batch_size=a.batch_size, symmetrised=True)
         eval_s = time.perf_counter() - t0
         met = metrics_table(df, system, model.name, f"transfer-{small.size}", ref, "exact", n_boot=50, seed=0)
         acc = accuracy_summary(met).iloc[0]
@@ -226,7 +226,8 @@ def cmd_transfer(a) -> None:
             t1 = time.perf_counter()
             bar, _ = refine(system, df, model=model.name, source=f"transfer-{small.size}", n_chains=a.refine[0],
                             burn_in_sweeps=a.refine[1], n_samples=a.refine[2], thin_sweeps=a.refine[3], seed=a.seed,
-                            reference_df=ref, density=direct_density(model, symmetrised=True))  # fmt: skip
+                            reference_df=ref, density=direct_density(model, symmetrised=True),
+                            batch_size=a.batch_size)  # fmt: skip
             bar_s = time.perf_counter() - t1
         per = []
         for (t, f), g in df.groupby(["T", "field"], sort=True):
@@ -412,6 +413,8 @@ def main() -> None:
     x.add_argument("--eval-h", nargs="+", type=float, default=[0.0, 0.5])
     x.add_argument("--seed", type=int, default=1)
     x.add_argument("--threads", type=int, default=1)
+    x.add_argument("--batch-size", type=int, default=20000,
+                   help="samples per forward batch (memory grows as batch x sites^2: ~7 MB per sample on 32x32)")
     x.add_argument("--refine", nargs=4, type=int, default=None, metavar=("CHAINS", "BURN", "KEEP", "THIN"),
                    help="also refine the samples by Metropolis chains and give Bennett's estimate (lattherm.refine)")
     o = sub.add_parser("orders", parents=[common])

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from lattherm.conditions import condition_grid
-from lattherm.io import check_columns, pack_states, unpack_states
+from lattherm.io import check_columns, pack_states, row_at, unpack_states
 from lattherm.models import MODEL_NAMES, is_fixed_order, transfer_model
 from lattherm.neural_mcmc import MIN_EFFECTIVE
 from lattherm.observables import estimate_thermo
@@ -380,7 +380,7 @@ def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, r
             return draw(torch.tensor([[T0, h]], dtype=torch.float64), k, gen)
 
         est = smc_free_energy(draw_at, system, T, h, T_start=T0, seed=derived_seed(seed, c), device=device, **smc)
-        ref = _reference_row(reference_df, T, h)
+        ref = row_at(reference_df, T, h)
         f_ref = float(ref["f"]) if ref is not None else float("nan")
         rows.append({
             "system": system.name, "size": system.size, "T": float(T), "field": float(h),
@@ -392,17 +392,6 @@ def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, r
             **{k: est[k] for k in ("levels", "beta_levels", "acceptance", "log_z_spread")},
         })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _reference_row(reference_df: pd.DataFrame | None, T: float, h: float) -> pd.Series | None:
-    if reference_df is None:
-        return None
-    hit = reference_df[
-        np.isclose(reference_df["T"], T, rtol=0, atol=1e-9) & np.isclose(reference_df["field"], h, rtol=0, atol=1e-9)
-    ]
-    if len(hit) > 1:
-        raise ValueError(f"reference has {len(hit)} rows at T={T}, field={h}; expected one")
-    return None if hit.empty else hit.iloc[0]
 
 
 #: one row per sampler: errors of F_NIS against the reference (``*_abs_delta_f`` per site in table
@@ -567,7 +556,7 @@ def metrics_table(
         packed = np.stack([np.frombuffer(b, dtype=np.uint8) for b in g["configuration"]])
         x = torch.from_numpy(unpack_states(packed, system.n_sites).astype(np.int64))
         est = estimate_thermo(system, x, g["log_q"].to_numpy(), T, h, n_boot=n_boot, seed=seed)
-        ref = _reference_row(reference_df, T, h)
+        ref = row_at(reference_df, T, h)
         f_ref = float(ref["f"]) if ref is not None else float("nan")
         row = {
             "system": system.name,

@@ -29,6 +29,7 @@ __all__ = [
     "THERMO_COLUMNS",
     "COLUMNS",
     "check_columns",
+    "rows_at",
     "pack_states",
     "unpack_states",
 ]
@@ -166,6 +167,22 @@ def check_columns(df: pd.DataFrame, required: Iterable[str], what: str = "table"
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{what} is missing columns {missing}; it has {list(df.columns)}")
+
+
+def rows_at(df: pd.DataFrame, T: float, field: float) -> pd.DataFrame:
+    """The rows of a table at the condition ``(T, field)`` (equal to 1e-9: grids are rounded)."""
+    return df[np.isclose(df["T"], T, rtol=0, atol=1e-9) & np.isclose(df["field"], field, rtol=0, atol=1e-9)]
+
+
+def row_at(df: pd.DataFrame | None, T: float, field: float, *, what: str = "reference") -> pd.Series | None:
+    """The one row of a table at ``(T, field)``: None where it has none (or there is no table), an
+    error where it has several."""
+    if df is None:
+        return None
+    hit = rows_at(df, T, field)
+    if len(hit) > 1:
+        raise ValueError(f"{what} has {len(hit)} rows at T={T}, field={field}; expected one")
+    return None if hit.empty else hit.iloc[0]
 
 
 #: provenance stamped into every table written in the current job (see :func:`provenance`)

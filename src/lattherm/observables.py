@@ -33,6 +33,7 @@ __all__ = [
     "log_weights",
     "log_Z_nis",
     "log_Z_bar",
+    "bar_overlap",
     "f_var",
     "f_nis",
     "ness",
@@ -77,17 +78,24 @@ def log_Z_nis(log_w, axis: int = -1) -> np.ndarray:
     return _lse(log_w, axis=axis) - np.log(log_w.shape[axis])
 
 
+def _q_side(lw_q: np.ndarray, n_p: int, d: float) -> float:
+    """The q side of Bennett's equation at ``Δ = d``: ``Σ_q σ(lw_q − Δ − M)``, ``M = ln(n_q / n_p)``."""
+    from scipy.special import expit
+
+    return float(np.sum(expit(lw_q - d - np.log(len(lw_q) / n_p))))
+
+
 def _bar_solve(lw_q: np.ndarray, lw_p: np.ndarray) -> float:
     """The root ``Δ`` of Bennett's equation ``Σ_q σ(lw_q − Δ − M) = Σ_p σ(Δ + M − lw_p)``
     (``σ`` the logistic function, ``M = ln(n_q / n_p)``); the left side falls and the right side
     rises with ``Δ``, so the root is unique and bracketed by the log-weights' range."""
     from scipy.optimize import brentq
-    from scipy.special import expit
+
+    # the p side is the q side with the roles swapped: Σ_p σ(lw_p' − Δ' − M') for lw' = −lw, Δ' = −Δ
+    def g(d: float) -> float:
+        return _q_side(lw_q, len(lw_p), d) - _q_side(-lw_p, len(lw_q), -d)
 
     M = np.log(len(lw_q) / len(lw_p))
-
-    def g(d: float) -> float:
-        return float(np.sum(expit(lw_q - d - M)) - np.sum(expit(d + M - lw_p)))
 
     lo = min(lw_q.min(), lw_p.min()) - abs(M) - 50.0
     hi = max(lw_q.max(), lw_p.max()) + abs(M) + 50.0
@@ -113,8 +121,7 @@ def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, n_boot: int = 0, seed: int = 0
     est = _bar_solve(lw_q, lw_p)
     if n_boot == 0:
         return est, float("nan")
-    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 2:
-        raise ValueError(f"n_boot must be 0 (no errors) or an integer >= 2, got {n_boot!r}")
+    _check_n_boot(n_boot)
     rng = np.random.default_rng(seed)
     groups = np.arange(len(lw_p)) if groups_p is None else np.asarray(groups_p)
     if groups.shape != lw_p.shape:
@@ -127,6 +134,18 @@ def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, n_boot: int = 0, seed: int = 0
         p_idx = np.concatenate([members[k] for k in rng.integers(0, len(labels), len(labels))])
         reps.append(_bar_solve(lw_q[q_idx], lw_p[p_idx]))
     return est, float(np.std(reps, ddof=1))
+
+
+def bar_overlap(log_w_q, log_w_p, log_z: float) -> float:
+    """The draws that cross between the sides of Bennett's estimate ``log_z``: its equation's q side
+    ``Σ_q σ(log w − ln Z − M)`` (equal to the p side at the root; about 0 where the sides do not
+    overlap, at most about ``min(n_q, n_p)``)."""
+    return _q_side(_np(log_w_q).ravel(), len(_np(log_w_p).ravel()), float(log_z))
+
+
+def _check_n_boot(n_boot) -> None:
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 2:
+        raise ValueError(f"n_boot must be 0 (no errors) or an integer >= 2, got {n_boot!r}")
 
 
 def f_var(log_w, T: float, n_sites: int, k_B: float = 1.0) -> float:
@@ -186,8 +205,7 @@ def _bootstrap(
     log_w: np.ndarray, E: np.ndarray | None, M: np.ndarray | None, n_boot: int, seed: int
 ) -> dict:
     """Replicates: NIS ``log_Z`` and, given ``E``, ``M``: weighted ``<E>``, ``Var E``, ``<M>``."""
-    if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 2:
-        raise ValueError(f"n_boot must be 0 (no errors) or an integer >= 2, got {n_boot!r}")
+    _check_n_boot(n_boot)
     rng = np.random.default_rng(seed)
     n = len(log_w)
     per = max(1, _BOOT_CHUNK // max(n, 1))

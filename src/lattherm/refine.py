@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lattherm.io import check_columns, unpack_states
-from lattherm.observables import log_Z_bar
+from lattherm.io import check_columns, row_at, rows_at, unpack_states
+from lattherm.observables import bar_overlap, log_weights, log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
 from lattherm.seeds import derived_seed
 from lattherm.systems.base import reduced_energy
@@ -97,10 +97,8 @@ def _starts(samples_df: pd.DataFrame, n_sites: int, n_chains: int) -> tuple[np.n
 
 
 def _at(df: pd.DataFrame, T: float, field: float, col: str) -> float:
-    hit = df.loc[np.isclose(df["T"], T, rtol=0, atol=1e-9) & np.isclose(df["field"], field, rtol=0, atol=1e-9), col]
-    if len(hit) > 1:
-        raise ValueError(f"reference has {len(hit)} rows at T={T}, field={field}; expected one")
-    return float(hit.iloc[0]) if len(hit) else float("nan")
+    row = row_at(df, T, field)
+    return float(row[col]) if row is not None else float("nan")
 
 
 def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_size: int, reference_df) -> dict:
@@ -108,23 +106,19 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
     (q side) against the refined states (p side, grouped by chain)."""
     t0 = time.perf_counter()
     T, h = float(result.T[c]), float(result.field[c])
-    g = samples_df[np.isclose(samples_df["T"], T, rtol=0, atol=1e-9)
-                   & np.isclose(samples_df["field"], h, rtol=0, atol=1e-9)]  # fmt: skip
+    g = rows_at(samples_df, T, h)
     check_columns(g, ("log_q", "energy", "spin_sum"), what="sample table")
     k_T = float(system.k_B) * T
-    lw_q = -(g["energy"].to_numpy() - h * g["spin_sum"].to_numpy()) / k_T - g["log_q"].to_numpy()
+    lw_q = log_weights(g["log_q"], (g["energy"] - h * g["spin_sum"]) / k_T)
     states = torch.as_tensor(result.states[c].reshape(-1, system.n_sites), dtype=torch.long)
     gen = torch.Generator().manual_seed(int(seed))
     cond = torch.tensor([T, h], dtype=torch.float64)
     with torch.no_grad():
         log_q = torch.cat([density(xb, cond.expand(len(xb), 2), gen) for xb in states.split(int(batch_size))])
-        red = reduced_energy(system, states, T, h).double()
-    lw_p = (-red - log_q.double()).numpy()
+        lw_p = log_weights(log_q, reduced_energy(system, states, T, h))
     chains = np.repeat(np.arange(result.states.shape[1]), result.states.shape[2])
     log_z, err = log_Z_bar(lw_q, lw_p, groups_p=chains, n_boot=_BAR_BOOT, seed=seed)
-    from scipy.special import expit
-
-    overlap = float(np.sum(expit(lw_q - log_z - np.log(len(lw_q) / len(lw_p)))))
+    overlap = bar_overlap(lw_q, lw_p, log_z)
     N = system.n_sites
     f, f_err = -k_T * log_z / N, k_T * err / N
     f_ref = _at(reference_df, T, h, "f") if reference_df is not None and "f" in reference_df else float("nan")

@@ -123,3 +123,23 @@ def test_order_disorder_temperature_from_hull_on_exact_2x2x4():
     assert 100.0 < t_c < 1200.0
     with pytest.raises(ValueError, match="c_x"):
         order_disorder_temperature(tab, 0.5)
+
+
+def test_compositions_without_a_value_lie_inside_the_interval_that_spans_them():
+    # the hand-made W with only its hull vertices measured (a sampler's semi-grand draws skip the
+    # two-phase compositions): the same intervals, the same grid count inside, no depth
+    f = np.where(np.isin(np.arange(9), [0, 2, 6, 8]), F8, np.nan)
+    reg = two_phase_regions(_table(X8, f))
+    assert reg[["x_lo", "x_hi", "n_inside"]].to_numpy().tolist() == [[0, 0.25, 1], [0.25, 0.75, 3], [0.75, 1, 1]]
+    assert reg["depth"].isna().all()
+    full = two_phase_regions(_table(X8, F8))
+    assert reg["phase_lo"].tolist() == full["phase_lo"].tolist() and reg["phase_hi"].tolist() == full["phase_hi"].tolist()
+
+
+def test_an_error_column_widens_the_hull_tolerance_point_by_point():
+    f = F8.copy()
+    f[7] = 0.5 * (F8[6] + F8[8]) + 0.3  # 0.3 above the chord 3/4–1
+    assert [0.75, 1.0] in two_phase_regions(_table(X8, f))[["x_lo", "x_hi"]].to_numpy().tolist()
+    err = np.where(np.arange(9) == 7, 0.2, 0.0)  # 2σ = 0.4 > 0.3: on the hull within its error
+    reg = two_phase_regions(_table(X8, f, err=err), err="err", n_sigma=2.0)
+    assert [0.75, 1.0] not in reg[["x_lo", "x_hi"]].to_numpy().tolist()

@@ -362,6 +362,12 @@ def test_sampler_stage_tiny_config(snakemake_exe, tmp_path):
         # a barely trained sampler: the variational bound lies above the exact free energy
         assert (m["f_var"] > m["f_ref"]).all() and ((m["ness"] > 0) & (m["ness"] <= 1)).all()
     assert (pd.read_parquet(tmp_path / "results/ising/3x3/samples/fo-arm-mlp/direct.parquet")["symmetrised"]).all()
+    # CuAu: f_x per composition from the semi-grand samples against exact enumeration, and its phase diagram
+    comp = pd.read_parquet(tmp_path / "results/cuau/2x2x4/metrics/ao-arm-mlp/direct_composition.parquet")
+    assert len(comp) == 2 * 17 and {"f_x", "f_x_err", "f_x_ref", "converged", "model"} <= set(comp.columns)
+    assert comp["f_x_ref"].notna().all() and (comp["model"] == "ao-arm-mlp").all()
+    regions = pd.read_parquet(tmp_path / "results/cuau/2x2x4/metrics/ao-arm-mlp/direct_phase_diagram.parquet")
+    assert {"T", "x_lo", "x_hi", "phase_lo", "phase_hi"} <= set(regions.columns)
     # every output readable by the group and others under umask 022, with its provenance and units
     for path in (tmp_path / "results").rglob("*"):
         if path.is_file():

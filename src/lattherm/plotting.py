@@ -46,7 +46,7 @@ from matplotlib.text import Text
 
 from lattherm.io import atomic_path, check_columns
 from lattherm.models import MODEL_NAMES, is_fixed_order
-from lattherm.reference.phase_diagram import lower_hull
+from lattherm.reference.phase_diagram import lower_hull, phase_boundaries
 from lattherm.systems import REGISTRY
 
 __all__ = [
@@ -332,7 +332,9 @@ def phase_diagram_figure(
     composition: pd.DataFrame, regions: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, n_curves: int = 5
 ) -> Figure:
     """CuAu: ``f_x`` (formation reference) vs ``x_Au`` at ``n_curves`` temperatures with their lower
-    hulls, and the T–x diagram: two-phase intervals per temperature and their boundary lines."""
+    hulls, and the T–x diagram: two-phase intervals per temperature and their boundary lines. A
+    sampler's composition table (:mod:`lattherm.composition`) is drawn with its error bars over its
+    converged rows, its reference values (``f_x_ref``) as black crosses."""
     check_columns(composition, ("T", "x_au", "f_x"), what="composition table")
     check_columns(regions, ("T", "x_lo", "x_hi"), what="phase-diagram table")
     system, size = _system_of(composition)
@@ -342,13 +344,23 @@ def phase_diagram_figure(
     temps = np.sort(composition["T"].unique())
     pick = temps[np.unique(np.linspace(0, len(temps) - 1, min(n_curves, len(temps))).round().astype(int))]
     cmap = colormaps["plasma"]
+    if "converged" in composition:
+        composition = composition[composition["converged"].astype(bool)]
     for i, T in enumerate(pick):
         g = composition[composition["T"] == T].sort_values("x_au")
+        g = g[np.isfinite(g[value].to_numpy())]
         x, f = g["x_au"].to_numpy(), g[value].to_numpy() * 1e3
         c = cmap(i / max(1, len(pick) - 1) * 0.9)
-        ax_f.plot(x, f, "o", color=c, label=f"{T:g} K")
-        hull = lower_hull(x, f)
-        ax_f.plot(x[hull], f[hull], "-", lw=1, color=c)
+        if "f_x_err" in g:
+            ax_f.errorbar(x, f, yerr=g["f_x_err"].to_numpy() * 1e3, fmt="o", ms=3, color=c, label=f"{T:g} K")
+        else:
+            ax_f.plot(x, f, "o", color=c, label=f"{T:g} K")
+        if "f_x_ref" in g:
+            ref = (g[value] - g["f_x"] + g["f_x_ref"]).to_numpy() * 1e3
+            ax_f.plot(x, ref, "x", color="k", ms=4, label="reference" if i == 0 else None)
+        if len(x) >= 2:
+            hull = lower_hull(x, f)
+            ax_f.plot(x[hull], f[hull], "-", lw=1, color=c)
     ax_f.set_xlabel(r"$x_\mathrm{Au}$")
     if value == "f_x_formation":
         ax_f.set_ylabel(r"$f_x - x E_\mathrm{Au} - (1-x) E_\mathrm{Cu}$" "\n[meV/atom]")
@@ -373,8 +385,11 @@ def phase_diagram_figure(
     ax_pd.set_xlabel(r"$x_\mathrm{Au}$")
     ax_pd.set_ylabel(_labels(system)['T'])
     ax_pd.set_title("two-phase regions (shaded), boundaries")
-    method = sorted(set(composition["method"])) if "method" in composition else []
-    fig.suptitle(f"{_labels(system)['name']} {size}: phase diagram from {', '.join(method) or 'f_x'}")
+    if "model" in composition:
+        source = f"{composition['model'].iloc[0]} samples ({composition['source'].iloc[0]})"
+    else:
+        source = ", ".join(sorted(set(composition["method"]))) if "method" in composition else "f_x"
+    fig.suptitle(f"{_labels(system)['name']} {size}: phase diagram from {source}")
     return fig
 
 
@@ -426,6 +441,7 @@ FIGURES = {
     "heat_capacity": heat_capacity_figure,
     "training": training_figure,
     "phase_diagram": phase_diagram_figure,
+    "sampler_phase_diagram": phase_diagram_figure,
     "equal_cost": cost_figure,
 }
 
@@ -443,7 +459,8 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
 
     ``inputs``: ``free_energy``: ``metrics`` (metric tables); ``heat_capacity``: ``metrics`` and
     ``reference`` (a table with ``c``, may be empty); ``training``: model name → train log;
-    ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``; ``equal_cost``:
+    ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``;
+    ``sampler_phase_diagram``: ``composition`` (a sampler's), ``regions``; ``equal_cost``:
     ``summary`` (the sampler summary with its cost columns).
     """
     if kind not in FIGURES:
@@ -456,6 +473,9 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
         return heat_capacity_figure(_read(inputs["metrics"]), _read(inputs.get("reference", [])))
     if kind == "training":
         return training_figure({m: _read(p) for m, p in inputs.items()}, system=system, size=size)
+    if kind == "sampler_phase_diagram":
+        regions = _read(inputs["regions"])
+        return phase_diagram_figure(_read(inputs["composition"]), regions, phase_boundaries(regions))
     return phase_diagram_figure(_read(inputs["composition"]), _read(inputs["regions"]), _read(inputs["boundaries"]))
 
 

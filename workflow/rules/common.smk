@@ -31,7 +31,7 @@ from lattherm.config import (  # noqa: E402
     training_gpus,
 )
 from lattherm.models import MODEL_NAMES  # noqa: E402
-from lattherm.reference import applies, free_energy_reference  # noqa: E402
+from lattherm.reference import applies, composition_reference, free_energy_reference  # noqa: E402
 from lattherm.systems import REGISTRY, SYSTEMS  # noqa: E402
 from lattherm.systems.base import SIZE_PATTERN  # noqa: E402, F401  (used by the Snakefile)
 
@@ -195,13 +195,21 @@ def mcmc_settings(wildcards):
 
 
 def metric_targets():
-    """Metric tables of every configured system, size and model (direct samples)."""
-    return [
-        res(f"{system}/{size}/metrics/{model}/direct.parquet")
-        for system, cfg in config["systems"].items()
-        for size in sizes_of(config, system)
-        for model in cfg["models"]
-    ]
+    """Metric tables of every configured system, size and model (direct samples), with the
+    composition tables and phase diagrams of the systems whose field is a chemical potential."""
+    targets = []
+    for system, cfg in config["systems"].items():
+        kinds = ["", "_composition", "_phase_diagram"] if REGISTRY[system].compositions else [""]
+        targets += [res(f"{system}/{size}/metrics/{model}/direct{kind}.parquet")
+                    for size in sizes_of(config, system) for model in cfg["models"] for kind in kinds]  # fmt: skip
+    return targets
+
+
+def composition_reference_of(wildcards):
+    """Input function: the composition reference of the job's system and size (exact enumeration, else
+    metadynamics at its cells), or nothing."""
+    method = composition_reference(wildcards.system, wildcards.size, config["reference"])
+    return [res(f"{wildcards.system}/{wildcards.size}/reference/{method}.parquet")] if method else []
 
 
 def scaling_targets():
@@ -359,6 +367,9 @@ def figure_targets():
             )
         targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(config, system),
                           figure=["free_energy", "heat_capacity"])  # fmt: skip
+        if REGISTRY[system].compositions:
+            targets += [res(f"figures/{system}_{size}_{model}_direct_phase_diagram.png")
+                        for size in sizes_of(config, system) for model in models_of(system)]  # fmt: skip
     if summary_targets():
         targets.append(res("figures/equal_cost.png"))
     system = metadynamics_system(config)

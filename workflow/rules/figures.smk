@@ -84,6 +84,28 @@ rule figure_phase_diagram:
         "../scripts/figure.py"
 
 
+rule figure_sampler_phase_diagram:
+    """f_x per composition from a sampler's semi-grand samples against its reference, and the T-x phase diagram from
+    them (CuAu)."""
+    input:
+        composition=rules.composition.output.table,
+        regions=rules.composition.output.regions,
+    output:
+        png=report(
+            res("figures/{system}_{size}_{model}_{source}_phase_diagram.png"),
+            caption="../report/fig_sampler_phase_diagram.rst",
+            category="Figures",
+            labels={"system": "{system}", "size": "{size}", "figure": "phase diagram ({model}, {source})"},
+        ),
+        pdf=res("figures/{system}_{size}_{model}_{source}_phase_diagram.pdf"),
+    log:
+        logs("figures/{system}_{size}_{model}_{source}_phase_diagram.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"
+
+
 rule figure_equal_cost:
     """The worst F_NIS error of every sampler against its wall time (training and sampling), one panel per system."""
     input:

@@ -46,6 +46,27 @@ rule refine:
         "../scripts/refine.py"
 
 
+rule composition:
+    """Free energy, energy and heat capacity per composition from a sample file over the chemical-potential grid
+    (lattherm.composition), against the composition reference where one exists, and the phase diagram from them by
+    the reference's hull construction."""
+    input:
+        samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
+        reference=composition_reference_of,
+    output:
+        table=res("{system}/{size}/metrics/{model}/{source}_composition.parquet"),
+        regions=res("{system}/{size}/metrics/{model}/{source}_phase_diagram.parquet"),
+    params:
+        system_params=system_params_of,
+        tol=config["reference"]["phase_diagram"]["tol"],
+    log:
+        logs("{system}/{size}/metrics/{model}/{source}_composition.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/composition.py"
+
+
 rule sampler_summary:
     """One row per sampler: worst and median F_NIS error against its reference, NESS median and minimum, and where;
     its cost: training steps, wall time and peak memory, sampling wall time, rate and peak memory."""

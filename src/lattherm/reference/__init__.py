@@ -36,6 +36,7 @@ __all__ = [
     "couplings_table",
     "applies",
     "free_energy_reference",
+    "composition_reference",
 ]
 
 
@@ -89,6 +90,19 @@ def applies(system: str, method: str, size: str, settings: Mapping, fields=None)
         nonzero = fields is None or any(float(h) != 0 for h in fields)
         return info.parse(size)[0] > settings["exact"]["max_transfer_L"] and nonzero
     return True
+
+
+def composition_reference(system: str, size: str, settings: Mapping) -> str | None:
+    """The method whose table holds the free energies per composition ``f_x`` at ``system`` and
+    ``size`` (``settings``: the config's ``reference`` block): exact enumeration where it applies,
+    else metadynamics at its configured cells, else none."""
+    from lattherm.systems import system_info
+
+    if applies(system, "exact_composition", size, settings):
+        return "exact_composition"
+    if "metadynamics" in system_info(system).references and size in settings["metadynamics"]["sizes"]:
+        return "metadynamics"
+    return None
 
 
 def free_energy_reference(system: str, size: str, settings: Mapping, fields=None) -> str | None:

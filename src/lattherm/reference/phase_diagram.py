@@ -86,13 +86,26 @@ def lower_hull(x: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.asarray(hull, dtype=np.int64)
 
 
-def _one_T_hull(x: np.ndarray, f: np.ndarray, tol: float):
+def _one_T_hull(x: np.ndarray, f: np.ndarray, tol):
+    """Hull vertices, hull values, heights above it and the on-hull mask (``tol``: a number or
+    one per point)."""
     v = lower_hull(x, f)
     f_hull = np.interp(x, x[v], f[v])
     above = f - f_hull
     on = above <= tol
     on[v] = True
     return v, f_hull, above, on
+
+
+def _grid_step(x_all: np.ndarray) -> float:
+    """The composition grid's step: the least spacing of the distinct compositions of one
+    temperature, NaN rows included (a row without a value is still a grid composition)."""
+    d = np.diff(np.unique(x_all))
+    return float(d.min()) if len(d) else 1.0
+
+
+def _point_tol(g: pd.DataFrame, tol: float, err: str | None, n_sigma: float):
+    return tol if err is None else tol + n_sigma * np.nan_to_num(g[err].to_numpy(np.float64), nan=0.0)
 
 
 def hull_table(table: pd.DataFrame, *, tol: float = 0.0, value: str = "f_x") -> pd.DataFrame:
@@ -110,19 +123,25 @@ def hull_table(table: pd.DataFrame, *, tol: float = 0.0, value: str = "f_x") -> 
     return pd.concat(out, ignore_index=True)
 
 
-def _label(x, f, on, i, T, kink_factor):
-    """Label of the on-hull composition ``x[i]`` (``on``: on-hull mask; module docstring)."""
+def _label(x, f, on, i, T, kink_factor, step):
+    """Label of the on-hull composition ``x[i]`` (``on``: on-hull mask; ``step``: the grid step, a
+    composition without a value counts as above the hull; module docstring)."""
     n = len(x)
     xv = x[i]
     if i == 0 or i == n - 1:
         return "Cu" if xv < 0.5 else "Au"
-    left_on, right_on = bool(on[i - 1]), bool(on[i + 1])
+
+    def adjacent(a, b):
+        return abs(x[b] - x[a]) < 1.5 * step
+
+    left_on = bool(on[i - 1]) and adjacent(i - 1, i)
+    right_on = bool(on[i + 1]) and adjacent(i, i + 1)
     ordered = not (left_on or right_on)  # an isolated hull point: a kink of the finite cell
     if not ordered:
         # curvature on the single-phase side, against the ideal solution's k_B T h² / (x(1 − x))
         j = i + 1 if right_on else i - 1
         k = j + (j - i)
-        if 0 <= k < n:
+        if 0 <= k < n and adjacent(j, k):
             d2 = f[i] - 2.0 * f[j] + f[k]
             h = x[j] - x[i]
             xm = x[j]
@@ -140,26 +159,34 @@ def _label(x, f, on, i, T, kink_factor):
 
 
 def two_phase_regions(
-    table: pd.DataFrame, *, tol: float = 0.0, value: str = "f_x", kink_factor: float = 3.0
+    table: pd.DataFrame, *, tol: float = 0.0, value: str = "f_x", kink_factor: float = 3.0,
+    err: str | None = None, n_sigma: float = 2.0,
 ) -> pd.DataFrame:
     """Two-phase intervals per temperature from the lower convex hull of ``value`` over ``x_au``.
 
     Returns one row per interval: ``system, size, T, x_lo, x_hi, phase_lo, phase_hi, n_inside``
-    (compositions strictly inside), ``depth`` (largest height above the hull inside, eV/atom).
-    A temperature without two-phase intervals contributes no row. ``tol`` (eV/atom): points within
-    it of the hull count as on the hull. Rules and labels: module docstring.
+    (grid compositions strictly inside), ``depth`` (largest height above the hull of the values
+    inside, eV/atom; NaN when none inside has a value). A temperature without two-phase intervals
+    contributes no row. ``tol`` (eV/atom): points within it of the hull count as on the hull; with
+    an error column ``err``, within ``tol + n_sigma · err`` of it. Rows whose value is NaN (a
+    sampler's unvisited compositions) are grid compositions without a value: they lie inside
+    the interval that spans them. Rules and labels: module docstring.
     """
     _check(table, value)
     rows = []
     for (system, size, T), g in table.groupby(_GROUP, sort=True):
         g = g.sort_values("x_au")
+        step = _grid_step(g["x_au"].to_numpy())
         g = g[np.isfinite(g[value].to_numpy())]
+        if len(g) < 2:  # no hull: nothing known at this temperature
+            continue
         x, f = g["x_au"].to_numpy(), g[value].to_numpy()
-        _, _, above, on = _one_T_hull(x, f, tol)
+        _, _, above, on = _one_T_hull(x, f, _point_tol(g, tol, err, n_sigma))
         on_idx = np.flatnonzero(on)
         for k in range(len(on_idx) - 1):
             a, b = on_idx[k], on_idx[k + 1]
-            if b - a < 2:
+            n_inside = int(round((x[b] - x[a]) / step)) - 1
+            if n_inside < 1:
                 continue
             rows.append(
                 dict(
@@ -168,10 +195,10 @@ def two_phase_regions(
                     T=float(T),
                     x_lo=float(x[a]),
                     x_hi=float(x[b]),
-                    phase_lo=_label(x, f, on, a, T, kink_factor),
-                    phase_hi=_label(x, f, on, b, T, kink_factor),
-                    n_inside=int(b - a - 1),
-                    depth=float(above[a + 1 : b].max()),
+                    phase_lo=_label(x, f, on, a, T, kink_factor, step),
+                    phase_hi=_label(x, f, on, b, T, kink_factor, step),
+                    n_inside=n_inside,
+                    depth=float(above[a + 1 : b].max()) if b - a >= 2 else float("nan"),
                 )
             )
     cols = ["system", "size", "T", "x_lo", "x_hi", "phase_lo", "phase_hi", "n_inside", "depth"]

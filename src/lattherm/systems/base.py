@@ -73,6 +73,8 @@ class SystemInfo:
         gibbs_block: sites re-drawn per Gibbs move of MAM training (the paper's K).
         observables: extra per-condition observables from the magnetisation ``m`` and its error
             (``{"x_au": ...}`` for CuAu), added to every estimate.
+        compositions: the field is a chemical potential, and sample files over its grid resolve the
+            canonical free energy per composition and the phase diagram (:mod:`lattherm.composition`).
         references: the reference methods that apply (``lattherm.reference`` computes them).
         enumeration_limit: the largest number of sites solved by exact enumeration.
         disordered: a size token names a disorder instance (``10x10-s1``: the couplings' seed).
@@ -93,6 +95,7 @@ class SystemInfo:
     enumeration_limit: int = MAX_ENUMERATE_SITES
     disordered: bool = False
     observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
+    compositions: bool = False
     exact_for: Callable[[str], bool] | None = None
     check_size: Callable[[str], None] | None = None
 

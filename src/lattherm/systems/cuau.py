@@ -593,4 +593,5 @@ INFO = SystemInfo(
     gibbs_block=4,
     references=("mcmc", "exact", "exact_composition", "metadynamics"),
     observables=lambda m, m_err: {"x_au": (m + 1) / 2, "x_au_err": m_err / 2},
+    compositions=True,
 )

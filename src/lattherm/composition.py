@@ -1,0 +1,153 @@
+"""Composition-resolved free energies from a sampler's semi-grand samples, and the phase diagram.
+
+A CuAu sample file holds, at every temperature ``T``, draws ``x ~ q(·|T, μ_k)`` at each chemical
+potential ``μ_k`` of the grid with their exact ``log q``, energy ``E`` and ``Σs = 2 n_Au − N``. The
+canonical partition function at ``n`` Au atoms, ``Z_n = Σ_{x: n(x) = n} exp(−β E(x))``, is the
+same quantity under every ``μ_k``, and each ``μ_k``'s draws estimate it without bias::
+
+    w_i      = exp(−β (E_i − μ_k Σs_i) − log q(x_i))        (importance weight to p_μk, unnormalised)
+    Ẑ_n^(k)  = exp(−β μ_k (2n − N)) · (1/M_k) Σ_i 1[n_i = n] w_i
+
+(the factor ``exp(β μ_k Σs)`` is constant at fixed ``n``). Its relative variance is estimated by
+the delta method, ``Var ln Ẑ = Σ w² / (Σ w)² − 1/M`` over the draws at ``n`` (plus the resolution of
+``M`` draws, ``1/M²``: a composition region below ~1/M of the mass goes unseen, as for ``f_NIS``).
+A ``(μ_k, n)`` pair enters when at least ``min_count`` of its draws have ``n`` Au atoms; the
+estimates of one ``(T, n)`` are combined with inverse-variance weights, and
+``f_x = −k_B T ln Z_n / N`` with the combined one-sigma error. Compositions that no ``μ_k``
+visits often enough get no row value (NaN): on a grid of ``μ`` these are the compositions inside
+two-phase regions, which the semi-grand ensemble skips.
+
+``u_x = ⟨E⟩_n / N`` and ``c_x = β² Var_n(E) / N`` (units of k_B) are the self-normalised
+estimates of each ``μ_k``'s draws at ``n``, averaged over the ``μ_k`` in proportion to their
+effective counts there; their errors are the delta method's (``Σ w̃² (E − Ē)²`` and
+``Σ w̃² ((E − Ē)² − Var E)²``), combined with the same proportions.
+
+A row is ``converged`` when the effective draws at ``n``, summed over ``μ_k``, reach
+:data:`MIN_EFFECTIVE`; the phase diagram (:func:`sampler_phase_diagram`) uses those rows only, by
+the reference's hull construction (:func:`lattherm.reference.phase_diagram.two_phase_regions`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lattherm.io import check_columns
+from lattherm.reference.phase_diagram import two_phase_regions
+
+__all__ = ["composition_table", "sampler_phase_diagram", "MIN_EFFECTIVE", "MIN_COUNT"]
+
+#: least effective draws at a composition (all μ together) for a converged row
+MIN_EFFECTIVE = 50
+#: least draws at a composition under one μ for that μ's estimate to enter
+MIN_COUNT = 20
+
+#: leading columns of :func:`composition_table` (the reference composition tables' schema first)
+COLUMNS = ["system", "size", "T", "n_au", "x_au", "f_x", "f_x_err", "f_x_formation", "u_x", "u_x_err", "c_x", "c_x_err",
+           "n_draws", "n_effective", "n_mu", "converged"]  # fmt: skip
+
+
+def _one_temperature(groups: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]], N: int, beta: float,
+                     min_count: int) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per composition ``n = 0..N``: combined ``log_z`` and its variance, pooled ``⟨E⟩`` and
+    ``Var E`` with their variances, draw count, effective count and the number of μ that entered
+    (module doc)."""
+    acc = {k: np.zeros(N + 1) for k in ("num", "den", "mean", "mean_var", "var", "var_var", "ess")}
+    draws = np.zeros(N + 1, dtype=np.int64)
+    n_mu = np.zeros(N + 1, dtype=np.int64)
+    n_all = np.arange(N + 1)
+    parts = []
+    for mu, E, s, log_q in groups:
+        M = len(E)
+        n_i = np.rint((s + N) / 2).astype(np.int64)
+        lw = -beta * (E - mu * s) - log_q
+        c0 = lw.max()
+        w = np.exp(lw - c0)
+
+        def per_n(v):
+            return np.bincount(n_i, v, minlength=N + 1)
+
+        S1, S2, cnt = per_n(w), per_n(w * w), np.bincount(n_i, minlength=N + 1)
+        draws += cnt
+        use = cnt >= min_count
+        if not use.any():
+            continue
+        S1u = np.where(use, S1, 1.0)
+        with np.errstate(divide="ignore"):
+            log_z = -beta * mu * (2 * n_all - N) + c0 + np.log(S1u / M)
+        # delta method: Var ln Ẑ = Σw²/(Σw)² − 1/M, plus the resolution of M draws
+        var_lz = np.maximum(S2 / S1u**2 - 1.0 / M, 0.0) + 1.0 / M**2
+        mean = per_n(w * E) / S1u
+        d = E - mean[n_i]
+        var = per_n(w * d * d) / S1u
+        parts.append((use, log_z, var_lz, S1u**2 / np.where(use, S2, 1.0), mean, per_n(w * w * d * d) / S1u**2,
+                      var, per_n(w * w * (d * d - var[n_i]) ** 2) / S1u**2))  # fmt: skip
+        n_mu += use
+    for use, log_z, var_lz, ess, mean, mean_var, var, var_var in parts:
+        a = np.where(use, 1.0 / var_lz, 0.0)
+        acc["num"] += a * np.where(use, log_z, 0.0)
+        acc["den"] += a
+        acc["ess"] += np.where(use, ess, 0.0)
+    seen = acc["den"] > 0
+    tot = np.where(seen, acc["ess"], 1.0)
+    for use, log_z, var_lz, ess, mean, mean_var, var, var_var in parts:
+        alpha = np.where(use, ess / tot, 0.0)  # each μ in proportion to its effective draws at n
+        acc["mean"] += alpha * np.where(use, mean, 0.0)
+        acc["mean_var"] += alpha**2 * np.where(use, mean_var, 0.0)
+        acc["var"] += alpha * np.where(use, var, 0.0)
+        acc["var_var"] += alpha**2 * np.where(use, var_var, 0.0)
+    den = np.where(seen, acc["den"], 1.0)
+    out = {"log_z": acc["num"] / den, "log_z_var": 1.0 / den}
+    out.update({k: acc[k] for k in ("mean", "mean_var", "var", "var_var")})
+    out = {k: np.where(seen, v, np.nan) for k, v in out.items()}
+    return {**out, "draws": draws, "ess": acc["ess"], "n_mu": n_mu}
+
+
+def composition_table(samples: pd.DataFrame, system, *, size: str, min_count: int = MIN_COUNT,
+                      reference: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """Canonical ``f_x`` (eV/atom) with errors, ``u_x``, ``c_x`` at every ``(T, n_au)`` from a CuAu
+    sample file (columns ``T, field, log_q, energy, spin_sum``; every ``μ`` of a temperature is
+    used), in the reference composition tables' schema (:data:`COLUMNS`). With a ``reference``
+    composition table (``T, n_au, f_x``): also ``f_x_ref`` and ``delta_f_x = f_x − f_x_ref``."""
+    check_columns(samples, ("T", "field", "log_q", "energy", "spin_sum"), what="sample table")
+    if int(min_count) < 1:
+        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+    N = int(system.n_sites)
+    k_B = float(system.k_B)
+    pure = system.pure_energies()
+    n_au = np.arange(N + 1)
+    x_au = n_au / N
+    parts = []
+    for T, g in samples.groupby("T", sort=True):
+        beta = 1.0 / (k_B * float(T))
+        groups = [(float(mu), gm["energy"].to_numpy(np.float64), gm["spin_sum"].to_numpy(np.float64),
+                   gm["log_q"].to_numpy(np.float64)) for mu, gm in g.groupby("field", sort=True)]  # fmt: skip
+        r = _one_temperature(groups, N, beta, int(min_count))
+        f_x = -k_B * float(T) * r["log_z"] / N
+        parts.append(pd.DataFrame({
+            "system": system.name, "size": size, "T": float(T), "n_au": n_au, "x_au": x_au,
+            "f_x": f_x, "f_x_err": k_B * float(T) * np.sqrt(r["log_z_var"]) / N,
+            "f_x_formation": f_x - (x_au * pure.au + (1.0 - x_au) * pure.cu),
+            "u_x": r["mean"] / N, "u_x_err": np.sqrt(r["mean_var"]) / N,
+            "c_x": beta**2 * r["var"] / N, "c_x_err": beta**2 * np.sqrt(r["var_var"]) / N,
+            "n_draws": r["draws"], "n_effective": r["ess"], "n_mu": r["n_mu"],
+            "converged": r["ess"] >= MIN_EFFECTIVE,
+        }))  # fmt: skip
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    if reference is not None:
+        check_columns(reference, ("T", "n_au", "f_x"), what="reference composition table")
+        ref = reference[["T", "n_au", "f_x"]].rename(columns={"f_x": "f_x_ref"})
+        table = table.merge(ref.assign(T=ref["T"].astype(float), n_au=ref["n_au"].astype(np.int64)),
+                            on=["T", "n_au"], how="left")  # fmt: skip
+        table["delta_f_x"] = table["f_x"] - table["f_x_ref"]
+    return table
+
+
+def sampler_phase_diagram(table: pd.DataFrame, *, tol: float, n_sigma: float = 2.0) -> pd.DataFrame:
+    """Two-phase intervals per temperature (:func:`~lattherm.reference.phase_diagram.two_phase_regions`)
+    from the converged rows of a :func:`composition_table`: a composition counts as on the hull
+    within ``tol + n_sigma · f_x_err`` of it, and the compositions without a converged value lie
+    inside the interval that spans them (the semi-grand ensemble skips two-phase compositions)."""
+    check_columns(table, ("system", "size", "T", "x_au", "f_x", "f_x_err", "converged"), what="composition table")
+    kept = table.assign(f_x=table["f_x"].where(table["converged"].astype(bool)))
+    return two_phase_regions(kept, tol=tol, err="f_x_err", n_sigma=n_sigma)

@@ -1,0 +1,113 @@
+"""Composition-resolved f_x, u_x, c_x and the phase diagram from semi-grand samples with exact
+log q (lattherm.composition), against exact enumeration of the 16-site CuAu cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lattherm.composition import MIN_EFFECTIVE, composition_table, sampler_phase_diagram
+from lattherm.reference.cuau_exact import cuau_exact_composition_table
+from lattherm.reference.phase_diagram import two_phase_regions
+from lattherm.systems import make_system
+
+SIZE = "2x2x4"
+T_GRID = [300.0, 700.0, 1100.0]
+MU_GRID = np.round(np.arange(-0.12, 0.1201, 0.03), 10)
+
+
+@pytest.fixture(scope="module")
+def cell():
+    """The cell, and the energy and Σs of all 2^16 configurations."""
+    system = make_system("cuau", SIZE)
+    N = system.n_sites
+    x = torch.tensor((np.arange(2**N)[:, None] >> np.arange(N)) & 1, dtype=torch.long)
+    return system, system.energy(x).double().numpy(), system.spin_sum(x).double().numpy()
+
+
+def _draws(cell, n: int, seed: int, skew: float) -> pd.DataFrame:
+    """Exact draws of a proposal q ∝ p_(T', μ) at T' = T·(1 + skew) (a sampler that is wrong by a
+    known amount, with its exact log q), n per (T, μ)."""
+    system, E, s = cell
+    rng = np.random.default_rng(seed)
+    parts = []
+    for T in T_GRID:
+        for mu in MU_GRID:
+            logit = -(E - mu * s) / (system.k_B * T * (1.0 + skew))
+            log_q = logit - np.logaddexp.reduce(logit)
+            idx = rng.choice(len(E), size=n, p=np.exp(log_q))
+            parts.append(pd.DataFrame({"T": T, "field": mu, "log_q": log_q[idx], "energy": E[idx], "spin_sum": s[idx]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _exact_canonical(cell, T: float) -> pd.DataFrame:
+    """u_x, c_x per composition by enumeration."""
+    system, E, s = cell
+    N = system.n_sites
+    n = np.rint((s + N) / 2).astype(int)
+    beta = 1.0 / (system.k_B * T)
+    rows = []
+    for k in range(N + 1):
+        e = E[n == k]
+        w = np.exp(-beta * (e - e.min()))
+        w /= w.sum()
+        mean = (w * e).sum()
+        rows.append({"n_au": k, "u_x": mean / N, "c_x": beta**2 * (w * (e - mean) ** 2).sum() / N})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("skew", [0.0, 0.15])
+def test_f_x_agrees_with_enumeration_within_honest_error_bars(cell, skew):
+    system, _, _ = cell
+    ref = cuau_exact_composition_table(SIZE, T_GRID)
+    tab = composition_table(_draws(cell, 4000, seed=1, skew=skew), system, size=SIZE, reference=ref)
+    ok = tab[tab["converged"]]
+    assert len(ok) >= 30  # most compositions at 700 and 1100 K, the ordered ones at 300 K
+    z = (ok["delta_f_x"] / ok["f_x_err"]).to_numpy()
+    assert np.abs(z).max() < 4.5, ok.assign(z=z).sort_values("z")[["T", "n_au", "delta_f_x", "f_x_err"]]
+    assert 0.2 < np.mean(z**2) < 2.5  # the error bars are neither too small nor much too large
+    assert ok["delta_f_x"].abs().max() < 1e-3  # eV/atom
+    # the unconverged rows say so: fewer effective draws than the threshold
+    assert (tab.loc[~tab["converged"], "n_effective"] < MIN_EFFECTIVE).all()
+    assert tab.loc[tab["n_mu"] == 0, "f_x"].isna().all()
+
+
+def test_u_x_and_c_x_agree_with_enumeration(cell):
+    system, _, _ = cell
+    tab = composition_table(_draws(cell, 4000, seed=2, skew=0.1), system, size=SIZE)
+    for T in (700.0, 1100.0):
+        got = tab[(tab["T"] == T) & tab["converged"]].merge(_exact_canonical(cell, T), on="n_au")
+        assert len(got) >= 12
+        for col in ("u_x", "c_x"):
+            err = got[f"{col}_err"].to_numpy()
+            z = (got[f"{col}_x"] - got[f"{col}_y"]).to_numpy() / np.where(err > 0, err, np.nan)
+            # one energy level (n_au 0, 1, 15, 16 on this cell, all sites equivalent): exact, no spread
+            pure = (got["c_x_y"] < 1e-9).to_numpy()
+            assert pure.sum() == 4
+            np.testing.assert_allclose(got.loc[pure, f"{col}_x"], got.loc[pure, f"{col}_y"], atol=1e-9)
+            assert np.nanmax(np.abs(z[~pure])) < 4.5, (col, T, z)
+            assert 0.2 < np.nanmean(z[~pure] ** 2) < 2.5, (col, T, z)
+        # no wider than the spread of E over the effective draws: σ_E / (N sqrt(n_eff)), σ_E² = c N (k_B T)²
+        bound = np.sqrt(got["c_x_y"] / system.n_sites) * system.k_B * T / np.sqrt(got["n_effective"])
+        assert (got["u_x_err"] <= 1.5 * bound + 1e-15).all(), got[["n_au", "u_x_err"]].assign(bound=bound)
+
+
+def test_phase_diagram_from_samples_matches_the_exact_one_at_low_T(cell):
+    system, _, _ = cell
+    tab = composition_table(_draws(cell, 4000, seed=3, skew=0.05), system, size=SIZE)
+    got = sampler_phase_diagram(tab[tab["T"] == 300.0], tol=2e-5)
+    want = two_phase_regions(cuau_exact_composition_table(SIZE, [300.0]), tol=2e-5)
+    cols = ["x_lo", "x_hi", "phase_lo", "phase_hi", "n_inside"]
+    assert got[cols].to_numpy().tolist() == want[cols].to_numpy().tolist()
+    assert got["phase_hi"].tolist()[:3] == ["Cu3Au", "CuAu", "CuAu3"]
+
+
+def test_bad_input_is_named(cell):
+    system, _, _ = cell
+    df = _draws(cell, 50, seed=4, skew=0.0)
+    with pytest.raises(ValueError, match="spin_sum"):
+        composition_table(df.drop(columns="spin_sum"), system, size=SIZE)
+    with pytest.raises(ValueError, match="min_count"):
+        composition_table(df, system, size=SIZE, min_count=0)

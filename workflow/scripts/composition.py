@@ -1,0 +1,31 @@
+"""Adapter: free energies per composition and the phase diagram of one sample file (rule composition)."""
+
+from typing import TYPE_CHECKING
+
+from lattherm.composition import composition_table, sampler_phase_diagram
+from lattherm.io import read_table, write_table
+from lattherm.runlog import job_log
+from lattherm.systems import make_system
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+wc, params = snakemake.wildcards, snakemake.params
+with job_log(snakemake.log[0], "composition", config=snakemake.config, system=wc.system, size=wc.size,
+             model=wc.model, source=wc.source, reference=list(snakemake.input.reference), tol=params.tol) as log:  # fmt: skip
+    reference = (read_table(snakemake.input.reference[0], required=("T", "n_au", "f_x"))
+                 if snakemake.input.reference else None)  # fmt: skip
+    samples = read_table(snakemake.input.samples, required=("T", "field", "log_q", "energy", "spin_sum"))
+    table = composition_table(samples, make_system(wc.system, wc.size, **params.system_params), size=wc.size,
+                              reference=reference)  # fmt: skip
+    table.insert(2, "model", wc.model)
+    table.insert(3, "source", wc.source)
+    ok = table[table["converged"]]
+    log.info("%d of %d (T, n_au) rows converged", len(ok), len(table))
+    if "delta_f_x" in table:
+        log.info("converged rows: max |f_x - f_x_ref| = %.3g eV/atom, max |z| = %.2f",
+                 ok["delta_f_x"].abs().max(), (ok["delta_f_x"] / ok["f_x_err"]).abs().max())  # fmt: skip
+    regions = sampler_phase_diagram(table, tol=params.tol)
+    log.info("%d two-phase intervals over %d temperatures", len(regions), table["T"].nunique())
+    write_table(table, snakemake.output.table, required=("system", "size", "T", "n_au", "x_au", "f_x", "f_x_err"))
+    write_table(regions, snakemake.output.regions, required=("system", "size", "T", "x_lo", "x_hi"))

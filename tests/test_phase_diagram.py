@@ -133,7 +133,8 @@ def test_compositions_without_a_value_lie_inside_the_interval_that_spans_them():
     assert reg[["x_lo", "x_hi", "n_inside"]].to_numpy().tolist() == [[0, 0.25, 1], [0.25, 0.75, 3], [0.75, 1, 1]]
     assert reg["depth"].isna().all()
     full = two_phase_regions(_table(X8, F8))
-    assert reg["phase_lo"].tolist() == full["phase_lo"].tolist() and reg["phase_hi"].tolist() == full["phase_hi"].tolist()
+    for col in ("phase_lo", "phase_hi"):
+        assert reg[col].tolist() == full[col].tolist()
 
 
 def test_an_error_column_widens_the_hull_tolerance_point_by_point():

@@ -47,60 +47,64 @@ COLUMNS = ["system", "size", "T", "n_au", "x_au", "f_x", "f_x_err", "f_x_formati
            "n_draws", "n_effective", "n_mu", "converged"]  # fmt: skip
 
 
+def _per_mu(mu: float, E: np.ndarray, s: np.ndarray, log_q: np.ndarray, N: int, beta: float,
+            min_count: int) -> dict[str, np.ndarray]:  # fmt: skip
+    """One chemical potential's estimates per composition ``n = 0..N`` (module doc): ``log_z`` and
+    its delta-method variance, the effective count, ``⟨E⟩`` and ``Var E`` with their variances,
+    the draw count and whether the estimate enters (``use``)."""
+    M = len(E)
+    n_i = np.rint((s + N) / 2).astype(np.int64)
+    lw = -beta * (E - mu * s) - log_q
+    c0 = lw.max()
+    w = np.exp(lw - c0)
+
+    def per_n(v: np.ndarray) -> np.ndarray:
+        return np.bincount(n_i, v, minlength=N + 1)
+
+    cnt = np.bincount(n_i, minlength=N + 1)
+    use = cnt >= min_count
+    S1 = np.where(use, per_n(w), 1.0)
+    S2 = np.where(use, per_n(w * w), 1.0)
+    mean = per_n(w * E) / S1
+    d = E - mean[n_i]
+    var = per_n(w * d * d) / S1
+    return {
+        "use": use,
+        "count": cnt,
+        "log_z": -beta * mu * (2 * np.arange(N + 1) - N) + c0 + np.log(S1 / M),
+        # delta method: Var ln Ẑ = Σw²/(Σw)² − 1/M, plus the resolution of M draws
+        "log_z_var": np.maximum(S2 / S1**2 - 1.0 / M, 0.0) + 1.0 / M**2,
+        "ess": S1**2 / S2,
+        "mean": mean,
+        "mean_var": per_n(w * w * d * d) / S1**2,
+        "var": var,
+        "var_var": per_n(w * w * (d * d - var[n_i]) ** 2) / S1**2,
+    }
+
+
 def _one_temperature(groups: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]], N: int, beta: float,
                      min_count: int) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per composition ``n = 0..N``: combined ``log_z`` and its variance, pooled ``⟨E⟩`` and
-    ``Var E`` with their variances, draw count, effective count and the number of μ that entered
-    (module doc)."""
-    acc = {k: np.zeros(N + 1) for k in ("num", "den", "mean", "mean_var", "var", "var_var", "ess")}
-    draws = np.zeros(N + 1, dtype=np.int64)
-    n_mu = np.zeros(N + 1, dtype=np.int64)
-    n_all = np.arange(N + 1)
-    parts = []
-    for mu, E, s, log_q in groups:
-        M = len(E)
-        n_i = np.rint((s + N) / 2).astype(np.int64)
-        lw = -beta * (E - mu * s) - log_q
-        c0 = lw.max()
-        w = np.exp(lw - c0)
+    """Per composition ``n = 0..N``: the μ estimates combined (module doc): ``log_z`` (inverse
+    variance) and its variance; ``mean``, ``var`` of E and their variances (in proportion to the
+    effective counts); draw count, effective count and the number of μ that entered."""
+    parts = [_per_mu(mu, E, s, log_q, N, beta, min_count) for mu, E, s, log_q in groups]
+    parts = [p for p in parts if p["use"].any()]
 
-        def per_n(v):
-            return np.bincount(n_i, v, minlength=N + 1)
+    def total(fn) -> np.ndarray:
+        return sum((np.where(p["use"], fn(p), 0.0) for p in parts), np.zeros(N + 1))
 
-        S1, S2, cnt = per_n(w), per_n(w * w), np.bincount(n_i, minlength=N + 1)
-        draws += cnt
-        use = cnt >= min_count
-        if not use.any():
-            continue
-        S1u = np.where(use, S1, 1.0)
-        with np.errstate(divide="ignore"):
-            log_z = -beta * mu * (2 * n_all - N) + c0 + np.log(S1u / M)
-        # delta method: Var ln Ẑ = Σw²/(Σw)² − 1/M, plus the resolution of M draws
-        var_lz = np.maximum(S2 / S1u**2 - 1.0 / M, 0.0) + 1.0 / M**2
-        mean = per_n(w * E) / S1u
-        d = E - mean[n_i]
-        var = per_n(w * d * d) / S1u
-        parts.append((use, log_z, var_lz, S1u**2 / np.where(use, S2, 1.0), mean, per_n(w * w * d * d) / S1u**2,
-                      var, per_n(w * w * (d * d - var[n_i]) ** 2) / S1u**2))  # fmt: skip
-        n_mu += use
-    for use, log_z, var_lz, ess, mean, mean_var, var, var_var in parts:
-        a = np.where(use, 1.0 / var_lz, 0.0)
-        acc["num"] += a * np.where(use, log_z, 0.0)
-        acc["den"] += a
-        acc["ess"] += np.where(use, ess, 0.0)
-    seen = acc["den"] > 0
-    tot = np.where(seen, acc["ess"], 1.0)
-    for use, log_z, var_lz, ess, mean, mean_var, var, var_var in parts:
-        alpha = np.where(use, ess / tot, 0.0)  # each μ in proportion to its effective draws at n
-        acc["mean"] += alpha * np.where(use, mean, 0.0)
-        acc["mean_var"] += alpha**2 * np.where(use, mean_var, 0.0)
-        acc["var"] += alpha * np.where(use, var, 0.0)
-        acc["var_var"] += alpha**2 * np.where(use, var_var, 0.0)
-    den = np.where(seen, acc["den"], 1.0)
-    out = {"log_z": acc["num"] / den, "log_z_var": 1.0 / den}
-    out.update({k: acc[k] for k in ("mean", "mean_var", "var", "var_var")})
+    inv = total(lambda p: 1.0 / p["log_z_var"])
+    ess = total(lambda p: p["ess"])
+    seen = inv > 0
+    inv_, ess_ = np.where(seen, inv, 1.0), np.where(seen, ess, 1.0)
+    out = {"log_z": total(lambda p: p["log_z"] / p["log_z_var"]) / inv_, "log_z_var": 1.0 / inv_}
+    for k in ("mean", "var"):  # each μ in proportion to its effective draws at n
+        out[k] = total(lambda p, k=k: p["ess"] / ess_ * p[k])
+        out[k + "_var"] = total(lambda p, k=k: (p["ess"] / ess_) ** 2 * p[k + "_var"])
     out = {k: np.where(seen, v, np.nan) for k, v in out.items()}
-    return {**out, "draws": draws, "ess": acc["ess"], "n_mu": n_mu}
+    draws = sum(np.bincount(np.rint((s + N) / 2).astype(np.int64), minlength=N + 1) for _, _, s, _ in groups)
+    n_mu = sum((p["use"].astype(np.int64) for p in parts), np.zeros(N + 1, np.int64))
+    return {**out, "draws": draws, "ess": ess, "n_mu": n_mu}
 
 
 def composition_table(samples: pd.DataFrame, system, *, size: str, min_count: int = MIN_COUNT,

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 wc, params = snakemake.wildcards, snakemake.params
 with job_log(snakemake.log[0], "composition", config=snakemake.config, system=wc.system, size=wc.size,
-             model=wc.model, source=wc.source, reference=list(snakemake.input.reference), tol=params.tol) as log:  # fmt: skip
-    reference = (read_table(snakemake.input.reference[0], required=("T", "n_au", "f_x"))
-                 if snakemake.input.reference else None)  # fmt: skip
+             model=wc.model, source=wc.source, reference=list(snakemake.input.reference),
+             tol=params.tol) as log:  # fmt: skip
+    ref_path = snakemake.input.reference[0] if snakemake.input.reference else None
+    reference = read_table(ref_path, required=("T", "n_au", "f_x")) if ref_path else None
     samples = read_table(snakemake.input.samples, required=("T", "field", "log_q", "energy", "spin_sum"))
     table = composition_table(samples, make_system(wc.system, wc.size, **params.system_params), size=wc.size,
                               reference=reference)  # fmt: skip

@@ -17,6 +17,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from lattherm.plotting import (
     cost_figure,
+    estimates_figure,
     figure_from_files,
     free_energy_figure,
     heat_capacity_figure,
@@ -94,6 +95,25 @@ def test_phase_diagram_figure_from_exact_composition():
     assert len(ax_pd.collections) == len(regions)  # one shaded interval per (T, region)
 
 
+def test_estimates_figure_marks_claims_and_the_best():
+    fig = estimates_figure(_estimates(fields=(0.0,)))
+    ax_e, ax_z = fig.axes[:2]
+    assert ax_e.get_yscale() == "log" and "honest" in ax_z.get_title()
+    # per estimator: the error-bar dashes, claimed, unclaimed and best markers
+    filled = [ln for ln in ax_e.lines if ln.get_marker() == "s" and ln.get_markerfacecolor() != "none"]
+    assert len(filled) == 1 and len(filled[0].get_xdata()) == 18  # bar, claimed below T 3.3
+    rings = [ln for ln in ax_e.lines if ln.get_marker() == "o" and ln.get_markersize() == 8]
+    assert sum(len(ln.get_xdata()) for ln in rings) == 18
+
+
+def test_sampler_phase_diagram_draws_its_converged_rows_and_the_reference():
+    fig = _sampler_phase_diagram()
+    ax_f = fig.axes[0]
+    crosses = [ln for ln in ax_f.lines if ln.get_marker() == "x"]
+    assert len(crosses) == 4 and all(len(ln.get_xdata()) == 5 for ln in crosses)  # n_au 0, 4, 8, 12, 16
+    assert "ao-transformer samples" in fig.get_suptitle()
+
+
 def test_bad_tables_are_refused(tmp_path):
     with pytest.raises(ValueError, match="ness"):
         free_energy_figure(_metrics().drop(columns="ness"))
@@ -166,6 +186,26 @@ def _phase_diagram():
     return phase_diagram_figure(comp, regions, phase_boundaries(regions))
 
 
+def _estimates(system="ising", fields=(-1.0, -0.5, 0.0, 0.5, 1.0)):
+    rows = []
+    for T in np.linspace(1.5, 3.5, 21):
+        for h in fields:
+            for k, est in enumerate(("bar", "nis")):
+                err = 1e-5 * (1 + k) * (1 + T)
+                rows.append(dict(system=system, size="16x16", T=T, field=h, model="ao-transformer", source="transfer-8x8",
+                                 estimator=est, f_est=-2.0 + err, f_est_err=err, est_converged=T < 3.3, f_ref=-2.0,
+                                 delta_f=err, z=1.0, best=(k == 0) & (T < 3.3)))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _sampler_phase_diagram():
+    comp = cuau_exact_composition_table("2x2x4", [300.0, 500.0, 700.0, 900.0])
+    comp = comp.assign(f_x_ref=comp["f_x"], f_x_err=1e-5, converged=comp["n_au"] % 4 == 0, model="ao-transformer",
+                       source="direct")  # fmt: skip
+    regions = two_phase_regions(comp.assign(f_x=comp["f_x"].where(comp["converged"])), tol=1e-9)
+    return phase_diagram_figure(comp, regions, phase_boundaries(regions))
+
+
 #: every figure, one model and many series (5 fields x 4 models), both systems
 FIGURE_CASES = {
     "free_energy-ising-1": lambda: free_energy_figure(_metrics("ising", "16x16", ALL_MODELS[:1], FIVE_FIELDS["ising"])),
@@ -177,6 +217,9 @@ FIGURE_CASES = {
                                                 system="ising", size="16x16"),
     "training-cuau-1": lambda: training_figure({"mam-transformer": _log(0, True)}, system="cuau", size="2x2x4"),
     "phase_diagram": _phase_diagram,
+    "sampler_phase_diagram": _sampler_phase_diagram,
+    "estimates-ising": lambda: estimates_figure(_estimates()),
+    "estimates-cuau": lambda: estimates_figure(_estimates("cuau", (-0.12, 0.0, 0.12)).assign(size="4x4x4")),
     "equal_cost": lambda: cost_figure(_summary()),
 }  # fmt: skip
 

@@ -159,3 +159,29 @@ def test_sampler_densities_of_the_exact_model_are_exact():
     torch.testing.assert_close(density(drawn, c.expand(200, 2), gen), lq_drawn, rtol=0, atol=1e-10)
     states = torch.cat(list(enumerate_states(12))).long()
     assert abs(torch.logsumexp(density(states, c.expand(len(states), 2), gen), 0).item()) < 1e-10
+
+
+def test_estimate_table_puts_the_estimators_side_by_side_and_picks_the_best_claimed_one():
+    from lattherm.evaluation import estimate_table
+
+    def table(estimator, errs, claims, extra):
+        return pd.DataFrame({"system": "ising", "size": "12x12", "T": [2.0, 2.5, 3.0], "field": 0.0,
+                             "model": "ao-transformer", "source": "transfer-8x8", "estimator": estimator,
+                             "f_est": [-2.1, -2.3, -2.6], "f_est_err": errs, "est_draws": 100, "est_sweeps": 0,
+                             "est_wall_s": 1.0, "est_converged": claims, "f_ref": [-2.1001, -2.3, -2.6], **extra})  # fmt: skip
+
+    nis = table("nis", [1e-4, 1e-4, 1e-4], [True, True, False], {"ness": 0.5})
+    bar = table("bar", [5e-5, 2e-4, 5e-5], [True, True, False], {"bar_overlap": 300.0})
+    est = estimate_table(nis, bar)
+    assert len(est) == 6 and set(est["estimator"]) == {"nis", "bar"}
+    best = est[est["best"]].set_index("T")["estimator"].to_dict()
+    # the smaller claimed error bar wins; where nothing is claimed nothing is best
+    assert best == {2.0: "bar", 2.5: "nis"}
+    row = est[(est["T"] == 2.0) & (est["estimator"] == "bar")].iloc[0]
+    assert row["delta_f"] == pytest.approx(1e-4) and row["z"] == pytest.approx(2.0)
+    on_bar = est["estimator"] == "bar"
+    assert est.loc[on_bar, "ness"].isna().all() and (est.loc[on_bar, "bar_overlap"] == 300).all()
+    with pytest.raises(ValueError, match="same estimator"):
+        estimate_table(nis, nis)
+    with pytest.raises(ValueError, match="f_est_err"):
+        estimate_table(nis.drop(columns="f_est_err"))

@@ -119,8 +119,10 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
                                  "field": {"values": [0.0, 0.5]},
                                  "refine": {"n_chains": 64, "burn_in_sweeps": 100, "n_samples": 50,
                                             "thin_sweeps": 5}}}}  # fmt: skip
+    estimate_figures = [f"results/figures/chain_{L}_{m}_outpaint-6_estimates.png" for L in (12, 18) for m in models]
     rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
                             "results/figures/chain_12_free_energy.png", "results/figures/equal_cost.png",
+                            "results/figures/chain_12_ao-transformer_transfer-6_estimates.png", *estimate_figures,
                             config=cfg)  # fmt: skip
     assert rc == 0, out
     tables = [(L, m, "outpaint-6") for L in (12, 18) for m in models] + [(12, "ao-transformer", "transfer-6")]
@@ -146,6 +148,13 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
         assert (z.abs() < 4).all(), (L, model, source, r[["T", "field", "delta_f", "f_est_err", "bar_overlap"]])
         corr = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_correlation.parquet")
         assert corr.empty  # G(r) is the square-lattice Ising's
+        # both estimators side by side, the best claimed one per condition within its error bar
+        est = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_estimates.parquet")
+        assert len(est) == 8 and set(est["estimator"]) == {"nis", "bar"} and est["best"].sum() >= 3
+        assert (est.loc[est["best"], "z"].abs() < 4).all(), est
+    for L, model, source in tables:
+        figure = tmp_path / f"results/figures/chain_{L}_{model}_{source}_estimates.png"
+        assert figure.stat().st_size > 10_000
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet")
     assert {"direct", "outpaint-6", "transfer-6"} <= set(summary["source"])
     # every sampler's cost: its model's training (at 6 sites) and the job that drew its samples

@@ -54,6 +54,7 @@ __all__ = [
     "sample_model",
     "metrics_table",
     "accuracy_summary",
+    "estimate_table",
     "SAMPLE_COLUMNS",
     "METRIC_COLUMNS",
     "SUMMARY_COLUMNS",
@@ -450,6 +451,29 @@ def sampler_costs(metrics: pd.DataFrame, train_log: pd.DataFrame, *, train_timin
             "train_peak_mb": float(train_timing["max_rss"]), "sample_s": sample_s,
             "samples_per_s": float(metrics["n_samples"].sum()) / sample_s,
             "sample_peak_mb": float(sample_timing["max_rss"])}  # fmt: skip
+
+
+def estimate_table(*tables: pd.DataFrame) -> pd.DataFrame:
+    """Every free-energy estimate of one sample file side by side, one row per ``(T, field,
+    estimator)``: the metric table's (importance sampling, with its ``ness``) and the refined
+    table's (Bennett's, with its ``bar_overlap``), each with its error and claim, ``delta_f = f_est
+    − f_ref`` and ``z = delta_f / f_est_err``. ``best`` marks, at each condition, the claimed
+    estimate (``est_converged``) with the smallest error bar; a condition where nothing is claimed
+    has no best estimate."""
+    keys = ["system", "size", "T", "field", "model", "source"]
+    parts = []
+    for t in tables:
+        check_columns(t, (*keys, *ESTIMATE_COLUMNS, "f_ref"), what="metric or refined table")
+        extra = [c for c in ("ness", "bar_overlap") if c in t]
+        parts.append(t[[*keys, *ESTIMATE_COLUMNS, "f_ref", *extra]])
+    out = pd.concat(parts, ignore_index=True).sort_values([*keys, "estimator"], ignore_index=True)
+    if out.duplicated([*keys, "estimator"]).any():
+        raise ValueError("two tables give the same estimator at one condition")
+    out["delta_f"] = out["f_est"] - out["f_ref"]
+    out["z"] = out["delta_f"] / out["f_est_err"]
+    claimed = out[out["est_converged"].astype(bool) & np.isfinite(out["f_est_err"])]
+    out["best"] = out.index.isin(claimed.groupby(keys)["f_est_err"].idxmin().to_numpy())
+    return out
 
 
 def accuracy_summary(metrics: pd.DataFrame, costs: Sequence[Mapping] | None = None) -> pd.DataFrame:

@@ -260,6 +260,56 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
+_EST_MARKERS = {"nis": "o", "bar": "s", "smc": "D"}
+
+
+@_styled
+def estimates_figure(estimates: pd.DataFrame) -> Figure:
+    """Every free-energy estimator of one sample file over T (:func:`lattherm.evaluation.estimate_table`):
+    its error against the reference (relative for Ising-like systems) with its error bar, and
+    ``z = Δ / error``; filled markers are claimed estimates, a ring marks the best one."""
+    check_columns(estimates, ("estimator", "f_est", "f_est_err", "est_converged", "f_ref", "delta_f", "z", "best"),
+                  what="estimate table")  # fmt: skip
+    system, size = _system_of(estimates)
+    lab = _labels(system)
+    colours = _field_colours(estimates["field"])
+    fig, axes = _new_figure(1, 2)
+    ax_e, ax_z = axes[0]
+    scale = 1.0 / estimates["f_ref"].abs() if lab["relative_error"] else lab["energy_scale"]
+    err, bar = estimates["delta_f"].abs() * scale, estimates["f_est_err"] * scale
+    for (h, est), g in estimates.groupby(["field", "estimator"], sort=True):
+        g = g.sort_values("T")
+        c, mk = colours[float(h)], _EST_MARKERS.get(est, "^")
+        claimed = g["est_converged"].astype(bool).to_numpy()
+        ax_e.plot(g["T"], bar[g.index], "_", ms=7, color=c)  # the one-sigma level
+        ax_z.plot(g["T"], g["z"], color=c, lw=0.6, alpha=0.4)
+        for ax, y in ((ax_e, err[g.index]), (ax_z, g["z"])):
+            ax.plot(g["T"][claimed], y[claimed], mk, ms=3.5, color=c)
+            ax.plot(g["T"][~claimed], y[~claimed], mk, ms=3.5, mfc="none", color=c)
+            best = g["best"].to_numpy()
+            ax.plot(g["T"][best], y[best], "o", ms=8, mfc="none", mec=c, mew=0.6)
+    ax_e.set_yscale("log")
+    ax_e.set_ylabel(r"$|f_\mathrm{est} - f_\mathrm{ref}|\ /\ |f_\mathrm{ref}|$" if lab["relative_error"]
+                    else rf"$|f_\mathrm{{est}} - f_\mathrm{{ref}}|$ [{lab['energy']}]")  # fmt: skip
+    ax_e.set_title("error (dashes: its one-sigma error bar)")
+    for v in (-4, 4):
+        ax_z.axhline(v, color=_KEY, lw=0.8, ls=":")
+    ax_z.axhline(0, color=_KEY, lw=0.6)
+    ax_z.set_ylabel(r"$z = (f_\mathrm{est} - f_\mathrm{ref})\ /\ \sigma$")
+    ax_z.set_title("honesty of the error bar (|z| <= 4)")
+    for ax in (ax_e, ax_z):
+        ax.set_xlabel(lab["T"])
+    names = {"nis": "importance sampling", "bar": "Bennett (refined)", "smc": "SMC"}
+    key = [Line2D([], [], color=_KEY, marker=_EST_MARKERS.get(e, "^"), ls="", label=names.get(e, e))
+           for e in sorted(set(estimates["estimator"]))]  # fmt: skip
+    key += [Line2D([], [], color=_KEY, marker="s", ls="", mfc="none", label="not claimed"),
+            Line2D([], [], color=_KEY, marker="o", ms=8, ls="", mfc="none", label="best (smallest claimed error)")]
+    _figure_legend(fig, _field_handles(system, colours, marker="o", ls="") + key)
+    model, source = estimates["model"].iloc[0], estimates["source"].iloc[0]
+    fig.suptitle(f"{lab['name']} {size}: free-energy estimators of {model} ({source})")
+    return fig
+
+
 @_styled
 def heat_capacity_figure(metrics: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
     """Reweighted ``c(T)`` of each model (points, error bars) over the reference (lines)."""
@@ -442,6 +492,7 @@ FIGURES = {
     "training": training_figure,
     "phase_diagram": phase_diagram_figure,
     "sampler_phase_diagram": phase_diagram_figure,
+    "estimates": estimates_figure,
     "equal_cost": cost_figure,
 }
 
@@ -460,7 +511,8 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
     ``inputs``: ``free_energy``: ``metrics`` (metric tables); ``heat_capacity``: ``metrics`` and
     ``reference`` (a table with ``c``, may be empty); ``training``: model name → train log;
     ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``;
-    ``sampler_phase_diagram``: ``composition`` (a sampler's), ``regions``; ``equal_cost``:
+    ``sampler_phase_diagram``: ``composition`` (a sampler's), ``regions``; ``estimates``:
+    ``estimates`` (a sampler's estimate table); ``equal_cost``:
     ``summary`` (the sampler summary with its cost columns).
     """
     if kind not in FIGURES:
@@ -473,6 +525,8 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
         return heat_capacity_figure(_read(inputs["metrics"]), _read(inputs.get("reference", [])))
     if kind == "training":
         return training_figure({m: _read(p) for m, p in inputs.items()}, system=system, size=size)
+    if kind == "estimates":
+        return estimates_figure(_read(inputs["estimates"]))
     if kind == "sampler_phase_diagram":
         regions = _read(inputs["regions"])
         return phase_diagram_figure(_read(inputs["composition"]), regions, phase_boundaries(regions))

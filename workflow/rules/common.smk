@@ -213,13 +213,14 @@ def composition_reference_of(wildcards):
 
 
 def scaling_targets():
-    """Metric tables of every out-painted and size-transferred target, and their refined tables
-    where the scaling block refines."""
+    """Metric tables of every out-painted and size-transferred target, and their refined and
+    estimate tables where the scaling block refines."""
     targets = []
     for system, size, model, source in scaling_jobs(config):
         targets.append(res(f"{system}/{size}/metrics/{model}/{source}.parquet"))
         if "refine" in config["scaling"][system]:
-            targets += [res(f"{system}/{size}/metrics/{model}/{source}_{kind}.parquet") for kind in ("refined", "correlation")]
+            targets += [res(f"{system}/{size}/metrics/{model}/{source}_{kind}.parquet")
+                        for kind in ("refined", "correlation", "estimates")]  # fmt: skip
     return targets
 
 
@@ -367,6 +368,9 @@ def figure_targets():
             )
         targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(config, system),
                           figure=["free_energy", "heat_capacity"])  # fmt: skip
+        if "refine" in config["scaling"].get(system, {}):
+            targets += [res(f"figures/{system}_{size}_{model}_{source}_estimates.png")
+                        for s, size, model, source in scaling_jobs(config) if s == system]  # fmt: skip
         if REGISTRY[system].compositions:
             targets += [res(f"figures/{system}_{size}_{model}_direct_phase_diagram.png")
                         for size in sizes_of(config, system) for model in models_of(system)]  # fmt: skip

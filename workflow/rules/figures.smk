@@ -106,6 +106,27 @@ rule figure_sampler_phase_diagram:
         "../scripts/figure.py"
 
 
+rule figure_estimates:
+    """The free-energy estimators of one sample file over T: error against the reference with its error bar, z, the
+    best claimed one."""
+    input:
+        estimates=rules.estimates.output.table,
+    output:
+        png=report(
+            res("figures/{system}_{size}_{model}_{source}_estimates.png"),
+            caption="../report/fig_estimates.rst",
+            category="Figures",
+            labels={"system": "{system}", "size": "{size}", "figure": "estimators ({model}, {source})"},
+        ),
+        pdf=res("figures/{system}_{size}_{model}_{source}_estimates.pdf"),
+    log:
+        logs("figures/{system}_{size}_{model}_{source}_estimates.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"
+
+
 rule figure_equal_cost:
     """The worst F_NIS error of every sampler against its wall time (training and sampling), one panel per system."""
     input:

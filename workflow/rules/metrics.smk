@@ -46,6 +46,22 @@ rule refine:
         "../scripts/refine.py"
 
 
+rule estimates:
+    """Every free-energy estimate of a sample file side by side (importance sampling from the metric table, Bennett's
+    from the refined one), each with its error and claim, and the best claimed one per condition."""
+    input:
+        metrics=rules.metrics.output.table,
+        refined=rules.refine.output.table,
+    output:
+        table=res("{system}/{size}/metrics/{model}/{source}_estimates.parquet"),
+    log:
+        logs("{system}/{size}/metrics/{model}/{source}_estimates.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/estimates.py"
+
+
 rule composition:
     """Free energy, energy and heat capacity per composition from a sample file over the chemical-potential grid
     (lattherm.composition), against the composition reference where one exists, and the phase diagram from them by

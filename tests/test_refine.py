@@ -168,7 +168,8 @@ def test_estimate_table_puts_the_estimators_side_by_side_and_picks_the_best_clai
         return pd.DataFrame({"system": "ising", "size": "12x12", "T": [2.0, 2.5, 3.0], "field": 0.0,
                              "model": "ao-transformer", "source": "transfer-8x8", "estimator": estimator,
                              "f_est": [-2.1, -2.3, -2.6], "f_est_err": errs, "est_draws": 100, "est_sweeps": 0,
-                             "est_wall_s": 1.0, "est_converged": claims, "f_ref": [-2.1001, -2.3, -2.6], **extra})  # fmt: skip
+                             "est_wall_s": 1.0, "est_converged": claims, "f_ref": [-2.1001, -2.3, -2.6],
+                             **extra})  # fmt: skip
 
     nis = table("nis", [1e-4, 1e-4, 1e-4], [True, True, False], {"ness": 0.5})
     bar = table("bar", [5e-5, 2e-4, 5e-5], [True, True, False], {"bar_overlap": 300.0})

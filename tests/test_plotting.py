@@ -193,8 +193,9 @@ def _estimates(system="ising", fields=(-1.0, -0.5, 0.0, 0.5, 1.0)):
             for k, est in enumerate(("bar", "nis")):
                 err = 1e-5 * (1 + k) * (1 + T)
                 rows.append(dict(system=system, size="16x16", T=T, field=h, model="ao-transformer",
-                                 source="transfer-8x8", estimator=est, f_est=-2.0 + err, f_est_err=err, est_converged=T < 3.3, f_ref=-2.0,
-                                 delta_f=err, z=1.0, best=(k == 0) & (T < 3.3)))  # fmt: skip
+                                 source="transfer-8x8", estimator=est, f_est=-2.0 + err, f_est_err=err,
+                                 est_converged=T < 3.3, f_ref=-2.0, delta_f=err, z=1.0,
+                                 best=(k == 0) & (T < 3.3)))  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -63,6 +63,7 @@ TINY = {
     "mam-transformer": {"dim": 16, "n_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "rope_k": 1, "n_freq": 2},
     "ao-transformer": {"dim": 16, "n_blocks": 2, "n_query_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "radius": 1,
                        "n_freq": 2},  # fmt: skip
+    "twobo": {"hidden": 3, "n_freq": 2},
 }
 
 #: a few steps of a tiny training with refills, Gibbs moves, annealing and checkpoints every 2 steps
@@ -90,6 +91,7 @@ SHORT_TINY = {
     "mam-mlp": {"width": 64, "n_layers": 2, "n_freq": 2},
     "mam-transformer": TINY["mam-transformer"],
     "ao-transformer": TINY["ao-transformer"],
+    "twobo": {"hidden": 8, "n_freq": 2},
 }
 SHORT_TRAIN = dict(n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25, beta_anneal_frac=0.3,
                    log_every=10, seed=1)  # fmt: skip

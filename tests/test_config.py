@@ -155,6 +155,8 @@ BAD = [
     (("systems", "cuau", "sizes"), ["0x2x4"], "systems.cuau.sizes[0]"),
     (("systems", "cuau", "T", "min"), -100, "systems.cuau.T.min"),
     (("systems", "cuau", "models"), ["gpt"], "systems.cuau.models[0]"),
+    # a two-body model on the cluster expansion (multi-body): refused before any job
+    (("systems", "cuau", "models"), ["ao-arm-mlp", "twobo"], "systems.cuau.models[1]"),
     (("systems", "cuau", "field"), {"min": 0.1, "max": -0.1, "step": 0.01}, "systems.cuau.field.max"),
     # architectures
     ((*MO, "per_system"), {"potts": {"ao-transformer": {}}}, "models.per_system.potts"),

@@ -33,7 +33,7 @@ def random_cond(B: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def test_registry_names_and_configs():
-    assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer", "ao-transformer"}
+    assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer", "ao-transformer", "twobo"}
     cfg = model_config_from_dict("fo-arm-mlp", {"channels": 5})
     assert cfg == MADEConfig(channels=5)
     with pytest.raises(ValueError, match="is unknown"):
@@ -62,7 +62,7 @@ def test_spec_rebuilds_the_same_model(name, gen):
     vis = torch.rand(4, 9, generator=gen) < 0.5
     c = random_cond(4, gen)
     assert torch.equal(model.conditional_logits(x, vis, c), clone.conditional_logits(x, vis, c))
-    assert model.fixed_order == (name == "fo-arm-mlp")
+    assert model.fixed_order == (name in ("fo-arm-mlp", "twobo"))
     assert model.has_marginal == name.startswith("mam")
 
 
@@ -130,6 +130,10 @@ def test_3d_box(name, gen):
 
     cls, cfg_cls = _REGISTRY[name]
     torch.manual_seed(0)
+    if getattr(cls, "needs_couplings", False):  # two-body models: the couplings of a two-body system
+        with pytest.raises(TypeError, match="couplings"):
+            cls(lattice=lattice, n_states=2, cond_box=((300.0, 1500.0), (-0.2, 0.2)), config=cfg_cls(**TINY[name]))
+        return
     model = cls(
         lattice=lattice,
         n_states=2,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lattherm.conditions import MAX_GRID_VALUES, CondBox, cond_box_of, grid_values
-from lattherm.models import MODEL_NAMES, check_model_config, is_fixed_order, is_size_free
+from lattherm.models import MODEL_NAMES, check_model_config, is_fixed_order, is_size_free, needs_couplings
 from lattherm.schema import ConfigError, check
 from lattherm.systems import REGISTRY, SYSTEMS, parse_size, system_info
 
@@ -198,7 +198,10 @@ def _check_models(config: Mapping) -> None:
             if model not in MODEL_NAMES:
                 raise ConfigError(f"models.per_system.{system}.{model}", f"a model name {list(MODEL_NAMES)}", model)
     for system, cfg in config["systems"].items():
-        for model in cfg["models"]:
+        for i, model in enumerate(cfg["models"]):
+            if needs_couplings(model) and not REGISTRY[system].two_body:
+                two_body = sorted(n for n in SYSTEMS if REGISTRY[n].two_body)
+                raise ConfigError(f"systems.{system}.models[{i}]", f"{model} on a two-body system {two_body}", model)
             settings = model_settings(config, system, model)
             own = model in (per_system.get(system) or {})
             key = f"models.per_system.{system}.{model}" if own else f"models.{model}"

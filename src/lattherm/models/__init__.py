@@ -18,6 +18,7 @@ from lattherm.models.base import FourierCondition, Model
 from lattherm.models.exact import ExactModel
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
+from lattherm.models.twobo import TwoBo, TwoBoConfig
 from lattherm.schema import check
 
 __all__ = [
@@ -29,14 +30,17 @@ __all__ = [
     "MAMMLP",
     "MAMTransformer",
     "AOTransformer",
+    "TwoBo",
     "MADEConfig",
     "MLPConfig",
     "TransformerConfig",
     "AOTransformerConfig",
+    "TwoBoConfig",
     "MODEL_NAMES",
     "build_model",
     "build_from_spec",
     "is_size_free",
+    "needs_couplings",
     "transfer_model",
     "model_config_from_dict",
     "check_model_config",
@@ -51,6 +55,7 @@ _REGISTRY: dict[str, tuple[type[Model], type]] = {
     "mam-mlp": (MAMMLP, MLPConfig),
     "mam-transformer": (MAMTransformer, TransformerConfig),
     "ao-transformer": (AOTransformer, AOTransformerConfig),
+    "twobo": (TwoBo, TwoBoConfig),
 }
 MODEL_NAMES = tuple(_REGISTRY)
 
@@ -64,6 +69,11 @@ def _entry(name: str) -> tuple[type[Model], type]:
 def is_fixed_order(name: str) -> bool:
     """Whether the architecture ``name`` generates in one fixed order (the FO-ARMs)."""
     return bool(_entry(name)[0].fixed_order)
+
+
+def needs_couplings(name: str) -> bool:
+    """Whether architecture ``name`` is built from a two-body system's couplings (``twobo``)."""
+    return bool(getattr(_entry(name)[0], "needs_couplings", False))
 
 
 def is_size_free(name: str) -> bool:
@@ -102,8 +112,14 @@ def build_model(
     """Build architecture ``name`` for ``system`` (lattice, ``n_states``) over ``cond_box``."""
     model_cls, _ = _entry(name)
     cfg = model_config_from_dict(name, config)
+    extra = {}
+    if needs_couplings(name):
+        if not hasattr(system, "pair_couplings"):
+            raise ValueError(f"{name} needs a two-body system (pair couplings: ising, ea, chain), "
+                             f"got {getattr(system, 'name', type(system).__name__)}")  # fmt: skip
+        extra = {"couplings": system.pair_couplings(), "k_B": float(system.k_B)}
     return model_cls(
-        lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=cfg
+        lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=cfg, **extra
     )
 
 

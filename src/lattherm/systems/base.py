@@ -75,6 +75,8 @@ class SystemInfo:
             (``{"x_au": ...}`` for CuAu), added to every estimate.
         compositions: the field is a chemical potential, and sample files over its grid resolve the
             canonical free energy per composition and the phase diagram (:mod:`lattherm.composition`).
+        two_body: the energy is a sum of pair couplings (the system has ``pair_couplings()``), which
+            two-body models (``twobo``) are built from.
         references: the reference methods that apply (``lattherm.reference`` computes them).
         enumeration_limit: the largest number of sites solved by exact enumeration.
         disordered: a size token names a disorder instance (``10x10-s1``: the couplings' seed).
@@ -96,6 +98,7 @@ class SystemInfo:
     disordered: bool = False
     observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
     compositions: bool = False
+    two_body: bool = False
     exact_for: Callable[[str], bool] | None = None
     check_size: Callable[[str], None] | None = None
 

@@ -36,6 +36,10 @@ class ChainSystem:
         self._bonds = self.lattice.bonds()  # (L, 2)
         self._neighbours = self.lattice.neighbours()  # (L, 2)
 
+    def pair_couplings(self) -> tuple[Tensor, Tensor]:
+        """``(bonds (B, 2), J (B,))``: ``E_int = −Σ_b J_b s_i s_j`` over the bonds (two-body models)."""
+        return self._bonds.clone(), torch.full((len(self._bonds),), self.J, dtype=torch.float64)
+
     def params(self) -> dict:
         """The parameters that, with the size, define the system (checkpoints record them)."""
         return {"J": self.J}

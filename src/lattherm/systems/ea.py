@@ -66,6 +66,10 @@ class EASystem:
                 fill[a] += 1
         self._nb, self._jb = nb, jb
 
+    def pair_couplings(self) -> tuple[Tensor, Tensor]:
+        """``(bonds (B, 2), J (B,))``: ``E_int = −Σ_b J_b s_i s_j`` over the bonds (two-body models)."""
+        return self._bonds.clone(), self.J.clone()
+
     def params(self) -> dict:
         """The parameters that, with the size token (and its seed), define the instance."""
         return {"couplings": self.couplings}

@@ -43,6 +43,10 @@ class IsingSystem:
         self._bonds = self.lattice.bonds()  # (2N, 2)
         self._neighbours = self.lattice.neighbours()  # (N, 4)
 
+    def pair_couplings(self) -> tuple[Tensor, Tensor]:
+        """``(bonds (B, 2), J (B,))``: ``E_int = −Σ_b J_b s_i s_j`` over the bonds (two-body models)."""
+        return self._bonds.clone(), torch.full((len(self._bonds),), self.J, dtype=torch.float64)
+
     def params(self) -> dict:
         """The parameters that, with the size, define the system (checkpoints record them)."""
         return {"J": float(self.J)}
@@ -109,6 +113,7 @@ INFO = SystemInfo(
     labels={"name": "Ising", "T": r"$T$ [$J/k_\mathrm{B}$]", "c": r"$c$ [$k_\mathrm{B}$/site]", "field": "h",
             "field_unit": "J", "energy": "J/site", "energy_scale": 1.0, "relative_error": True},
     flip_symmetric=True,
+    two_body=True,
     gibbs_block=10,
     references=("exact", "mcmc", "wang_landau", "field_integration"),
     exact_for=lambda size: True,  # transfer matrix (every field) up to max_transfer_L, Kaufman (field 0) above

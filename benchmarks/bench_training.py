@@ -1,8 +1,10 @@
 """Accuracy of short trainings on Ising 8x8 over T ∈ [1.5, 3.5], h ∈ [−1, 1] (the issue's
 acceptance check; ``--system cuau``: CuAu 2x2x4 over the 99 conditions T 200–1200 K × μ −0.12..0.12 eV
-against enumeration, |ΔF| in meV/atom): train each model for a wall-clock budget, sample ``--samples`` symmetrised
-samples at every evaluation condition (T 1.5..3.5 step 0.1 × h −1..1 step 0.5), compare F_NIS
-with the transfer matrix. Prints max/median |ΔF/F|, NESS median/min, the worst conditions, the
+against enumeration, |ΔF| in meV/atom; ``--system ea --size 10x10-s1``: an Edwards–Anderson
+instance at T 0.5..3, field 0, against the row transfer matrix): train each model for a
+wall-clock budget, sample ``--samples`` symmetrised samples at every evaluation condition (T
+1.5..3.5 step 0.1 × h −1..1 step 0.5), compare F_NIS with the transfer matrix. Prints max/median
+|ΔF/F|, NESS median/min, the worst conditions, the
 training speed, the load average of the machine, and records them.
 
     python benchmarks/bench_training.py [minutes] [--models fo-arm-mlp ...] [--samples 4000] [--set steps=2500 ...]
@@ -29,6 +31,7 @@ import torch
 from _harness import key_values, print_table, record_run
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
+from lattherm.models import is_fixed_order
 from lattherm.reference.cuau_exact import cuau_exact_table
 from lattherm.reference.exact import ising_transfer_matrix
 from lattherm.systems import IsingSystem, make_system
@@ -41,11 +44,24 @@ RUNS = {
     "ao-arm-mlp": ({"width": 256, "n_layers": 2, "n_freq": 8}, {"steps": 450, "lr": 3e-3, "ao_grad_steps": 4}),
     "mam-mlp": ({"width": 256, "n_layers": 2, "n_freq": 8}, {"steps": 450, "lr": 3e-3}),
     "mam-transformer": ({"dim": 64, "n_blocks": 2, "n_heads": 4}, {"steps": 100, "lr": 1e-3}),
+    # per-site weights: a larger rate than the shared ones (tests/test_twobo.py); 0.18 s/step on 8x8
+    "twobo": ({"hidden": 16, "n_freq": 8}, {"steps": 2600, "lr": 3e-2}),
 }
 
 
-def _setup(system_name: str):
-    """System, box, evaluation grid and exact reference: Ising 8x8 or CuAu 2x2x4 (laptop config grids)."""
+#: the EA evaluation temperatures (the spin-glass issue's grid; field 0)
+EA_T = np.array([0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
+
+
+def _setup(system_name: str, size: str | None = None):
+    """System, box, evaluation grid and exact reference: Ising 8x8 or CuAu 2x2x4 (laptop config grids),
+    or an EA instance (``size``, e.g. ``10x10-s1``; T 0.5..3 at field 0, the row transfer matrix)."""
+    if system_name == "ea":
+        from lattherm.reference.spin_glass import ea_exact_table
+
+        size = size or "10x10-s1"
+        ref = ea_exact_table(size, EA_T, np.zeros_like(EA_T))[["T", "field", "f"]]
+        return make_system("ea", size), ((0.5, 3.0), (0.0, 0.0)), EA_T, np.array([0.0]), ref, True
     if system_name == "cuau":
         T = np.arange(200.0, 1200.1, 100.0)
         h = np.round(np.arange(-0.12, 0.1201, 0.03), 10)
@@ -103,16 +119,16 @@ def _summary(name, mc, tc, s, met, n_orders, n_samples, eval_s, load_before, loa
 
 def main(minutes: float, models: list[str], n_samples: int, overrides: dict | None = None, system_name="ising",
          model_overrides: dict | None = None, label: str | None = None, n_orders: tuple[int, ...] = (1,),
-         keep: str | None = None, eval_T: list[float] | None = None) -> None:
+         keep: str | None = None, eval_T: list[float] | None = None, size: str | None = None) -> None:
     torch.set_num_threads(1)
-    system, box, T, h, ref, symmetrised = _setup(system_name)
+    system, box, T, h, ref, symmetrised = _setup(system_name, size)
     T_all = T
     T = grid_subset(T, eval_T, "--eval-T")  # slow samplers: some temperatures, every field value
     rows = []
     for name in models:
         mc, tc = RUNS[name]
         mc = {**mc, **(model_overrides or {})}
-        tc = {**tc, **(overrides or {})}
+        tc = {**tc, **({"n_field": 1} if len(h) == 1 else {}), **(overrides or {})}
         load_before = os.getloadavg()
         with tempfile.TemporaryDirectory() as d:
             cfg = TrainConfig(**tc, max_minutes=minutes, checkpoint_every=500, log_every=50)
@@ -131,7 +147,7 @@ def main(minutes: float, models: list[str], n_samples: int, overrides: dict | No
                 os.makedirs(keep, exist_ok=True)
                 shutil.copy(f"{d}/ck.pt", os.path.join(keep, f"{system_name}_{name}.pt"))
             evals = []
-            for M in n_orders if not name.startswith("fo-") else (1,):
+            for M in n_orders if not is_fixed_order(name) else (1,):
                 t0 = time.perf_counter()
                 df = sample_grid(f"{d}/ck.pt", system, T, h, n_samples, seed=1, batch_size=20000,
                                  symmetrised=symmetrised, n_orders=M, device="cpu")  # fmt: skip
@@ -161,7 +177,8 @@ if __name__ == "__main__":
     ap.add_argument("minutes", nargs="?", type=float, default=8.0)
     ap.add_argument("--models", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--samples", type=int, default=4000)
-    ap.add_argument("--system", choices=["ising", "cuau"], default="ising")
+    ap.add_argument("--system", choices=["ising", "cuau", "ea"], default="ising")
+    ap.add_argument("--size", default=None, help="--system ea: the instance's size token (default 10x10-s1)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides (all models)")
     ap.add_argument("--model-set", nargs="*", default=[], metavar="KEY=VALUE", help="model config overrides")
     ap.add_argument("--label", "--tag", dest="label", default=None,
@@ -171,4 +188,4 @@ if __name__ == "__main__":
     ap.add_argument("--eval-T", nargs="+", type=float, default=None, help="evaluate at these grid temperatures only")
     args = ap.parse_args()
     main(args.minutes, args.models, args.samples, key_values(args.set), args.system, key_values(args.model_set),
-         args.label, tuple(args.n_orders), args.keep, args.eval_T)
+         args.label, tuple(args.n_orders), args.keep, args.eval_T, args.size)

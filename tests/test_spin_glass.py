@@ -96,3 +96,23 @@ def test_ea_instances_through_the_workflow(snakemake_exe, tmp_path):
     s1 = pd.read_parquet(tmp_path / "results/ea/4x4-s1/reference/exact.parquet")
     s2 = pd.read_parquet(tmp_path / "results/ea/4x4-s2/reference/exact.parquet")
     assert not np.allclose(s1["f"], s2["f"])  # two instances, two free energies
+
+
+@pytest.mark.workflow
+def test_twobo_samples_an_instance_through_the_workflow(snakemake_exe, tmp_path):
+    """The two-body ARN trained on one EA instance (its couplings), sampled at every temperature and
+    compared with the instance's exact free energy within its error bars."""
+    from test_workflow import run_snakemake
+
+    cfg = {"seed": 5,
+           "systems": {"ea": {"sizes": ["4x4-s1"], "T": {"values": [0.8, 1.5, 3.0]}, "field": {"values": [0.0]},
+                              "models": ["twobo"]}},
+           "models": {"twobo": {"hidden": 8, "n_freq": 2}},
+           "training": {"ea": {"steps": 300, "lr": 3e-2, "samples_per_condition": 32, "n_T": 3, "n_field": 1}},
+           "sampling": {"n_samples": 2000, "batch_size": 6000}, "metrics": {"n_boot": 50}}  # fmt: skip
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "results/ea/4x4-s1/metrics/twobo/direct.parquet", config=cfg)
+    assert rc == 0, out
+    m = pd.read_parquet(tmp_path / "results/ea/4x4-s1/metrics/twobo/direct.parquet")
+    assert len(m) == 3 and (m["ref_method"] == "exact").all() and (m["ness"] > 0.5).all(), m
+    z = m["delta_f"] / m["f_nis_err"]
+    assert (z.abs() < 4).all() and (m["delta_f"].abs() / m["f_ref"].abs() < 1e-3).all(), m[["T", "delta_f", "ness"]]

@@ -48,11 +48,8 @@ def main(path: str, size: str, reference: str | None, n: int, n_orders: int, lab
     ref = ref[np.isin(ref["T"], T_GRID)]
     if "converged" in ref:
         ref = ref.assign(f_x=ref["f_x"].where(ref["converged"].astype(bool)))
-    table = composition_table(samples, system, size=size, reference=ref[["T", "n_au", "f_x"]])
-    ref_err = ref.set_index(["T", "n_au"])["f_x_err"] if "f_x_err" in ref else None
-    err = table["f_x_err"] ** 2
-    if ref_err is not None:
-        err = err + table.set_index(["T", "n_au"]).index.map(ref_err).to_numpy(dtype=float) ** 2
+    table = composition_table(samples, system, size=size, reference=ref)
+    err = table["f_x_err"] ** 2 + (table["f_x_ref_err"] ** 2 if "f_x_ref_err" in table else 0.0)
     table["z"] = table["delta_f_x"] / np.sqrt(err)
     both = table[table["converged"] & table["f_x_ref"].notna()]
     rows = []

@@ -69,6 +69,10 @@ def test_f_x_agrees_with_enumeration_within_honest_error_bars(cell, skew):
     assert np.abs(z).max() < 4.5, ok.assign(z=z).sort_values("z")[["T", "n_au", "delta_f_x", "f_x_err"]]
     assert 0.2 < np.mean(z**2) < 2.5  # the error bars are neither too small nor much too large
     assert ok["delta_f_x"].abs().max() < 1e-3  # eV/atom
+    assert "f_x_ref_err" not in tab  # enumeration has no error bar; metadynamics' is carried
+    with_err = composition_table(_draws(cell, 200, seed=5, skew=skew), system, size=SIZE,
+                                 reference=ref.assign(f_x_err=1e-5))  # fmt: skip
+    assert (with_err["f_x_ref_err"] == 1e-5).all()
     # the unconverged rows say so: fewer effective draws than the threshold
     assert (tab.loc[~tab["converged"], "n_effective"] < MIN_EFFECTIVE).all()
     assert tab.loc[tab["n_mu"] == 0, "f_x"].isna().all()

@@ -112,7 +112,8 @@ def composition_table(samples: pd.DataFrame, system, *, size: str, min_count: in
     """Canonical ``f_x`` (eV/atom) with errors, ``u_x``, ``c_x`` at every ``(T, n_au)`` from a CuAu
     sample file (columns ``T, field, log_q, energy, spin_sum``; every ``μ`` of a temperature is
     used), in the reference composition tables' schema (:data:`COLUMNS`). With a ``reference``
-    composition table (``T, n_au, f_x``): also ``f_x_ref`` and ``delta_f_x = f_x − f_x_ref``."""
+    composition table (``T, n_au, f_x``, and ``f_x_err`` if it has one): also ``f_x_ref`` (and
+    ``f_x_ref_err``) and ``delta_f_x = f_x − f_x_ref``."""
     check_columns(samples, ("T", "field", "log_q", "energy", "spin_sum"), what="sample table")
     if int(min_count) < 1:
         raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
@@ -140,7 +141,8 @@ def composition_table(samples: pd.DataFrame, system, *, size: str, min_count: in
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     if reference is not None:
         check_columns(reference, ("T", "n_au", "f_x"), what="reference composition table")
-        ref = reference[["T", "n_au", "f_x"]].rename(columns={"f_x": "f_x_ref"})
+        cols = ["T", "n_au", "f_x", *(["f_x_err"] if "f_x_err" in reference else [])]
+        ref = reference[cols].rename(columns={"f_x": "f_x_ref", "f_x_err": "f_x_ref_err"})
         table = table.merge(ref.assign(T=ref["T"].astype(float), n_au=ref["n_au"].astype(np.int64)),
                             on=["T", "n_au"], how="left")  # fmt: skip
         table["delta_f_x"] = table["f_x"] - table["f_x_ref"]

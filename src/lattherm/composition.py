@@ -55,8 +55,10 @@ def _per_mu(mu: float, E: np.ndarray, s: np.ndarray, log_q: np.ndarray, N: int, 
     M = len(E)
     n_i = np.rint((s + N) / 2).astype(np.int64)
     lw = -beta * (E - mu * s) - log_q
-    c0 = lw.max()
-    w = np.exp(lw - c0)
+    c0 = np.full(N + 1, -np.inf)
+    np.maximum.at(c0, n_i, lw)  # per composition: no weight underflows against another n's
+    c0 = np.where(np.isfinite(c0), c0, 0.0)
+    w = np.exp(lw - c0[n_i])
 
     def per_n(v: np.ndarray) -> np.ndarray:
         return np.bincount(n_i, v, minlength=N + 1)

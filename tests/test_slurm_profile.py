@@ -123,8 +123,11 @@ def expected_jobs(config: dict) -> Counter:
         sampler_summary=int(models > 0),
     )
     # an HTML view (for snakemake --report) of every table the target asks for
+    # CuAu samplers: free energies per composition and their phase diagram (a table, its view, a figure)
+    cuau_models = len(cuau) * len(systems.get("cuau", {}).get("models", []))
+    counts.update(composition=cuau_models, figure_sampler_phase_diagram=cuau_models)
     counts["table_view"] = (3 * len(ising) + len(cuau) + 2 * len(cuau_exact) + 2 * len(metadynamics) + models
-                            + len(integration) + int(models > 0))  # fmt: skip
+                            + len(integration) + int(models > 0) + 2 * cuau_models)  # fmt: skip
     counts[TARGET] = 1
     return +counts  # drops rules without jobs
 

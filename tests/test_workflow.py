@@ -87,8 +87,9 @@ def test_dry_run_default_config(snakemake_exe, tmp_path):
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
     assert rc == 0, out
     counts = {
-        "exact_reference": 3,  # Ising 4x4, 8x8; CuAu 2x2x4 (enumeration)
-        "mcmc_reference": 3,  # Ising 4x4, 8x8; CuAu 2x2x4
+        "exact_reference": 6,  # Ising 4x4, 8x8; CuAu 2x2x4 (enumeration); EA 10x10-s1..s3 (transfer matrix)
+        "mcmc_reference": 6,  # Ising 4x4, 8x8; CuAu 2x2x4; EA 10x10-s1..s3
+        "couplings_reference": 3,  # EA 10x10-s1..s3
         "wang_landau": 2,
         "exact_composition_reference": 1,
         "metadynamics_reference": 2,  # CuAu 2x2x4, 4x4x4

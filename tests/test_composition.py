@@ -115,3 +115,16 @@ def test_bad_input_is_named(cell):
         composition_table(df.drop(columns="spin_sum"), system, size=SIZE)
     with pytest.raises(ValueError, match="min_count"):
         composition_table(df, system, size=SIZE, min_count=0)
+
+
+def test_a_gap_is_two_phase_only_where_the_draws_skipped_it():
+    """A convex f_x with one interior composition missing: skipped by the draws (two-phase, as the
+    semi-grand ensemble skips coexistence) gives an interval; drawn but not converged gives none."""
+    x = np.arange(9) / 8
+    base = pd.DataFrame({"system": "cuau", "size": "test", "T": 500.0, "n_au": np.arange(9), "x_au": x,
+                         "f_x": (x - 0.4) ** 2, "f_x_err": 1e-6, "converged": True, "n_draws": 5000})  # fmt: skip
+    assert sampler_phase_diagram(base, tol=0.0).empty
+    gap = base.assign(converged=base["n_au"] != 4, f_x=base["f_x"].where(base["n_au"] != 4))
+    skipped = sampler_phase_diagram(gap.assign(n_draws=np.where(gap["n_au"] == 4, 3, 5000)), tol=0.0)
+    assert skipped[["x_lo", "x_hi", "n_inside"]].to_numpy().tolist() == [[0.375, 0.625, 1]]
+    assert sampler_phase_diagram(gap, tol=0.0).empty  # drawn 5000 times, not converged: unknown

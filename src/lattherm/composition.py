@@ -24,7 +24,9 @@ effective counts there; their errors are the delta method's (``Σ w̃² (E − �
 
 A row is ``converged`` when the effective draws at ``n``, summed over ``μ_k``, reach
 :data:`MIN_EFFECTIVE`; the phase diagram (:func:`sampler_phase_diagram`) uses those rows only, by
-the reference's hull construction (:func:`lattherm.reference.phase_diagram.two_phase_regions`).
+the reference's hull construction (:func:`lattherm.reference.phase_diagram.two_phase_regions`),
+and claims a two-phase interval only where its inside shows one: a converged composition above
+the hull, or compositions the draws skip.
 """
 
 from __future__ import annotations
@@ -155,7 +157,17 @@ def sampler_phase_diagram(table: pd.DataFrame, *, tol: float, n_sigma: float = 2
     """Two-phase intervals per temperature (:func:`~lattherm.reference.phase_diagram.two_phase_regions`)
     from the converged rows of a :func:`composition_table`: a composition counts as on the hull
     within ``tol + n_sigma · f_x_err`` of it, and the compositions without a converged value lie
-    inside the interval that spans them (the semi-grand ensemble skips two-phase compositions)."""
-    check_columns(table, ("system", "size", "T", "x_au", "f_x", "f_x_err", "converged"), what="composition table")
-    kept = table.assign(f_x=table["f_x"].where(table["converged"].astype(bool)))
-    return two_phase_regions(kept, tol=tol, err="f_x_err", n_sigma=n_sigma)
+    inside the interval that spans them (the semi-grand ensemble skips two-phase compositions).
+    An interval is kept where that is what its inside shows: a converged composition above the hull,
+    or one the draws skipped (fewer than :data:`MIN_COUNT` draws over all μ). One whose inside was
+    drawn but did not converge says nothing about coexistence and is left out."""
+    check_columns(table, ("system", "size", "T", "x_au", "f_x", "f_x_err", "converged", "n_draws"),
+                  what="composition table")  # fmt: skip
+    ok = table["converged"].astype(bool)
+    regions = two_phase_regions(table.assign(f_x=table["f_x"].where(ok)), tol=tol, err="f_x_err", n_sigma=n_sigma)
+    keep = []
+    for r in regions.itertuples():
+        g = table[(table["T"] == r.T) & (table["x_au"] > r.x_lo + 1e-12) & (table["x_au"] < r.x_hi - 1e-12)]
+        shown = g["converged"].astype(bool) | (g["n_draws"] < MIN_COUNT)
+        keep.append(bool(shown.any()))
+    return regions[np.asarray(keep, dtype=bool)].reset_index(drop=True)

@@ -76,6 +76,15 @@ def compare(metrics: pd.DataFrame, floor: dict, *, relative: bool) -> dict:
     return row
 
 
+def _shown(results: Path) -> str:
+    """The results folder as recorded: relative to the repository when inside it (no machine's paths)."""
+    root = FLOORS.parent.parent
+    try:
+        return str(results.resolve().relative_to(root))
+    except ValueError:
+        return str(results)
+
+
 def main(results: Path, label: str | None) -> list[dict]:
     rows = []
     for (system, size, model), floor in load_floors().items():
@@ -86,7 +95,7 @@ def main(results: Path, label: str | None) -> list[dict]:
             continue
         rows.append({**row, **compare(pd.read_parquet(path), floor, relative=system == "ising")})
     print_table([{k: v for k, v in r.items() if k != "table"} for r in rows])
-    params = {"results": str(results.resolve()), "git": git_revision(), "n_sigma": N_SIGMA,
+    params = {"results": _shown(results), "git": git_revision(), "n_sigma": N_SIGMA,
               "ness_factor": NESS_FACTOR}  # fmt: skip
     if label:
         params["label"] = label

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from lattherm.io import check_columns
+from lattherm.observables import log_weights
 from lattherm.reference.phase_diagram import two_phase_regions
 
 __all__ = ["composition_table", "sampler_phase_diagram", "MIN_EFFECTIVE", "MIN_COUNT"]
@@ -56,7 +57,7 @@ def _per_mu(mu: float, E: np.ndarray, s: np.ndarray, log_q: np.ndarray, N: int, 
     the draw count and whether the estimate enters (``use``)."""
     M = len(E)
     n_i = np.rint((s + N) / 2).astype(np.int64)
-    lw = -beta * (E - mu * s) - log_q
+    lw = log_weights(log_q, beta * (E - mu * s))
     c0 = np.full(N + 1, -np.inf)
     np.maximum.at(c0, n_i, lw)  # per composition: no weight underflows against another n's
     c0 = np.where(np.isfinite(c0), c0, 0.0)

@@ -29,6 +29,7 @@ __all__ = [
     "THERMO_COLUMNS",
     "COLUMNS",
     "check_columns",
+    "row_at",
     "rows_at",
     "pack_states",
     "unpack_states",

@@ -8,8 +8,8 @@
   does the same for a model in memory (the exact twin in tests).
 * :func:`metrics_table` turns a sample table into the metric table: ``system, size, T, field,
   model, source, symmetrised, n_orders, order, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
-  estimator, f_est, f_est_err, est_draws, est_sweeps, est_wall_s, est_converged, f_ref, ref_method,
-  delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), the
+  estimator, f_est, f_est_err, est_draws, est_sweeps, est_wall_s, est_converged, f_ref, f_ref_err
+  (the reference's one-sigma error: 0 for exact tables), ref_method, delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), the
   independent Metropolis–Hastings estimates over the same samples (:data:`IMH_COLUMNS`), and
   ``u_ref, c_ref, m_ref`` where the reference has them. Conditions missing from the reference get
   NaN there.
@@ -382,13 +382,13 @@ def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, r
 
         est = smc_free_energy(draw_at, system, T, h, T_start=T0, seed=derived_seed(seed, c), device=device, **smc)
         ref = row_at(reference_df, T, h)
-        f_ref = float(ref["f"]) if ref is not None else float("nan")
+        f_ref, f_ref_err = reference_f(ref)
         rows.append({
             "system": system.name, "size": system.size, "T": float(T), "field": float(h),
             **{k: meta[k] for k in ("model", "source", "symmetrised", "n_orders", "order")},
             "estimator": "smc", "f_est": est["f_est"], "f_est_err": est["f_est_err"], "est_draws": est["draws"],
             "est_sweeps": est["sweeps"], "est_wall_s": est["wall_s"], "est_converged": est["converged"],
-            "f_ref": f_ref, "ref_method": ref_method, "delta_f": est["f_est"] - f_ref,
+            "f_ref": f_ref, "f_ref_err": f_ref_err, "ref_method": ref_method, "delta_f": est["f_est"] - f_ref,
             **{k: est[k] for k in ("u", "u_err", "m", "m_err")}, "T_start": T0,
             **{k: est[k] for k in ("levels", "beta_levels", "acceptance", "log_z_spread")},
         })  # fmt: skip
@@ -545,6 +545,14 @@ def _imh_columns(system, x, g: pd.DataFrame, T: float, h: float, *, seed: int) -
                                         "n_effective", "converged")}  # fmt: skip
 
 
+def reference_f(ref: pd.Series | None) -> tuple[float, float]:
+    """``(f, its one-sigma error)`` of a reference row: the error is 0 for exact tables, ``f_err``
+    for Monte Carlo ones (β and field integration); NaN without a row."""
+    if ref is None:
+        return float("nan"), float("nan")
+    return float(ref["f"]), float(ref["f_err"]) if "f_err" in ref else 0.0
+
+
 def metrics_table(
     samples_df: pd.DataFrame,
     system,
@@ -581,7 +589,7 @@ def metrics_table(
         x = torch.from_numpy(unpack_states(packed, system.n_sites).astype(np.int64))
         est = estimate_thermo(system, x, g["log_q"].to_numpy(), T, h, n_boot=n_boot, seed=seed)
         ref = row_at(reference_df, T, h)
-        f_ref = float(ref["f"]) if ref is not None else float("nan")
+        f_ref, f_ref_err = reference_f(ref)
         row = {
             "system": system.name,
             "size": system.size,
@@ -605,6 +613,7 @@ def metrics_table(
             "est_wall_s": float("nan"),
             "est_converged": bool(est.pop("ness") * len(g) >= MIN_EFFECTIVE),
             "f_ref": f_ref,
+            "f_ref_err": f_ref_err,
             "ref_method": ref_method,
             "delta_f": est.pop("f_nis") - f_ref,
         }

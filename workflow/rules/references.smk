@@ -87,6 +87,29 @@ rule field_integration_reference:
         "../scripts/field_integration_reference.py"
 
 
+rule beta_integration_reference:
+    """f(T, h) where nothing exact applies (spin glasses past enumeration and the transfer matrix):
+    thermodynamic integration over β from β = 0, Metropolis with replica exchange at every node."""
+    input:
+        valid_job("beta_integration"),
+    output:
+        table=res("{system}/{size}/reference/beta_integration.parquet"),
+    params:
+        grid=job_grid,
+        system_params=system_params_of,
+        settings=config["reference"]["beta_integration"],
+        seed=seed_of("beta_integration"),
+    log:
+        logs("{system}/{size}/reference/beta_integration.log"),
+    benchmark:
+        logs("{system}/{size}/reference/beta_integration.tsv")
+    threads: 2
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/beta_integration_reference.py"
+
+
 rule mcmc_reference:
     """Batched Metropolis MCMC at every condition of the system's grid: observables with errors,
     energy/magnetisation histograms and packed sample configurations."""

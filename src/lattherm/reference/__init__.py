@@ -12,6 +12,9 @@ implementation, so that the rules and scripts stay the same for every system:
   states;
 * :func:`field_integration_table` (method ``field_integration``): free energies at every field
   past the exact transfer matrix;
+* :func:`beta_integration_table` (method ``beta_integration``): free energies by thermodynamic
+  integration over β from β = 0 with replica-exchange Metropolis, where nothing exact applies
+  (spin glasses past enumeration and the transfer matrix);
 * :func:`couplings_table` (method ``couplings``): a disordered instance's couplings.
 
 :func:`applies` says where a method is computed, :func:`free_energy_reference` which table the
@@ -33,6 +36,7 @@ __all__ = [
     "exact_composition_table",
     "wang_landau_tables",
     "field_integration_table",
+    "beta_integration_table",
     "couplings_table",
     "applies",
     "free_energy_reference",
@@ -70,6 +74,11 @@ def exact_table(
         from lattherm.reference.spin_glass import ea_exact_table
 
         return ea_exact_table(size, T, field, **params)
+    if system == "rrg":
+        from lattherm.reference.exact import enumeration_table
+        from lattherm.systems import make_system
+
+        return enumeration_table(make_system(system, size, **params), T, field)
     raise _no_method(system, "exact")
 
 
@@ -78,7 +87,8 @@ def applies(system: str, method: str, size: str, settings: Mapping, fields=None)
     config's ``reference`` block; ``fields``: the field grid there, if known): the methods the
     system lists, where they apply. Exact tables exist where the system has them (Ising: the
     transfer matrix up to ``exact.max_transfer_L``, Kaufman's field-0 rows above); field
-    integration fills the nonzero fields of Ising tori above it."""
+    integration fills the nonzero fields of Ising tori above it; β integration the sizes without
+    an exact table."""
     from lattherm.systems import system_info
 
     info = system_info(system)
@@ -86,6 +96,8 @@ def applies(system: str, method: str, size: str, settings: Mapping, fields=None)
         return False  # metadynamics: at the cells of reference.metadynamics
     if method.startswith("exact"):
         return info.has_exact(size)
+    if method == "beta_integration":
+        return not info.has_exact(size)
     if method == "field_integration":
         nonzero = fields is None or any(float(h) != 0 for h in fields)
         return info.parse(size)[0] > settings["exact"]["max_transfer_L"] and nonzero
@@ -108,8 +120,8 @@ def composition_reference(system: str, size: str, settings: Mapping) -> str | No
 def free_energy_reference(system: str, size: str, settings: Mapping, fields=None) -> str | None:
     """The method whose table holds the free energies of the metrics of ``system`` at ``size``
     (``fields``: the grid's fields): field integration where it applies (every field), else the
-    exact table where one exists."""
-    for method in ("field_integration", "exact"):
+    exact table where one exists, else β integration."""
+    for method in ("field_integration", "exact", "beta_integration"):
         if applies(system, method, size, settings, fields):
             return method
     return None
@@ -128,6 +140,22 @@ def field_integration_table(
         return ising_field_integration(L, T, field, J=dict(params or {}).get("J", 1.0), seed=seed, progress=progress,
                                        **settings)  # fmt: skip
     raise _no_method(system, "field_integration")
+
+
+def beta_integration_table(
+    system: str, size: str, T, field, *, params: Mapping | None = None, settings: Mapping, seed: int,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """f(T, h) by thermodynamic integration over β from β = 0, replica-exchange Metropolis at every
+    node (:func:`lattherm.reference.integration.beta_integration`; ``settings``: its keywords)."""
+    from lattherm.systems import make_system, system_info
+
+    if "beta_integration" not in system_info(system).references:
+        raise _no_method(system, "beta_integration")
+    from lattherm.reference.integration import beta_integration
+
+    return beta_integration(make_system(system, size, **dict(params or {})), T, field, seed=seed, progress=progress,
+                            **settings)  # fmt: skip
 
 
 def couplings_table(system: str, size: str, *, params: Mapping | None = None) -> pd.DataFrame:

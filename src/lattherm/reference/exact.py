@@ -35,6 +35,7 @@ __all__ = [
     "enumerate_levels",
     "Levels",
     "exact_thermodynamics",
+    "enumeration_table",
     "ising_transfer_matrix",
     "ising_kaufman",
     "onsager_free_energy",
@@ -121,6 +122,9 @@ def enumerate_levels(system, chunk_size: int = 1 << 16) -> Levels:
 def exact_thermodynamics(system, T, field) -> dict[str, np.ndarray]:
     """``f, u, c, m`` (and ``log_Z``) per site at ``broadcast(T, field)`` by full enumeration."""
     levels = enumerate_levels(system)
+    # points per pass: (points x levels) float64 arrays of at most ~128 MB (a disordered system's
+    # 2^24 configurations are nearly all levels of their own)
+    chunk = max(1, min(64, (1 << 24) // max(1, levels.energy.size)))
     return thermo_from_dos(
         levels.energy,
         levels.log_count,
@@ -129,7 +133,21 @@ def exact_thermodynamics(system, T, field) -> dict[str, np.ndarray]:
         levels.spin_sum,
         n_sites=system.n_sites,
         k_B=float(system.k_B),
+        chunk=chunk,
     )
+
+
+def enumeration_table(system, T, field) -> pd.DataFrame:
+    """The exact table of any system of at most 24 sites by enumeration (columns ``system, size,
+    T, field, f, u, c, m, method="enumeration"``) on the grid ``T x field``, T-major."""
+    T = np.unique(_check_temperatures(np.ravel(T)))
+    field = np.unique(np.asarray(np.ravel(field), dtype=np.float64))
+    if field.size == 0 or not np.isfinite(field).all():
+        raise ValueError(f"fields must be finite and not empty, got {field.tolist()}")
+    TT, HH = np.meshgrid(T, field, indexing="ij")
+    th = exact_thermodynamics(system, TT.ravel(), HH.ravel())
+    return pd.DataFrame({"system": system.name, "size": system.size, "T": TT.ravel(), "field": HH.ravel(),
+                         **{k: th[k] for k in ("f", "u", "c", "m")}, "method": "enumeration"})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- Kaufman

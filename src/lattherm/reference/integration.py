@@ -1,4 +1,4 @@
-"""Free energies of the Ising torus where nothing is exact: field reweighting and β integration.
+"""Free energies where nothing is exact: field reweighting (Ising) and β integration (any system).
 
 Exact references stop at the row transfer matrix (``L <= 14``, every field) and Kaufman's closed
 form (any ``L``, ``h = 0`` only). Past them this module builds ``f = −T ln Z / N`` (DESIGN §3, field
@@ -43,7 +43,9 @@ term in Z, ``J = k_B = 1`` unless given) from the project's batched Metropolis
     ladder is flagged); a finite error resting on at least ``MIN_ERROR_ESS`` independent
     fluctuations. Ferromagnetic ``J > 0`` (Kaufman's form).
 
-:func:`ising_beta_integration` (method ``beta_integration``), the textbook baseline:
+:func:`beta_integration` (method ``beta_integration``; any two-state system, the Ising torus by
+:func:`ising_beta_integration`), the textbook baseline, and the reference of spin glasses past
+enumeration and the transfer matrix:
     ``ln Z(β) = N ln 2 − ∫_0^β ⟨E_int − h Σs⟩_β' dβ'`` with ``⟨H⟩`` from Metropolis (every sweep
     measured) at the nodes of :func:`beta_nodes`: composite Simpson on panels between the
     requested β (each cut into a multiple of 4 equal steps <= ``d_beta``), ``⟨H⟩ = 0`` at ``β = 0``
@@ -83,6 +85,7 @@ from lattherm.reference.mcmc import (
     run_metropolis,
 )
 from lattherm.seeds import derived_seed
+from lattherm.systems.base import System
 from lattherm.systems.ising import IsingSystem
 
 __all__ = [
@@ -94,11 +97,12 @@ __all__ = [
     "field_mbar",
     "ising_field_integration",
     "ising_beta_integration",
+    "beta_integration",
 ]
 
 #: leading columns of :func:`ising_field_integration` (more follow: see its docstring)
 FIELD_COLUMNS = ("system", "size", "T", "field", "f", "f_err", "m", "m_err", "converged", "method")
-#: leading columns of :func:`ising_beta_integration`
+#: leading columns of :func:`beta_integration`
 BETA_COLUMNS = ("system", "size", "T", "field", "f", "f_err", "f_err_stat", "f_err_quad", "converged", "method")
 #: neighbour overlap coefficient below which reweighting error bars are not claimed
 MIN_OVERLAP = 0.03
@@ -426,7 +430,7 @@ def field_mbar(counts: np.ndarray, fields, beta: float, eval_fields) -> dict[str
 
 # ----------------------------------------------------------------------------- running chains
 def _run_fields(
-    system: IsingSystem, T_run: np.ndarray, fields: np.ndarray, *, n_chains: int, n_samples: int,
+    system: System, T_run: np.ndarray, fields: np.ndarray, *, n_chains: int, n_samples: int,
     burn_in_sweeps: int, thin_sweeps: int, exchange_sweeps: int, seed: int, progress: bool,
     max_memory_gb: float, consume: Callable[[MCMCResult, np.ndarray], None],
 ) -> int:  # fmt: skip
@@ -613,12 +617,16 @@ def ising_field_integration(
 
 
 # ----------------------------------------------------------------------------- β integration
-def ising_beta_integration(
-    L: int,
+def ising_beta_integration(L: int, T, field=0.0, *, J: float = 1.0, **settings) -> pd.DataFrame:
+    """:func:`beta_integration` on the ``L x L`` Ising torus with coupling ``J``."""
+    return beta_integration(IsingSystem(_check_L(L), J=J), T, field, **settings)
+
+
+def beta_integration(
+    system: System,
     T,
     field=0.0,
     *,
-    J: float = 1.0,
     d_beta: float = 0.015,
     n_chains: int = 64,
     n_samples: int = 100,
@@ -629,14 +637,16 @@ def ising_beta_integration(
     progress: bool = False,
     max_memory_gb: float = 0.5,
 ) -> pd.DataFrame:
-    """``f(T, h)`` of the ``L x L`` Ising torus by thermodynamic integration over β from β = 0
+    """``f(T, h)`` of any two-state ``system`` by thermodynamic integration over β from β = 0
     (module docstring), one row per ``(T, field)`` of the outer product, sorted by T then field.
 
-    Every field (its ``|h|``) is one replica-exchange ladder over the nodes of
+    Every field (its ``|h|``; the system must be symmetric under the global flip with ``h → −h``,
+    as the Ising model and the spin glasses are) is one replica-exchange ladder over the nodes of
     :func:`beta_nodes` (``d_beta``); ``⟨E_int − h Σs⟩`` at a node averages every sweep after
-    burn-in (``n_samples · thin_sweeps`` sweeps per chain). Errors: jackknife over groups of chain
-    slots of the whole integral (nodes are correlated through the exchanges), plus Richardson's
-    discretisation estimate in quadrature.
+    burn-in (``n_samples · thin_sweeps`` sweeps per chain) where the update measures every sweep
+    (the numba kernels), else the ``n_samples`` samples of each chain. Errors: jackknife over groups
+    of chain slots of the whole integral (nodes are correlated through the exchanges), plus
+    Richardson's discretisation estimate in quadrature.
 
     Columns: ``system, size, T, field, f, f_err, f_err_stat, f_err_quad, converged, method`` (``=
     "beta_integration"``), then ``log_z`` and its ``_err``, ``u, u_err, m, m_err`` (Metropolis at
@@ -644,12 +654,10 @@ def ising_beta_integration(
     and node, burn-in included), ``wall_s`` and ``spin_flips`` (the run of that field: one run
     gives every T), ``diagnosis``.
     """
-    L = _check_L(L)
     T = _check_T(T)
     req = _check_fields(field)
     _check_chains(n_chains)
-    N = L * L
-    system = IsingSystem(L, J=J)
+    N = system.n_sites
     rule = beta_nodes(T, d_beta)
     T_nodes = 1.0 / rule.nodes[1:]  # descending T; β = 0 is exact (⟨H⟩ = 0)
     order = np.argsort(T_nodes)
@@ -670,8 +678,11 @@ def ising_beta_integration(
         def consume(res: MCMCResult, hs: np.ndarray, h=h, H_mean=H_mean, H_loo=H_loo, node_ok=node_ok,
                     node_why=node_why, node_obs=node_obs) -> None:  # fmt: skip
             cl = _claims(res)
-            avg = res.averages  # (n_cond, K, n, 4): sweep means of E − shift, (E − shift)², Σs, |Σs|
-            H = avg[..., 0] + res.energy_shift[:, None, None] - h * avg[..., 2]
+            if res.averages is not None:  # (n_cond, K, n, 4): sweep means of E − shift, (E − shift)², Σs, |Σs|
+                avg = res.averages
+                H = avg[..., 0] + res.energy_shift[:, None, None] - h * avg[..., 2]
+            else:  # the generic update: the samples
+                H = res.energy - h * res.spin_sum
             per_chain = H.mean(axis=2)  # (n_cond, K): equal sweeps per chain
             tot = per_chain.sum(axis=1)
             gsum = np.stack([per_chain[:, grp == g].sum(axis=1) for g in range(G)], axis=1)
@@ -720,7 +731,7 @@ def ising_beta_integration(
                 if not np.any(req == sign * h):
                     continue
                 rows.append({
-                    "system": "ising", "size": f"{L}x{L}", "T": t, "field": sign * h,
+                    "system": system.name, "size": system.size, "T": t, "field": sign * h,
                     "f": -t * log_z[ti] / N, "f_err": math.hypot(stat, qerr), "f_err_stat": stat,
                     "f_err_quad": qerr, "converged": not reasons, "method": "beta_integration",
                     "log_z": log_z[ti], "log_z_err": z_err[ti],

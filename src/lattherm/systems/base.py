@@ -19,14 +19,15 @@ from torch import Tensor
 
 from lattherm.lattices import Lattice
 
-__all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "parse_instance", "SIZE_PATTERN"]
+__all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "parse_instance", "parse_degree", "SIZE_PATTERN"]
 
 #: the most sites exact enumeration solves (2^N states)
 MAX_ENUMERATE_SITES = 24
 
-#: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell), ``16`` (a chain);
-#: a disordered system's token ends in its instance, the seed of its couplings: ``10x10-s1``
-SIZE_PATTERN = r"[1-9]\d*(x[1-9]\d*)*(-s\d+)?"
+#: a size token: ``10x10`` (Ising), ``2x2x4`` (CuAu repeats of the primitive FCC cell), ``16`` (a chain),
+#: ``n24-d3`` (a graph of 24 sites of degree 3); a disordered system's token ends in its instance,
+#: the seed of its couplings (and graph): ``10x10-s1``, ``n24-d3-s1``
+SIZE_PATTERN = r"([1-9]\d*(x[1-9]\d*)*|n[1-9]\d*-d[1-9]\d*)(-s\d+)?"
 
 
 @runtime_checkable
@@ -80,6 +81,7 @@ class SystemInfo:
         references: the reference methods that apply (``lattherm.reference`` computes them).
         enumeration_limit: the largest number of sites solved by exact enumeration.
         disordered: a size token names a disorder instance (``10x10-s1``: the couplings' seed).
+        graph: size tokens name a random graph, ``n<sites>-d<degree>`` (``n24-d3-s1``), not a box.
         exact_for: ``size -> bool``, whether an exact reference (any method) exists at that size.
         check_size: ``size -> None``, extra rules on a size token (raise ``ValueError``).
     """
@@ -96,6 +98,7 @@ class SystemInfo:
     references: tuple[str, ...]
     enumeration_limit: int = MAX_ENUMERATE_SITES
     disordered: bool = False
+    graph: bool = False
     observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
     compositions: bool = False
     two_body: bool = False
@@ -110,6 +113,9 @@ class SystemInfo:
         dims = parse_size(size)
         if (parse_instance(size) is not None) != self.disordered:
             want = "ends in its disorder instance, e.g. -s1" if self.disordered else "has no disorder instance -sK"
+            raise ValueError(f"a {self.name} size token {want}, got {size!r}")
+        if (parse_degree(size) is not None) != self.graph:
+            want = "names a graph n<sites>-d<degree>, e.g. n24-d3-s1" if self.graph else "names a box, not a graph"
             raise ValueError(f"a {self.name} size token {want}, got {size!r}")
         if len(dims) != self.dims:
             form = "x".join(["n"] * self.dims)
@@ -146,14 +152,23 @@ def reduced_energy(system: System, x: Tensor, T: Tensor | float, field: Tensor |
 
 
 def parse_size(size: str) -> tuple[int, ...]:
-    """``"10x10"`` → ``(10, 10)`` (a disorder instance ``-sK`` is left out: :func:`parse_instance`);
-    raises ``ValueError`` naming the expected form."""
+    """``"10x10"`` → ``(10, 10)``, a graph token ``"n24-d3"`` → ``(24,)`` (its sites; the degree:
+    :func:`parse_degree`; a disorder instance ``-sK`` is left out: :func:`parse_instance`); raises
+    ``ValueError`` naming the expected form."""
     if not isinstance(size, str) or not re.fullmatch(SIZE_PATTERN, size):
         raise ValueError(
-            f"size token must look like '10x10', '2x2x4', '16' or '10x10-s1' (positive integers joined by 'x', "
-            f"then a disorder instance -s<seed>), got {size!r}"
+            f"size token must look like '10x10', '2x2x4', '16', '10x10-s1' or 'n24-d3-s1' (positive integers "
+            f"joined by 'x', or n<sites>-d<degree>, then a disorder instance -s<seed>), got {size!r}"
         )
-    return tuple(int(n) for n in size.split("-")[0].split("x"))
+    head = size.split("-")[0]
+    return (int(head[1:]),) if head.startswith("n") else tuple(int(n) for n in head.split("x"))
+
+
+def parse_degree(size: str) -> int | None:
+    """The degree of a graph token (``"n24-d3-s1"`` → 3), None for a lattice token."""
+    parse_size(size)
+    m = re.fullmatch(r"n\d+-d(\d+)(-s\d+)?", size)
+    return int(m.group(1)) if m else None
 
 
 def parse_instance(size: str) -> int | None:

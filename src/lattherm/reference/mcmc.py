@@ -28,8 +28,12 @@ Two updates, chosen by ``update=`` in :func:`run_metropolis`:
     per-site flip tables of :class:`CuAuSystem` (int8 spins, integer cluster counts tracked per
     chain, so sampled energies are exact; per-chain xoroshiro128+ streams as above, bit-reproducible
     and thread-independent). See :mod:`lattherm.reference._ce_kernels`.
+``"pair"`` (pair couplings on any graph, numba): random-site Metropolis for systems with
+    ``pair_couplings()`` (spin glasses, the chain), float energies recomputed from the states where
+    needed; per-chain streams as above. See :mod:`lattherm.reference._pair_kernels`.
 ``"auto"`` picks ``"checkerboard"`` for :class:`IsingSystem`, ``"cluster-expansion"`` for
-:class:`CuAuSystem`, ``"random-site"`` otherwise.
+:class:`CuAuSystem`, ``"pair"`` for the other systems of pair couplings, ``"random-site"``
+otherwise.
 
 Samples are taken after ``burn_in_sweeps`` and then every ``thin_sweeps`` sweeps (the paper
 uses 250). The numba updates also measure ``E_int`` and ``Σs`` after *every* sweep of the
@@ -117,7 +121,7 @@ __all__ = [
     "convergence_report",
 ]
 
-UPDATES = ("auto", "checkerboard", "random-site", "cluster-expansion")
+UPDATES = ("auto", "checkerboard", "random-site", "cluster-expansion", "pair")
 #: widest block of chains handled by one numba task (vector loop length)
 _MAX_BLOCK = 128
 #: below this many chains, :func:`mcmc_summary` blocks inside chains by default
@@ -242,8 +246,8 @@ def run_metropolis(
             ``x = 1`` for ``j mod 3 = 0, 1, 2``: the families whose agreement
             :func:`mcmc_summary` tests), or an array of 0/1 states ``(n_chains, N)`` or
             ``(n_cond, n_chains, N)``.
-        update: ``"auto"``, ``"checkerboard"`` (Ising only), ``"cluster-expansion"`` (CuAu only)
-            or ``"random-site"``.
+        update: ``"auto"``, ``"checkerboard"`` (Ising only), ``"cluster-expansion"`` (CuAu only),
+            ``"pair"`` (systems of pair couplings) or ``"random-site"``.
         keep_states: keep every sampled configuration (``n_cond·n_chains·n_samples·N`` bytes;
             more than 4 GiB is refused).
         progress: log progress over sweeps (:class:`lattherm.runlog.Progress`).
@@ -284,6 +288,8 @@ def run_metropolis(
             update = "checkerboard"
         elif isinstance(system, CuAuSystem):
             update = "cluster-expansion"
+        elif hasattr(system, "pair_couplings"):
+            update = "pair"
         else:
             update = "random-site"
     if update == "checkerboard" and not isinstance(system, IsingSystem):
@@ -315,10 +321,13 @@ def run_metropolis(
         keep_states=keep_states,
         progress=progress,
     )
+    if update == "pair" and not hasattr(system, "pair_couplings"):
+        raise ValueError(f"the pair update needs a system of pair couplings, got {type(system).__name__}; "
+                         "use 'random-site'")  # fmt: skip
     if update == "cluster-expansion":
         from lattherm.reference._ce_kernels import run_chains as run
     else:
-        run = _run_checkerboard if update == "checkerboard" else _run_random_site
+        run = {"checkerboard": _run_checkerboard, "pair": _run_pair}.get(update, _run_random_site)
     every = int(exchange_sweeps) if replica_exchange else 0
     out = run(system, T_arr, h_arr, ladders=ladders, lad_len=lad_len, exchange_every=every, **args)
     mixed = isinstance(start, str) and start == "mixed"
@@ -518,6 +527,76 @@ def _run_checkerboard(
         "states": st_out.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None,
         "averages": avg.reshape(n_cond, M, n_samples, 4)[:, :n_chains],
         "energy_shift": e_shift,
+        "exchange": ex_stats.reshape(n_cond, M, 2)[:, :n_chains],
+    }
+
+
+def _run_pair(
+    system: System, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress,
+    ladders, lad_len, exchange_every,
+):  # fmt: skip
+    """The pair-coupling update (:mod:`lattherm.reference._pair_kernels`), from the system's
+    ``pair_couplings()``."""
+    from lattherm.reference import _mcmc_kernels as K
+    from lattherm.reference._pair_kernels import SITE_SALT, pair_run
+
+    n_cond, N = T.size, system.n_sites
+    b_t, J_t = system.pair_couplings()
+    bonds = np.ascontiguousarray(b_t.numpy(), dtype=np.int64)
+    Jb = np.ascontiguousarray(np.broadcast_to(J_t.numpy(), (len(bonds),)), dtype=np.float64)
+    deg = np.bincount(bonds.ravel(), minlength=N).astype(np.int64)
+    nb = np.zeros((N, max(1, int(deg.max()))), dtype=np.int64)
+    jb = np.zeros(nb.shape, dtype=np.float64)
+    fill = np.zeros(N, dtype=np.int64)
+    for (i, j), J in zip(bonds.tolist(), Jb.tolist(), strict=True):
+        for a, c in ((i, j), (j, i)):
+            nb[a, fill[a]], jb[a, fill[a]] = c, J
+            fill[a] += 1
+    n_blocks, W = _chain_blocks(n_chains)
+    M = n_blocks * W
+    x = np.zeros((n_cond, n_blocks, N, W), dtype=np.uint8)
+    st0 = np.zeros((n_cond, n_blocks, W), dtype=np.uint64)
+    st1 = np.zeros_like(st0)
+    K.seed_streams(np.uint64(seed), st0, st1)
+    site0 = np.zeros((n_cond, n_blocks, 1), dtype=np.uint64)
+    site1 = np.zeros_like(site0)
+    K.seed_streams(np.uint64(seed) ^ SITE_SALT, site0, site1)  # (condition, block)
+    ex0 = np.zeros((ladders.shape[0], n_blocks, W), dtype=np.uint64)
+    ex1 = np.zeros_like(ex0)
+    K.seed_streams(np.uint64(seed) ^ EXCHANGE_SALT, ex0, ex1)  # (ladder l, chain j)
+    if isinstance(x0, str):
+        K.random_fill(x, st0, st1)
+        if x0 == "mixed":
+            apply_mixed_starts(x.transpose(0, 1, 3, 2), n_blocks, W)
+    else:
+        xp = np.zeros((n_cond, M, N), dtype=np.uint8)
+        xp[:, :n_chains] = x0
+        x[...] = xp.reshape(n_cond, n_blocks, W, N).transpose(0, 1, 3, 2)
+    e_out = np.empty((n_cond, n_blocks, W, n_samples))
+    m_out = np.empty_like(e_out)
+    st_out = np.empty((n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0), dtype=np.uint8)
+    psum = np.zeros((n_cond, n_blocks, W, 4))
+    avg = np.empty((n_cond, n_blocks, W, n_samples, 4))
+    ex_stats = np.zeros((n_cond, n_blocks, W, 2), dtype=np.int64)
+    beta = np.ascontiguousarray(1.0 / (system.k_B * T), dtype=np.float64)
+    field = np.ascontiguousarray(h, dtype=np.float64)
+    total = burn + n_samples * thin
+    chunk = _progress_chunk(total) if progress else total
+    with _progress(total, progress, f"metropolis {system.size}") as bar:
+        for s0 in range(0, total, chunk):
+            s1 = min(total, s0 + chunk)
+            pair_run(
+                x, nb, jb, deg, bonds, Jb, field, beta, st0, st1, site0, site1,
+                ladders, lad_len, ex0, ex1, exchange_every,
+                s0, s1, burn, thin, e_out, m_out, st_out, psum, avg, ex_stats,
+            )  # fmt: skip
+            bar.update(s1 - s0)
+    return {
+        "energy": e_out.reshape(n_cond, M, n_samples)[:, :n_chains],
+        "spin_sum": m_out.reshape(n_cond, M, n_samples)[:, :n_chains],
+        "states": st_out.reshape(n_cond, M, n_samples, N)[:, :n_chains] if keep_states else None,
+        "averages": avg.reshape(n_cond, M, n_samples, 4)[:, :n_chains],
+        "energy_shift": np.zeros(n_cond),
         "exchange": ex_stats.reshape(n_cond, M, 2)[:, :n_chains],
     }
 

@@ -46,6 +46,9 @@ RUNS = {
     "mam-transformer": ({"dim": 64, "n_blocks": 2, "n_heads": 4}, {"steps": 100, "lr": 1e-3}),
     # per-site weights: a larger rate than the shared ones (tests/test_twobo.py); 0.18 s/step on 8x8
     "twobo": ({"hidden": 16, "n_freq": 8}, {"steps": 2600, "lr": 3e-2}),
+    # periodic masked convolutions, 4 layers of half-width 2 (the receptive field covers the 8x8 torus)
+    "fo-pixelcnn": ({"channels": 32, "layers": 4, "kernel": 2, "cond_width": 64, "n_freq": 8},
+                    {"steps": 1400, "lr": 3e-3}),
 }
 
 

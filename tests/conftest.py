@@ -64,6 +64,7 @@ TINY = {
     "ao-transformer": {"dim": 16, "n_blocks": 2, "n_query_blocks": 2, "n_heads": 2, "mlp_ratio": 2, "radius": 1,
                        "n_freq": 2},  # fmt: skip
     "twobo": {"hidden": 3, "n_freq": 2},
+    "fo-pixelcnn": {"channels": 4, "layers": 2, "kernel": 1, "cond_width": 8, "n_freq": 2},
 }
 
 #: a few steps of a tiny training with refills, Gibbs moves, annealing and checkpoints every 2 steps
@@ -92,6 +93,7 @@ SHORT_TINY = {
     "mam-transformer": TINY["mam-transformer"],
     "ao-transformer": TINY["ao-transformer"],
     "twobo": {"hidden": 8, "n_freq": 2},
+    "fo-pixelcnn": {"channels": 8, "layers": 2, "kernel": 1, "cond_width": 16, "n_freq": 2},
 }
 SHORT_TRAIN = dict(n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25, beta_anneal_frac=0.3,
                    log_every=10, seed=1)  # fmt: skip

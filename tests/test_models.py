@@ -33,7 +33,8 @@ def random_cond(B: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def test_registry_names_and_configs():
-    assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer", "ao-transformer", "twobo"}
+    assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer", "ao-transformer", "twobo",
+                                "fo-pixelcnn"}
     cfg = model_config_from_dict("fo-arm-mlp", {"channels": 5})
     assert cfg == MADEConfig(channels=5)
     with pytest.raises(ValueError, match="is unknown"):
@@ -62,7 +63,7 @@ def test_spec_rebuilds_the_same_model(name, gen):
     vis = torch.rand(4, 9, generator=gen) < 0.5
     c = random_cond(4, gen)
     assert torch.equal(model.conditional_logits(x, vis, c), clone.conditional_logits(x, vis, c))
-    assert model.fixed_order == (name in ("fo-arm-mlp", "twobo"))
+    assert model.fixed_order == (name in ("fo-arm-mlp", "twobo", "fo-pixelcnn"))
     assert model.has_marginal == name.startswith("mam")
 
 

@@ -118,7 +118,7 @@ def _chi2_pvalue(x: torch.Tensor, probs: np.ndarray) -> float:
     return float(stats.chisquare(counts, expected).pvalue)
 
 
-@pytest.mark.parametrize("name", ["fo-arm-mlp", "ao-arm-mlp"])
+@pytest.mark.parametrize("name", ["fo-arm-mlp", "ao-arm-mlp", "fo-pixelcnn"])
 def test_fixed_order_histogram_matches_reported_probabilities(name):
     """Chi-square of 2x2 histograms against exp(log_prob) of all 16 states; Fisher over 3 seeds."""
     model = tiny(name, Lattice(shape=(2, 2)), seed=3)
@@ -281,7 +281,7 @@ def test_random_orders_are_permutations(gen):
     assert math.isclose(o[:, 0].double().mean().item(), 3.0, abs_tol=1.0)
 
 
-@pytest.mark.parametrize("name", ["fo-arm-mlp", "mam-transformer"])
+@pytest.mark.parametrize("name", ["fo-arm-mlp", "mam-transformer", "fo-pixelcnn"])
 def test_log_prob_is_differentiable(name, gen):
     """REINFORCE needs ∇ log q: log_prob keeps the graph (sample() does not)."""
     model = tiny(name, Lattice(shape=(2, 3))).requires_grad_(True)

@@ -17,6 +17,7 @@ from lattherm.models.ao_transformer import AOTransformer, AOTransformerConfig
 from lattherm.models.base import FourierCondition, Model
 from lattherm.models.exact import ExactModel
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
+from lattherm.models.pixelcnn import PixelCNN, PixelCNNConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
 from lattherm.models.twobo import TwoBo, TwoBoConfig
 from lattherm.schema import check
@@ -31,11 +32,13 @@ __all__ = [
     "MAMTransformer",
     "AOTransformer",
     "TwoBo",
+    "PixelCNN",
     "MADEConfig",
     "MLPConfig",
     "TransformerConfig",
     "AOTransformerConfig",
     "TwoBoConfig",
+    "PixelCNNConfig",
     "MODEL_NAMES",
     "build_model",
     "build_from_spec",
@@ -56,6 +59,7 @@ _REGISTRY: dict[str, tuple[type[Model], type]] = {
     "mam-transformer": (MAMTransformer, TransformerConfig),
     "ao-transformer": (AOTransformer, AOTransformerConfig),
     "twobo": (TwoBo, TwoBoConfig),
+    "fo-pixelcnn": (PixelCNN, PixelCNNConfig),
 }
 MODEL_NAMES = tuple(_REGISTRY)
 

@@ -89,8 +89,9 @@ def test_beta_integration_matches_enumeration_within_its_error_bars():
 
 def test_which_reference_applies():
     settings = {"exact": {"max_transfer_L": 14}}
-    assert applies("rrg", "exact", "n24-d3-s1", settings) and not applies("rrg", "beta_integration", "n24-d3-s1", settings)
-    assert applies("rrg", "beta_integration", "n64-d3-s1", settings) and not applies("rrg", "exact", "n64-d3-s1", settings)
+    for size, exact in (("n24-d3-s1", True), ("n64-d3-s1", False)):
+        assert applies("rrg", "exact", size, settings) == exact
+        assert applies("rrg", "beta_integration", size, settings) == (not exact)
     assert free_energy_reference("rrg", "n24-d3-s1", settings, [0.0]) == "exact"
     assert free_energy_reference("rrg", "n64-d3-s1", settings, [0.0]) == "beta_integration"
 

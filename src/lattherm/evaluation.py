@@ -7,9 +7,10 @@
   ``spin_sum``). :func:`sample_model`
   does the same for a model in memory (the exact twin in tests).
 * :func:`metrics_table` turns a sample table into the metric table: ``system, size, T, field,
-  model, source, symmetrised, n_orders, order, n_samples, f_var, f_nis, f_nis_err, ness, f_ref, ref_method,
+  model, source, symmetrised, n_orders, order, n_samples, f_var, f_nis, f_nis_err, ness,
   estimator, f_est, f_est_err, est_draws, est_sweeps, est_wall_s, est_converged, f_ref, f_ref_err
-  (the reference's one-sigma error: 0 for exact tables), ref_method, delta_f (= f_nis − f_ref), u, u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), the
+  (the reference's one-sigma error: 0 for exact tables), ref_method, delta_f (= f_nis − f_ref), u,
+  u_err, c, c_err, m, m_err`` (``x_au, x_au_err`` for CuAu), the
   independent Metropolis–Hastings estimates over the same samples (:data:`IMH_COLUMNS`), and
   ``u_ref, c_ref, m_ref`` where the reference has them. Conditions missing from the reference get
   NaN there.

@@ -85,6 +85,7 @@ COLUMNS = {
     "f_nis_err": "bootstrap standard error of f_nis",
     "ness": "normalised effective sample size (Σw)²/(n Σw²)",
     "f_ref": "reference free energy per site",
+    "f_ref_err": "the reference's one-sigma error of f (0 for exact tables)",
     "ref_method": "the reference's method",
     "delta_f": "f_nis − f_ref (f_est − f_ref in rows of another estimator)",
     "f_est": "the row's estimator's free energy per site",

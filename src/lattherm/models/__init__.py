@@ -122,6 +122,11 @@ def build_model(
             raise ValueError(f"{name} needs a two-body system (pair couplings: ising, ea, chain), "
                              f"got {getattr(system, 'name', type(system).__name__)}")  # fmt: skip
         extra = {"couplings": system.pair_couplings(), "k_B": float(system.k_B)}
+    elif getattr(model_cls, "reads_couplings", False) and hasattr(system, "pair_couplings"):
+        from lattherm.systems import REGISTRY
+
+        if REGISTRY[system.name].disordered:  # uniform couplings carry nothing
+            extra = {"couplings": system.pair_couplings()}
     return model_cls(
         lattice=system.lattice, n_states=system.n_states, cond_box=cond_box, config=cfg, **extra
     )

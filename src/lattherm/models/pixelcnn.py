@@ -38,6 +38,13 @@ scale and shift (FiLM) of each layer's input to its nonlinearity, so the first s
 depends on the condition too. The weights do not depend on the box (:attr:`size_free`: the same
 weights define the model on any lattice; the masks are rebuilt from the geometry).
 
+**Disordered instances.** On a disordered system of pair couplings (the EA spin glass) the
+conditionals depend on the couplings around each site, which shared convolution weights cannot
+know: the model then reads the instance's coupling to each lattice neighbour (``z`` channels per
+site), through a full periodic convolution, as a per-site bias of every layer (zero at
+initialisation). The couplings are not states, so reading them everywhere keeps the order's
+causality; they are rebuilt from the system, not stored in checkpoints.
+
 **Sampling** is incremental (:meth:`fixed_order_stepper`): every layer's activations are cached,
 and drawing position ``t`` computes each layer at ``t`` alone from its taps, so the ``N`` steps cost
 about one forward pass instead of ``N``.
@@ -160,7 +167,11 @@ class PixelCNN(Model):
     def check_config(cls, config: PixelCNNConfig, periods: tuple[int, ...]) -> None:
         check_integers(config, "channels", "layers", "kernel", "cond_width", "n_freq")
 
-    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: PixelCNNConfig) -> None:
+    #: on a disordered system of pair couplings ``build_model`` passes its ``couplings``
+    reads_couplings = True
+
+    def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: PixelCNNConfig,
+                 couplings: tuple[Tensor, Tensor] | None = None) -> None:  # fmt: skip
         super().__init__(lattice=lattice, n_states=n_states, cond_box=cond_box, config=config)
         L0, L1 = image_shape(lattice.shape)
         self.L0, self.L1 = L0, L1
@@ -180,6 +191,30 @@ class PixelCNN(Model):
             _PeriodicCausalConv(q + 1 if i == 0 else C, C, k, L0, L1, centre=i > 0) for i in range(config.layers)
         )
         self.out = nn.Linear(C, q)
+        self.coupling_net = None
+        if couplings is not None:
+            # the instance's couplings to each lattice neighbour, a map of z channels in raster order;
+            # a full periodic convolution turns it into a per-site bias of every layer (the couplings
+            # are not states: the conditionals may read them everywhere)
+            bonds, Jb = couplings
+            Jm = torch.zeros(self.n_sites, self.n_sites, dtype=torch.float64)
+            b = torch.as_tensor(bonds).long()
+            Jb = torch.as_tensor(Jb, dtype=torch.float64).expand(len(b))
+            Jm.index_put_((b[:, 0], b[:, 1]), Jb, accumulate=True)
+            Jm.index_put_((b[:, 1], b[:, 0]), Jb, accumulate=True)
+            nb = lattice.neighbours()  # (N, z) storage indices, in the lattice's offset order
+            cmap = Jm[torch.arange(self.n_sites)[:, None], nb][order]  # (N, z) in raster order
+            self.register_buffer("coupling_map", cmap.T.reshape(1, -1, L0, L1).to(torch.get_default_dtype()),
+                                 persistent=False)  # fmt: skip
+            self.coupling_net = nn.Conv2d(nb.shape[1], config.layers * C, 2 * k + 1, padding=k, padding_mode="circular")
+            nn.init.zeros_(self.coupling_net.weight)
+            nn.init.zeros_(self.coupling_net.bias)
+
+    def _site_bias(self) -> Tensor | None:
+        """``(layers, C, L0, L1)``: each layer's per-site bias from the couplings (None without)."""
+        if self.coupling_net is None:
+            return None
+        return self.coupling_net(self.coupling_map.to(self.dtype)).view(self.config.layers, -1, self.L0, self.L1)
 
     def _film(self, cond: Tensor) -> Tensor:
         """``(B, layers, 2, C)``: each layer's scale (added to 1) and shift."""
@@ -197,9 +232,14 @@ class PixelCNN(Model):
         inp = self.masked_onehot(x, visible)[:, self.order]  # (B, N, q + 1) in raster order
         h = inp.transpose(1, 2).reshape(B, -1, self.L0, self.L1)
         film = self._film(cond)
+        sb = self._site_bias()
         h = self.convs[0](h)
+        if sb is not None:
+            h = h + sb[0]
         for i, conv in enumerate(self.convs[1:]):
             h = h + conv(self._act(h, film[:, i]))
+            if sb is not None:
+                h = h + sb[i + 1]
         a = self._act(h, film[:, -1]).flatten(2).transpose(1, 2)  # (B, N, C) in raster order
         return self.out(a)[:, self.position]  # (B, N, q) in storage order
 
@@ -219,6 +259,8 @@ class _PixelCNNStepper:
         B, N, q, C = cond.shape[0], model.n_sites, model.n_states, model.config.channels
         k, dt, dev = model.config.kernel, model.dtype, cond.device
         self.film = model._film(cond)
+        sb = model._site_bias()
+        self.site_bias = None if sb is None else sb.flatten(2)  # (layers, C, N) in raster order
         self.feats = [torch.zeros(B, N + 1, q + 1 if i == 0 else C, dtype=dt, device=dev)
                       for i in range(len(model.convs) + 1)]  # fmt: skip
         self.layers = []  # per layer: per position (tap positions, weight (n_taps c_in, c_out)), bias
@@ -237,6 +279,8 @@ class _PixelCNNStepper:
         for i, (per_pos, bias) in enumerate(self.layers):
             src, w = per_pos[t]
             z = bias + self.feats[i][:, src].reshape(B, -1) @ w if len(src) else bias.expand(B, -1)
+            if self.site_bias is not None:
+                z = z + self.site_bias[i, :, t]
             h = z if h is None else h + z
             self.feats[i + 1][:, t] = m._act(h, self.film[:, i])
         return m.out(self.feats[-1][:, t])

@@ -45,6 +45,7 @@ from lattherm.io import check_columns, pack_states, row_at, unpack_states
 from lattherm.models import MODEL_NAMES, is_fixed_order, transfer_model
 from lattherm.neural_mcmc import MIN_EFFECTIVE
 from lattherm.observables import estimate_thermo
+from lattherm.runlog import Progress
 from lattherm.seeds import derived_seed
 from lattherm.systems import system_info
 from lattherm.training.checkpoint import load_model
@@ -248,9 +249,11 @@ def _sample_table(model, system, T_values, field_values, n_samples, draw, meta, 
     per_call = max(1, int(batch_size) // n)  # conditions per draw
     gen = torch.Generator(device=device).manual_seed(int(seed))
     parts = []
+    bar = Progress(len(conds), f"sample {meta['model']} {meta['source']} {system.name} {system.size}", "conditions")
     for c0 in range(0, len(conds), per_call):
         cc = torch.as_tensor(conds[c0 : c0 + per_call], dtype=torch.float64)
         x, log_q = draw(cc, n, gen)
+        bar.update(len(cc))
         x = x.cpu()
         rows = cc.repeat_interleave(n, 0).numpy()
         packed = pack_states(x.numpy())
@@ -266,6 +269,7 @@ def _sample_table(model, system, T_values, field_values, n_samples, draw, meta, 
                 }
             )
         )
+    bar.close()
     df = pd.concat(parts, ignore_index=True)
     for i, (k, v) in enumerate(meta.items()):
         df.insert(i, k, v)

@@ -43,6 +43,7 @@ import torch
 from lattherm.io import check_columns, row_at, rows_at, unpack_states
 from lattherm.observables import bar_overlap, log_weights, log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
+from lattherm.runlog import Progress
 from lattherm.seeds import derived_seed
 from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
@@ -155,7 +156,7 @@ def refine(
     t0 = time.perf_counter()
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
                             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
-                            keep_states=ising or density is not None)  # fmt: skip
+                            keep_states=ising or density is not None, progress=True)  # fmt: skip
     mcmc_s = (time.perf_counter() - t0) / len(T)
     table = mcmc_table(result, system)
     table.insert(4, "model", model)
@@ -167,8 +168,12 @@ def refine(
             if q in reference_df:
                 table[f"{q}_ref"] = [_at(reference_df, t, f, q) for t, f in zip(T, h, strict=True)]
     if density is not None:
-        bar = [_bar_row(system, samples_df, result, c, density, seed=derived_seed(seed, 1, c),
-                        batch_size=batch_size, reference_df=reference_df) for c in range(len(T))]  # fmt: skip
+        bar = []
+        with Progress(len(T), f"Bennett's estimate {model} {source} {system.size}", "conditions") as progress:
+            for c in range(len(T)):  # the chains' states under the sampler's density: a pass per state
+                bar.append(_bar_row(system, samples_df, result, c, density, seed=derived_seed(seed, 1, c),
+                                    batch_size=batch_size, reference_df=reference_df))  # fmt: skip
+                progress.update(1)
         for col in BAR_COLUMNS:
             table[col] = [row[col] for row in bar]
         table["est_wall_s"] += mcmc_s

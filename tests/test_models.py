@@ -34,7 +34,7 @@ def random_cond(B: int, gen: torch.Generator) -> torch.Tensor:
 
 def test_registry_names_and_configs():
     assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer", "ao-transformer", "twobo",
-                                "fo-pixelcnn"}
+                                "fo-pixelcnn", "mam-gnn"}
     cfg = model_config_from_dict("fo-arm-mlp", {"channels": 5})
     assert cfg == MADEConfig(channels=5)
     with pytest.raises(ValueError, match="is unknown"):

@@ -212,7 +212,7 @@ def test_symmetrised_distribution_is_normalised_and_sampled_exactly(name, gen):
         )
 
 
-@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp", "mam-transformer"])
+@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp", "mam-transformer", "mam-gnn"])
 def test_order_mixture_is_normalised(name, gen):
     """q_M(x) = (1/M) Σ_m q(x | σ_m) sums to 1 over all states for fixed orders, also symmetrised."""
     model = tiny(name, Lattice(shape=(2, 3)), scale=1.5)
@@ -329,12 +329,12 @@ def test_made_incremental_stepper_matches_full_passes():
     torch.testing.assert_close(lq1, log_prob(model, x1, cond), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp", "mam-transformer"])
+@pytest.mark.parametrize("name", ["ao-arm-mlp", "mam-mlp", "mam-transformer", "mam-gnn"])
 def test_any_order_stepper_matches_full_passes(name):
     """The any-order models' incremental samplers (masked-input MLPs: incremental first layer;
-    Transformer: last block and head for the generated token only) give the conditionals of full
-    passes along any order, with in-painted sites and rows that finish early, and the same draws
-    as N full passes."""
+    Transformer and GNN: last block / layer and head for the generated site only) give the
+    conditionals of full passes along any order, with in-painted sites and rows that finish early,
+    and the same draws as N full passes."""
     lattice = Lattice(shape=(3, 3))
     model = tiny(name, lattice, seed=3, scale=1.5)
     g = torch.Generator().manual_seed(2)

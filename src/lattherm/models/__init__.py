@@ -16,6 +16,7 @@ from lattherm.conditions import CondBox
 from lattherm.models.ao_transformer import AOTransformer, AOTransformerConfig
 from lattherm.models.base import FourierCondition, Model
 from lattherm.models.exact import ExactModel
+from lattherm.models.gnn import MAMGNN, GNNConfig
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.pixelcnn import PixelCNN, PixelCNNConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
@@ -33,12 +34,14 @@ __all__ = [
     "AOTransformer",
     "TwoBo",
     "PixelCNN",
+    "MAMGNN",
     "MADEConfig",
     "MLPConfig",
     "TransformerConfig",
     "AOTransformerConfig",
     "TwoBoConfig",
     "PixelCNNConfig",
+    "GNNConfig",
     "MODEL_NAMES",
     "build_model",
     "build_from_spec",
@@ -60,6 +63,7 @@ _REGISTRY: dict[str, tuple[type[Model], type]] = {
     "ao-transformer": (AOTransformer, AOTransformerConfig),
     "twobo": (TwoBo, TwoBoConfig),
     "fo-pixelcnn": (PixelCNN, PixelCNNConfig),
+    "mam-gnn": (MAMGNN, GNNConfig),
 }
 MODEL_NAMES = tuple(_REGISTRY)
 

@@ -86,7 +86,7 @@ def main() -> None:
     record_run("glass", {"T": T_GRID, "speed": SPEED, "repeats": REPEATS, "beta_integration": settings,
                          "instances": INSTANCES, "numba_threads": numba.get_num_threads()},
                {"speed": speed, "accuracy": accuracy},
-               notes="one thread; beta_integration at the laptop config's reference.beta_integration settings, seed 7")  # fmt: skip
+               notes="one thread; beta_integration at the laptop config's settings, seed 7")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from lattherm.systems import REGISTRY, SYSTEMS, make_system, system_info
 
 
 def test_registry_finds_every_system_module():
-    assert set(SYSTEMS) == {"ising", "cuau", "chain", "ea"}
+    assert set(SYSTEMS) == {"ising", "cuau", "chain", "ea", "rrg"}
     for name, info in REGISTRY.items():
         assert info.name == name and info.references and info.units["T"] and info.labels["T"]
     assert REGISTRY["ising"].flip_symmetric and not REGISTRY["cuau"].flip_symmetric

@@ -87,9 +87,11 @@ def test_dry_run_default_config(snakemake_exe, tmp_path):
     rc, out = run_snakemake(snakemake_exe, tmp_path, "-n", "all_references")
     assert rc == 0, out
     counts = {
-        "exact_reference": 6,  # Ising 4x4, 8x8; CuAu 2x2x4 (enumeration); EA 10x10-s1..s3 (transfer matrix)
+        # Ising 4x4, 8x8; CuAu 2x2x4 (enumeration); EA 10x10-s1..s3 (transfer matrix); RRG n24-d3-s1..s3
+        "exact_reference": 9,
         "mcmc_reference": 6,  # Ising 4x4, 8x8; CuAu 2x2x4; EA 10x10-s1..s3
-        "couplings_reference": 3,  # EA 10x10-s1..s3
+        "couplings_reference": 7,  # EA 10x10-s1..s3, RRG n24-d3-s1..s3 and n64-d3-s1
+        "beta_integration_reference": 1,  # RRG n64-d3-s1
         "wang_landau": 2,
         "exact_composition_reference": 1,
         "metadynamics_reference": 2,  # CuAu 2x2x4, 4x4x4

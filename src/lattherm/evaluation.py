@@ -112,6 +112,7 @@ METRIC_COLUMNS = (
     "ness",
     *ESTIMATE_COLUMNS,
     "f_ref",
+    "f_ref_err",
     "ref_method",
     "delta_f",
     "u",
@@ -364,7 +365,7 @@ def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, r
     """The metric rows of the SMC estimator (:func:`lattherm.smc.smc_free_energy`) at every
     condition of ``T_values x field_values`` from ``draw`` (:func:`direct_draw`,
     :func:`outpaint_draw`), against ``reference_df`` where given: the sampler keys of ``meta``,
-    :data:`ESTIMATE_COLUMNS` (``estimator = "smc"``), ``f_ref, ref_method, delta_f (= f_est −
+    :data:`ESTIMATE_COLUMNS` (``estimator = "smc"``), ``f_ref, f_ref_err, ref_method, delta_f (= f_est −
     f_ref), u, u_err, m, m_err`` and the run's ``T_start, levels, beta_levels, acceptance,
     log_z_spread``.
 

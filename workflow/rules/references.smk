@@ -84,7 +84,7 @@ rule field_integration_reference:
     conda:
         "../../envs/lattherm.yaml"
     script:
-        "../scripts/field_integration_reference.py"
+        "../scripts/integration_reference.py"
 
 
 rule beta_integration_reference:
@@ -107,7 +107,7 @@ rule beta_integration_reference:
     conda:
         "../../envs/lattherm.yaml"
     script:
-        "../scripts/beta_integration_reference.py"
+        "../scripts/integration_reference.py"
 
 
 rule mcmc_reference:

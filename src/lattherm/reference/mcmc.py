@@ -104,7 +104,7 @@ import pandas as pd
 import torch
 
 from lattherm.io import pack_states
-from lattherm.systems.base import System
+from lattherm.systems.base import System, bond_table
 from lattherm.systems.cuau import CuAuSystem
 from lattherm.systems.ising import IsingSystem
 
@@ -453,6 +453,31 @@ def _chain_blocks(n_chains: int) -> tuple[int, int]:
     return n_blocks, W
 
 
+def _kernel_chains(seed: int, x0, n_cond: int, n_chains: int, N: int, n_ladders: int) -> tuple[np.ndarray, ...]:
+    """The numba kernels' chains: ``x[c, b, i, w]`` uint8 in blocks (:func:`_chain_blocks`), started
+    as ``x0`` asks, with the acceptance streams ``st0, st1`` of ``(seed, condition, chain)`` and the
+    exchange streams ``ex0, ex1`` of ``(seed ^ EXCHANGE_SALT, ladder, chain)``."""
+    from lattherm.reference import _mcmc_kernels as K
+
+    n_blocks, W = _chain_blocks(n_chains)
+    x = np.zeros((n_cond, n_blocks, N, W), dtype=np.uint8)
+    st0 = np.zeros((n_cond, n_blocks, W), dtype=np.uint64)
+    st1 = np.zeros_like(st0)
+    K.seed_streams(np.uint64(seed), st0, st1)
+    ex0 = np.zeros((n_ladders, n_blocks, W), dtype=np.uint64)
+    ex1 = np.zeros_like(ex0)
+    K.seed_streams(np.uint64(seed) ^ EXCHANGE_SALT, ex0, ex1)  # (ladder l, chain j)
+    if isinstance(x0, str):
+        K.random_fill(x, st0, st1)
+        if x0 == "mixed":
+            apply_mixed_starts(x.transpose(0, 1, 3, 2), n_blocks, W)
+    else:
+        xp = np.zeros((n_cond, n_blocks * W, N), dtype=np.uint8)
+        xp[:, :n_chains] = x0
+        x[...] = xp.reshape(n_cond, n_blocks, W, N).transpose(0, 1, 3, 2)
+    return x, st0, st1, ex0, ex1
+
+
 def _checkerboard_order(system: IsingSystem) -> np.ndarray:
     parity = system.lattice.coords.sum(axis=1) % 2
     return np.concatenate([np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)]).astype(
@@ -475,23 +500,9 @@ def _run_checkerboard(
     bonds = np.ascontiguousarray(system.lattice.bonds().numpy(), dtype=np.int64)
     order = _checkerboard_order(system)
     thr = ising_thresholds(T, h, system.J, system.k_B)
-    n_blocks, W = _chain_blocks(n_chains)
+    x, st0, st1, ex0, ex1 = _kernel_chains(seed, x0, n_cond, n_chains, N, len(ladders))
+    n_blocks, W = x.shape[1], x.shape[3]
     M = n_blocks * W
-    x = np.zeros((n_cond, n_blocks, N, W), dtype=np.uint8)
-    st0 = np.zeros((n_cond, n_blocks, W), dtype=np.uint64)
-    st1 = np.zeros_like(st0)
-    K.seed_streams(np.uint64(seed), st0, st1)
-    ex0 = np.zeros((ladders.shape[0], n_blocks, W), dtype=np.uint64)
-    ex1 = np.zeros_like(ex0)
-    K.seed_streams(np.uint64(seed) ^ EXCHANGE_SALT, ex0, ex1)  # (ladder l, chain j)
-    if isinstance(x0, str):
-        K.random_fill(x, st0, st1)
-        if x0 == "mixed":
-            apply_mixed_starts(x.transpose(0, 1, 3, 2), n_blocks, W)
-    else:
-        xp = np.zeros((n_cond, M, N), dtype=np.uint8)
-        xp[:, :n_chains] = x0
-        x[...] = xp.reshape(n_cond, n_blocks, W, N).transpose(0, 1, 3, 2)
 
     bond = np.empty((n_cond, n_blocks, W, n_samples), dtype=np.int64)
     up = np.empty_like(bond)
@@ -544,34 +555,13 @@ def _run_pair(
     b_t, J_t = system.pair_couplings()
     bonds = np.ascontiguousarray(b_t.numpy(), dtype=np.int64)
     Jb = np.ascontiguousarray(np.broadcast_to(J_t.numpy(), (len(bonds),)), dtype=np.float64)
-    deg = np.bincount(bonds.ravel(), minlength=N).astype(np.int64)
-    nb = np.zeros((N, max(1, int(deg.max()))), dtype=np.int64)
-    jb = np.zeros(nb.shape, dtype=np.float64)
-    fill = np.zeros(N, dtype=np.int64)
-    for (i, j), J in zip(bonds.tolist(), Jb.tolist(), strict=True):
-        for a, c in ((i, j), (j, i)):
-            nb[a, fill[a]], jb[a, fill[a]] = c, J
-            fill[a] += 1
-    n_blocks, W = _chain_blocks(n_chains)
+    nb, jb, deg = (np.ascontiguousarray(t.numpy()) for t in bond_table(b_t, J_t, N))
+    x, st0, st1, ex0, ex1 = _kernel_chains(seed, x0, n_cond, n_chains, N, len(ladders))
+    n_blocks, W = x.shape[1], x.shape[3]
     M = n_blocks * W
-    x = np.zeros((n_cond, n_blocks, N, W), dtype=np.uint8)
-    st0 = np.zeros((n_cond, n_blocks, W), dtype=np.uint64)
-    st1 = np.zeros_like(st0)
-    K.seed_streams(np.uint64(seed), st0, st1)
     site0 = np.zeros((n_cond, n_blocks, 1), dtype=np.uint64)
     site1 = np.zeros_like(site0)
     K.seed_streams(np.uint64(seed) ^ SITE_SALT, site0, site1)  # (condition, block)
-    ex0 = np.zeros((ladders.shape[0], n_blocks, W), dtype=np.uint64)
-    ex1 = np.zeros_like(ex0)
-    K.seed_streams(np.uint64(seed) ^ EXCHANGE_SALT, ex0, ex1)  # (ladder l, chain j)
-    if isinstance(x0, str):
-        K.random_fill(x, st0, st1)
-        if x0 == "mixed":
-            apply_mixed_starts(x.transpose(0, 1, 3, 2), n_blocks, W)
-    else:
-        xp = np.zeros((n_cond, M, N), dtype=np.uint8)
-        xp[:, :n_chains] = x0
-        x[...] = xp.reshape(n_cond, n_blocks, W, N).transpose(0, 1, 3, 2)
     e_out = np.empty((n_cond, n_blocks, W, n_samples))
     m_out = np.empty_like(e_out)
     st_out = np.empty((n_cond, n_blocks, W, n_samples, N) if keep_states else (0, 0, 0, 0, 0), dtype=np.uint8)

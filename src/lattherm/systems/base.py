@@ -14,12 +14,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import pandas as pd
 import torch
 from torch import Tensor
 
 from lattherm.lattices import Lattice
 
-__all__ = ["System", "SystemInfo", "reduced_energy", "parse_size", "parse_instance", "parse_degree", "SIZE_PATTERN"]
+__all__ = [
+    "System",
+    "SystemInfo",
+    "PairCouplings",
+    "bond_table",
+    "reduced_energy",
+    "parse_size",
+    "parse_instance",
+    "parse_degree",
+    "SIZE_PATTERN",
+]
 
 #: the most sites exact enumeration solves (2^N states)
 MAX_ENUMERATE_SITES = 24
@@ -137,6 +148,71 @@ class SystemInfo:
         self.parse(size)
         module, _, cls = self.factory.partition(":")
         return getattr(importlib.import_module(module), cls)(size=size, **params)
+
+
+def bond_table(bonds: Tensor, J: Tensor, n_sites: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per site the partners and couplings of its bonds, ``(nb (N, d_max) long, jb (N, d_max)
+    float64, degree (N,) long)``, in bond order; rows are padded with the site itself and a zero
+    coupling (a bond listed twice, as on a period-2 torus, counts twice)."""
+    bonds = torch.as_tensor(bonds).long()
+    J = torch.as_tensor(J, dtype=torch.float64).expand(len(bonds))
+    ends = torch.cat([bonds, bonds.flip(1)])  # (2B, 2): every bond from both of its sites
+    Jb = torch.cat([J, J])
+    deg = torch.bincount(ends[:, 0], minlength=n_sites)
+    nb = torch.arange(n_sites)[:, None].repeat(1, max(1, int(deg.max()) if len(deg) else 0))
+    jb = torch.zeros(nb.shape, dtype=torch.float64)
+    order = torch.argsort(ends[:, 0], stable=True)
+    slot = torch.arange(len(order)) - (torch.cumsum(deg, 0) - deg)[ends[order, 0]]
+    nb[ends[order, 0], slot], jb[ends[order, 0], slot] = ends[order, 1], Jb[order]
+    return nb, jb, deg
+
+
+class PairCouplings:
+    """Batched energies of a system given by a bond list with one coupling per bond (the spin
+    glasses): ``E_int = −Σ_b J_b s_i s_j``, ``s = 2x − 1``, two states per site, ``k_B = 1``.
+    Subclasses set ``name, size, n_sites`` and call :meth:`_set_couplings`."""
+
+    n_states = 2
+    k_B = 1.0
+
+    def _set_couplings(self, bonds: Tensor, J: Tensor) -> None:
+        """``bonds (B, 2)`` long, ``J (B,)`` float64; per site its bonds' partners and couplings
+        (padded with the site itself and a zero coupling) for single-flip energy changes."""
+        self._bonds, self.J = bonds, J
+        self._nb, self._jb, _ = bond_table(bonds, J, self.n_sites)
+
+    def pair_couplings(self) -> tuple[Tensor, Tensor]:
+        """``(bonds (B, 2), J (B,))``: ``E_int = −Σ_b J_b s_i s_j`` over the bonds (two-body models)."""
+        return self._bonds.clone(), self.J.clone()
+
+    def couplings_table(self) -> pd.DataFrame:
+        """``i, j, J`` of every bond, the instance's record."""
+        return pd.DataFrame({"i": self._bonds[:, 0].numpy(), "j": self._bonds[:, 1].numpy(), "J": self.J.numpy()})
+
+    def _check(self, x: Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_sites:
+            raise ValueError(f"expected states of shape (B, {self.n_sites}) for {self.name} {self.size}, "
+                             f"got {tuple(x.shape)}")  # fmt: skip
+
+    def energy(self, x: Tensor) -> Tensor:
+        """``E_int = −Σ_b J_b s_i s_j`` per configuration, float64."""
+        self._check(x)
+        s = (2 * x.to(torch.int64) - 1).to(torch.float64)
+        b = self._bonds.to(x.device)
+        return -(s[:, b[:, 0]] * s[:, b[:, 1]] * self.J.to(x.device)).sum(-1)
+
+    def spin_sum(self, x: Tensor) -> Tensor:
+        self._check(x)
+        return spin_sum(x)
+
+    def delta_energy(self, x: Tensor, sites: Tensor) -> Tensor:
+        """``E_int(x with site i flipped) − E_int(x) = 2 s_i Σ_j J_ij s_j`` over the bonds of ``i``."""
+        self._check(x)
+        s = (2 * x.to(torch.int64) - 1).to(torch.float64)
+        nb = self._nb.to(x.device).index_select(0, sites)
+        jb = self._jb.to(x.device).index_select(0, sites)
+        s_i = torch.gather(s, 1, sites[:, None])[:, 0]
+        return 2.0 * s_i * (jb * torch.gather(s, 1, nb)).sum(-1)
 
 
 def spin_sum(x: Tensor) -> Tensor:

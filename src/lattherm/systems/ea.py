@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import torch
-from torch import Tensor
 
 from lattherm.lattices import Lattice, square_lattice
-from lattherm.systems.base import parse_instance, parse_size, spin_sum
+from lattherm.systems.base import PairCouplings, parse_instance, parse_size
 from lattherm.systems.ising import INFO as ISING
 
 __all__ = ["EASystem", "INFO", "COUPLINGS"]
@@ -39,12 +37,10 @@ def draw_couplings(L: int, seed: int, kind: str) -> np.ndarray:
     return rng.standard_normal(n) if kind == "gaussian" else rng.choice([-1.0, 1.0], size=n)
 
 
-class EASystem:
+class EASystem(PairCouplings):
     """Batched energies of one Edwards–Anderson instance (size token ``"LxL-sK"``)."""
 
     name = "ea"
-    n_states = 2
-    k_B = 1.0
 
     def __init__(self, size: str, couplings: str = "gaussian") -> None:
         L0, L1 = parse_size(size)
@@ -54,53 +50,11 @@ class EASystem:
         self.size, self.L, self.seed, self.couplings = size, L0, seed, couplings
         self.n_sites = L0 * L0
         self.lattice: Lattice = square_lattice(L0)
-        self.J = torch.from_numpy(draw_couplings(L0, seed, couplings))  # (2N,) float64, bond order
-        self._bonds = self.lattice.bonds()  # (2N, 2)
-        # per site, its 4 bonds: the neighbour and the coupling (for single-flip energy changes)
-        nb = torch.full((self.n_sites, 4), -1, dtype=torch.int64)
-        jb = torch.zeros(self.n_sites, 4, dtype=torch.float64)
-        fill = torch.zeros(self.n_sites, dtype=torch.int64)
-        for b, (i, j) in enumerate(self._bonds.tolist()):
-            for a, c in ((i, j), (j, i)):
-                nb[a, fill[a]], jb[a, fill[a]] = c, self.J[b]
-                fill[a] += 1
-        self._nb, self._jb = nb, jb
-
-    def pair_couplings(self) -> tuple[Tensor, Tensor]:
-        """``(bonds (B, 2), J (B,))``: ``E_int = −Σ_b J_b s_i s_j`` over the bonds (two-body models)."""
-        return self._bonds.clone(), self.J.clone()
+        self._set_couplings(self.lattice.bonds(), torch.from_numpy(draw_couplings(L0, seed, couplings)))
 
     def params(self) -> dict:
         """The parameters that, with the size token (and its seed), define the instance."""
         return {"couplings": self.couplings}
-
-    def couplings_table(self) -> pd.DataFrame:
-        """``i, j, J`` of every bond (row-major sites), the instance's record."""
-        return pd.DataFrame({"i": self._bonds[:, 0].numpy(), "j": self._bonds[:, 1].numpy(), "J": self.J.numpy()})
-
-    def _check(self, x: Tensor) -> None:
-        if x.ndim != 2 or x.shape[1] != self.n_sites:
-            raise ValueError(f"expected states of shape (B, {self.n_sites}) for EA {self.size}, got {tuple(x.shape)}")
-
-    def energy(self, x: Tensor) -> Tensor:
-        """``E_int = −Σ_b J_b s_i s_j`` per configuration, float64."""
-        self._check(x)
-        s = (2 * x.to(torch.int64) - 1).to(torch.float64)
-        b = self._bonds.to(x.device)
-        return -(s[:, b[:, 0]] * s[:, b[:, 1]] * self.J.to(x.device)).sum(-1)
-
-    def spin_sum(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return spin_sum(x)
-
-    def delta_energy(self, x: Tensor, sites: Tensor) -> Tensor:
-        """``E_int(x with site i flipped) − E_int(x) = 2 s_i Σ_b J_b s_j`` over the bonds of ``i``."""
-        self._check(x)
-        s = (2 * x.to(torch.int64) - 1).to(torch.float64)
-        nb = self._nb.to(x.device).index_select(0, sites)  # (B, 4)
-        jb = self._jb.to(x.device).index_select(0, sites)  # (B, 4)
-        s_i = torch.gather(s, 1, sites[:, None])[:, 0]
-        return 2.0 * s_i * (jb * torch.gather(s, 1, nb)).sum(-1)
 
 
 def _square(size: str) -> None:

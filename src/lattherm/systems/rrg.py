@@ -23,12 +23,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import torch
-from torch import Tensor
 
 from lattherm.lattices import Lattice, hypercubic_lattice
-from lattherm.systems.base import MAX_ENUMERATE_SITES, parse_degree, parse_instance, parse_size, spin_sum
+from lattherm.systems.base import MAX_ENUMERATE_SITES, PairCouplings, parse_degree, parse_instance, parse_size
 from lattherm.systems.ea import COUPLINGS
 from lattherm.systems.ising import INFO as ISING
 
@@ -55,12 +53,10 @@ def random_regular_graph(n: int, d: int, rng: np.random.Generator) -> np.ndarray
     raise RuntimeError(f"no simple {d}-regular graph on {n} sites in {_MAX_DRAWS} pairings; use a smaller degree")
 
 
-class RRGSystem:
+class RRGSystem(PairCouplings):
     """Batched energies of one spin glass on a random regular graph (size token ``"n24-d3-s1"``)."""
 
     name = "rrg"
-    n_states = 2
-    k_B = 1.0
 
     def __init__(self, size: str, couplings: str = "gaussian") -> None:
         (n,) = parse_size(size)
@@ -74,53 +70,11 @@ class RRGSystem:
         edges = random_regular_graph(n, d, rng)
         J = rng.standard_normal(len(edges)) if couplings == "gaussian" else rng.choice([-1.0, 1.0], size=len(edges))
         self.lattice: Lattice = hypercubic_lattice((n,))  # storage positions only (module doc)
-        self._bonds = torch.from_numpy(edges).long()  # (E, 2)
-        self.J = torch.from_numpy(J)  # (E,) float64
-        # per site its d neighbours and couplings (single-flip energy changes)
-        nb = torch.zeros(n, d, dtype=torch.int64)
-        jb = torch.zeros(n, d, dtype=torch.float64)
-        fill = [0] * n
-        for (i, j), Jb in zip(edges.tolist(), J.tolist(), strict=True):
-            for a, c in ((i, j), (j, i)):
-                nb[a, fill[a]], jb[a, fill[a]] = c, Jb
-                fill[a] += 1
-        self._nb, self._jb = nb, jb
-
-    def pair_couplings(self) -> tuple[Tensor, Tensor]:
-        """``(bonds (E, 2), J (E,))``: ``E_int = −Σ_b J_b s_i s_j`` over the edges (two-body models)."""
-        return self._bonds.clone(), self.J.clone()
+        self._set_couplings(torch.from_numpy(edges).long(), torch.from_numpy(J))
 
     def params(self) -> dict:
         """The parameters that, with the size token (its degree and seed), define the instance."""
         return {"couplings": self.couplings}
-
-    def couplings_table(self) -> pd.DataFrame:
-        """``i, j, J`` of every edge, the instance's record."""
-        return pd.DataFrame({"i": self._bonds[:, 0].numpy(), "j": self._bonds[:, 1].numpy(), "J": self.J.numpy()})
-
-    def _check(self, x: Tensor) -> None:
-        if x.ndim != 2 or x.shape[1] != self.n_sites:
-            raise ValueError(f"expected states of shape (B, {self.n_sites}) for RRG {self.size}, got {tuple(x.shape)}")
-
-    def energy(self, x: Tensor) -> Tensor:
-        """``E_int = −Σ_b J_b s_i s_j`` per configuration, float64."""
-        self._check(x)
-        s = (2 * x.to(torch.int64) - 1).to(torch.float64)
-        b = self._bonds.to(x.device)
-        return -(s[:, b[:, 0]] * s[:, b[:, 1]] * self.J.to(x.device)).sum(-1)
-
-    def spin_sum(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return spin_sum(x)
-
-    def delta_energy(self, x: Tensor, sites: Tensor) -> Tensor:
-        """``E_int(x with site i flipped) − E_int(x) = 2 s_i Σ_j J_ij s_j`` over the neighbours of ``i``."""
-        self._check(x)
-        s = (2 * x.to(torch.int64) - 1).to(torch.float64)
-        nb = self._nb.to(x.device).index_select(0, sites)  # (B, d)
-        jb = self._jb.to(x.device).index_select(0, sites)  # (B, d)
-        s_i = torch.gather(s, 1, sites[:, None])[:, 0]
-        return 2.0 * s_i * (jb * torch.gather(s, 1, nb)).sum(-1)
 
 
 def _graph(size: str) -> None:

@@ -131,7 +131,7 @@ def test_3d_box(name, gen):
 
     cls, cfg_cls = _REGISTRY[name]
     torch.manual_seed(0)
-    if getattr(cls, "needs_couplings", False):  # two-body models: the couplings of a two-body system
+    if cls.uses_couplings == "always":  # two-body models: the couplings of a two-body system
         with pytest.raises(TypeError, match="couplings"):
             cls(lattice=lattice, n_states=2, cond_box=((300.0, 1500.0), (-0.2, 0.2)), config=cfg_cls(**TINY[name]))
         return

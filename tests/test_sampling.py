@@ -24,7 +24,7 @@ def tiny(name: str, lattice: Lattice, seed: int = 0, scale: float = 1.0):
     torch.manual_seed(seed)
     cls, cfg_cls = _REGISTRY[name]
     extra = {}
-    if getattr(cls, "needs_couplings", False):  # two-body models: random (EA-like) couplings of the box
+    if cls.uses_couplings == "always":  # two-body models: random (EA-like) couplings of the box
         bonds = lattice.bonds()
         extra = {"couplings": (bonds, torch.randn(len(bonds), dtype=torch.float64))}
     model = cls(lattice=lattice, n_states=2, cond_box=BOX, config=cfg_cls(**TINY[name]), **extra)

@@ -81,7 +81,7 @@ def is_fixed_order(name: str) -> bool:
 
 def needs_couplings(name: str) -> bool:
     """Whether architecture ``name`` is built from a two-body system's couplings (``twobo``)."""
-    return bool(getattr(_entry(name)[0], "needs_couplings", False))
+    return _entry(name)[0].uses_couplings == "always"
 
 
 def is_size_free(name: str) -> bool:
@@ -126,7 +126,7 @@ def build_model(
             raise ValueError(f"{name} needs a two-body system (pair couplings: ising, ea, chain), "
                              f"got {getattr(system, 'name', type(system).__name__)}")  # fmt: skip
         extra = {"couplings": system.pair_couplings(), "k_B": float(system.k_B)}
-    elif getattr(model_cls, "reads_couplings", False) and hasattr(system, "pair_couplings"):
+    elif model_cls.uses_couplings == "disordered" and hasattr(system, "pair_couplings"):
         from lattherm.systems import REGISTRY
 
         if REGISTRY[system.name].disordered:  # uniform couplings carry nothing

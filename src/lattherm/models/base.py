@@ -97,6 +97,10 @@ class Model(nn.Module):
     #: True where the parameters do not depend on the box: the same weights define the model on
     #: any lattice of the system (size transfer, :func:`lattherm.models.transfer_model`)
     size_free: ClassVar[bool] = False
+    #: how ``build_model`` passes a two-body system's ``couplings``: ``"always"`` (the model is
+    #: built from them and needs such a system: ``twobo``), ``"disordered"`` (read where they vary
+    #: from bond to bond: ``fo-pixelcnn``), ``None`` (never)
+    uses_couplings: ClassVar[str | None] = None
 
     def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: Any) -> None:
         super().__init__()

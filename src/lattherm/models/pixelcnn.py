@@ -167,8 +167,7 @@ class PixelCNN(Model):
     def check_config(cls, config: PixelCNNConfig, periods: tuple[int, ...]) -> None:
         check_integers(config, "channels", "layers", "kernel", "cond_width", "n_freq")
 
-    #: on a disordered system of pair couplings ``build_model`` passes its ``couplings``
-    reads_couplings = True
+    uses_couplings = "disordered"
 
     def __init__(self, *, lattice: Lattice, n_states: int, cond_box: CondBox, config: PixelCNNConfig,
                  couplings: tuple[Tensor, Tensor] | None = None) -> None:  # fmt: skip

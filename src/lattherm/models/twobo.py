@@ -74,8 +74,7 @@ class TwoBo(Model):
 
     name = "twobo"
     fixed_order = True
-    #: built with the system's two-body couplings (``build_model`` passes ``couplings``)
-    needs_couplings = True
+    uses_couplings = "always"
 
     @classmethod
     def check_config(cls, config: TwoBoConfig, periods: tuple[int, ...]) -> None:

@@ -24,6 +24,23 @@ Per training step, for ``C`` conditions with ``S`` buffer samples each (conditio
 Total ``L = L_KL + λ (N · L_cons + L_anchor)``. All model evaluations of 2–4 go through one
 forward call of ``3·B + C`` rows. ``f_θ`` is a training surrogate: the ``f_var`` logged from it is
 labelled as such (``f_var_source = "marginal"``), never reported as F.
+
+**The distilled objective** (``mam_objective: distill``, :func:`distill_loss`). The study's
+objective trains the conditionals only through the consistency chain of ``N`` links from the
+marginal, and its sampler is the conditionals: their errors add up along the path
+(``bench_mam_diagnosis``). This one turns the roles round. Per step:
+
+1. **The conditionals are the sampler, trained as one**: fresh ancestral samples along random
+   orders with their exact ``log q(x|σ)`` (a by-product of sampling), REINFORCE on
+   ``ℓ = log q + β_s β (E_int − field Σs)`` with the unbiased ``ao_grad_steps``-step estimate of
+   ``∇ log q(x|σ)`` (:func:`~lattherm.training.reinforce.reinforce_loss`, as ``ao-arm-mlp``).
+2. **The marginal is distilled from them** on the same samples:
+   ``L_dist = mean((f_θ(x) − log q(x|σ))²)``, the consistency residuals of one random ``(σ, d)``
+   per sample with the conditional detached (``L_cons``: gradients into the marginal only) and
+   the anchor. ``log q`` is normalised, so ``f_θ(∅) = 0`` is the consistent constant.
+
+Total ``L = L_RF + λ (L_dist + N · L_cons + L_anchor)``; ``f_var`` is logged from the exact
+``log q`` (``f_var_source = "log_q"``).
 """
 
 from __future__ import annotations
@@ -36,9 +53,9 @@ from lattherm.models.base import Model
 from lattherm.sampling import random_orders, sample
 from lattherm.systems import REGISTRY
 from lattherm.systems.base import reduced_energy
-from lattherm.training.reinforce import advantage
+from lattherm.training.reinforce import advantage, reinforce_loss
 
-__all__ = ["GibbsBuffer", "consistency_terms", "mam_loss", "default_gibbs_block"]
+__all__ = ["GibbsBuffer", "consistency_terms", "mam_loss", "distill_loss", "default_gibbs_block"]
 
 def default_gibbs_block(system) -> int:
     """Sites per Gibbs move by default: the system's (the paper's K: 10 Ising, 4 CuAu), at most N."""
@@ -169,3 +186,46 @@ def mam_loss(
     }
     return loss, stats
 
+
+
+def distill_loss(
+    model: Model,
+    system,
+    cond: Tensor,
+    *,
+    samples_per_condition: int,
+    lam: float,
+    grad_steps: int | None,
+    generator: torch.Generator | None,
+    beta_scale: float = 1.0,
+    standardise: bool = True,
+    grad_chunk: int | None = None,
+) -> tuple[Tensor, dict]:
+    """The distilled MAM loss (module doc) at conditions ``cond`` (C, 2), ``samples_per_condition``
+    fresh samples each. Returns ``(loss, stats)``: detached ``surrogate``, ``dist``, ``cons``,
+    ``anchor`` terms, ``log_w`` (B,) of the exact ``log q`` and ``cond`` (B, 2)."""
+    surrogate, st = reinforce_loss(model, system, cond, samples_per_condition=samples_per_condition,
+                                   generator=generator, beta_scale=beta_scale, standardise=standardise,
+                                   grad_steps=grad_steps, grad_chunk=grad_chunk)  # fmt: skip
+    x, log_q, cond_rows = st["x"], st["log_q"], st["cond"]
+    C, (B, N) = cond.shape[0], x.shape
+    vis_prev, vis_next, j = _consistency_inputs(x, generator)
+    empty_x = torch.zeros(C, N, dtype=torch.long, device=x.device)
+    empty_v = torch.zeros(C, N, dtype=torch.bool, device=x.device)
+    logits, f = model.heads(
+        torch.cat([x, x, x, empty_x]),
+        torch.cat([torch.ones_like(vis_prev), vis_prev, vis_next, empty_v]),
+        torch.cat([cond_rows, cond_rows, cond_rows, cond.to(torch.float64)]),
+    )  # (3B + C, N, q), (3B + C,)
+    f = f.double()
+    f_x, f_prev, f_next, f_empty = f[:B], f[B : 2 * B], f[2 * B : 3 * B], f[3 * B :]
+    with torch.no_grad():
+        lp = F.log_softmax(logits[B : 2 * B][torch.arange(B), j].double(), dim=-1)
+        lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
+    l_dist = ((f_x - log_q) ** 2).mean()
+    l_cons = ((f_prev + lp - f_next) ** 2).mean()
+    l_anchor = (f_empty**2).mean()
+    loss = surrogate + lam * (l_dist + N * l_cons + l_anchor)
+    stats = {"surrogate": surrogate.detach(), "dist": l_dist.detach(), "cons": l_cons.detach(),
+             "anchor": l_anchor.detach(), "log_w": st["log_w"], "cond": cond_rows}  # fmt: skip
+    return loss, stats

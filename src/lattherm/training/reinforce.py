@@ -131,7 +131,8 @@ def reinforce_loss(
 
     Returns:
         ``(surrogate, stats)``: ``surrogate.backward()`` gives the gradient estimate; ``stats``
-        holds detached ``log_w`` (B,) at the full β (for F_var), ``reward`` (B,) and ``cond`` (B, 2).
+        holds detached ``log_w`` (B,) at the full β (for F_var), ``reward`` (B,), ``cond`` (B, 2),
+        the samples ``x`` (B, N) and their exact ``log_q`` (B,).
     """
     check_grad_chunk(grad_chunk)
     C = cond.shape[0]
@@ -154,4 +155,5 @@ def reinforce_loss(
     assert not reward.requires_grad
     adv = advantage(reward, C, standardise=standardise)
     surrogate = (adv * log_q_grad).mean()
-    return surrogate, {"log_w": (-red - log_q).detach(), "reward": reward, "cond": cond_rows}
+    return surrogate, {"log_w": (-red - log_q).detach(), "reward": reward, "cond": cond_rows, "x": x,
+                       "log_q": log_q}

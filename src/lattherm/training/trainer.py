@@ -93,7 +93,7 @@ from lattherm.runlog import Progress, job_log
 from lattherm.schema import check
 from lattherm.systems import make_system
 from lattherm.training.checkpoint import TrainState, write_log
-from lattherm.training.mam import GibbsBuffer, default_gibbs_block, mam_loss
+from lattherm.training.mam import GibbsBuffer, default_gibbs_block, distill_loss, mam_loss
 from lattherm.training.reinforce import reinforce_loss
 
 __all__ = [
@@ -132,6 +132,7 @@ class TrainConfig:
     ao_grad_steps: int | None = None  # any-order ARMs: None exact ∇log q(x|σ) (N passes); k: unbiased k-step
     steps_per_pass: int = 16  # exact any-order gradient: steps batched per forward call
     grad_chunk: int | None = None  # ARMs: samples per activation-checkpointed chunk of the gradient (memory)
+    mam_objective: str = "study"  # MAM: "study" (marginal surrogate, Gibbs buffer) or "distill" (training.mam)
     mam_lambda: float = 1.0  # MAM: weight λ of N·L_cons + L_anchor
     gibbs_sweeps: int = 1  # MAM: block-Gibbs moves per step
     gibbs_block: int | None = None  # MAM: sites re-drawn per move (None: the paper's K, 10 Ising, 4 CuAu)
@@ -258,6 +259,9 @@ class MAM:
     def __init__(self, model, system, cfg: TrainConfig, *, n_conditions: int, samples_per_condition: int,
                  generator: torch.Generator) -> None:  # fmt: skip
         self.model, self.system, self.cfg, self.generator = model, system, cfg, generator
+        self.S = samples_per_condition
+        if cfg.mam_objective == "distill":
+            self.f_var_source = "log_q"  # the distilled objective samples afresh: f_var from the exact log q
         self.buffer = GibbsBuffer(n_conditions=n_conditions, samples_per_condition=samples_per_condition,
                                   n_sites=system.n_sites)  # fmt: skip
         self.block = cfg.gibbs_block if cfg.gibbs_block is not None else default_gibbs_block(system)
@@ -265,6 +269,12 @@ class MAM:
     def loss(self, cond: Tensor, step: int, beta_scale: float) -> tuple[Tensor, dict, Tensor]:
         """As :meth:`Reinforce.loss`, on the buffer after this step's refill or Gibbs moves."""
         cfg, buffer, gen = self.cfg, self.buffer, self.generator
+        if cfg.mam_objective == "distill":
+            loss, st = distill_loss(self.model, self.system, cond, samples_per_condition=self.S,
+                                    lam=cfg.mam_lambda, grad_steps=cfg.ao_grad_steps, generator=gen,
+                                    beta_scale=beta_scale, standardise=cfg.standardise,
+                                    grad_chunk=cfg.grad_chunk)  # fmt: skip
+            return loss, {k: st[k] for k in ("surrogate", "dist", "cons", "anchor")}, st["log_w"]
         if buffer.x is None or step % cfg.refill_every == 0:
             x = buffer.refill(self.model, cond, generator=gen)
         else:

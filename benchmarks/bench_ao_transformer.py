@@ -191,6 +191,16 @@ def _second_cumulant(log_w: np.ndarray) -> tuple[float, float]:
     return m + k2 / 2, k3 / 6
 
 
+def _reference_of_size(paths: list[str], L: int) -> tuple[pd.DataFrame, str]:
+    """The reference table among ``paths`` whose ``size`` is ``LxL`` and its ``method``."""
+    for path in paths:
+        ref = pd.read_parquet(path)
+        if (ref["size"] == f"{L}x{L}").all():
+            methods = sorted(set(ref["method"])) if "method" in ref else ["reference"]
+            return ref, "+".join(methods)
+    raise SystemExit(f"--reference: none of {paths} is a table of size {L}x{L}")
+
+
 def cmd_transfer(a) -> None:
     """Size transfer: the 8x8 checkpoint's weights on L x L tori (the parameters do not depend on the
     box), sampled directly and compared with the exact table (transfer matrix up to L = 14, Kaufman
@@ -211,12 +221,16 @@ def cmd_transfer(a) -> None:
         model = transfer_model(src, system)
         T = np.round(np.asarray(a.eval_T, dtype=float), 10)
         h = np.round(np.asarray(a.eval_h, dtype=float), 10)
-        ref = ising_exact_table(L, T, h)[["T", "field", "f"]]
-        h = h[np.isin(h, ref["field"])]
+        if a.reference:  # e.g. results/ising/16x16/reference/field_integration.parquet (h != 0 past L 14)
+            ref, ref_method = _reference_of_size(a.reference, L)
+        else:
+            ref, ref_method = ising_exact_table(L, T, h)[["T", "field", "f"]], "exact"
+        ref = ref[np.isin(np.round(ref["T"], 10), T)]
+        h = h[np.isin(h, np.round(ref["field"], 10))]
         t0 = time.perf_counter()
         df = sample_model(model, system, T, h, a.samples, seed=a.seed, batch_size=a.batch_size, symmetrised=True)
         eval_s = time.perf_counter() - t0
-        met = metrics_table(df, system, model.name, f"transfer-{small.size}", ref, "exact", n_boot=50, seed=0)
+        met = metrics_table(df, system, model.name, f"transfer-{small.size}", ref, ref_method, n_boot=50, seed=0)
         acc = accuracy_summary(met).iloc[0]
         bar = None
         if a.refine:  # Bennett's estimate from the samples and chains refined from them (lattherm.refine)
@@ -256,7 +270,8 @@ def cmd_transfer(a) -> None:
         print({k: v for k, v in row.items() if not isinstance(v, dict | list)}, flush=True)
         record_run("ao_transformer_transfer", {"checkpoint": os.path.basename(a.checkpoint), "sizes": [L],
                                                "samples": a.samples, "eval_T": a.eval_T, "eval_h": a.eval_h,
-                                               "seed": a.seed, "tag": a.tag, "refine": a.refine},
+                                               "seed": a.seed, "tag": a.tag, "refine": a.refine,
+                                               "reference": a.reference},
                    [row], notes=f"Ising: the weights of an 8x8 checkpoint on {L}x{L}, symmetrised samples, exact "
                                 f"references ({a.threads} torch threads). {a.note}")  # fmt: skip
 
@@ -415,6 +430,8 @@ def main() -> None:
     x.add_argument("--threads", type=int, default=1)
     x.add_argument("--batch-size", type=int, default=20000,
                    help="samples per forward batch (memory grows as batch x sites^2: ~7 MB per sample on 32x32)")
+    x.add_argument("--reference", nargs="+", default=None, metavar="PARQUET",
+                   help="reference tables (one per size; e.g. field_integration.parquet) instead of the exact one")
     x.add_argument("--refine", nargs=4, type=int, default=None, metavar=("CHAINS", "BURN", "KEEP", "THIN"),
                    help="also refine the samples by Metropolis chains and give Bennett's estimate (lattherm.refine)")
     o = sub.add_parser("orders", parents=[common])

@@ -182,6 +182,10 @@ def test_estimate_table_puts_the_estimators_side_by_side_and_picks_the_best_clai
     assert row["delta_f"] == pytest.approx(1e-4) and row["z"] == pytest.approx(2.0)
     on_bar = est["estimator"] == "bar"
     assert est.loc[on_bar, "ness"].isna().all() and (est.loc[on_bar, "bar_overlap"] == 300).all()
+    # a Monte Carlo reference's own error joins the estimate's in z
+    mc = estimate_table(nis.assign(f_ref_err=1e-4), bar.assign(f_ref_err=1e-4))
+    row = mc[(mc["T"] == 2.0) & (mc["estimator"] == "bar")].iloc[0]
+    assert row["z"] == pytest.approx(1e-4 / np.hypot(5e-5, 1e-4))
     with pytest.raises(ValueError, match="same estimator"):
         estimate_table(nis, nis)
     with pytest.raises(ValueError, match="f_est_err"):

@@ -36,6 +36,15 @@ def test_summary_extremes_and_where():
     assert ao["ness_min"] == 0.1 and (ao["T_ness_min"], ao["field_ness_min"]) == (2.0, 1.0)
 
 
+def test_summary_z_counts_the_references_own_error():
+    """A Monte Carlo reference's error (``f_ref_err``) joins the estimate's in ``max_delta_over_err``."""
+    a = _metrics("ao-transformer", 1, [-2.0, -3.0], [-2.0004, -3.0001], [1e-4, 1e-4], [0.9, 0.8], [2.0, 3.0],
+                 [0.5, 0.5]).assign(ref_method="field_integration", f_ref_err=[3e-4, 0.0])  # fmt: skip
+    s = accuracy_summary(a).iloc[0]
+    assert s["max_delta_over_err"] == pytest.approx(4e-4 / np.hypot(1e-4, 3e-4))  # not 4.0
+    assert s["max_abs_delta_f"] == pytest.approx(4e-4)
+
+
 def test_summary_without_reference_and_bad_table():
     a = _metrics("mam-mlp", 1, [np.nan], [-1.0], [1e-3], [0.4], [2.0], [0.0])
     s = accuracy_summary(a.assign(ref_method=None))

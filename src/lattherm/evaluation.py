@@ -402,8 +402,9 @@ def smc_model(model, system, T_values, field_values, draw, meta, *, seed: int, r
 
 
 #: one row per sampler: errors of F_NIS against the reference (``*_abs_delta_f`` per site in table
-#: units, ``*_rel_delta_f`` of ``|delta_f / f_ref|``, ``max_delta_over_err`` of ``|delta_f| / f_nis_err``)
-#: and where the extremes are
+#: units, ``*_rel_delta_f`` of ``|delta_f / f_ref|``, ``max_delta_over_err`` of ``|delta_f|`` over the
+#: combined error ``√(f_nis_err² + f_ref_err²)``: a Monte Carlo reference's own error counts) and where
+#: the extremes are
 _SAMPLER_KEYS = ("system", "size", "model", "source", "symmetrised", "n_orders", "order")
 SUMMARY_COLUMNS = (
     *_SAMPLER_KEYS,
@@ -463,20 +464,22 @@ def estimate_table(*tables: pd.DataFrame) -> pd.DataFrame:
     """Every free-energy estimate of one sample file side by side, one row per ``(T, field,
     estimator)``: the metric table's (importance sampling, with its ``ness``) and the refined
     table's (Bennett's, with its ``bar_overlap``), each with its error and claim, ``delta_f = f_est
-    − f_ref`` and ``z = delta_f / f_est_err``. ``best`` marks, at each condition, the claimed
+    − f_ref`` and ``z = delta_f / √(f_est_err² + f_ref_err²)`` (a Monte Carlo reference's own error
+    counts; 0 for exact tables and tables without ``f_ref_err``). ``best`` marks, at each condition, the claimed
     estimate (``est_converged``) with the smallest error bar; a condition where nothing is claimed
     has no best estimate."""
     keys = ["system", "size", "T", "field", "model", "source"]
     parts = []
     for t in tables:
         check_columns(t, (*keys, *ESTIMATE_COLUMNS, "f_ref"), what="metric or refined table")
-        extra = [c for c in ("ness", "bar_overlap") if c in t]
+        extra = [c for c in ("f_ref_err", "ness", "bar_overlap") if c in t]
         parts.append(t[[*keys, *ESTIMATE_COLUMNS, "f_ref", *extra]])
     out = pd.concat(parts, ignore_index=True).sort_values([*keys, "estimator"], ignore_index=True)
     if out.duplicated([*keys, "estimator"]).any():
         raise ValueError("two tables give the same estimator at one condition")
     out["delta_f"] = out["f_est"] - out["f_ref"]
-    out["z"] = out["delta_f"] / out["f_est_err"]
+    ref_err = out["f_ref_err"].fillna(0.0) if "f_ref_err" in out else 0.0
+    out["z"] = out["delta_f"] / np.hypot(out["f_est_err"], ref_err)
     claimed = out[out["est_converged"].astype(bool) & np.isfinite(out["f_est_err"])]
     out["best"] = out.index.isin(claimed.groupby(keys)["f_est_err"].idxmin().to_numpy())
     return out
@@ -513,6 +516,7 @@ def _accuracy_rows(metrics: pd.DataFrame) -> pd.DataFrame:
         worst = ref.loc[absd.idxmax()] if len(ref) else None
         low = g.loc[g["ness"].idxmin()]
         methods = sorted(set(ref["ref_method"].dropna()))
+        ref_err = ref["f_ref_err"].fillna(0.0) if "f_ref_err" in ref else 0.0  # tables before f_ref_err: exact
         row.update(
             ref_method="+".join(methods) if methods else None,
             n_conditions=len(g),
@@ -523,7 +527,7 @@ def _accuracy_rows(metrics: pd.DataFrame) -> pd.DataFrame:
             median_rel_delta_f=float(rel.median()) if len(ref) else nan,
             T_worst=float(worst["T"]) if worst is not None else nan,
             field_worst=float(worst["field"]) if worst is not None else nan,
-            max_delta_over_err=float((absd / ref["f_nis_err"]).max()) if len(ref) else nan,
+            max_delta_over_err=float((absd / np.hypot(ref["f_nis_err"], ref_err)).max()) if len(ref) else nan,
             ness_median=float(g["ness"].median()),
             ness_min=float(low["ness"]),
             T_ness_min=float(low["T"]),

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lattherm.evaluation import reference_f
 from lattherm.io import check_columns, row_at, rows_at, unpack_states
 from lattherm.observables import bar_overlap, log_weights, log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
@@ -57,7 +58,7 @@ REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains",
                   "diagnosis")  # fmt: skip
 #: the BAR estimate's columns (with a density), as the metric tables' estimate columns
 BAR_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "est_wall_s", "est_converged",
-               "bar_overlap", "f_ref", "delta_f")  # fmt: skip
+               "bar_overlap", "f_ref", "f_ref_err", "delta_f")  # fmt: skip
 #: draws that must cross between the q and p sides for a BAR estimate to be claimed
 MIN_OVERLAP = 20.0
 #: bootstrap replicates of the BAR error
@@ -122,11 +123,12 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
     overlap = bar_overlap(lw_q, lw_p, log_z)
     N = system.n_sites
     f, f_err = -k_T * log_z / N, k_T * err / N
-    f_ref = _at(reference_df, T, h, "f") if reference_df is not None and "f" in reference_df else float("nan")
+    f_ref, f_ref_err = reference_f(row_at(reference_df, T, h) if reference_df is not None and "f" in reference_df
+                                   else None)  # fmt: skip
     return {"estimator": "bar", "f_est": f, "f_est_err": f_err, "est_draws": len(lw_q) + len(lw_p),
             "est_sweeps": int(result.burn_in_sweeps + result.n_samples * result.thin_sweeps),
             "est_wall_s": time.perf_counter() - t0, "est_converged": bool(overlap >= MIN_OVERLAP),
-            "bar_overlap": overlap, "f_ref": f_ref, "delta_f": f - f_ref}  # fmt: skip
+            "bar_overlap": overlap, "f_ref": f_ref, "f_ref_err": f_ref_err, "delta_f": f - f_ref}  # fmt: skip
 
 
 def refine(

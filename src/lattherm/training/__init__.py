@@ -1,7 +1,8 @@
-"""Training of the neural samplers: REINFORCE for ARMs (:mod:`.reinforce`), the MAM objective
-(:mod:`.mam`: the study's and the distilled), the drifting condition grid (:mod:`.conditions`), self-describing checkpoints and
-the training state they hold (:mod:`.checkpoint`), and the training loop with its objectives and
-:class:`TrainSpec` (:mod:`.trainer`), on one process or several (DDP, :mod:`lattherm.distributed`)."""
+"""Training of the neural samplers: REINFORCE for ARMs (:mod:`.reinforce`), the MAM objectives
+(:mod:`.mam`: the study's and the distilled), the drifting condition grid (:mod:`.conditions`),
+self-describing checkpoints and the training state they hold (:mod:`.checkpoint`), and the
+training loop with its objectives and :class:`TrainSpec` (:mod:`.trainer`), on one process or
+several (DDP, :mod:`lattherm.distributed`)."""
 
 from lattherm.training.checkpoint import TrainState, load_checkpoint, load_model, save_checkpoint
 from lattherm.training.mam import GibbsBuffer, consistency_terms, distill_loss, mam_loss

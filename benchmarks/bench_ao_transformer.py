@@ -204,8 +204,9 @@ def _reference_of_size(paths: list[str], L: int) -> tuple[pd.DataFrame, str]:
 def cmd_transfer(a) -> None:
     """Size transfer: the 8x8 checkpoint's weights on L x L tori (the parameters do not depend on the
     box), sampled directly and compared with the exact table (transfer matrix up to L = 14, Kaufman
-    at h = 0 above). Per condition it also records the second-order cumulant estimate of ln Z
-    (``κ1 + κ2/2`` of the log-weights, exact for Gaussian ones) beside F_NIS: a candidate for
+    at h = 0 above) or ``--reference`` tables; ``z`` counts the reference's own error. Per
+    condition it also records the second-order cumulant estimate of ln Z (``κ1 + κ2/2`` of the
+    log-weights, exact for Gaussian ones) beside F_NIS: a candidate for
     where the weights degenerate; with ``--refine CHAINS BURN KEEP THIN``, Bennett's estimate from
     the samples and Metropolis chains started from them (:func:`lattherm.refine.refine`). One run
     per size (kept as each size finishes)."""
@@ -250,7 +251,8 @@ def cmd_transfer(a) -> None:
             lz_ref = -system.n_sites * row["f_ref"] / t
             c2, next_term = _second_cumulant(lw)
             per.append({"T": float(t), "field": float(f), "rel_nis": float(row["delta_f"] / abs(row["f_ref"])),
-                        "z_nis": float(row["delta_f"] / row["f_nis_err"]), "ness": float(row["ness"]),
+                        "z_nis": float(row["delta_f"] / np.hypot(row["f_nis_err"], row["f_ref_err"])),
+                        "ness": float(row["ness"]),
                         "lw_sd": float(np.std(lw, ddof=1)),
                         "lw_skew": float(np.mean((lw - lw.mean()) ** 3) / np.std(lw) ** 3),
                         "rel_cumulant2": float(-(c2 - lz_ref) / abs(lz_ref)),  # as Δf / |f|
@@ -258,7 +260,8 @@ def cmd_transfer(a) -> None:
             if bar is not None:
                 b = bar[(bar["T"] == t) & (bar["field"] == f)].iloc[0]
                 per[-1].update(rel_bar=float(b["delta_f"] / abs(b["f_ref"])),
-                               z_bar=float(b["delta_f"] / b["f_est_err"]), bar_overlap=float(b["bar_overlap"]),
+                               z_bar=float(b["delta_f"] / np.hypot(b["f_est_err"], b["f_ref_err"])),
+                               bar_overlap=float(b["bar_overlap"]),
                                bar_claimed=bool(b["est_converged"]))  # fmt: skip
         row = {"L": L, "checkpoint": os.path.basename(a.checkpoint), "n_samples": a.samples, "eval_s": round(eval_s, 1),
                "max_rel": float(acc["max_rel_delta_f"]), "median_rel": float(acc["median_rel_delta_f"]),

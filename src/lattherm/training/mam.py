@@ -122,6 +122,26 @@ def _consistency_inputs(x: Tensor, generator) -> tuple[Tensor, Tensor, Tensor]:
     return rank < d[:, None], rank <= d[:, None], order.gather(1, d[:, None])[:, 0]
 
 
+def _head_terms(model: Model, x: Tensor, cond: Tensor, cond_rows: Tensor, generator) -> tuple[Tensor, ...]:
+    """One forward call of ``3·B + C`` rows for the marginal terms on samples ``x`` (B, N):
+    ``f(x)``, ``f(x_σ(<d))``, ``f(x_σ(≤d))`` (B,) each, ``f(∅ | c)`` (C,) and the conditional
+    ``log p(x_σ(d) | x_σ(<d))`` (B,) of one random ``(σ, d)`` per sample, all float64."""
+    B, N = x.shape
+    C = cond.shape[0]
+    vis_prev, vis_next, j = _consistency_inputs(x, generator)
+    empty_x = torch.zeros(C, N, dtype=torch.long, device=x.device)
+    empty_v = torch.zeros(C, N, dtype=torch.bool, device=x.device)
+    logits, f = model.heads(
+        torch.cat([x, x, x, empty_x]),
+        torch.cat([torch.ones_like(vis_prev), vis_prev, vis_next, empty_v]),
+        torch.cat([cond_rows, cond_rows, cond_rows, cond]),
+    )  # (3B + C, N, q), (3B + C,)
+    f = f.double()
+    lp = F.log_softmax(logits[B : 2 * B][torch.arange(B), j].double(), dim=-1)
+    lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
+    return f[:B], f[B : 2 * B], f[2 * B : 3 * B], f[3 * B :], lp
+
+
 def consistency_terms(model: Model, x: Tensor, cond_rows: Tensor, *, generator) -> Tensor:
     """``(B,)`` residuals ``f(x_σ(<d)) + log p(x_σ(d) | x_σ(<d)) − f(x_σ(≤d))`` (module doc)."""
     B, N = x.shape
@@ -155,25 +175,13 @@ def mam_loss(
     cond_rows = cond.repeat_interleave(S, 0)  # (B, 2)
     with torch.no_grad():
         red = reduced_energy(system, x, cond_rows[:, 0], cond_rows[:, 1])  # (B,)
-    vis_prev, vis_next, j = _consistency_inputs(x, generator)
-    full = torch.ones_like(vis_prev)
-    empty_x = torch.zeros(C, N, dtype=torch.long, device=x.device)
-    empty_v = torch.zeros(C, N, dtype=torch.bool, device=x.device)
-    logits, f = model.heads(
-        torch.cat([x, x, x, empty_x]),
-        torch.cat([full, vis_prev, vis_next, empty_v]),
-        torch.cat([cond_rows, cond_rows, cond_rows, cond]),
-    )  # (3B + C, N, q), (3B + C,)
-    f = f.double()
-    f_x, f_prev, f_next, f_empty = f[:B], f[B : 2 * B], f[2 * B : 3 * B], f[3 * B :]
+    f_x, f_prev, f_next, f_empty, lp = _head_terms(model, x, cond, cond_rows, generator)
     # (2) KL by REINFORCE on the marginal surrogate
     delta = (f_x.detach() + beta_scale * red).detach()
     assert not delta.requires_grad
     r = advantage(delta, C, standardise=standardise)
     l_kl = (r * f_x).mean()
     # (3) consistency, (4) anchor
-    lp = F.log_softmax(logits[B : 2 * B][torch.arange(B), j].double(), dim=-1)
-    lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
     l_cons = ((f_prev + lp - f_next) ** 2).mean()
     l_anchor = (f_empty**2).mean()
     loss = l_kl + lam * (N * l_cons + l_anchor)
@@ -208,22 +216,10 @@ def distill_loss(
                                    generator=generator, beta_scale=beta_scale, standardise=standardise,
                                    grad_steps=grad_steps, grad_chunk=grad_chunk)  # fmt: skip
     x, log_q, cond_rows = st["x"], st["log_q"], st["cond"]
-    C, (B, N) = cond.shape[0], x.shape
-    vis_prev, vis_next, j = _consistency_inputs(x, generator)
-    empty_x = torch.zeros(C, N, dtype=torch.long, device=x.device)
-    empty_v = torch.zeros(C, N, dtype=torch.bool, device=x.device)
-    logits, f = model.heads(
-        torch.cat([x, x, x, empty_x]),
-        torch.cat([torch.ones_like(vis_prev), vis_prev, vis_next, empty_v]),
-        torch.cat([cond_rows, cond_rows, cond_rows, cond.to(torch.float64)]),
-    )  # (3B + C, N, q), (3B + C,)
-    f = f.double()
-    f_x, f_prev, f_next, f_empty = f[:B], f[B : 2 * B], f[2 * B : 3 * B], f[3 * B :]
-    with torch.no_grad():
-        lp = F.log_softmax(logits[B : 2 * B][torch.arange(B), j].double(), dim=-1)
-        lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
+    N = x.shape[1]
+    f_x, f_prev, f_next, f_empty, lp = _head_terms(model, x, cond.to(torch.float64), cond_rows, generator)
     l_dist = ((f_x - log_q) ** 2).mean()
-    l_cons = ((f_prev + lp - f_next) ** 2).mean()
+    l_cons = ((f_prev + lp.detach() - f_next) ** 2).mean()  # the conditional detached: into f only
     l_anchor = (f_empty**2).mean()
     loss = surrogate + lam * (l_dist + N * l_cons + l_anchor)
     stats = {"surrogate": surrogate.detach(), "dist": l_dist.detach(), "cons": l_cons.detach(),

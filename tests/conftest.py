@@ -117,6 +117,25 @@ def kl_per_condition(model, system, cond, n=2000) -> np.ndarray:
     return -log_w.mean(1).numpy() + ref["log_Z"]
 
 
+def assert_translation_equivariant(model, lattice, x, vis, cond) -> None:
+    """A MAM's ``heads`` on ``(x, vis, cond)``: translating the inputs by one cell along each axis
+    (periodic wrap) translates the logits and keeps the marginal (to 1e-10); swapping two sites,
+    not a lattice symmetry, changes the logits (so the check can fail)."""
+    logits, lm = model.heads(x, vis, cond)
+    for d in range(lattice.dim):
+        shift = np.zeros(lattice.dim, dtype=np.int64)
+        shift[d] = 1
+        perm = torch.from_numpy(lattice.index(lattice.coords + shift))  # site i moves to perm[i]
+        xt, vt = torch.empty_like(x), torch.empty_like(vis)
+        xt[:, perm], vt[:, perm] = x, vis
+        logits_t, lm_t = model.heads(xt, vt, cond)
+        torch.testing.assert_close(logits_t[:, perm], logits, rtol=0, atol=1e-10)
+        torch.testing.assert_close(lm_t, lm, rtol=0, atol=1e-10)
+    perm = torch.arange(lattice.n_sites)
+    perm[[0, 1]] = perm[[1, 0]]
+    assert not torch.allclose(model.heads(x[:, perm], vis[:, perm], cond)[0][:, perm], logits, atol=1e-6)
+
+
 def xoroshiro128p(s0: int, s1: int) -> tuple[int, int, int]:
     """Plain-Python xoroshiro128+ (Blackman & Vigna), the generator of the numba kernels: output and
     next state. The bit-for-bit tests of the kernels replay their draws with it."""

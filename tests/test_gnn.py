@@ -9,7 +9,15 @@ from dataclasses import fields
 import numpy as np
 import pytest
 import torch
-from conftest import BOX, SHORT_BOX, SHORT_COND, SHORT_TINY, SHORT_TRAIN, kl_per_condition
+from conftest import (
+    BOX,
+    SHORT_BOX,
+    SHORT_COND,
+    SHORT_TINY,
+    SHORT_TRAIN,
+    assert_translation_equivariant,
+    kl_per_condition,
+)
 
 from lattherm.lattices import Lattice
 from lattherm.models import build_model, model_config_from_dict, transfer_model
@@ -116,21 +124,7 @@ def test_translation_equivariance(shape, global_node):
     lattice = Lattice(shape=shape)
     N = lattice.n_sites
     model = gnn(lattice, seed=1, layers=3, global_node=global_node)
-    x, vis, cond = random_inputs(6, N, seed=4)
-    logits, lm = model.heads(x, vis, cond)
-    for d in range(lattice.dim):
-        shift = np.zeros(lattice.dim, dtype=np.int64)
-        shift[d] = 1
-        perm = torch.from_numpy(lattice.index(lattice.coords + shift))  # site i moves to perm[i]
-        xt, vt = torch.empty_like(x), torch.empty_like(vis)
-        xt[:, perm], vt[:, perm] = x, vis
-        logits_t, lm_t = model.heads(xt, vt, cond)
-        torch.testing.assert_close(logits_t[:, perm], logits, rtol=0, atol=1e-10)
-        torch.testing.assert_close(lm_t, lm, rtol=0, atol=1e-10)
-    # a permutation that is not a lattice symmetry changes the outputs (the test can fail)
-    perm = torch.arange(N)
-    perm[[0, 1]] = perm[[1, 0]]
-    assert not torch.allclose(model.heads(x[:, perm], vis[:, perm], cond)[0][:, perm], logits, atol=1e-6)
+    assert_translation_equivariant(model, lattice, *random_inputs(6, N, seed=4))
 
 
 @pytest.mark.parametrize("global_node", [True, False])

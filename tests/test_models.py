@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from conftest import BOX, TINY
+from conftest import BOX, TINY, assert_translation_equivariant
 
 from lattherm.lattices import Lattice
 from lattherm.models import (
@@ -158,22 +157,7 @@ def test_transformer_periodic_rope_translation_equivariance(shape, gen):
     B = 6
     x = torch.randint(0, 2, (B, N), generator=gen)
     vis = torch.rand(B, N, generator=gen) < 0.6
-    c = random_cond(B, gen)
-    logits, lm = model.heads(x, vis, c)
-    for d in range(lattice.dim):
-        shift = np.zeros(lattice.dim, dtype=np.int64)
-        shift[d] = 1
-        perm = torch.from_numpy(lattice.index(lattice.coords + shift))  # site i moves to perm[i]
-        xt, vt = torch.empty_like(x), torch.empty_like(vis)
-        xt[:, perm], vt[:, perm] = x, vis
-        logits_t, lm_t = model.heads(xt, vt, c)
-        torch.testing.assert_close(logits_t[:, perm], logits, rtol=0, atol=1e-10)
-        torch.testing.assert_close(lm_t, lm, rtol=0, atol=1e-10)
-    # a permutation that is not a lattice translation changes the outputs (the test can fail)
-    perm = torch.arange(N)
-    perm[[0, 1]] = perm[[1, 0]]
-    xp, vp = x[:, perm], vis[:, perm]
-    assert not torch.allclose(model.heads(xp, vp, c)[0][:, perm], logits, atol=1e-6)
+    assert_translation_equivariant(model, lattice, x, vis, random_cond(B, gen))
 
 
 def test_transformer_rejects_too_many_rope_dims():

@@ -10,7 +10,7 @@ linearly from ``beta0`` to 1 over the first ``beta_anneal_frac`` of the steps).
 
 **Structure.** The model picks its **objective** (:func:`objective_for`, on ``has_marginal``):
 :class:`Reinforce` for ARMs (``fo-arm-mlp``, ``ao-arm-mlp``; :mod:`~lattherm.training.reinforce`),
-:class:`MAM` for MAMs (``mam-*``; it owns its Gibbs buffer and the refill/Gibbs schedule,
+:class:`MAM` for MAMs (``mam-*``; the study's objective owns its Gibbs buffer and the refill/Gibbs schedule,
 :mod:`~lattherm.training.mam`). ``objective.loss(cond, step, β_s)`` gives the loss of a step's
 conditions with its terms for the log; ``state_dict()`` / ``load_state_dict()`` its own state.
 :func:`_setup` builds the model, optimiser, schedule, grid, generator and objective into a
@@ -252,7 +252,8 @@ class MAM:
     """The MAMs' objective (``mam-*``): :func:`~lattherm.training.mam.mam_loss` on a persistent
     :class:`~lattherm.training.mam.GibbsBuffer` of this rank's samples, refilled by ancestral
     sampling at the first step and every ``refill_every`` steps, else moved by ``gibbs_sweeps``
-    block-Gibbs moves of ``gibbs_block`` sites. Its state is the buffer."""
+    block-Gibbs moves of ``gibbs_block`` sites. Its state is the buffer. With ``mam_objective:
+    distill``, :func:`~lattherm.training.mam.distill_loss` on fresh samples instead (no buffer)."""
 
     f_var_source = "marginal"  # the logged f_var comes from the marginal surrogate (not an F)
 

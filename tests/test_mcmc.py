@@ -195,6 +195,39 @@ def test_ising_samples_follow_boltzmann(update, L, torch_one_thread):
         assert chi2_pvalue(st, boltzmann(system, 1.1 * t, f)) < 1e-6
 
 
+@pytest.mark.parametrize(("L", "J"), [(3, 1.0), (4, 1.0), (4, -1.0)])
+def test_wolff_moves_follow_boltzmann(L, J):
+    """Eight Wolff moves per sweep dominate the dynamics; the states still follow p exactly (also
+    in a field, and for the antiferromagnet, whose clusters grow through anti-aligned bonds)."""
+    system = IsingSystem(L, J=J)
+    conds = [(2.0, 0.0), (2.5, 0.3), (1.8, -0.2)]
+    T, h = np.array(conds).T
+    res = run_metropolis(system, T, h, n_chains=2048, n_samples=10, seed=5 + L, burn_in_sweeps=20,
+                         thin_sweeps=5, cluster_updates=8)  # fmt: skip
+    assert res.cluster_updates == 8
+    for c, (t, f) in enumerate(conds):
+        st = res.states[c].reshape(-1, system.n_sites)
+        assert chi2_pvalue(st, boltzmann(system, t, f)) > 1e-3
+        assert chi2_pvalue(st, boltzmann(system, 1.1 * t, f)) < 1e-6  # the test's power
+    x = torch.from_numpy(res.states.reshape(-1, system.n_sites))  # the tracked sums are the states'
+    np.testing.assert_array_equal(res.energy.ravel(), system.energy(x).numpy())
+    np.testing.assert_array_equal(res.spin_sum.ravel(), system.spin_sum(x).numpy())
+
+
+def test_wolff_moves_cross_sectors_and_keep_bytes_without_them():
+    """At h = 0 below T_c local moves keep the sign of m on 16x16; one Wolff move per sweep flips
+    it within a few sweeps. Without cluster moves the draws are the plain update's."""
+    system = IsingSystem(16)
+    kw = dict(n_chains=64, n_samples=10, seed=3, burn_in_sweeps=10, thin_sweeps=2, start="up")
+    local = run_metropolis(system, 1.8, 0.0, **kw)
+    cluster = run_metropolis(system, 1.8, 0.0, cluster_updates=1, **kw)
+    assert (local.spin_sum > 0).all()
+    down = (cluster.spin_sum < 0).mean()
+    assert 0.35 < down < 0.65, down
+    plain = run_metropolis(system, 1.8, 0.0, cluster_updates=0, **kw)
+    np.testing.assert_array_equal(plain.states, local.states)
+
+
 @pytest.mark.slow
 def test_generic_update_on_non_ising_system(torch_one_thread):
     system = FakeCuAu()

@@ -5,8 +5,9 @@ A sampler that is close to ``p`` but not exact (NESS → 0 on a large box, where
 still gives configurations close to equilibrium. ``n_chains`` of them per condition start
 independent Metropolis chains at that condition (:func:`lattherm.reference.mcmc.run_metropolis`,
 the project's numba kernels: the checkerboard update for Ising, the cluster-expansion one for
-CuAu); ``burn_in_sweeps`` sweeps are discarded and ``n_samples`` samples kept every
-``thin_sweeps``. The estimates, their errors and the convergence flags are those of the MCMC
+CuAu; for Ising with ``cluster_updates`` Wolff moves per chain after every sweep, one by default:
+near T_c and below it at ``h = 0`` local moves alone do not mix within the short runs);
+``burn_in_sweeps`` sweeps are discarded and ``n_samples`` samples kept every ``thin_sweeps``. The estimates, their errors and the convergence flags are those of the MCMC
 reference (:func:`~lattherm.reference.mcmc.mcmc_table`): errors from the spread between the
 independent chains (honest whatever the autocorrelation, once the chains have forgotten their
 start), and ``converged`` only where split-R̂ and the half-against-half drift test say the chains
@@ -54,7 +55,7 @@ __all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "MIN_OVERLAP", "REFINE_COLUMNS"
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
-                  "n_samples", "u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "converged",
+                  "cluster_updates", "n_samples", "u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "converged",
                   "diagnosis")  # fmt: skip
 #: the BAR estimate's columns (with a density), as the metric tables' estimate columns
 BAR_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "est_wall_s", "est_converged",
@@ -145,25 +146,34 @@ def refine(
     reference_df: pd.DataFrame | None = None,
     density=None,
     batch_size: int = 1024,
+    cluster_updates: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Refine a sample table (module doc): ``(rows, G(r) table)`` (:data:`CORRELATION_COLUMNS`;
     no rows where the system is not Ising).
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
-    m_ref`` where it has the condition (NaN elsewhere)."""
+    m_ref`` where it has the condition (NaN elsewhere). ``cluster_updates``: Wolff moves per chain
+    after every sweep (Ising only; ``None``: 1 for Ising, 0 elsewhere)."""
     if int(n_chains) != n_chains or n_chains < 2:
         raise ValueError(f"refine.n_chains must be an integer >= 2, got {n_chains!r}")
-    T, h, x0 = _starts(samples_df, system.n_sites, int(n_chains))
     ising = isinstance(system, IsingSystem)
+    if cluster_updates is None:
+        cluster_updates = 1 if ising else 0
+    if int(cluster_updates) != cluster_updates or cluster_updates < 0 or (cluster_updates and not ising):
+        raise ValueError(f"refine.cluster_updates must be an integer >= 0, and 0 for systems other than Ising "
+                         f"(their updates have no cluster moves), got {cluster_updates!r} for {system.name}")  # fmt: skip
+    T, h, x0 = _starts(samples_df, system.n_sites, int(n_chains))
     t0 = time.perf_counter()
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
                             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
-                            keep_states=ising or density is not None, progress=True)  # fmt: skip
+                            keep_states=ising or density is not None, progress=True,
+                            cluster_updates=int(cluster_updates))  # fmt: skip
     mcmc_s = (time.perf_counter() - t0) / len(T)
     table = mcmc_table(result, system)
     table.insert(4, "model", model)
     table.insert(5, "source", source)
     table["burn_in_sweeps"], table["thin_sweeps"] = int(burn_in_sweeps), int(thin_sweeps)
+    table["cluster_updates"] = int(cluster_updates)
     if reference_df is not None:
         check_columns(reference_df, ("T", "field"), what="reference table")
         for q in ("u", "c", "m"):

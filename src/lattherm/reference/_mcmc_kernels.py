@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_run"]
+__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_run", "wolff_thresholds"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -148,6 +148,69 @@ def _site_row_tracked(xi, n0, n1, n2, n3, s0a, s1a, t, W, bond, up):
         up[w] -= fi * sx
 
 
+def wolff_thresholds(beta: np.ndarray, J: float) -> np.ndarray:
+    """``(n_cond,)`` uint64 thresholds ``floor(p_add · 2^64)`` of the Wolff bond probability
+    ``p_add = 1 − exp(−2 β |J|)`` (:func:`_wolff`)."""
+    p = -np.expm1(-2.0 * np.asarray(beta, dtype=np.float64) * abs(float(J)))
+    return np.array([min(int(math.ldexp(float(q), 64)), 2**64 - 1) for q in p], dtype=np.uint64)
+
+
+@njit(cache=True)
+def _wolff(xb, nb, thr, ferro, beta_h, n_clusters, s0a, s1a, W, bond, up, mark, stack, stamp):
+    """``n_clusters`` Wolff cluster moves of every chain ``w`` of the block ``xb`` (``(N, W)``), in
+    place, updating the chains' bond sums ``bond`` and up counts ``up``; returns the last ``stamp``.
+
+    A move draws a uniform seed site (the high 32 bits of a draw times ``N``), grows the cluster
+    through the satisfied bonds (``x_i = x_j`` for ``J > 0``, ``x_i ≠ x_j`` for ``J < 0``), each
+    added with probability ``p_add`` (a draw below ``thr``), and flips it with probability
+    ``min(1, exp(−2 β h Σ_C s))`` (the field's Metropolis ratio; no draw when ``h Σ_C s <= 0``).
+    Flipping keeps the satisfaction of every bond inside the cluster and the proposal is symmetric
+    given the boundary, so the move keeps ``exp(−β(E_int − h Σs))`` invariant (Wolff 1989).
+    ``mark`` (``(N,)`` int64, entries ``< stamp``) and ``stack`` (``(N,)`` int64) are scratch.
+    """
+    N = xb.shape[0]
+    n_nb = nb.shape[1]
+    for w in range(W):
+        for _ in range(n_clusters):
+            stamp += 1
+            r = _next(s0a, s1a, w)
+            i0 = np.int64(((r >> _S32) * np.uint64(N)) >> _S32)
+            mark[i0] = stamp
+            stack[0] = i0
+            n = 1
+            k = 0
+            while k < n:  # breadth over the cluster list; stack[:n] is the cluster
+                a = stack[k]
+                k += 1
+                xa = xb[a, w]
+                for q in range(n_nb):
+                    j = nb[a, q]
+                    if mark[j] == stamp or ((xb[j, w] == xa) != ferro):
+                        continue
+                    if _next(s0a, s1a, w) < thr:
+                        mark[j] = stamp
+                        stack[n] = j
+                        n += 1
+            ssum = np.int64(0)  # Σ_C s
+            bsum = np.int64(0)  # Σ over boundary bonds of s_a s_j
+            for k in range(n):
+                a = stack[k]
+                sa = 2 * np.int64(xb[a, w]) - 1
+                ssum += sa
+                for q in range(n_nb):
+                    j = nb[a, q]
+                    if mark[j] != stamp:
+                        bsum += sa * (2 * np.int64(xb[j, w]) - 1)
+            d = -2.0 * beta_h * np.float64(ssum)
+            if d < 0.0 and np.float64(_next(s0a, s1a, w) >> _S11) * _TWO_M53 >= math.exp(d):
+                continue
+            for k in range(n):
+                xb[stack[k], w] ^= np.uint8(1)
+            bond[w] += -2 * bsum
+            up[w] -= ssum
+    return stamp
+
+
 @njit(parallel=True, cache=True)
 def checkerboard_sweeps(x, thr, st0, st1, nb, order, n_sweeps):
     """``n_sweeps`` Metropolis sweeps of every chain, in place.
@@ -208,6 +271,7 @@ def checkerboard_run(
     x, thr, st0, st1, nb, order, bonds, J, field, beta,
     ladders, lad_len, ex0, ex1, exchange_every, e_shift,
     s0, s1, burn, thin, bond_out, up_out, states_out, psum, avg_out, ex_stats, bad,
+    wolff_thr, n_clusters,
 ):  # fmt: skip
     """Global sweeps ``s0 .. s1 − 1`` of every chain, with replica exchange, measurements and
     samples, in place (one parallel region; call it again with the next range to go on).
@@ -218,7 +282,9 @@ def checkerboard_run(
     is one checkerboard sweep (as :func:`checkerboard_sweeps`, same draws and moves) at every
     condition of the ladder, in ladder order, tracking every chain's bond sum and up count
     (:func:`_site_row_tracked`; recounted at the end of the call, ``bad[c, b] = 1`` if they
-    differ); after the sweep ``s`` (``done = s + 1``):
+    differ), each condition's sweep followed by ``n_clusters`` Wolff moves of every chain
+    (:func:`_wolff`, bond thresholds ``wolff_thr`` ``(n_cond,)``; none when ``n_clusters = 0``);
+    after the sweep ``s`` (``done = s + 1``):
 
     * exchange, when ``exchange_every > 0`` and ``done % exchange_every == 0``: the pairs
       ``(k, k + 1)`` with ``k ≡ done // exchange_every (mod 2)`` swap the states of chain ``w``
@@ -254,6 +320,10 @@ def checkerboard_run(
                 upc[k, w] = u64[w]
         xa0 = ex0[lad, b]
         xa1 = ex1[lad, b]
+        mark = np.zeros(N if n_clusters > 0 else 0, dtype=np.int64)
+        stack = np.zeros_like(mark)
+        stamp = np.int64(0)
+        ferro = J > 0
         for s in range(s0, s1):
             for k in range(n_l):
                 c = ladders[lad, k]
@@ -269,6 +339,9 @@ def checkerboard_run(
                         xb[i], xb[nb[i, 0]], xb[nb[i, 1]], xb[nb[i, 2]], xb[nb[i, 3]], s0a, s1a, t,
                         W, bk, uk,
                     )  # fmt: skip
+                if n_clusters > 0:
+                    stamp = _wolff(xb, nb, wolff_thr[c], ferro, beta[c] * field[c], n_clusters, s0a, s1a, W, bk,
+                                   uk, mark, stack, stamp)  # fmt: skip
             done = s + 1
             exch = exchange_every > 0 and n_l > 1 and done % exchange_every == 0
             meas = done > burn

@@ -278,6 +278,11 @@ BAD = [
     (("scaling", "ising", "refine"), {"n_chains": 5000}, "scaling.ising.refine.n_chains"),  # 2000 samples there
     (("scaling", "ising", "refine"), {"sweeps": 10}, "scaling.ising.refine.sweeps"),
     (("scaling", "ising", "refine"), {"thin_sweeps": 0}, "scaling.ising.refine.thin_sweeps"),
+    (("scaling", "ising", "refine"), {"cluster_updates": -1}, "scaling.ising.refine.cluster_updates"),
+    (("scaling", "ising", "per_size"), {"64x64": {"T": {"values": [2.0]}}}, "scaling.ising.per_size.64x64"),
+    (("scaling", "ising", "per_size"), {"16x16": {"field": {"values": [0.0, 9.0]}}},
+     "scaling.ising.per_size.16x16.field"),
+    (("scaling", "ising", "per_size"), {"16x16": {"n_samples": 5}}, "scaling.ising.per_size.16x16.n_samples"),
 ]
 
 
@@ -351,6 +356,20 @@ def test_config_files_read_strictly(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a YAML mapping"):
         read_config_file(listy)
+
+
+def test_scaling_per_size_grid(default_config):
+    """scaling.<system>.per_size.<size> sets the grid of one target (its references' too); the other
+    targets keep the block's grid."""
+    from lattherm.config import grid_at, system_grid
+
+    cfg = copy.deepcopy(default_config)
+    cfg["scaling"]["ising"]["per_size"] = {"16x16": {"field": {"values": [0.0]}, "T": {"values": [2.0, 2.3]}}}
+    cfg = load_config(cfg)
+    T, field = grid_at(cfg, "ising", "16x16")
+    assert T.tolist() == [2.0, 2.3] and field.tolist() == [0.0]
+    for got, full in zip(grid_at(cfg, "ising", "12x12"), system_grid(cfg, "ising"), strict=True):
+        np.testing.assert_array_equal(got, full)
 
 
 def test_grid_values_and_condition_grid():

@@ -275,18 +275,24 @@ def _check_scaling(config: Mapping) -> None:
             free = [m for m in MODEL_NAMES if is_size_free(m)]
             raise ConfigError(f"{key}.transfer", f"a size-free model ({free}) among the models of {key}",
                               scaling_models(config, system))  # fmt: skip
+        targets = [*block["to"], *block["transfer"]]
+        for size in block["per_size"]:
+            if size not in targets:
+                raise ConfigError(f"{key}.per_size.{size}", f"a target size under to or transfer {targets}", size)
         (t0, t1), (h0, h1) = cond_box(config, system)
-        T, field = scaling_grid(config, system)
-        for name, values, lo, hi in (("T", T, t0, t1), ("field", field, h0, h1)):
-            if name in block:
-                _check_grid(block[name], f"{key}.{name}")
-            if values.min() < lo - 1e-9 or values.max() > hi + 1e-9:
-                raise ConfigError(f"{key}.{name}", f"values inside the trained box [{lo}, {hi}]", values.tolist())
-        if block["symmetrised"] and REGISTRY[system].flip_symmetric:
-            outside = [float(h) for h in field if not h0 - 1e-12 <= -h <= h1 + 1e-12]
-            if outside:
-                raise ConfigError(f"{key}.symmetrised", "false for fields whose mirror is outside the trained box",
-                                  True)  # fmt: skip
+        for size in (None, *block["per_size"]):
+            at = f"{key}.per_size.{size}" if size else key
+            T, field = scaling_grid(config, system, size)
+            for name, values, lo, hi in (("T", T, t0, t1), ("field", field, h0, h1)):
+                if name in (block["per_size"][size] if size else block):
+                    _check_grid((block["per_size"][size] if size else block)[name], f"{at}.{name}")
+                if values.min() < lo - 1e-9 or values.max() > hi + 1e-9:
+                    raise ConfigError(f"{at}.{name}", f"values inside the trained box [{lo}, {hi}]", values.tolist())
+            if block["symmetrised"] and REGISTRY[system].flip_symmetric:
+                outside = [float(h) for h in field if not h0 - 1e-12 <= -h <= h1 + 1e-12]
+                if outside:
+                    raise ConfigError(f"{key}.symmetrised", f"false for fields whose mirror is outside the trained box "
+                                      f"(at {at}.field: {outside[:3]})", True)  # fmt: skip
         if "refine" in block:
             for size in dict.fromkeys([*block["to"], *block["transfer"]]):
                 for model, source in scaling_tables(config, system, size):
@@ -340,19 +346,20 @@ def scaling_sizes(config: Mapping, system: str) -> list[str]:
     return [s for s in sizes if s not in sizes_of(config, system)]
 
 
-def scaling_grid(config: Mapping, system: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(T values, field values)`` of the out-painting targets: the block's grids, else the
-    system's."""
-    block, (T, field) = config["scaling"].get(system, {}), system_grid(config, system)
-    T = grid_values(block["T"]) if "T" in block else T
-    return T, (grid_values(block["field"]) if "field" in block else field)
+def scaling_grid(config: Mapping, system: str, size: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(T values, field values)`` of the out-painting and transfer targets (at ``size``: its
+    ``per_size`` grid first), then the block's grids, else the system's."""
+    block = config["scaling"].get(system, {})
+    own = block.get("per_size", {}).get(size, {}) if size is not None else {}
+    return tuple(grid_values(own[k]) if k in own else grid_values(block[k]) if k in block else default
+                 for k, default in zip(("T", "field"), system_grid(config, system), strict=True))  # fmt: skip
 
 
 def grid_at(config: Mapping, system: str, size: str) -> tuple[np.ndarray, np.ndarray]:
     """The evaluation grid at ``size``: the system's at its own sizes, the out-painting grid at its
     targets (their references are computed there)."""
     if size in scaling_sizes(config, system):
-        return scaling_grid(config, system)
+        return scaling_grid(config, system, size)
     return system_grid(config, system)
 
 

@@ -156,6 +156,12 @@ def test_beta_integration_matches_the_transfer_matrix_and_kaufman():
     t10 = ising_beta_integration(10, [1.8, 2.4], n_chains=64, n_samples=50, burn_in_sweeps=300, seed=6)
     z10 = (t10["f"] - ising_kaufman(10, t10["T"])["f"]) / t10["f_err"]
     assert t10["converged"].all() and np.abs(z10).max() < 4, z10.to_numpy()
+    # with a Wolff move after every sweep (the cluster baseline), the same claims
+    w10 = ising_beta_integration(10, [1.8, 2.4], n_chains=64, n_samples=50, burn_in_sweeps=300, seed=6,
+                                 cluster_updates=1)  # fmt: skip
+    zw = (w10["f"] - ising_kaufman(10, w10["T"])["f"]) / w10["f_err"]
+    assert w10["converged"].all() and np.abs(zw).max() < 4, zw.to_numpy()
+    assert not np.array_equal(w10["f"], t10["f"])
 
 
 # ----------------------------------------------------------------------------- too coarse

@@ -432,7 +432,7 @@ def field_mbar(counts: np.ndarray, fields, beta: float, eval_fields) -> dict[str
 def _run_fields(
     system: System, T_run: np.ndarray, fields: np.ndarray, *, n_chains: int, n_samples: int,
     burn_in_sweeps: int, thin_sweeps: int, exchange_sweeps: int, seed: int, progress: bool,
-    max_memory_gb: float, consume: Callable[[MCMCResult, np.ndarray], None],
+    max_memory_gb: float, consume: Callable[[MCMCResult, np.ndarray], None], cluster_updates: int = 0,
 ) -> int:  # fmt: skip
     """Run Metropolis with replica exchange along ``T_run`` at every field, in chunks of fields
     that keep at most ``max_memory_gb`` of samples; ``consume(result, chunk_fields)`` reads each
@@ -447,7 +447,7 @@ def _run_fields(
             system, TT.ravel(), HH.ravel(), n_chains=n_chains, n_samples=n_samples,
             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, k),
             start="mixed", keep_states=False, progress=progress, replica_exchange=True,
-            exchange_sweeps=exchange_sweeps,
+            exchange_sweeps=exchange_sweeps, cluster_updates=cluster_updates,
         )  # fmt: skip
         flips += TT.size * n_chains * (burn_in_sweeps + n_samples * thin_sweeps) * system.n_sites
         consume(res, hs)
@@ -636,6 +636,7 @@ def beta_integration(
     seed: int = 0,
     progress: bool = False,
     max_memory_gb: float = 0.5,
+    cluster_updates: int = 0,
 ) -> pd.DataFrame:
     """``f(T, h)`` of any two-state ``system`` by thermodynamic integration over β from β = 0
     (module docstring), one row per ``(T, field)`` of the outer product, sorted by T then field.
@@ -652,7 +653,9 @@ def beta_integration(
     "beta_integration"``), then ``log_z`` and its ``_err``, ``u, u_err, m, m_err`` (Metropolis at
     the row's node), ``error_ess``, ``n_nodes``, ``d_beta``, ``n_chains``, ``sweeps`` (per chain
     and node, burn-in included), ``wall_s`` and ``spin_flips`` (the run of that field: one run
-    gives every T), ``diagnosis``.
+    gives every T), ``diagnosis``. ``cluster_updates``: Wolff moves per chain after every sweep
+    (Ising only; :func:`lattherm.reference.mcmc.run_metropolis`), the baseline a physicist picks
+    near T_c; ``spin_flips`` counts the local attempts only.
     """
     T = _check_T(T)
     req = _check_fields(field)
@@ -700,7 +703,7 @@ def beta_integration(
             system, T_run, np.array([h]), n_chains=n_chains, n_samples=n_samples,
             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, exchange_sweeps=exchange_sweeps,
             seed=derived_seed(seed, 1000 + fi), progress=progress, max_memory_gb=max_memory_gb,
-            consume=consume,
+            consume=consume, cluster_updates=cluster_updates,
         )  # fmt: skip
         wall = time.perf_counter() - t0
         log_z = N * math.log(2.0) - rule.fine @ H_mean  # (n_targets,)

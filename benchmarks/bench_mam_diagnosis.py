@@ -18,6 +18,13 @@ follow what changes with the order: its consistency sd is at least ``sd(q_f)/√
 
 One run per checkpoint in ``benchmarks/results/mam_diagnosis.json``.
 
+``--separate-marginal MINUTES`` (MAMs) measures the design "a separate marginal network": a copy of
+the checkpoint's network, all of its weights free, is trained for MINUTES by regression of its
+marginal onto the frozen conditionals' exact log q of fresh samples (16 uniform conditions of the
+box × 16 samples per step, Adam 1e-3), along ``--order`` (``fixed``: the storage order, so no order
+dependence bounds it; ``random``); the rows then compare log q with the copy's marginal (``f =
+"separate marginal"``) beside the checkpoint's own (``q_f_sd_own``).
+
     python benchmarks/bench_mam_diagnosis.py results/ising/8x8/models/mam-mlp/checkpoint.pt --label "laptop run"
 """
 
@@ -71,6 +78,50 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
     return rows
 
 
+def separate_marginal(path: str, n: int, seed: int, minutes: float, order: str) -> list[dict]:
+    """The separate-marginal experiment (module doc): rows per diagnosis condition."""
+    import copy
+    import time
+
+    ck = load_checkpoint(path)
+    system_name = ck["system"]["name"]
+    system = _setup(system_name)[0]
+    frozen = load_model(path, system=system)
+    if not frozen.has_marginal:
+        raise SystemExit(f"{path}: {ck['model_spec']['name']} has no marginal head")
+    frozen.requires_grad_(False)
+    marginal = copy.deepcopy(frozen).requires_grad_(True)
+    opt = torch.optim.Adam(marginal.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    (t0, t1), (h0, h1) = frozen.cond_box
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < 60.0 * minutes:
+        T = t0 + (t1 - t0) * torch.rand(16, generator=gen, dtype=torch.float64)
+        h = h0 + (h1 - h0) * torch.rand(16, generator=gen, dtype=torch.float64)
+        cond = torch.stack([T, h], 1).repeat_interleave(16, 0)
+        with torch.no_grad():
+            x, log_q = sample(frozen, cond, order=order, generator=gen)
+        f = marginal.log_marginal(x, torch.ones_like(x, dtype=torch.bool), cond).double()
+        loss = ((f - log_q) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    rows = []
+    with torch.no_grad():
+        for T, h in CONDITIONS[system_name]:
+            cond = torch.tensor([[T, h]], dtype=torch.float64).expand(n, 2)
+            x, log_q = sample(frozen, cond, order=order, generator=gen)
+            full = torch.ones_like(x, dtype=torch.bool)
+            q_f = log_q - marginal.log_marginal(x, full, cond).double()
+            own = log_q - frozen.log_marginal(x, full, cond).double()
+            rows.append({"model": ck["model_spec"]["name"], "system": system_name, "T": T, "field": h, "n": n,
+                         "q_f_mean": q_f.mean().item(), "q_f_sd": q_f.std().item(), "q_f_sd_own": own.std().item(),
+                         "f": "separate marginal", "order": order, "minutes": minutes, "distill_steps": steps,
+                         "step": int(ck["step"]), "checkpoint": path})  # fmt: skip
+    return rows
+
+
 def main(paths: list[str], n: int, seed: int, label: str | None) -> None:
     torch.set_num_threads(1)
     for path in paths:
@@ -88,5 +139,17 @@ def main(paths: list[str], n: int, seed: int, label: str | None) -> None:
 if __name__ == "__main__":
     ap = checkpoint_parser(__doc__, samples=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--separate-marginal", type=float, default=None, metavar="MINUTES")
+    ap.add_argument("--order", choices=["fixed", "random"], default="fixed")
     args = ap.parse_args()
-    main(args.checkpoints, args.samples, args.seed, args.label)
+    if args.separate_marginal is None:
+        main(args.checkpoints, args.samples, args.seed, args.label)
+    else:
+        torch.set_num_threads(1)
+        for path in args.checkpoints:
+            rows = separate_marginal(path, args.samples, args.seed, args.separate_marginal, args.order)
+            print_table(rows)
+            params = {"checkpoint": path, "samples": args.samples, "seed": args.seed, "label": args.label,
+                      "separate_marginal_minutes": args.separate_marginal, "order": args.order}  # fmt: skip
+            record_run("mam_diagnosis", params, rows, notes="separate marginal network distilled from the frozen "
+                       "conditionals' log q (module doc); 1 torch thread")  # fmt: skip

@@ -7,10 +7,10 @@ independent Metropolis chains at that condition (:func:`lattherm.reference.mcmc.
 the project's numba kernels: the checkerboard update for Ising, the cluster-expansion one for
 CuAu; for Ising with ``cluster_updates`` Wolff moves per chain after every sweep, one by default:
 near T_c and below it at ``h = 0`` local moves alone do not mix within the short runs);
-``burn_in_sweeps`` sweeps are discarded and ``n_samples`` samples kept every ``thin_sweeps``. The estimates, their errors and the convergence flags are those of the MCMC
-reference (:func:`~lattherm.reference.mcmc.mcmc_table`): errors from the spread between the
-independent chains (honest whatever the autocorrelation, once the chains have forgotten their
-start), and ``converged`` only where split-R̂ and the half-against-half drift test say the chains
+``burn_in_sweeps`` sweeps are discarded and ``n_samples`` samples kept every ``thin_sweeps``. The
+estimates, their errors and the convergence flags are those of the MCMC reference
+(:func:`~lattherm.reference.mcmc.mcmc_table`): errors from the spread between the independent
+chains (honest whatever the autocorrelation, once the chains have forgotten their start), and ``converged`` only where split-R̂ and the half-against-half drift test say the chains
 have mixed. A sampler whose configurations are far from ``p`` is not hidden: its chains drift and
 the row is flagged, or the burn-in must be longer.
 
@@ -55,8 +55,8 @@ __all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "MIN_OVERLAP", "REFINE_COLUMNS"
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
-                  "cluster_updates", "n_samples", "u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err", "converged",
-                  "diagnosis")  # fmt: skip
+                  "cluster_updates", "n_samples", "u", "u_err", "c", "c_err", "m", "m_err", "abs_m", "abs_m_err",
+                  "converged", "diagnosis")  # fmt: skip
 #: the BAR estimate's columns (with a density), as the metric tables' estimate columns
 BAR_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "est_wall_s", "est_converged",
                "bar_overlap", "f_ref", "f_ref_err", "delta_f")  # fmt: skip
@@ -160,8 +160,9 @@ def refine(
     if cluster_updates is None:
         cluster_updates = 1 if ising else 0
     if int(cluster_updates) != cluster_updates or cluster_updates < 0 or (cluster_updates and not ising):
-        raise ValueError(f"refine.cluster_updates must be an integer >= 0, and 0 for systems other than Ising "
-                         f"(their updates have no cluster moves), got {cluster_updates!r} for {system.name}")  # fmt: skip
+        raise ValueError(f"refine.cluster_updates must be an integer >= 0, and 0 for systems other than "
+                         f"Ising (their updates have no cluster moves), got {cluster_updates!r} for "
+                         f"{system.name}")  # fmt: skip
     T, h, x0 = _starts(samples_df, system.n_sites, int(n_chains))
     t0 = time.perf_counter()
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,

@@ -10,8 +10,9 @@ near T_c and below it at ``h = 0`` local moves alone do not mix within the short
 ``burn_in_sweeps`` sweeps are discarded and ``n_samples`` samples kept every ``thin_sweeps``. The
 estimates, their errors and the convergence flags are those of the MCMC reference
 (:func:`~lattherm.reference.mcmc.mcmc_table`): errors from the spread between the independent
-chains (honest whatever the autocorrelation, once the chains have forgotten their start), and ``converged`` only where split-R̂ and the half-against-half drift test say the chains
-have mixed. A sampler whose configurations are far from ``p`` is not hidden: its chains drift and
+chains (honest whatever the autocorrelation, once the chains have forgotten their start), and
+``converged`` only where split-R̂ and the half-against-half drift test say the chains have mixed.
+A sampler whose configurations are far from ``p`` is not hidden: its chains drift and
 the row is flagged, or the burn-in must be longer.
 
 Given the ``density`` of the procedure that drew the sample file (the exact log q of any

@@ -168,7 +168,7 @@ def test_exchange_step_matches_python_reference():
     K.checkerboard_run(
         x, thr, st0, st1, nb, order, bonds, 1.0, h, beta, ladders, lad_len, ex0, ex1, 1,
         np.zeros(3), 0, n_sweeps, n_sweeps, 1, empty, empty.copy(), np.zeros((0, 0, 0, 0, 0), np.uint8),
-        np.zeros((3, 1, W, 4)), np.zeros((3, 1, W, 0, 4)), ex_stats, bad,
+        np.zeros((3, 1, W, 4)), np.zeros((3, 1, W, 0, 4)), ex_stats, bad, np.zeros(3, np.uint64), 0,
     )  # fmt: skip
     assert not bad.any()
     rx, r0, r1, e0, e1 = ref

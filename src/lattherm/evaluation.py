@@ -460,6 +460,12 @@ def sampler_costs(metrics: pd.DataFrame, train_log: pd.DataFrame, *, train_timin
             "sample_peak_mb": float(sample_timing["max_rss"])}  # fmt: skip
 
 
+def _ref_err(table: pd.DataFrame):
+    """The reference's own error per row (``f_ref_err``; 0 where missing: exact tables, and tables
+    written before the column existed)."""
+    return table["f_ref_err"].fillna(0.0) if "f_ref_err" in table else 0.0
+
+
 def estimate_table(*tables: pd.DataFrame) -> pd.DataFrame:
     """Every free-energy estimate of one sample file side by side, one row per ``(T, field,
     estimator)``: the metric table's (importance sampling, with its ``ness``) and the refined
@@ -478,8 +484,7 @@ def estimate_table(*tables: pd.DataFrame) -> pd.DataFrame:
     if out.duplicated([*keys, "estimator"]).any():
         raise ValueError("two tables give the same estimator at one condition")
     out["delta_f"] = out["f_est"] - out["f_ref"]
-    ref_err = out["f_ref_err"].fillna(0.0) if "f_ref_err" in out else 0.0
-    out["z"] = out["delta_f"] / np.hypot(out["f_est_err"], ref_err)
+    out["z"] = out["delta_f"] / np.hypot(out["f_est_err"], _ref_err(out))
     claimed = out[out["est_converged"].astype(bool) & np.isfinite(out["f_est_err"])]
     out["best"] = out.index.isin(claimed.groupby(keys)["f_est_err"].idxmin().to_numpy())
     return out
@@ -516,7 +521,6 @@ def _accuracy_rows(metrics: pd.DataFrame) -> pd.DataFrame:
         worst = ref.loc[absd.idxmax()] if len(ref) else None
         low = g.loc[g["ness"].idxmin()]
         methods = sorted(set(ref["ref_method"].dropna()))
-        ref_err = ref["f_ref_err"].fillna(0.0) if "f_ref_err" in ref else 0.0  # tables before f_ref_err: exact
         row.update(
             ref_method="+".join(methods) if methods else None,
             n_conditions=len(g),
@@ -527,7 +531,7 @@ def _accuracy_rows(metrics: pd.DataFrame) -> pd.DataFrame:
             median_rel_delta_f=float(rel.median()) if len(ref) else nan,
             T_worst=float(worst["T"]) if worst is not None else nan,
             field_worst=float(worst["field"]) if worst is not None else nan,
-            max_delta_over_err=float((absd / np.hypot(ref["f_nis_err"], ref_err)).max()) if len(ref) else nan,
+            max_delta_over_err=float((absd / np.hypot(ref["f_nis_err"], _ref_err(ref))).max()) if len(ref) else nan,
             ness_median=float(g["ness"].median()),
             ness_min=float(low["ness"]),
             T_ness_min=float(low["T"]),

@@ -175,7 +175,7 @@ def refine(
     table.insert(4, "model", model)
     table.insert(5, "source", source)
     table["burn_in_sweeps"], table["thin_sweeps"] = int(burn_in_sweeps), int(thin_sweeps)
-    table["cluster_updates"] = int(cluster_updates)
+    table["cluster_updates"] = result.cluster_updates
     if reference_df is not None:
         check_columns(reference_df, ("T", "field"), what="reference table")
         for q in ("u", "c", "m"):

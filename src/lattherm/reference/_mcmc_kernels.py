@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_run", "wolff_thresholds"]
+__all__ = ["seed_streams", "random_fill", "checkerboard_sweeps", "checkerboard_run"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -146,13 +146,6 @@ def _site_row_tracked(xi, n0, n1, n2, n3, s0a, s1a, t, W, bond, up):
         sx = 2 * np.int32(xw) - 1
         bond[w] += fi * (-2 * sx * (2 * np.int32(nup) - 4))
         up[w] -= fi * sx
-
-
-def wolff_thresholds(beta: np.ndarray, J: float) -> np.ndarray:
-    """``(n_cond,)`` uint64 thresholds ``floor(p_add · 2^64)`` of the Wolff bond probability
-    ``p_add = 1 − exp(−2 β |J|)`` (:func:`_wolff`)."""
-    p = -np.expm1(-2.0 * np.asarray(beta, dtype=np.float64) * abs(float(J)))
-    return np.array([min(int(math.ldexp(float(q), 64)), 2**64 - 1) for q in p], dtype=np.uint64)
 
 
 @njit(cache=True)
@@ -283,7 +276,8 @@ def checkerboard_run(
     condition of the ladder, in ladder order, tracking every chain's bond sum and up count
     (:func:`_site_row_tracked`; recounted at the end of the call, ``bad[c, b] = 1`` if they
     differ), each condition's sweep followed by ``n_clusters`` Wolff moves of every chain
-    (:func:`_wolff`, bond thresholds ``wolff_thr`` ``(n_cond,)``; none when ``n_clusters = 0``);
+    (:func:`_wolff`, bond thresholds ``wolff_thr`` ``(n_cond,)`` of
+    :func:`lattherm.reference.mcmc.wolff_thresholds`; none when ``n_clusters = 0``);
     after the sweep ``s`` (``done = s + 1``):
 
     * exchange, when ``exchange_every > 0`` and ``done % exchange_every == 0``: the pairs

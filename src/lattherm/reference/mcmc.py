@@ -457,10 +457,20 @@ def ising_thresholds(T: np.ndarray, field: np.ndarray, J: float, k_B: float = 1.
     log_p = -beta * (2.0 * J * s * n + 2.0 * h[:, None] * s)  # −β(ΔE_int − h ΔΣs), ΔΣs = −2 s_i
     p = np.exp(np.minimum(log_p, 0.0))
     p[log_p == 0.0] = 0.5  # ties: see the module docstring (the period-2 stripe trap)
+    return _thresholds(p)
+
+
+def wolff_thresholds(beta: np.ndarray, J: float) -> np.ndarray:
+    """``(n_cond,)`` uint64 thresholds of the Wolff bond probability ``p_add = 1 − exp(−2 β |J|)``
+    (:func:`lattherm.reference._mcmc_kernels._wolff`)."""
+    return _thresholds(-np.expm1(-2.0 * np.asarray(beta, dtype=np.float64) * abs(float(J))))
+
+
+def _thresholds(p: np.ndarray) -> np.ndarray:
+    """``min(floor(p · 2^64), 2^64 − 1)`` as uint64, elementwise: a draw below it has probability p."""
+    p = np.asarray(p, dtype=np.float64)
     top = 2**64 - 1
-    return np.array(
-        [[min(int(math.ldexp(float(q), 64)), top) for q in row] for row in p], dtype=np.uint64
-    )
+    return np.array([min(int(math.ldexp(float(q), 64)), top) for q in p.ravel()], dtype=np.uint64).reshape(p.shape)
 
 
 def _chain_blocks(n_chains: int) -> tuple[int, int]:
@@ -535,7 +545,7 @@ def _run_checkerboard(
     bad = np.zeros((n_cond, n_blocks), dtype=np.int64)
     beta = np.ascontiguousarray(1.0 / (system.k_B * T), dtype=np.float64)
     field = np.ascontiguousarray(h, dtype=np.float64)
-    wolff_thr = K.wolff_thresholds(beta, system.J)
+    wolff_thr = wolff_thresholds(beta, system.J)
     e_shift = np.full(n_cond, -float(system.J) * len(bonds))  # E_int of the all-x=0 state
     total = burn + n_samples * thin
     # one parallel region per chunk of sweeps; chunks only serve the progress log

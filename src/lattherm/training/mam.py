@@ -122,6 +122,13 @@ def _consistency_inputs(x: Tensor, generator) -> tuple[Tensor, Tensor, Tensor]:
     return rank < d[:, None], rank <= d[:, None], order.gather(1, d[:, None])[:, 0]
 
 
+def _added_site_log_prob(logits: Tensor, x: Tensor, j: Tensor) -> Tensor:
+    """``(B,)`` float64 ``log p(x_j | ·)`` of the added site ``j`` (B,) from the logits ``(B, N, q)``
+    of the rows before it was added."""
+    lp = F.log_softmax(logits[torch.arange(len(j)), j].double(), dim=-1)  # (B, q)
+    return lp.gather(1, x.gather(1, j[:, None]))[:, 0]
+
+
 def _head_terms(model: Model, x: Tensor, cond: Tensor, cond_rows: Tensor, generator) -> tuple[Tensor, ...]:
     """One forward call of ``3·B + C`` rows for the marginal terms on samples ``x`` (B, N):
     ``f(x)``, ``f(x_σ(<d))``, ``f(x_σ(≤d))`` (B,) each, ``f(∅ | c)`` (C,) and the conditional
@@ -137,9 +144,7 @@ def _head_terms(model: Model, x: Tensor, cond: Tensor, cond_rows: Tensor, genera
         torch.cat([cond_rows, cond_rows, cond_rows, cond]),
     )  # (3B + C, N, q), (3B + C,)
     f = f.double()
-    lp = F.log_softmax(logits[B : 2 * B][torch.arange(B), j].double(), dim=-1)
-    lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
-    return f[:B], f[B : 2 * B], f[2 * B : 3 * B], f[3 * B :], lp
+    return f[:B], f[B : 2 * B], f[2 * B : 3 * B], f[3 * B :], _added_site_log_prob(logits[B : 2 * B], x, j)
 
 
 def consistency_terms(model: Model, x: Tensor, cond_rows: Tensor, *, generator) -> Tensor:
@@ -147,9 +152,7 @@ def consistency_terms(model: Model, x: Tensor, cond_rows: Tensor, *, generator) 
     B, N = x.shape
     vis_prev, vis_next, j = _consistency_inputs(x, generator)
     logits, f = model.heads(torch.cat([x, x]), torch.cat([vis_prev, vis_next]), torch.cat([cond_rows, cond_rows]))
-    lp = F.log_softmax(logits[:B][torch.arange(B), j].double(), dim=-1)  # (B, q)
-    lp = lp.gather(1, x.gather(1, j[:, None]))[:, 0]
-    return f[:B].double() + lp - f[B:].double()
+    return f[:B].double() + _added_site_log_prob(logits[:B], x, j) - f[B:].double()
 
 
 def mam_loss(

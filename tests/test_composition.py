@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lattherm.composition import MIN_EFFECTIVE, composition_table, sampler_phase_diagram
+from lattherm.composition import MIN_EFFECTIVE, composition_table, refined_composition_table, sampler_phase_diagram
+from lattherm.io import pack_states
 from lattherm.reference.cuau_exact import cuau_exact_composition_table
 from lattherm.reference.phase_diagram import two_phase_regions
+from lattherm.refine import refine
 from lattherm.systems import make_system
 
 SIZE = "2x2x4"
@@ -128,3 +130,61 @@ def test_a_gap_is_two_phase_only_where_the_draws_skipped_it():
     skipped = sampler_phase_diagram(gap.assign(n_draws=np.where(gap["n_au"] == 4, 3, 5000)), tol=0.0)
     assert skipped[["x_lo", "x_hi", "n_inside"]].to_numpy().tolist() == [[0.375, 0.625, 1]]
     assert sampler_phase_diagram(gap, tol=0.0).empty  # drawn 5000 times, not converged: unknown
+
+
+def _log_q(cell, T: float, mu: float, skew: float) -> np.ndarray:
+    """log q of every configuration of the skewed proposal of :func:`_draws`."""
+    system, E, s = cell
+    logit = -(E - mu * s) / (system.k_B * T * (1.0 + skew))
+    return logit - np.logaddexp.reduce(logit)
+
+
+def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars(cell):
+    """A proposal 30 % too hot (its draws, and its exact density for Bennett's estimate), refined by
+    semi-grand chains: f_x from ln Z_μ + ln P_μ(n), u_x and c_x pooled over μ, all within a few
+    error bars of enumeration, and the error bars neither too small nor much too large."""
+    system, E, s = cell
+    N, skew = system.n_sites, 0.3
+    x = (np.arange(2**N)[:, None] >> np.arange(N)) & 1
+    rng = np.random.default_rng(7)
+    parts = []
+    for T in T_GRID:
+        for mu in MU_GRID:
+            log_q = _log_q(cell, T, mu, skew)
+            idx = rng.choice(len(E), size=2000, p=np.exp(log_q))
+            parts.append(pd.DataFrame({"T": T, "field": mu, "configuration": [b.tobytes() for b in
+                                       pack_states(x[idx].astype(np.uint8))], "log_q": log_q[idx],
+                                       "energy": E[idx], "spin_sum": s[idx]}))  # fmt: skip
+    weights = torch.as_tensor(2 ** np.arange(N))
+
+    def density(xb, cond, gen):
+        return torch.as_tensor(_log_q(cell, float(cond[0, 0]), float(cond[0, 1]), skew)[(xb * weights).sum(-1).numpy()])
+
+    ref = cuau_exact_composition_table(SIZE, T_GRID)
+    out = refine(system, pd.concat(parts, ignore_index=True), model="m", source="direct", n_chains=64,
+                 burn_in_sweeps=100, n_samples=20, thin_sweeps=5, seed=3, density=density,
+                 composition_reference=ref)  # fmt: skip
+    tab = out.composition
+    assert (tab["estimator"] == "refined").all() and (tab["model"] == "m").all()
+    ok = tab[tab["converged"]]
+    assert len(ok) >= 30 and set(ok["T"]) >= {700.0, 1100.0}
+    z = (ok["delta_f_x"] / ok["f_x_err"]).to_numpy()
+    assert np.abs(z).max() < 4.5, ok.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err"]]
+    assert 0.2 < np.mean(z**2) < 2.5
+    assert ok["delta_f_x"].abs().max() < 1e-3  # eV/atom
+    assert tab.loc[~tab["converged"], "f_x"].isna().all()
+    # the rows that enter are claimed ones only: none at a condition whose chains did not mix
+    unclaimed = out.table.loc[~(out.table["est_converged"] & out.table["converged"]), ["T", "field"]]
+    assert len(unclaimed) < len(out.table)
+    for T in (700.0, 1100.0):
+        got = ok[ok["T"] == T].merge(_exact_canonical(cell, T), on="n_au")
+        pure = (got["c_x_y"] < 1e-9).to_numpy()  # one energy level: no spread
+        np.testing.assert_allclose(got.loc[pure, "c_x_x"], 0.0, atol=1e-9)
+        for col in ("u_x", "c_x"):
+            zc = (got[f"{col}_x"] - got[f"{col}_y"]).to_numpy()[~pure] / got[f"{col}_err"].to_numpy()[~pure]
+            assert np.abs(zc).max() < 4.5 and 0.2 < np.mean(zc**2) < 2.5, (col, T, zc)
+    with pytest.raises(ValueError, match="n_cond = 27"):
+        refined_composition_table(system, out.table, np.zeros((2, 3, 4)), np.zeros((2, 3, 4)), size=SIZE)
+    with pytest.raises(ValueError, match="f_est"):
+        refined_composition_table(system, out.table.drop(columns="f_est"), np.zeros((27, 3, 4)),
+                                  np.zeros((27, 3, 4)), size=SIZE)  # fmt: skip

@@ -269,6 +269,10 @@ BAD = [
     ((*RE, "metadynamics", "mod_factor_final"), 2.0, "reference.metadynamics.mod_factor_final"),
     ((*RE, "metadynamics", "production_blocks"), 1, "reference.metadynamics.production_blocks"),
     ((*RE, "metadynamics", "backend"), "torch", "reference.metadynamics.backend"),
+    ((*RE, "metadynamics", "per_size"), {"8x8x8": {"production_sweeps": 10}}, "reference.metadynamics.per_size.8x8x8"),
+    ((*RE, "metadynamics", "per_size"), {"2x2x4": {"production_sweeps": -1}},
+     "reference.metadynamics.per_size.2x2x4.production_sweeps"),
+    ((*RE, "metadynamics", "per_size"), {"2x2x4": {"T": {"values": [300]}}}, "reference.metadynamics.per_size.2x2x4.T"),
     ((*RE, "phase_diagram", "tol"), -1e-5, "reference.phase_diagram.tol"),
     # past the trained size
     (("scaling", "ising", "from"), "16x16", "scaling.ising.from"),
@@ -420,3 +424,17 @@ def test_sampling_settings_per_system_model_and_size(default_config):
     assert sampling_settings(cfg, "ising", "fo-arm-mlp", "4x4")["n_samples"] == 2000  # size wins
     cu = sampling_settings(cfg, "cuau", "ao-arm-mlp", "2x2x4")
     assert (cu["n_samples"], cu["n_orders"], cu["symmetrised"]) == (10000, 1, False)  # no flip symmetry
+
+
+def test_metadynamics_per_size_settings(default_config):
+    """reference.metadynamics.per_size.<cell> overrides the production run of one cell only."""
+    from lattherm.config import metadynamics_settings
+
+    cfg = copy.deepcopy(default_config)
+    meta = cfg["reference"]["metadynamics"]
+    meta["per_size"] = {meta["sizes"][-1]: {"production_sweeps": 12345, "min_batches": 8}}
+    cfg = load_config(cfg)
+    got = metadynamics_settings(cfg, meta["sizes"][-1])
+    assert got["production_sweeps"] == 12345 and got["min_batches"] == 8 and "T" not in got and "per_size" not in got
+    other = metadynamics_settings(cfg, meta["sizes"][0])
+    assert other["production_sweeps"] == cfg["reference"]["metadynamics"]["production_sweeps"] != 12345

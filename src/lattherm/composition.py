@@ -31,6 +31,8 @@ the hull, or compositions the draws skip.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -38,12 +40,17 @@ from lattherm.io import check_columns
 from lattherm.observables import log_weights
 from lattherm.reference.phase_diagram import two_phase_regions
 
-__all__ = ["composition_table", "sampler_phase_diagram", "MIN_EFFECTIVE", "MIN_COUNT"]
+__all__ = ["composition_table", "refined_composition_table", "sampler_phase_diagram", "MIN_EFFECTIVE", "MIN_COUNT",
+           "MIN_CHAINS"]
 
 #: least effective draws at a composition (all μ together) for a converged row
 MIN_EFFECTIVE = 50
 #: least draws at a composition under one μ for that μ's estimate to enter
 MIN_COUNT = 20
+
+#: least chains that visit a composition under one μ for the refined estimate there to enter (its
+#: histogram's error is the spread between chains)
+MIN_CHAINS = 8
 
 #: leading columns of :func:`composition_table` (the reference composition tables' schema first)
 COLUMNS = ["system", "size", "T", "n_au", "x_au", "f_x", "f_x_err", "f_x_formation", "u_x", "u_x_err", "c_x", "c_x_err",
@@ -144,6 +151,12 @@ def composition_table(samples: pd.DataFrame, system, *, size: str, min_count: in
             "converged": r["ess"] >= MIN_EFFECTIVE,
         }))  # fmt: skip
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    return _with_reference(table, reference)
+
+
+def _with_reference(table: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
+    """``table`` with ``f_x_ref`` (``f_x_ref_err``) and ``delta_f_x`` from a reference composition
+    table, or unchanged without one."""
     if reference is not None:
         check_columns(reference, ("T", "n_au", "f_x"), what="reference composition table")
         cols = ["T", "n_au", "f_x", *(["f_x_err"] if "f_x_err" in reference else [])]
@@ -152,6 +165,100 @@ def composition_table(samples: pd.DataFrame, system, *, size: str, min_count: in
                             on=["T", "n_au"], how="left")  # fmt: skip
         table["delta_f_x"] = table["f_x"] - table["f_x_ref"]
     return table
+
+
+def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray, spin_sum: np.ndarray, *, size: str,
+                              min_count: int = MIN_COUNT, min_chains: int = MIN_CHAINS, n_boot: int = 200,
+                              seed: int = 0, reference: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """Canonical ``f_x``, ``u_x``, ``c_x`` at every ``(T, n_au)`` from refined semi-grand chains, in
+    :func:`composition_table`'s schema (with ``estimator = "refined"``).
+
+    ``refined``: one row per condition (``T, field`` = μ, Bennett's ``f_est, f_est_err``,
+    ``est_converged`` and the chains' ``converged``: :func:`lattherm.refine.refine` with a density);
+    ``energy`` and ``spin_sum``: the chains' kept samples, ``(n_cond, n_chains, n_samples)``, in the
+    rows' order. Each refined chain state is a draw of ``p_μ``, so its composition histogram
+    ``P_μ(n)`` ties the semi-grand partition function to the canonical one::
+
+        ln Z_n = ln Z_μ + ln P_μ(n) − β μ (2n − N)
+
+    with ``ln Z_μ = −N β f_est`` from Bennett's estimate (which survives NESS → 0 where the
+    importance weights of :func:`composition_table` do not). Its variance is Bennett's plus the
+    histogram's, ``(σ_P / P)²`` with ``σ_P`` the spread of the per-chain fractions over the chains.
+    A μ enters at ``n`` when its row is claimed (``est_converged`` and ``converged``) and at least
+    ``min_count`` of its states, from at least ``min_chains`` chains, have ``n`` Au atoms; the μ are
+    combined with inverse-variance weights. Every state at ``n`` is a draw of the canonical
+    ``p(x | n)`` whatever its μ: ``u_x`` and ``c_x`` pool them over the entering μ, with errors from
+    ``n_boot`` bootstrap resamples of whole chains. ``n_draws`` counts the claimed rows' states at
+    ``n``, ``n_effective`` the (μ, chain) pairs of the entering μ that visit it; a row is ``converged``
+    where at least one μ entered."""
+    check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
+    energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
+    if energy.shape != spin_sum.shape or energy.ndim != 3 or energy.shape[0] != len(refined):
+        raise ValueError(f"energy and spin_sum must be (n_cond, n_chains, n_samples) with n_cond = {len(refined)} "
+                         f"rows of the refined table, got {energy.shape} and {spin_sum.shape}")  # fmt: skip
+    if int(min_count) < 1 or int(min_chains) < 2:
+        raise ValueError(f"min_count must be >= 1 and min_chains >= 2, got {min_count!r} and {min_chains!r}")
+    N, k_B = int(system.n_sites), float(system.k_B)
+    pure = system.pure_energies()
+    n_au = np.arange(N + 1)
+    x_au = n_au / N
+    n_state = np.rint((spin_sum + N) / 2).astype(np.int64)
+    claimed = (refined["est_converged"].astype(bool) & refined["converged"].astype(bool)).to_numpy()
+    rng = np.random.default_rng(seed)
+    parts = []
+    for T, rows in refined.reset_index(drop=True).groupby("T", sort=True):
+        beta = 1.0 / (k_B * float(T))
+        inv, num = np.zeros(N + 1), np.zeros(N + 1)
+        n_mu, draws, pairs = np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
+        groups = []  # per (μ, chain): count, Σ E, Σ E² at every n (the μ that entered there)
+        for c in rows.index[claimed[rows.index]]:
+            mu, C = float(refined["field"].iloc[c]), n_state.shape[1]
+            n_c, E_c = n_state[c], energy[c]
+            cnt = np.stack([np.bincount(n_c[j], minlength=N + 1) for j in range(C)])  # (C, N + 1)
+            frac = cnt / n_c.shape[1]
+            P = frac.mean(axis=0)
+            use = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains)
+            draws += cnt.sum(axis=0)
+            if not use.any():
+                continue
+            log_z_mu = -N * beta * float(refined["f_est"].iloc[c])
+            var_mu = (N * beta * float(refined["f_est_err"].iloc[c])) ** 2
+            P_ = np.where(use, P, 1.0)
+            var = var_mu + (frac.std(axis=0, ddof=1) / np.sqrt(C) / P_) ** 2
+            log_z = log_z_mu + np.log(P_) - beta * mu * (2 * n_au - N)
+            inv += np.where(use, 1.0 / var, 0.0)
+            num += np.where(use, log_z / var, 0.0)
+            n_mu += use
+            pairs += np.where(use, (cnt > 0).sum(axis=0), 0)
+            sums = np.stack([cnt, *(np.stack([np.bincount(n_c[j], E_c[j] ** k, minlength=N + 1) for j in range(C)])
+                                    for k in (1, 2))], axis=-1)  # fmt: skip
+            groups.append(np.where(use[None, :, None], sums, 0.0))
+        seen = inv > 0
+        log_z = np.where(seen, num / np.where(seen, inv, 1.0), np.nan)
+        log_z_err = np.where(seen, 1.0 / np.sqrt(np.where(seen, inv, 1.0)), np.nan)
+        u, c_x, u_err, c_err = (np.full(N + 1, np.nan) for _ in range(4))
+        if groups:
+            S = np.concatenate(groups)  # (G, N + 1, 3)
+            W = rng.multinomial(len(S), np.full(len(S), 1.0 / len(S)), size=int(n_boot)).astype(np.float64)
+            tot = np.concatenate([S.sum(axis=0)[None], np.einsum("bg,gnk->bnk", W, S)])  # estimate, replicates
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = tot[..., 1] / tot[..., 0]
+                var_E = np.maximum(tot[..., 2] / tot[..., 0] - mean**2, 0.0)
+            u, c_x = np.where(seen, mean[0] / N, np.nan), np.where(seen, beta**2 * var_E[0] / N, np.nan)
+            with warnings.catch_warnings():  # compositions no μ entered: all-NaN columns, masked below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                u_err = np.where(seen, np.nanstd(mean[1:], axis=0, ddof=1) / N, np.nan)
+                c_err = np.where(seen, beta**2 * np.nanstd(var_E[1:], axis=0, ddof=1) / N, np.nan)
+        f_x = -log_z / (beta * N)
+        parts.append(pd.DataFrame({
+            "system": system.name, "size": size, "T": float(T), "n_au": n_au, "x_au": x_au,
+            "f_x": f_x, "f_x_err": log_z_err / (beta * N),
+            "f_x_formation": f_x - (x_au * pure.au + (1.0 - x_au) * pure.cu),
+            "u_x": u, "u_x_err": u_err, "c_x": c_x, "c_x_err": c_err,
+            "n_draws": draws, "n_effective": pairs, "n_mu": n_mu, "converged": seen, "estimator": "refined",
+        }))  # fmt: skip
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*COLUMNS, "estimator"])
+    return _with_reference(table, reference)
 
 
 def sampler_phase_diagram(table: pd.DataFrame, *, tol: float, n_sigma: float = 2.0) -> pd.DataFrame:

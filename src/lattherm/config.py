@@ -43,6 +43,7 @@ __all__ = [
     "sampling_settings",
     "SAMPLING_KEYS",
     "config_reference",
+    "metadynamics_settings",
     "metadynamics_system",
     "scaling_models",
     "scaling_grid",
@@ -126,6 +127,9 @@ def load_config(config: Mapping) -> dict:
             raise ConfigError("reference.metadynamics.sizes", f"no cells without a {blocks} block", meta["sizes"])
         for i, size in enumerate(meta["sizes"]):
             _check_size(system, size, f"reference.metadynamics.sizes[{i}]")
+        for size in meta["per_size"]:
+            if size not in meta["sizes"]:
+                raise ConfigError(f"reference.metadynamics.per_size.{size}", f"one of its sizes {meta['sizes']}", size)
         _check_grid(meta["T"], "reference.metadynamics.T")
         if meta["mod_factor_final"] > meta["mod_factor_start"]:
             raise ConfigError(
@@ -361,6 +365,13 @@ def grid_at(config: Mapping, system: str, size: str) -> tuple[np.ndarray, np.nda
     if size in scaling_sizes(config, system):
         return scaling_grid(config, system, size)
     return system_grid(config, system)
+
+
+def metadynamics_settings(config: Mapping, size: str) -> dict:
+    """Keyword settings of :func:`lattherm.reference.metadynamics.run_metadynamics` at one cell: the
+    ``reference.metadynamics`` keys (without ``sizes``, ``T``), then its ``per_size[size]``."""
+    return {k: v for k, v in _layered(config["reference"]["metadynamics"], None, size).items()
+            if k not in ("sizes", "T")}  # fmt: skip
 
 
 def metadynamics_system(config: Mapping) -> str | None:

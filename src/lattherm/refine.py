@@ -37,22 +37,26 @@ columns) and, for Ising, the long table ``T, field, r, G, G_err``.
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lattherm.composition import COLUMNS as COMPOSITION_COLUMNS
+from lattherm.composition import refined_composition_table
 from lattherm.evaluation import reference_f
 from lattherm.io import check_columns, row_at, rows_at, unpack_states
 from lattherm.observables import bar_overlap, log_weights, log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
 from lattherm.runlog import Progress
 from lattherm.seeds import derived_seed
+from lattherm.systems import REGISTRY
 from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
-__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "MIN_OVERLAP", "REFINE_COLUMNS", "correlation_function",
-           "refine"]
+__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "MIN_OVERLAP", "REFINE_COLUMNS", "Refinement",
+           "correlation_function", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
@@ -67,6 +71,17 @@ MIN_OVERLAP = 20.0
 _BAR_BOOT = 200
 #: the two-point function's long table (no rows for systems other than Ising)
 CORRELATION_COLUMNS = ("system", "size", "T", "field", "model", "source", "r", "G", "G_err")
+
+
+class Refinement(NamedTuple):
+    """What :func:`refine` gives: one row per condition, the Ising ``G(r)`` table (no rows for other
+    systems) and, for a system whose field is a chemical potential refined with a density, the
+    composition-resolved table of :func:`lattherm.composition.refined_composition_table` (else no
+    rows)."""
+
+    table: pd.DataFrame
+    correlation: pd.DataFrame
+    composition: pd.DataFrame
 
 
 def correlation_function(x: np.ndarray, L: int) -> np.ndarray:
@@ -148,9 +163,12 @@ def refine(
     density=None,
     batch_size: int = 1024,
     cluster_updates: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Refine a sample table (module doc): ``(rows, G(r) table)`` (:data:`CORRELATION_COLUMNS`;
-    no rows where the system is not Ising).
+    composition_reference: pd.DataFrame | None = None,
+) -> Refinement:
+    """Refine a sample table (module doc): a :class:`Refinement` (the rows, the G(r) table
+    :data:`CORRELATION_COLUMNS` and the composition table; the latter two without rows where they do
+    not apply). ``composition_reference``: a reference composition table for the composition
+    table's ``delta_f_x``.
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
     m_ref`` where it has the condition (NaN elsewhere). ``cluster_updates``: Wolff moves per chain
@@ -194,8 +212,15 @@ def refine(
         table["est_converged"] &= table["u_err"].notna()
     extra = [c for c in table.columns if c not in REFINE_COLUMNS]
     table = table[[*REFINE_COLUMNS, *extra]]
+    composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
+    if density is not None and REGISTRY[system.name].compositions:
+        composition = refined_composition_table(system, table, result.energy, result.spin_sum,
+                                                size=system.size, seed=derived_seed(seed, 2),
+                                                reference=composition_reference)  # fmt: skip
+        composition.insert(2, "model", model)
+        composition.insert(3, "source", source)
     if not ising:
-        return table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS})
+        return Refinement(table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS}), composition)
     g = correlation_function(result.states, system.L).mean(axis=2)  # (n_cond, n_chains, R): per chain
     R = g.shape[-1]
     corr = pd.DataFrame({
@@ -203,4 +228,4 @@ def refine(
         "model": model, "source": source, "r": np.tile(np.arange(R), len(T)),
         "G": g.mean(axis=1).ravel(), "G_err": (g.std(axis=1, ddof=1) / np.sqrt(g.shape[1])).ravel(),
     })  # fmt: skip
-    return table, corr
+    return Refinement(table, corr, composition)

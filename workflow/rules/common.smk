@@ -16,6 +16,7 @@ from lattherm.config import (  # noqa: E402
     cond_box,
     load_config,
     grid_at,
+    metadynamics_settings,
     metadynamics_system,
     model_settings,
     read_config_file,
@@ -184,9 +185,9 @@ def metadynamics_temperatures():
     return grid_values(config["reference"]["metadynamics"]["T"]).tolist()
 
 
-def metadynamics_settings():
-    """Keyword settings of lattherm.reference.metadynamics.run_metadynamics from the config."""
-    return {k: v for k, v in config["reference"]["metadynamics"].items() if k not in ("sizes", "T")}
+def metadynamics_settings_of(wildcards):
+    """Params function: keyword settings of lattherm.reference.metadynamics.run_metadynamics at the job's cell."""
+    return metadynamics_settings(config, wildcards.size)
 
 
 def mcmc_settings(wildcards):
@@ -214,13 +215,15 @@ def composition_reference_of(wildcards):
 
 def scaling_targets():
     """Metric tables of every out-painted and size-transferred target, and their refined and
-    estimate tables where the scaling block refines."""
+    estimate tables where the scaling block refines (with the refined composition tables and phase
+    diagrams of the systems whose field is a chemical potential)."""
     targets = []
     for system, size, model, source in scaling_jobs(config):
         targets.append(res(f"{system}/{size}/metrics/{model}/{source}.parquet"))
         if "refine" in config["scaling"][system]:
-            targets += [res(f"{system}/{size}/metrics/{model}/{source}_{kind}.parquet")
-                        for kind in ("refined", "correlation", "estimates")]  # fmt: skip
+            kinds = ["refined", "correlation", "estimates"]
+            kinds += ["refined_composition", "refined_phase_diagram"] if REGISTRY[system].compositions else []
+            targets += [res(f"{system}/{size}/metrics/{model}/{source}_{kind}.parquet") for kind in kinds]
     return targets
 
 

@@ -24,15 +24,21 @@ rule metrics:
 rule refine:
     """MCMC refinement of a sample file (lattherm.refine): local Metropolis chains started from its
     configurations; u, c, m, |m| with errors between chains and convergence flags, the Ising G(r), and
-    Bennett's free energy from the file's draws of q and the chains' draws of p (exact log q of both)."""
+    Bennett's free energy from the file's draws of q and the chains' draws of p (exact log q of both); where
+    the field is a chemical potential, f_x, u_x, c_x per composition from the chains and Bennett's estimates,
+    against the composition reference where one exists, and the phase diagram from them (no rows elsewhere)."""
     input:
         samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
         checkpoint=source_checkpoint,
         reference=best_reference,
+        composition_reference=composition_reference_of,
     output:
         table=res("{system}/{size}/metrics/{model}/{source}_refined.parquet"),
         correlation=res("{system}/{size}/metrics/{model}/{source}_correlation.parquet"),
+        composition=res("{system}/{size}/metrics/{model}/{source}_refined_composition.parquet"),
+        regions=res("{system}/{size}/metrics/{model}/{source}_refined_phase_diagram.parquet"),
     params:
+        tol=config["reference"]["phase_diagram"]["tol"],
         system_params=system_params_of,
         refine=refine_of,
         trained_size=trained_size_of,

@@ -143,7 +143,7 @@ rule metadynamics_reference:
         table=res("{system}/{size}/reference/metadynamics.parquet"),
     params:
         temperatures=metadynamics_temperatures(),
-        settings=metadynamics_settings(),
+        settings=metadynamics_settings_of,
         seed=seed_of("metadynamics"),
     log:
         logs("{system}/{size}/reference/metadynamics.log"),

@@ -1,7 +1,11 @@
-"""Adapter: MCMC refinement of one sample file and its BAR free energy (rule refine)."""
+"""Adapter: MCMC refinement of one sample file, its BAR free energy and, over a chemical-potential grid,
+its composition-resolved free energies and phase diagram (rule refine)."""
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
+from lattherm.composition import sampler_phase_diagram
 from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
 from lattherm.refine import refine
@@ -22,10 +26,23 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
         trained_on=make_system(wc.system, params.trained_size, **params.system_params),
     )  # fmt: skip
     reference = read_table(snakemake.input.reference[0]) if snakemake.input.reference else None
-    table, corr = refine(system, samples, model=wc.model, source=wc.source, seed=params.seed, reference_df=reference,
-                         density=density, **params.refine)  # fmt: skip
+    composition_ref = snakemake.input.composition_reference
+    composition_ref = read_table(composition_ref[0], required=("T", "n_au", "f_x")) if composition_ref else None
+    table, corr, composition = refine(system, samples, model=wc.model, source=wc.source, seed=params.seed,
+                                      reference_df=reference, density=density, composition_reference=composition_ref,
+                                      **params.refine)  # fmt: skip
     log.info("%d of %d conditions converged; BAR claimed at %d, max |delta_f| there %.3g",
              int(table["converged"].sum()), len(table), int(table["est_converged"].sum()),
              table.loc[table["est_converged"], "delta_f"].abs().max())  # fmt: skip
+    regions = pd.DataFrame(columns=["system", "size", "T", "x_lo", "x_hi"])
+    if len(composition):
+        ok = composition[composition["converged"]]
+        log.info("composition: %d of %d (T, n_au) rows converged", len(ok), len(composition))
+        if "delta_f_x" in composition:
+            log.info("converged rows: max |f_x - f_x_ref| = %.3g eV/atom, max |z| = %.2f",
+                     ok["delta_f_x"].abs().max(), (ok["delta_f_x"] / ok["f_x_err"]).abs().max())  # fmt: skip
+        regions = sampler_phase_diagram(composition, tol=params.tol)
     write_table(table, snakemake.output.table)
     write_table(corr, snakemake.output.correlation)
+    write_table(composition, snakemake.output.composition)
+    write_table(regions, snakemake.output.regions)

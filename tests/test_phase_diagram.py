@@ -10,6 +10,7 @@ from lattherm.reference.cuau_exact import cuau_exact_composition_table
 from lattherm.reference.phase_diagram import (
     hull_table,
     lower_hull,
+    order_disorder_table,
     order_disorder_temperature,
     phase_boundaries,
     two_phase_regions,
@@ -105,6 +106,22 @@ def test_order_disorder_temperature_from_heat_capacity_peak():
     assert order_disorder_temperature(tab, 0.5) == pytest.approx(731.0, abs=10.0)
     with pytest.raises(ValueError, match="grid edge"):
         order_disorder_temperature(tab[tab["T"] >= 750], 0.5)
+
+
+def test_order_disorder_table_names_each_compound_and_why_one_is_missing():
+    """Peaks at x = 1/4 (640 K) and 1/2 (731 K); at 3/4 the peak lies below the grid, and c_x
+    missing (NaN, an unconverged sampler row) at one T does not enter."""
+    rows = []
+    for t in np.arange(500.0, 1001.0, 25.0):
+        c = [3.0 * np.exp(-0.5 * ((t - t0) / 60.0) ** 2) + 0.1 for t0 in (640.0, 731.0, 300.0)]
+        if t == 900.0:
+            c[1] = np.nan
+        rows.append(_table(np.array([0.25, 0.5, 0.75]), np.array([-1.0, -1.0, -1.0]), T=t, c_x=c))
+    got = order_disorder_table(pd.concat(rows, ignore_index=True))
+    assert got["phase"].tolist() == ["Cu3Au", "CuAu", "CuAu3"] and (got["method"] == "heat_capacity").all()
+    np.testing.assert_allclose(got["T_od"].iloc[:2], [640.0, 731.0], atol=5.0)
+    assert np.isnan(got["T_od"].iloc[2]) and "grid edge" in got["note"].iloc[2]
+    assert (got["note"].iloc[:2] == "").all()
 
 
 def test_order_disorder_temperature_from_hull_on_exact_2x2x4():

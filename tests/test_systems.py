@@ -148,6 +148,9 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
         assert (z.abs() < 4).all(), (L, model, source, r[["T", "field", "delta_f", "f_est_err", "bar_overlap"]])
         corr = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_correlation.parquet")
         assert corr.empty  # G(r) is the square-lattice Ising's
+        for kind in ("composition", "phase_diagram", "order_disorder"):  # the field is no chemical potential
+            path = tmp_path / f"results/chain/{L}/metrics/{model}/{source}_refined_{kind}.parquet"
+            assert pd.read_parquet(path).empty
         # both estimators side by side, the best claimed one per condition within its error bar
         est = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_estimates.parquet")
         assert len(est) == 8 and set(est["estimator"]) == {"nis", "bar"} and est["best"].sum() >= 3

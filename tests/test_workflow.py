@@ -142,6 +142,9 @@ def test_all_references_tiny_config(snakemake_exe, tmp_path):
     regions = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/phase_diagram.parquet")
     low = regions[regions["T"] == 400.0].sort_values("x_lo")
     assert low["x_lo"].tolist() == [0.0, 0.25, 0.5, 0.75] and low["x_hi"].tolist() == [0.25, 0.5, 0.75, 1.0]
+    transitions = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/order_disorder.parquet")
+    assert transitions["phase"].tolist() == ["Cu3Au", "CuAu", "CuAu3"]  # a T_od where the grid brackets it
+    assert (transitions["T_od"].notna() | (transitions["note"] != "")).all()
     cuau_mcmc = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/mcmc.parquet")
     assert len(cuau_mcmc) == 4 and {"x_au", "x_au_err", "u", "u_err"} <= set(cuau_mcmc.columns)
     cuau = pd.read_parquet(tmp_path / "results/cuau/2x2x4/reference/exact.parquet")
@@ -408,3 +411,40 @@ def _check_report(snakemake_exe, workdir: Path, config: dict, expected: list[str
     for path in expected:
         leaf = path.rsplit("/", 1)[-1]
         assert any(n.endswith(leaf) for n in names), (path, names)
+
+
+CUAU_SCALING = {
+    "seed": 5,
+    "systems": {"cuau": {"sizes": ["2x2x4"], "T": {"values": [700.0, 1000.0]},
+                         "field": {"values": [-0.06, -0.03, 0.0, 0.03, 0.06]}, "models": ["ao-transformer"]}},
+    "models": {"ao-transformer": {"dim": 16, "n_blocks": 1, "n_heads": 2, "radius": 1, "n_freq": 2}},
+    "training": {"cuau": {"steps": 60, "lr": 1e-2, "samples_per_condition": 16, "n_T": 2, "n_field": 2}},
+    "sampling": {"n_samples": 64, "cuau": {"per_size": {"2x2x8": {"n_samples": 600}}}},
+    "reference": {"metadynamics": {"sizes": ["2x2x8"], "T": {"values": [700.0, 1000.0]}, "mod_factor_final": 1e-3,
+                                   "production_sweeps": 40000, "production_blocks": 16, "min_batches": 16}},
+    "scaling": {"cuau": {"from": "2x2x4", "transfer": ["2x2x8"],
+                         "refine": {"n_chains": 64, "burn_in_sweeps": 100, "n_samples": 20, "thin_sweeps": 5}}},
+}  # fmt: skip
+
+
+def test_cuau_transferred_and_refined_meets_metadynamics(snakemake_exe, tmp_path):
+    """A barely trained ao-transformer of the 16-site cell sampled on the 32-site one, refined by
+    semi-grand chains: f_x per composition (Bennett's ln Z_μ + the chains' histograms) within a few
+    combined error bars of metadynamics there, with its phase diagram and order-disorder table."""
+    base = "results/cuau/2x2x8/metrics/ao-transformer/transfer-2x2x4"
+    rc, out = run_snakemake(snakemake_exe, tmp_path, f"{base}_refined_composition.parquet", config=CUAU_SCALING,
+                            timeout=600)  # fmt: skip
+    assert rc == 0, out
+    comp = pd.read_parquet(tmp_path / f"{base}_refined_composition.parquet")
+    assert len(comp) == 2 * 33 and (comp["estimator"] == "refined").all() and (comp["source"] == "transfer-2x2x4").all()
+    ok = comp[comp["converged"]]
+    assert len(ok) >= 20 and ok["f_x_ref"].notna().all(), comp
+    z = ok["delta_f_x"] / np.hypot(ok["f_x_err"], ok["f_x_ref_err"])
+    assert z.abs().max() < 4.5, ok.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err", "f_x_ref_err"]]
+    assert 0.2 < np.mean(z**2) < 2.5, z.describe()  # neither too small nor much too large
+    assert ok["f_x_err"].median() < 5e-4, ok["f_x_err"].describe()  # eV/atom, from 600 draws and 64 short chains
+    regions = pd.read_parquet(tmp_path / f"{base}_refined_phase_diagram.parquet")
+    assert {"T", "x_lo", "x_hi", "phase_lo", "phase_hi"} <= set(regions.columns)
+    transitions = pd.read_parquet(tmp_path / f"{base}_refined_order_disorder.parquet")
+    assert transitions["phase"].tolist() == ["Cu3Au", "CuAu", "CuAu3"]
+    assert transitions["T_od"].isna().all() and (transitions["note"] != "").all()  # two temperatures bracket none

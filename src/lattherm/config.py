@@ -268,7 +268,7 @@ def _check_scaling(config: Mapping) -> None:
                 _check_size(system, size, f"{key}.{name}[{i}]")
                 if any(d < d0 for d, d0 in zip(parse_size(size), dims0, strict=True)):
                     raise ConfigError(f"{key}.{name}[{i}]", f"a box at least {block['from']} in every direction", size)
-        if block["stride"] > min(dims0):
+        if block["to"] and block["stride"] > min(dims0):  # the stride is the out-painting's
             raise ConfigError(f"{key}.stride", f"at most the window's side {min(dims0)}", block["stride"])
         trained = config["systems"][system]["models"]
         for i, model in enumerate(block["models"]):

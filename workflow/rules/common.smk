@@ -222,7 +222,8 @@ def scaling_targets():
         targets.append(res(f"{system}/{size}/metrics/{model}/{source}.parquet"))
         if "refine" in config["scaling"][system]:
             kinds = ["refined", "correlation", "estimates"]
-            kinds += ["refined_composition", "refined_phase_diagram"] if REGISTRY[system].compositions else []
+            if REGISTRY[system].compositions:
+                kinds += ["refined_composition", "refined_phase_diagram", "refined_order_disorder"]
             targets += [res(f"{system}/{size}/metrics/{model}/{source}_{kind}.parquet") for kind in kinds]
     return targets
 

@@ -26,7 +26,8 @@ rule refine:
     configurations; u, c, m, |m| with errors between chains and convergence flags, the Ising G(r), and
     Bennett's free energy from the file's draws of q and the chains' draws of p (exact log q of both); where
     the field is a chemical potential, f_x, u_x, c_x per composition from the chains and Bennett's estimates,
-    against the composition reference where one exists, and the phase diagram from them (no rows elsewhere)."""
+    against the composition reference where one exists, the phase diagram and the order-disorder temperatures
+    from them (no rows elsewhere)."""
     input:
         samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
         checkpoint=source_checkpoint,
@@ -37,6 +38,7 @@ rule refine:
         correlation=res("{system}/{size}/metrics/{model}/{source}_correlation.parquet"),
         composition=res("{system}/{size}/metrics/{model}/{source}_refined_composition.parquet"),
         regions=res("{system}/{size}/metrics/{model}/{source}_refined_phase_diagram.parquet"),
+        order_disorder=res("{system}/{size}/metrics/{model}/{source}_refined_order_disorder.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],
         system_params=system_params_of,

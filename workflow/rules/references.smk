@@ -156,12 +156,14 @@ rule metadynamics_reference:
 
 
 rule phase_diagram_reference:
-    """Two-phase regions (lower convex hull of f_x per T) and boundary lines from metadynamics."""
+    """Two-phase regions (lower convex hull of f_x per T), boundary lines and the order-disorder temperature of
+    each ordered compound (heat-capacity peak at its composition) from metadynamics."""
     input:
         table=rules.metadynamics_reference.output.table,
     output:
         regions=res("{system}/{size}/reference/phase_diagram.parquet"),
         boundaries=res("{system}/{size}/reference/phase_boundaries.parquet"),
+        order_disorder=res("{system}/{size}/reference/order_disorder.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],
     log:

@@ -8,6 +8,7 @@ import pandas as pd
 from lattherm.composition import sampler_phase_diagram
 from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
+from lattherm.reference.phase_diagram import log_transitions, order_disorder_table
 from lattherm.refine import refine
 from lattherm.runlog import job_log
 from lattherm.systems import make_system
@@ -35,6 +36,7 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
              int(table["converged"].sum()), len(table), int(table["est_converged"].sum()),
              table.loc[table["est_converged"], "delta_f"].abs().max())  # fmt: skip
     regions = pd.DataFrame(columns=["system", "size", "T", "x_lo", "x_hi"])
+    transitions = pd.DataFrame(columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
     if len(composition):
         ok = composition[composition["converged"]]
         log.info("composition: %d of %d (T, n_au) rows converged", len(ok), len(composition))
@@ -42,7 +44,10 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
             log.info("converged rows: max |f_x - f_x_ref| = %.3g eV/atom, max |z| = %.2f",
                      ok["delta_f_x"].abs().max(), (ok["delta_f_x"] / ok["f_x_err"]).abs().max())  # fmt: skip
         regions = sampler_phase_diagram(composition, tol=params.tol)
+        transitions = order_disorder_table(composition)
+        log_transitions(transitions, log)
     write_table(table, snakemake.output.table)
     write_table(corr, snakemake.output.correlation)
-    write_table(composition, snakemake.output.composition)
-    write_table(regions, snakemake.output.regions)
+    write_table(composition, snakemake.output.composition, required=("system", "size", "T", "n_au", "x_au", "f_x"))
+    write_table(regions, snakemake.output.regions, required=("system", "size", "T", "x_lo", "x_hi"))
+    write_table(transitions, snakemake.output.order_disorder, required=("x_au", "phase", "T_od"))

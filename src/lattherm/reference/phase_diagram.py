@@ -50,6 +50,8 @@ __all__ = [
     "two_phase_regions",
     "phase_boundaries",
     "order_disorder_temperature",
+    "order_disorder_table",
+    "log_transitions",
     "STOICHIOMETRIES",
 ]
 
@@ -304,6 +306,35 @@ def order_disorder_temperature(
     if k == len(T_all) - 1:
         raise ValueError(f"x={x} is still ordered at the highest T={T_all[-1]} K")
     return float(0.5 * (T_all[k] + T_all[k + 1]))
+
+
+def order_disorder_table(table: pd.DataFrame, *, method: str = "heat_capacity", tol: float = 0.0) -> pd.DataFrame:
+    """The order–disorder temperature of every ordered compound (:data:`STOICHIOMETRIES`) by
+    :func:`order_disorder_temperature` (``method``; ``heat_capacity`` uses the rows whose ``c_x`` is
+    finite, so a sampler table's unconverged rows, NaN there, do not enter), one row per compound:
+    ``system, size, x_au, phase, T_od, method, note``. Where the grid does not bracket the transition,
+    ``T_od`` is NaN and ``note`` says why. One ``(system, size)`` per call."""
+    rows = []
+    key = table[["system", "size"]].drop_duplicates()
+    if len(key) != 1:
+        raise ValueError("pass the rows of one (system, size)")
+    for x, phase in STOICHIOMETRIES.items():
+        try:
+            T_od, note = order_disorder_temperature(table, x, method=method, tol=tol), ""
+        except ValueError as err:
+            T_od, note = float("nan"), str(err)
+        rows.append(dict(system=key["system"].iloc[0], size=key["size"].iloc[0], x_au=x, phase=phase, T_od=T_od,
+                         method=method, note=note))  # fmt: skip
+    return pd.DataFrame(rows, columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
+
+
+def log_transitions(transitions: pd.DataFrame, log) -> None:
+    """Log the rows of :func:`order_disorder_table`: the temperature, or why there is none."""
+    for r in transitions.itertuples():
+        if np.isfinite(r.T_od):
+            log.info("%s (x = %.2f) order-disorder temperature (%s): %.0f K", r.phase, r.x_au, r.method, r.T_od)
+        else:
+            log.warning("%s (x = %.2f) order-disorder temperature not determined: %s", r.phase, r.x_au, r.note)
 
 
 def _check(table: pd.DataFrame, value: str) -> None:

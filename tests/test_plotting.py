@@ -112,6 +112,9 @@ def test_sampler_phase_diagram_draws_its_converged_rows_and_the_reference():
     crosses = [ln for ln in ax_f.lines if ln.get_marker() == "x"]
     assert len(crosses) == 4 and all(len(ln.get_xdata()) == 5 for ln in crosses)  # n_au 0, 4, 8, 12, 16
     assert "ao-transformer samples" in fig.get_suptitle()
+    comp = cuau_exact_composition_table("2x2x4", [300.0, 700.0]).assign(model="ao-transformer", source="transfer-2x2x4",
+                                                                         estimator="refined")  # fmt: skip
+    assert "refined samples (transfer-2x2x4)" in phase_diagram_figure(comp, two_phase_regions(comp)).get_suptitle()
 
 
 def test_bad_tables_are_refused(tmp_path):

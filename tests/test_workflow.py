@@ -432,9 +432,11 @@ def test_cuau_transferred_and_refined_meets_metadynamics(snakemake_exe, tmp_path
     semi-grand chains: f_x per composition (Bennett's ln Z_μ + the chains' histograms) within a few
     combined error bars of metadynamics there, with its phase diagram and order-disorder table."""
     base = "results/cuau/2x2x8/metrics/ao-transformer/transfer-2x2x4"
-    rc, out = run_snakemake(snakemake_exe, tmp_path, f"{base}_refined_composition.parquet", config=CUAU_SCALING,
-                            timeout=600)  # fmt: skip
+    figure = "results/figures/cuau_2x2x8_ao-transformer_transfer-2x2x4_refined_phase_diagram.png"
+    rc, out = run_snakemake(snakemake_exe, tmp_path, f"{base}_refined_composition.parquet", figure,
+                            config=CUAU_SCALING, timeout=600)  # fmt: skip
     assert rc == 0, out
+    assert (tmp_path / figure).stat().st_size > 10_000
     comp = pd.read_parquet(tmp_path / f"{base}_refined_composition.parquet")
     assert len(comp) == 2 * 33 and (comp["estimator"] == "refined").all() and (comp["source"] == "transfer-2x2x4").all()
     ok = comp[comp["converged"]]

@@ -436,7 +436,9 @@ def phase_diagram_figure(
     ax_pd.set_ylabel(_labels(system)['T'])
     ax_pd.set_title("two-phase regions (shaded), boundaries")
     if "model" in composition:
-        source = f"{composition['model'].iloc[0]} samples ({composition['source'].iloc[0]})"
+        refined = "estimator" in composition and bool((composition["estimator"] == "refined").all())
+        kind = "refined samples" if refined else "samples"
+        source = f"{composition['model'].iloc[0]} {kind} ({composition['source'].iloc[0]})"
     else:
         source = ", ".join(sorted(set(composition["method"]))) if "method" in composition else "f_x"
     fig.suptitle(f"{_labels(system)['name']} {size}: phase diagram from {source}")
@@ -492,6 +494,7 @@ FIGURES = {
     "training": training_figure,
     "phase_diagram": phase_diagram_figure,
     "sampler_phase_diagram": phase_diagram_figure,
+    "refined_phase_diagram": phase_diagram_figure,
     "estimates": estimates_figure,
     "equal_cost": cost_figure,
 }
@@ -511,7 +514,8 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
     ``inputs``: ``free_energy``: ``metrics`` (metric tables); ``heat_capacity``: ``metrics`` and
     ``reference`` (a table with ``c``, may be empty); ``training``: model name → train log;
     ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``;
-    ``sampler_phase_diagram``: ``composition`` (a sampler's), ``regions``; ``estimates``:
+    ``sampler_phase_diagram``, ``refined_phase_diagram``: ``composition`` (a sampler's, from its
+    samples or its refined chains), ``regions``; ``estimates``:
     ``estimates`` (a sampler's estimate table); ``equal_cost``:
     ``summary`` (the sampler summary with its cost columns).
     """
@@ -527,7 +531,7 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
         return training_figure({m: _read(p) for m, p in inputs.items()}, system=system, size=size)
     if kind == "estimates":
         return estimates_figure(_read(inputs["estimates"]))
-    if kind == "sampler_phase_diagram":
+    if kind in ("sampler_phase_diagram", "refined_phase_diagram"):
         regions = _read(inputs["regions"])
         return phase_diagram_figure(_read(inputs["composition"]), regions, phase_boundaries(regions))
     return phase_diagram_figure(_read(inputs["composition"]), _read(inputs["regions"]), _read(inputs["boundaries"]))

@@ -373,8 +373,9 @@ def figure_targets():
         targets += expand(res("figures/{system}_{size}_{figure}.png"), system=system, size=scaling_sizes(config, system),
                           figure=["free_energy", "heat_capacity"])  # fmt: skip
         if "refine" in config["scaling"].get(system, {}):
-            targets += [res(f"figures/{system}_{size}_{model}_{source}_estimates.png")
-                        for s, size, model, source in scaling_jobs(config) if s == system]  # fmt: skip
+            kinds = ["estimates", *(["refined_phase_diagram"] if REGISTRY[system].compositions else [])]
+            targets += [res(f"figures/{system}_{size}_{model}_{source}_{kind}.png")
+                        for s, size, model, source in scaling_jobs(config) if s == system for kind in kinds]  # fmt: skip
         if REGISTRY[system].compositions:
             targets += [res(f"figures/{system}_{size}_{model}_direct_phase_diagram.png")
                         for size in sizes_of(config, system) for model in models_of(system)]  # fmt: skip

@@ -106,6 +106,28 @@ rule figure_sampler_phase_diagram:
         "../scripts/figure.py"
 
 
+rule figure_refined_phase_diagram:
+    """f_x per composition from a sampler's refined chains against its reference, and the T-x phase diagram from them
+    (CuAu)."""
+    input:
+        composition=rules.refine.output.composition,
+        regions=rules.refine.output.regions,
+    output:
+        png=report(
+            res("figures/{system}_{size}_{model}_{source}_refined_phase_diagram.png"),
+            caption="../report/fig_sampler_phase_diagram.rst",
+            category="Figures",
+            labels={"system": "{system}", "size": "{size}", "figure": "phase diagram ({model}, {source}, refined)"},
+        ),
+        pdf=res("figures/{system}_{size}_{model}_{source}_refined_phase_diagram.pdf"),
+    log:
+        logs("figures/{system}_{size}_{model}_{source}_refined_phase_diagram.log"),
+    conda:
+        "../../envs/lattherm.yaml"
+    script:
+        "../scripts/figure.py"
+
+
 rule figure_estimates:
     """The free-energy estimators of one sample file over T: error against the reference with its error bar, z, the
     best claimed one."""

@@ -239,7 +239,7 @@ def cmd_transfer(a) -> None:
             from lattherm.refine import refine
 
             t1 = time.perf_counter()
-            bar, _, _ = refine(system, df, model=model.name, source=f"transfer-{small.size}", n_chains=a.refine[0],
+            bar, *_ = refine(system, df, model=model.name, source=f"transfer-{small.size}", n_chains=a.refine[0],
                             burn_in_sweeps=a.refine[1], n_samples=a.refine[2], thin_sweeps=a.refine[3], seed=a.seed,
                             reference_df=ref, density=direct_density(model, symmetrised=True),
                             batch_size=a.batch_size)  # fmt: skip

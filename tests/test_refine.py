@@ -12,7 +12,7 @@ import torch
 from lattherm.io import pack_states
 from lattherm.observables import f_nis, log_weights
 from lattherm.reference.exact import enumerate_states, ising_exact_table
-from lattherm.refine import REFINE_COLUMNS, correlation_function, refine
+from lattherm.refine import REFINE_COLUMNS, correlation_function, ladder_table, refine
 from lattherm.systems import IsingSystem
 from lattherm.systems.base import reduced_energy
 
@@ -60,7 +60,7 @@ def test_refined_chains_from_poor_starts_meet_enumeration(cluster_updates):
     system = IsingSystem(L=L)
     starts = np.zeros((64, L * L), dtype=np.uint8)
     exact = ising_exact_table(L, np.array([2.0, 2.5, 3.5]), np.array([0.0, 0.5]))
-    table, corr, _ = refine(system, _samples_table(starts, conditions), model="m", source="direct", n_chains=64,
+    table, corr, _, _ = refine(system, _samples_table(starts, conditions), model="m", source="direct", n_chains=64,
                          burn_in_sweeps=200, n_samples=100, thin_sweeps=2, seed=3, reference_df=exact,
                          cluster_updates=cluster_updates)  # fmt: skip
     assert list(table.columns[: len(REFINE_COLUMNS)]) == list(REFINE_COLUMNS)
@@ -120,8 +120,8 @@ def test_bar_from_refined_chains_meets_the_exact_free_energy():
     conditions = [(2.5, 0.0), (3.5, 0.0), (2.5, 0.5)]
     exact = ising_exact_table(4, np.array([2.5, 3.5]), np.array([0.0, 0.5]))
     samples = _uniform_table(4, 4000, conditions, 1)
-    table, _, _ = refine(IsingSystem(L=4), samples, model="uniform", source="direct", n_chains=64, burn_in_sweeps=100,
-                      n_samples=20, thin_sweeps=2, seed=5, reference_df=exact, density=_uniform_density)  # fmt: skip
+    table, *_ = refine(IsingSystem(L=4), samples, model="uniform", source="direct", n_chains=64, burn_in_sweeps=100,
+                       n_samples=20, thin_sweeps=2, seed=5, reference_df=exact, density=_uniform_density)  # fmt: skip
     assert (table["estimator"] == "bar").all() and table["est_converged"].all(), table
     z = table["delta_f"] / table["f_est_err"]
     assert (z.abs() < 4).all(), table[["T", "field", "delta_f", "f_est_err"]]
@@ -131,7 +131,7 @@ def test_bar_from_refined_chains_meets_the_exact_free_energy():
         row = table[(table["T"] == T) & (table["field"] == h)].iloc[0]
         assert row["f_est_err"] < 0.5 * f_nis(lw, T, 16, n_boot=100, seed=0)[1], (T, h)
     assert (table["est_draws"] == 4000 + 64 * 20).all() and (table["est_sweeps"] == 100 + 20 * 2).all()
-    far, _, _ = refine(IsingSystem(L=8), _uniform_table(8, 500, [(2.0, 0.0)], 2), model="uniform", source="direct",
+    far, _, _, _ = refine(IsingSystem(L=8), _uniform_table(8, 500, [(2.0, 0.0)], 2), model="uniform", source="direct",
                     n_chains=32, burn_in_sweeps=100, n_samples=4, thin_sweeps=2, seed=5,
                     reference_df=ising_exact_table(8, np.array([2.0]), np.array([0.0])),
                     density=_uniform_density)  # fmt: skip
@@ -198,3 +198,54 @@ def test_estimate_table_puts_the_estimators_side_by_side_and_picks_the_best_clai
         estimate_table(nis, nis)
     with pytest.raises(ValueError, match="f_est_err"):
         estimate_table(nis.drop(columns="f_est_err"))
+
+
+def test_ladder_ties_the_temperatures_of_a_field_into_tighter_honest_estimates():
+    """The uniform sampler on 4x4 at 7 temperatures of two fields: the ladder (links between
+    neighbouring temperatures from 256 further chains, fitted to the Bennett anchors) meets the
+    exact f within 4 error bars, with error bars well below the anchors', and a consistent fit."""
+    T = [2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5]
+    conditions = [(t, h) for h in (0.0, 0.5) for t in T]
+    exact = ising_exact_table(4, np.array(T), np.array([0.0, 0.5]))
+    samples = _uniform_table(4, 2000, conditions, 3)
+    out = refine(IsingSystem(L=4), samples, model="uniform", source="direct", n_chains=32, burn_in_sweeps=100,
+                 n_samples=20, thin_sweeps=2, seed=9, reference_df=exact, density=_uniform_density,
+                 ladder_chains=256)  # fmt: skip
+    lad, bar = out.ladder, out.table
+    assert len(lad) == 14 and (lad["estimator"] == "ladder").all() and lad["est_converged"].all(), lad
+    # 6 links and the claimed anchors (the uniform draws reach T 2 at one field only), 7 unknowns
+    assert (lad["n_links"] >= 1).all() and (lad["ladder_dof"] >= 5).all() and (lad["ladder_p"] > 1e-3).all()
+    z = lad["delta_f"] / lad["f_est_err"]
+    assert (z.abs() < 4).all(), lad[["T", "field", "delta_f", "f_est_err"]]
+    merged = lad.merge(bar[["T", "field", "f_est_err"]], on=["T", "field"], suffixes=("", "_bar"))
+    tighter = merged["f_est_err"] < 0.7 * merged["f_est_err_bar"]
+    assert tighter.mean() >= 0.8, merged[["T", "field", "f_est_err", "f_est_err_bar"]]
+    with pytest.raises(ValueError, match="ladder_chains"):
+        refine(IsingSystem(L=4), samples, model="uniform", source="direct", n_chains=32, burn_in_sweeps=1, n_samples=2,
+               thin_sweeps=1, seed=9, ladder_chains=64)  # fmt: skip
+
+
+def test_ladder_flags_anchors_that_disagree_with_its_links():
+    """Exact Boltzmann draws of 4x4 as the ladder's states and exact anchors with 1e-4 error bars:
+    a consistent fit that claims every temperature; one anchor shifted by 0.02 per site (0.13 in
+    ln Z, several of the links' error bars): the chi-square says so, and no row of that field is
+    claimed."""
+    T = [2.0, 2.5, 3.0, 3.5]
+    system = IsingSystem(L=4)
+    x = torch.cat(list(enumerate_states(16)))
+    E_all, S_all = system.energy(x).double().numpy(), system.spin_sum(x).double().numpy()
+    rng = np.random.default_rng(0)
+    idx = []
+    for t in T:
+        log_p = -E_all / t
+        p = np.exp(log_p - log_p.max())
+        idx.append(rng.choice(len(E_all), size=(64, 20), p=p / p.sum()))
+    E, S = E_all[np.asarray(idx)], S_all[np.asarray(idx)]
+    exact = ising_exact_table(4, np.array(T), np.array([0.0]))
+    anchors = exact.assign(f_est=exact["f"], f_est_err=1e-4, est_converged=True)
+    ok = ladder_table(system, T, [0.0] * 4, E, S, anchors, model="m", source="direct", seed=1, reference_df=exact)
+    assert ok["est_converged"].all() and ok["ladder_p"].iloc[0] > 1e-3 and (ok["ladder_dof"] == 3).all(), ok
+    assert (ok["delta_f"].abs() < 4 * ok["f_est_err"]).all() and (ok["f_est_err"] < 1e-4).all()
+    shifted = anchors.assign(f_est=anchors["f_est"] + np.where(anchors["T"] == 2.5, 0.02, 0.0))
+    bad = ladder_table(system, T, [0.0] * 4, E, S, shifted, model="m", source="direct", seed=1)
+    assert bad["ladder_p"].iloc[0] < 1e-3 and not bad["est_converged"].any(), bad

@@ -102,7 +102,8 @@ def _bar_solve(lw_q: np.ndarray, lw_p: np.ndarray) -> float:
     return float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-14))
 
 
-def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, n_boot: int = 0, seed: int = 0) -> tuple[float, float]:
+def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, groups_q=None, n_boot: int = 0,
+              seed: int = 0) -> tuple[float, float]:  # fmt: skip
     """Bennett's acceptance ratio (BAR) estimate of ``ln Z`` and its bootstrap error.
 
     ``log_w_q``: ``log w = log p̃ − log q`` of draws of ``q`` (normalised, exact ``log q``);
@@ -112,8 +113,8 @@ def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, n_boot: int = 0, seed: int = 0
     importance weights of ``q`` degenerate (for Gaussian log-weights of variance σ² the sides sit
     σ standard deviations apart). Errors: the standard deviation over ``n_boot`` bootstrap
     replicates, resampling the ``q`` draws and, when ``groups_p`` labels the ``p`` draws by
-    Markov chain, whole chains (so correlated draws of one chain are not counted as independent);
-    NaN for ``n_boot = 0``.
+    Markov chain, whole chains (so correlated draws of one chain are not counted as independent;
+    ``groups_q`` does the same for ``q`` draws that come from chains); NaN for ``n_boot = 0``.
     """
     lw_q, lw_p = _np(log_w_q).ravel(), _np(log_w_p).ravel()
     if len(lw_q) < 2 or len(lw_p) < 2 or not (np.isfinite(lw_q).all() and np.isfinite(lw_p).all()):
@@ -123,17 +124,25 @@ def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, n_boot: int = 0, seed: int = 0
         return est, float("nan")
     _check_n_boot(n_boot)
     rng = np.random.default_rng(seed)
-    groups = np.arange(len(lw_p)) if groups_p is None else np.asarray(groups_p)
-    if groups.shape != lw_p.shape:
-        raise ValueError(f"groups_p must label every p draw: shape {groups.shape}, expected {lw_p.shape}")
-    labels, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
+    members_q, members_p = _members(groups_q, lw_q, "groups_q", "q"), _members(groups_p, lw_p, "groups_p", "p")
     reps = []
     for _ in range(int(n_boot)):
-        q_idx = rng.integers(0, len(lw_q), len(lw_q))
-        p_idx = np.concatenate([members[k] for k in rng.integers(0, len(labels), len(labels))])
+        if groups_q is None:  # the draws themselves (the same stream as before groups_q existed)
+            q_idx = rng.integers(0, len(lw_q), len(lw_q))
+        else:
+            q_idx = np.concatenate([members_q[k] for k in rng.integers(0, len(members_q), len(members_q))])
+        p_idx = np.concatenate([members_p[k] for k in rng.integers(0, len(members_p), len(members_p))])
         reps.append(_bar_solve(lw_q[q_idx], lw_p[p_idx]))
     return est, float(np.std(reps, ddof=1))
+
+
+def _members(groups, lw: np.ndarray, name: str, side: str) -> list[np.ndarray]:
+    """The indices of each group's draws (each draw its own group without labels)."""
+    groups = np.arange(len(lw)) if groups is None else np.asarray(groups)
+    if groups.shape != lw.shape:
+        raise ValueError(f"{name} must label every {side} draw: shape {groups.shape}, expected {lw.shape}")
+    labels, inverse = np.unique(groups, return_inverse=True)
+    return [np.flatnonzero(inverse == k) for k in range(len(labels))]
 
 
 def bar_overlap(log_w_q, log_w_p, log_z: float) -> float:

@@ -25,6 +25,17 @@ as long as the two sides' log-weights overlap. Its row has ``estimator = "bar"``
 :data:`MIN_OVERLAP` draws cross between the sides (``bar_overlap``, BAR's
 ``Σ_q σ(log w − Δ − M)``, equal to the ``p`` side's sum at the root).
 
+**The ladder.** Bennett's estimates are independent at every temperature; the chains themselves
+tie neighbouring temperatures of one field together. With ``ladder_chains``, that many further
+chains per condition (Monte Carlo only: no density) give, between neighbouring temperatures
+``T_i < T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of
+both sides' states (bootstrap over whole chains on both sides). A weighted least-squares fit of
+``ln Z`` to the claimed Bennett anchors and the links with at least :data:`MIN_OVERLAP` draws
+crossing (:func:`ladder_table`) pools every anchor of a field into each temperature's estimate:
+rows with ``estimator = "ladder"``, errors from the fit's covariance, ``est_converged`` where the
+temperature is tied to an anchor and the fit's chi-square is consistent (``ladder_p`` ≥
+:data:`LADDER_MIN_P`), so anchors and links that disagree beyond their errors show.
+
 The Ising two-point function ``G(r) = ⟨s_i s_{i+r}⟩`` (``s = 2x − 1``; averaged over every site
 and both axes, ``r = 0 … ⌊L/2⌋``) comes from the kept states: the mean per chain, then the mean
 and standard error over chains (:func:`correlation_function`). It is the plain correlation; the
@@ -55,8 +66,8 @@ from lattherm.systems import REGISTRY
 from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
-__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "MIN_OVERLAP", "REFINE_COLUMNS", "Refinement",
-           "correlation_function", "refine"]
+__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "REFINE_COLUMNS",
+           "Refinement", "correlation_function", "ladder_table", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
@@ -69,19 +80,26 @@ BAR_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "es
 MIN_OVERLAP = 20.0
 #: bootstrap replicates of the BAR error
 _BAR_BOOT = 200
+#: the ladder's rows (:func:`ladder_table`), in the estimate tables' schema
+LADDER_COLUMNS = ("system", "size", "T", "field", "model", "source", "estimator", "f_est", "f_est_err", "est_draws",
+                  "est_sweeps", "est_wall_s", "est_converged", "ladder_chi2", "ladder_dof", "ladder_p", "n_links",
+                  "f_ref", "f_ref_err", "delta_f")  # fmt: skip
+#: least chi-square p-value of a field's ladder fit for its rows to be claimed
+LADDER_MIN_P = 1e-3
 #: the two-point function's long table (no rows for systems other than Ising)
 CORRELATION_COLUMNS = ("system", "size", "T", "field", "model", "source", "r", "G", "G_err")
 
 
 class Refinement(NamedTuple):
     """What :func:`refine` gives: one row per condition, the Ising ``G(r)`` table (no rows for other
-    systems) and, for a system whose field is a chemical potential refined with a density, the
-    composition-resolved table of :func:`lattherm.composition.refined_composition_table` (else no
-    rows)."""
+    systems), for a system whose field is a chemical potential refined with a density the
+    composition-resolved table of :func:`lattherm.composition.refined_composition_table`, and with
+    ``ladder_chains`` the :func:`ladder_table` (else no rows)."""
 
     table: pd.DataFrame
     correlation: pd.DataFrame
     composition: pd.DataFrame
+    ladder: pd.DataFrame
 
 
 def correlation_function(x: np.ndarray, L: int) -> np.ndarray:
@@ -148,6 +166,90 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
             "bar_overlap": overlap, "f_ref": f_ref, "f_ref_err": f_ref_err, "delta_f": f - f_ref}  # fmt: skip
 
 
+def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *, seed: int) -> tuple[float, ...]:
+    """``(ln Z_hi − ln Z_lo, its error, the draws crossing)`` by Bennett's estimate between the
+    states of two temperatures, ``(n_chains, n_samples)`` reduced-field energies each."""
+    d_beta = beta_hi - beta_lo
+    lw_lo, lw_hi = -d_beta * E_lo.ravel(), -d_beta * E_hi.ravel()
+    g_lo, g_hi = (np.repeat(np.arange(E.shape[0]), E.shape[1]) for E in (E_lo, E_hi))
+    d, err = log_Z_bar(lw_lo, lw_hi, groups_q=g_lo, groups_p=g_hi, n_boot=_BAR_BOOT, seed=seed)
+    return d, err, bar_overlap(lw_lo, lw_hi, d)
+
+
+def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, model: str, source: str, seed: int,
+                 sweeps: int = 0, reference_df: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """The ladder estimate (module doc) at every condition: ``T, field`` ``(n_cond,)``; ``energy``,
+    ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``anchors`` the
+    refined rows (``T, field, f_est, f_est_err, est_converged``) at the same conditions. One row
+    per condition (:data:`LADDER_COLUMNS`); a temperature tied to no claimed anchor gets NaN."""
+    from scipy.stats import chi2
+
+    check_columns(anchors, ("T", "field", "f_est", "f_est_err", "est_converged"), what="refined table")
+    T, field = np.asarray(T, np.float64), np.asarray(field, np.float64)
+    energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
+    N, k_B = int(system.n_sites), float(system.k_B)
+    rows = []
+    for h in np.unique(field):
+        idx = np.flatnonzero(field == h)
+        idx = idx[np.argsort(T[idx])]
+        beta = 1.0 / (k_B * T[idx])
+        E = energy[idx] - h * spin_sum[idx]  # the field's term belongs to the Boltzmann weight
+        n = len(idx)
+        A, y, s2 = [], [], []
+        for k, c in enumerate(idx):
+            a = row_at(anchors, float(T[c]), float(h))
+            if a is not None and bool(a["est_converged"]) and np.isfinite(a["f_est_err"]) and a["f_est_err"] > 0:
+                A.append(np.eye(n)[k])
+                y.append(-N * beta[k] * float(a["f_est"]))
+                s2.append((N * beta[k] * float(a["f_est_err"])) ** 2)
+        n_anchors = len(A)
+        n_links = np.zeros(n, np.int64)
+        linked = np.zeros(max(n - 1, 0), bool)  # the link between temperatures k and k + 1 is used
+        for k in range(n - 1):
+            d, err, overlap = _link(E[k], E[k + 1], beta[k], beta[k + 1], seed=derived_seed(seed, 3, int(idx[k])))
+            if overlap >= MIN_OVERLAP and np.isfinite(err) and err > 0:
+                A.append(np.eye(n)[k + 1] - np.eye(n)[k])
+                y.append(d)
+                s2.append(err**2)
+                n_links[[k, k + 1]] += 1
+                linked[k] = True
+        ln_z, ln_z_err = np.full(n, np.nan), np.full(n, np.nan)
+        chi_sq, dof, p = float("nan"), 0, float("nan")
+        tied = np.zeros(n, bool)  # the temperatures a claimed anchor reaches through the links
+        for a in (np.asarray(A[:n_anchors]) > 0).any(axis=0).nonzero()[0] if n_anchors else []:
+            lo, hi = a, a
+            while lo > 0 and linked[lo - 1]:
+                lo -= 1
+            while hi < n - 1 and linked[hi]:
+                hi += 1
+            tied[lo : hi + 1] = True
+        if n_anchors:
+            A_, y_, w = np.asarray(A), np.asarray(y), 1.0 / np.asarray(s2)
+            cols = np.flatnonzero(tied)
+            keep = np.abs(A_[:, ~tied]).sum(axis=1) == 0
+            M, yv, wv = A_[keep][:, cols], y_[keep], w[keep]
+            cov = np.linalg.inv(M.T @ (wv[:, None] * M))
+            sol = cov @ (M.T @ (wv * yv))
+            ln_z[cols], ln_z_err[cols] = sol, np.sqrt(np.diag(cov))
+            resid = yv - M @ sol
+            chi_sq, dof = float((wv * resid**2).sum()), int(len(yv) - len(cols))
+            p = float(chi2.sf(chi_sq, dof)) if dof > 0 else float("nan")
+        consistent = dof == 0 or p >= LADDER_MIN_P
+        for k, c in enumerate(idx):
+            f = -ln_z[k] / (N * beta[k])
+            has_ref = reference_df is not None and "f" in reference_df
+            f_ref, f_ref_err = reference_f(row_at(reference_df, float(T[c]), float(h)) if has_ref else None)
+            rows.append({
+                "system": system.name, "size": system.size, "T": float(T[c]), "field": float(h), "model": model,
+                "source": source, "estimator": "ladder", "f_est": f, "f_est_err": ln_z_err[k] / (N * beta[k]),
+                "est_draws": int(energy[c].size), "est_sweeps": int(sweeps), "est_wall_s": float("nan"),
+                "est_converged": bool(tied[k] and consistent), "ladder_chi2": chi_sq, "ladder_dof": dof,
+                "ladder_p": p, "n_links": int(n_links[k]), "f_ref": f_ref, "f_ref_err": f_ref_err,
+                "delta_f": f - f_ref,
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=list(LADDER_COLUMNS)).sort_values(["T", "field"], ignore_index=True)
+
+
 def refine(
     system,
     samples_df: pd.DataFrame,
@@ -164,11 +266,13 @@ def refine(
     batch_size: int = 1024,
     cluster_updates: int | None = None,
     composition_reference: pd.DataFrame | None = None,
+    ladder_chains: int = 0,
 ) -> Refinement:
     """Refine a sample table (module doc): a :class:`Refinement` (the rows, the G(r) table
     :data:`CORRELATION_COLUMNS` and the composition table; the latter two without rows where they do
     not apply). ``composition_reference``: a reference composition table for the composition
-    table's ``delta_f_x``.
+    table's ``delta_f_x``. ``ladder_chains``: chains per condition for the ladder's links (0: no
+    ladder; it needs the density, for its anchors).
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
     m_ref`` where it has the condition (NaN elsewhere). ``cluster_updates``: Wolff moves per chain
@@ -182,7 +286,12 @@ def refine(
         raise ValueError(f"refine.cluster_updates must be an integer >= 0, and 0 for systems other than "
                          f"Ising (their updates have no cluster moves), got {cluster_updates!r} for "
                          f"{system.name}")  # fmt: skip
-    T, h, x0 = _starts(samples_df, system.n_sites, int(n_chains))
+    if int(ladder_chains) != ladder_chains or ladder_chains < 0 or ladder_chains == 1:
+        raise ValueError(f"refine.ladder_chains must be 0 or an integer >= 2, got {ladder_chains!r}")
+    if ladder_chains and density is None:
+        raise ValueError("refine.ladder_chains needs the sampler's density: the ladder ties Bennett's estimates")
+    T, h, x0 = _starts(samples_df, system.n_sites, int(max(n_chains, ladder_chains)))
+    x0_ladder, x0 = x0[:, : int(ladder_chains)], x0[:, : int(n_chains)]
     t0 = time.perf_counter()
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
                             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
@@ -212,6 +321,17 @@ def refine(
         table["est_converged"] &= table["u_err"].notna()
     extra = [c for c in table.columns if c not in REFINE_COLUMNS]
     table = table[[*REFINE_COLUMNS, *extra]]
+    ladder = pd.DataFrame({c: [] for c in LADDER_COLUMNS})
+    if ladder_chains:
+        t0 = time.perf_counter()
+        links = run_metropolis(system, T, h, n_chains=int(ladder_chains), n_samples=n_samples,
+                               burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, 4),
+                               start=x0_ladder, keep_states=False, progress=True,
+                               cluster_updates=int(cluster_updates))  # fmt: skip
+        ladder = ladder_table(system, T, h, links.energy, links.spin_sum, table, model=model, source=source,
+                              seed=derived_seed(seed, 5), sweeps=burn_in_sweeps + n_samples * thin_sweeps,
+                              reference_df=reference_df)  # fmt: skip
+        ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()
     composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
     if density is not None and REGISTRY[system.name].compositions:
         composition = refined_composition_table(system, table, result.energy, result.spin_sum,
@@ -220,7 +340,7 @@ def refine(
         composition.insert(2, "model", model)
         composition.insert(3, "source", source)
     if not ising:
-        return Refinement(table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS}), composition)
+        return Refinement(table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS}), composition, ladder)
     g = correlation_function(result.states, system.L).mean(axis=2)  # (n_cond, n_chains, R): per chain
     R = g.shape[-1]
     corr = pd.DataFrame({
@@ -228,4 +348,4 @@ def refine(
         "model": model, "source": source, "r": np.tile(np.arange(R), len(T)),
         "G": g.mean(axis=1).ravel(), "G_err": (g.std(axis=1, ddof=1) / np.sqrt(g.shape[1])).ravel(),
     })  # fmt: skip
-    return Refinement(table, corr, composition)
+    return Refinement(table, corr, composition, ladder)

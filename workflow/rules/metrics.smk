@@ -39,6 +39,7 @@ rule refine:
         composition=res("{system}/{size}/metrics/{model}/{source}_refined_composition.parquet"),
         regions=res("{system}/{size}/metrics/{model}/{source}_refined_phase_diagram.parquet"),
         order_disorder=res("{system}/{size}/metrics/{model}/{source}_refined_order_disorder.parquet"),
+        ladder=res("{system}/{size}/metrics/{model}/{source}_ladder.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],
         system_params=system_params_of,
@@ -60,6 +61,7 @@ rule estimates:
     input:
         metrics=rules.metrics.output.table,
         refined=rules.refine.output.table,
+        ladder=rules.refine.output.ladder,
     output:
         table=res("{system}/{size}/metrics/{model}/{source}_estimates.parquet"),
     log:

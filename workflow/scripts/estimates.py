@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 with job_log(snakemake.log[0], "estimates", config=snakemake.config, **dict(snakemake.wildcards)) as log:
-    table = estimate_table(read_table(snakemake.input.metrics), read_table(snakemake.input.refined))
+    table = estimate_table(*(read_table(snakemake.input[k]) for k in ("metrics", "refined", "ladder")))
     best = table[table["best"]]
     log.info("best estimate at %d of %d conditions (%s); max |delta_f| %.3g, max |z| %.2f", len(best),
              table.groupby(["T", "field"]).ngroups, best["estimator"].value_counts().to_dict(),

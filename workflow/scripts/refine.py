@@ -29,9 +29,9 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     reference = read_table(snakemake.input.reference[0]) if snakemake.input.reference else None
     composition_ref = snakemake.input.composition_reference
     composition_ref = read_table(composition_ref[0], required=("T", "n_au", "f_x")) if composition_ref else None
-    table, corr, composition = refine(system, samples, model=wc.model, source=wc.source, seed=params.seed,
-                                      reference_df=reference, density=density, composition_reference=composition_ref,
-                                      **params.refine)  # fmt: skip
+    table, corr, composition, ladder = refine(system, samples, model=wc.model, source=wc.source, seed=params.seed,
+                                              reference_df=reference, density=density,
+                                              composition_reference=composition_ref, **params.refine)  # fmt: skip
     log.info("%d of %d conditions converged; BAR claimed at %d, max |delta_f| there %.3g",
              int(table["converged"].sum()), len(table), int(table["est_converged"].sum()),
              table.loc[table["est_converged"], "delta_f"].abs().max())  # fmt: skip
@@ -46,7 +46,13 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
         regions = sampler_phase_diagram(composition, tol=params.tol)
         transitions = order_disorder_table(composition)
         log_transitions(transitions, log)
+    if len(ladder):
+        claimed = ladder[ladder["est_converged"]]
+        log.info("ladder: claimed at %d of %d conditions, max |delta_f| there %.3g, max |z| %.2f",
+                 len(claimed), len(ladder), claimed["delta_f"].abs().max(),
+                 (claimed["delta_f"] / claimed["f_est_err"]).abs().max())  # fmt: skip
     write_table(table, snakemake.output.table)
+    write_table(ladder, snakemake.output.ladder)
     write_table(corr, snakemake.output.correlation)
     write_table(composition, snakemake.output.composition, required=("system", "size", "T", "n_au", "x_au", "f_x"))
     write_table(regions, snakemake.output.regions, required=("system", "size", "T", "x_lo", "x_hi"))

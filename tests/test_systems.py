@@ -118,7 +118,7 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
            "scaling": {"chain": {"from": "6", "to": ["12", "18"], "transfer": ["12"], "stride": 3, "n_samples": 1500,
                                  "field": {"values": [0.0, 0.5]},
                                  "refine": {"n_chains": 64, "burn_in_sweeps": 100, "n_samples": 50,
-                                            "thin_sweeps": 5}}}}  # fmt: skip
+                                            "thin_sweeps": 5, "ladder_chains": 128}}}}  # fmt: skip
     estimate_figures = [f"results/figures/chain_{L}_{m}_outpaint-6_estimates.png" for L in (12, 18) for m in models]
     rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
                             "results/figures/chain_12_free_energy.png", "results/figures/equal_cost.png",
@@ -151,9 +151,14 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
         for kind in ("composition", "phase_diagram", "order_disorder"):  # the field is no chemical potential
             path = tmp_path / f"results/chain/{L}/metrics/{model}/{source}_refined_{kind}.parquet"
             assert pd.read_parquet(path).empty
+        # the ladder: Bennett's estimates of a field tied through the chains of its two temperatures
+        lad = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_ladder.parquet")
+        assert len(lad) == 4 and (lad["estimator"] == "ladder").all() and lad["est_converged"].sum() >= 3, lad
+        z = (lad["delta_f"] / lad["f_est_err"])[lad["est_converged"]]
+        assert (z.abs() < 4).all(), (L, model, source, lad[["T", "field", "delta_f", "f_est_err", "ladder_p"]])
         # both estimators side by side, the best claimed one per condition within its error bar
         est = pd.read_parquet(tmp_path / f"results/chain/{L}/metrics/{model}/{source}_estimates.parquet")
-        assert len(est) == 8 and set(est["estimator"]) == {"nis", "bar"} and est["best"].sum() >= 3
+        assert len(est) == 12 and set(est["estimator"]) == {"nis", "bar", "ladder"} and est["best"].sum() >= 3
         assert (est.loc[est["best"], "z"].abs() < 4).all(), est
     for L, model, source in tables:
         figure = tmp_path / f"results/figures/chain_{L}_{model}_{source}_estimates.png"

@@ -188,9 +188,10 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     ``min_count`` of its states, from at least ``min_chains`` chains, have ``n`` Au atoms; the μ are
     combined with inverse-variance weights. Every state at ``n`` is a draw of the canonical
     ``p(x | n)`` whatever its μ: ``u_x`` and ``c_x`` pool them over the entering μ, with errors from
-    ``n_boot`` bootstrap resamples of whole chains. ``n_draws`` counts the claimed rows' states at
-    ``n``, ``n_effective`` the (μ, chain) pairs of the entering μ that visit it; a row is ``converged``
-    where at least one μ entered."""
+    ``n_boot`` bootstrap resamples of whole chains. ``n_draws`` counts every row's states at ``n``
+    (claimed or not: a composition the chains visit is no composition the ensemble skips, for
+    :func:`sampler_phase_diagram`), ``n_effective`` the (μ, chain) pairs of the entering μ that visit
+    it; a row is ``converged`` where at least one μ entered."""
     check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
     if energy.shape != spin_sum.shape or energy.ndim != 3 or energy.shape[0] != len(refined):
@@ -211,14 +212,14 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
         inv, num = np.zeros(N + 1), np.zeros(N + 1)
         n_mu, draws, pairs = np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
         groups = []  # per (μ, chain): count, Σ E, Σ E² at every n (the μ that entered there)
-        for c in rows.index[claimed[rows.index]]:
+        for c in rows.index:
             mu, C = float(refined["field"].iloc[c]), n_state.shape[1]
             n_c, E_c = n_state[c], energy[c]
             cnt = np.stack([np.bincount(n_c[j], minlength=N + 1) for j in range(C)])  # (C, N + 1)
+            draws += cnt.sum(axis=0)  # visited, claimed or not: not a composition the ensemble skips
             frac = cnt / n_c.shape[1]
             P = frac.mean(axis=0)
-            use = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains)
-            draws += cnt.sum(axis=0)
+            use = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains) & claimed[c]
             if not use.any():
                 continue
             log_z_mu = -N * beta * float(refined["f_est"].iloc[c])

@@ -260,7 +260,7 @@ def free_energy_figure(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
-_EST_MARKERS = {"nis": "o", "bar": "s", "smc": "D"}
+_EST_MARKERS = {"nis": "o", "bar": "s", "smc": "D", "ladder": "v"}
 
 
 @_styled
@@ -299,7 +299,8 @@ def estimates_figure(estimates: pd.DataFrame) -> Figure:
     ax_z.set_title("honesty of the error bar (|z| <= 4)")
     for ax in (ax_e, ax_z):
         ax.set_xlabel(lab["T"])
-    names = {"nis": "importance sampling", "bar": "Bennett (refined)", "smc": "SMC"}
+    names = {"nis": "importance sampling", "bar": "Bennett (refined)", "smc": "SMC",
+             "ladder": "ladder (Bennett tied along T)"}
     key = [Line2D([], [], color=_KEY, marker=_EST_MARKERS.get(e, "^"), ls="", label=names.get(e, e))
            for e in sorted(set(estimates["estimator"]))]  # fmt: skip
     key += [Line2D([], [], color=_KEY, marker="s", ls="", mfc="none", label="not claimed"),

@@ -29,7 +29,8 @@ as long as the two sides' log-weights overlap. Its row has ``estimator = "bar"``
 tie neighbouring temperatures of one field together. With ``ladder_chains``, that many further
 chains per condition (Monte Carlo only: no density) give, between neighbouring temperatures
 ``T_i < T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of
-both sides' states (bootstrap over whole chains on both sides). A weighted least-squares fit of
+both sides' states (bootstrap over whole chains on both sides; only between conditions whose
+ladder chains pass the reference's convergence tests). A weighted least-squares fit of
 ``ln Z`` to the claimed Bennett anchors and the links with at least :data:`MIN_OVERLAP` draws
 crossing (:func:`ladder_table`) pools every anchor of a field into each temperature's estimate:
 rows with ``estimator = "ladder"``, errors from the fit's covariance, ``est_converged`` where the
@@ -177,16 +178,19 @@ def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *,
 
 
 def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, model: str, source: str, seed: int,
-                 sweeps: int = 0, reference_df: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                 mixed=None, sweeps: int = 0, reference_df: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ladder estimate (module doc) at every condition: ``T, field`` ``(n_cond,)``; ``energy``,
-    ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``anchors`` the
-    refined rows (``T, field, f_est, f_est_err, est_converged``) at the same conditions. One row
-    per condition (:data:`LADDER_COLUMNS`); a temperature tied to no claimed anchor gets NaN."""
+    ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``mixed``
+    ``(n_cond,)``: whether those chains passed the convergence tests (a link needs both ends;
+    default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, est_converged``) at
+    the same conditions. One row per condition (:data:`LADDER_COLUMNS`); a temperature tied to no
+    claimed anchor gets NaN."""
     from scipy.stats import chi2
 
     check_columns(anchors, ("T", "field", "f_est", "f_est_err", "est_converged"), what="refined table")
     T, field = np.asarray(T, np.float64), np.asarray(field, np.float64)
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
+    mixed = np.ones(len(T), bool) if mixed is None else np.asarray(mixed, bool)
     N, k_B = int(system.n_sites), float(system.k_B)
     rows = []
     for h in np.unique(field):
@@ -206,6 +210,8 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
         n_links = np.zeros(n, np.int64)
         linked = np.zeros(max(n - 1, 0), bool)  # the link between temperatures k and k + 1 is used
         for k in range(n - 1):
+            if not (mixed[idx[k]] and mixed[idx[k + 1]]):
+                continue
             d, err, overlap = _link(E[k], E[k + 1], beta[k], beta[k + 1], seed=derived_seed(seed, 3, int(idx[k])))
             if overlap >= MIN_OVERLAP and np.isfinite(err) and err > 0:
                 A.append(np.eye(n)[k + 1] - np.eye(n)[k])
@@ -329,8 +335,8 @@ def refine(
                                start=x0_ladder, keep_states=False, progress=True,
                                cluster_updates=int(cluster_updates))  # fmt: skip
         ladder = ladder_table(system, T, h, links.energy, links.spin_sum, table, model=model, source=source,
-                              seed=derived_seed(seed, 5), sweeps=burn_in_sweeps + n_samples * thin_sweeps,
-                              reference_df=reference_df)  # fmt: skip
+                              seed=derived_seed(seed, 5), mixed=mcmc_table(links, system)["converged"].to_numpy(),
+                              sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip
         ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()
     composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
     if density is not None and REGISTRY[system.name].compositions:

@@ -3,6 +3,7 @@ its composition-resolved free energies and phase diagram (rule refine)."""
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from lattherm.composition import sampler_phase_diagram
@@ -48,9 +49,9 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
         log_transitions(transitions, log)
     if len(ladder):
         claimed = ladder[ladder["est_converged"]]
-        log.info("ladder: claimed at %d of %d conditions, max |delta_f| there %.3g, max |z| %.2f",
-                 len(claimed), len(ladder), claimed["delta_f"].abs().max(),
-                 (claimed["delta_f"] / claimed["f_est_err"]).abs().max())  # fmt: skip
+        z = claimed["delta_f"] / np.hypot(claimed["f_est_err"], claimed["f_ref_err"].fillna(0.0))
+        log.info("ladder: claimed at %d of %d conditions, max |delta_f| there %.3g, max |z| %.2f (with the "
+                 "reference's error)", len(claimed), len(ladder), claimed["delta_f"].abs().max(), z.abs().max())  # fmt: skip
     write_table(table, snakemake.output.table)
     write_table(ladder, snakemake.output.ladder)
     write_table(corr, snakemake.output.correlation)

@@ -51,7 +51,8 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
         claimed = ladder[ladder["est_converged"]]
         z = claimed["delta_f"] / np.hypot(claimed["f_est_err"], claimed["f_ref_err"].fillna(0.0))
         log.info("ladder: claimed at %d of %d conditions, max |delta_f| there %.3g, max |z| %.2f (with the "
-                 "reference's error)", len(claimed), len(ladder), claimed["delta_f"].abs().max(), z.abs().max())  # fmt: skip
+                 "reference's error)", len(claimed), len(ladder), claimed["delta_f"].abs().max(),
+                 z.abs().max())  # fmt: skip
     write_table(table, snakemake.output.table)
     write_table(ladder, snakemake.output.ladder)
     write_table(corr, snakemake.output.correlation)

@@ -276,7 +276,7 @@ BAD = [
     ((*RE, "phase_diagram", "tol"), -1e-5, "reference.phase_diagram.tol"),
     # past the trained size
     (("scaling", "ising", "from"), "16x16", "scaling.ising.from"),
-    (("scaling", "ising", "stride"), 9, "scaling.ising.stride"),
+    (("scaling", "ising"), {"from": "8x8", "to": ["16x16"], "stride": 9}, "scaling.ising.stride"),  # out-painting's
     (("scaling", "ising", "transfer"), ["6x6"], "scaling.ising.transfer[0]"),
     (("scaling", "ising", "refine"), {"n_chains": 1}, "scaling.ising.refine.n_chains"),
     (("scaling", "ising", "refine"), {"n_chains": 5000}, "scaling.ising.refine.n_chains"),  # 2000 samples there
@@ -321,7 +321,8 @@ def test_bad_values_are_refused_by_name(default_config, path, value, key):
         ({"training": {"gpus": 2, "ising": {"samples_per_condition": 41}}}, "training.ising.samples_per_condition",
          "a multiple of 2"),
         ({"systems": {"ising": {"field": {"values": [0.0, 0.5, 1.0]}}}}, "sampling.symmetrised", "symmetric about 0"),
-        ({"reference": {"metadynamics": {"sizes": ["2x2x4"]}}, "systems": {"cuau": None}},
+        ({"reference": {"metadynamics": {"sizes": ["2x2x4"], "per_size": {}}}, "systems": {"cuau": None},
+          "scaling": {"cuau": None}},
          "reference.metadynamics.sizes", "systems.cuau"),
     ],
     ids=["gpus-divide-batch", "symmetrised-needs-symmetric-field", "metadynamics-needs-cuau"],

@@ -94,8 +94,8 @@ def test_dry_run_default_config(snakemake_exe, tmp_path):
         "beta_integration_reference": 1,  # RRG n64-d3-s1
         "wang_landau": 2,
         "exact_composition_reference": 1,
-        "metadynamics_reference": 2,  # CuAu 2x2x4, 4x4x4
-        "phase_diagram_reference": 2,
+        "metadynamics_reference": 3,  # CuAu 2x2x4, 4x4x4, 4x4x8
+        "phase_diagram_reference": 3,
     }
     for rule, n in counts.items():
         assert re.search(rf"\b{rule}\s+{n}\b", out), (rule, out)

@@ -117,11 +117,16 @@ def test_order_disorder_table_names_each_compound_and_why_one_is_missing():
         if t == 900.0:
             c[1] = np.nan
         rows.append(_table(np.array([0.25, 0.5, 0.75]), np.array([-1.0, -1.0, -1.0]), T=t, c_x=c))
-    got = order_disorder_table(pd.concat(rows, ignore_index=True))
+    tab = pd.concat(rows, ignore_index=True)
+    got = order_disorder_table(tab)
     assert got["phase"].tolist() == ["Cu3Au", "CuAu", "CuAu3"] and (got["method"] == "heat_capacity").all()
     np.testing.assert_allclose(got["T_od"].iloc[:2], [640.0, 731.0], atol=5.0)
     assert np.isnan(got["T_od"].iloc[2]) and "grid edge" in got["note"].iloc[2]
     assert (got["note"].iloc[:2] == "").all()
+    # c_x missing right next to the largest value (an unconverged sampler row): no temperature
+    gap = tab.assign(c_x=tab["c_x"].where(~((tab["x_au"] == 0.5) & (tab["T"] == 750.0))))
+    got = order_disorder_table(gap)
+    assert np.isnan(got["T_od"].iloc[1]) and "not bracketed" in got["note"].iloc[1]
 
 
 def test_order_disorder_temperature_from_hull_on_exact_2x2x4():

@@ -265,9 +265,9 @@ def order_disorder_temperature(
     """Order–disorder transition temperature (K) at composition ``x`` from a composition table.
 
     ``method="heat_capacity"``: peak of ``c_x(T)`` at the composition nearest ``x`` (needs the
-    ``c_x`` column); parabolic refinement through the maximum and its grid neighbours (the grid
-    maximum itself at an end of the grid, with a ``ValueError`` if that is the first or last T,
-    since then the peak is not bracketed).
+    ``c_x`` column); parabolic refinement through the maximum and its grid neighbours (a
+    ``ValueError`` if that is the first or last T, or if ``c_x`` is missing, NaN, at a grid
+    temperature next to the maximum: then the peak is not bracketed).
     ``method="hull"``: midpoint between the highest T at which ``x`` is on the hull with
     two-phase intervals ending within ``window`` of it on both sides, and the next grid T.
     Raises ``ValueError`` when the transition is not bracketed by the temperature grid.
@@ -287,6 +287,10 @@ def order_disorder_temperature(
         k = int(np.argmax(c))
         if k == 0 or k == len(T) - 1:
             raise ValueError(f"c_x peak at the grid edge T={T[k]} K: widen the temperature grid")
+        grid = [float(t) for t in T_all]
+        if grid.index(float(T[k + 1])) - grid.index(float(T[k - 1])) != 2:  # a gap next to the peak
+            raise ValueError(f"c_x at x={x} is missing next to its largest value (T={T[k]} K; values at "
+                             f"{T[k - 1]} and {T[k + 1]} K only): the peak is not bracketed")  # fmt: skip
         t3, c3 = T[k - 1 : k + 2], c[k - 1 : k + 2]
         a, b, _ = np.polyfit(t3, c3, 2)
         return float(np.clip(-b / (2 * a), t3[0], t3[-1])) if a < 0 else float(T[k])

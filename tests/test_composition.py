@@ -139,10 +139,12 @@ def _log_q(cell, T: float, mu: float, skew: float) -> np.ndarray:
     return logit - np.logaddexp.reduce(logit)
 
 
-def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars(cell):
+@pytest.mark.parametrize("replica_exchange", [False, True])
+def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars(cell, replica_exchange):
     """A proposal 30 % too hot (its draws, and its exact density for Bennett's estimate), refined by
-    semi-grand chains: f_x from ln Z_μ + ln P_μ(n), u_x and c_x pooled over μ, all within a few
-    error bars of enumeration, and the error bars neither too small nor much too large."""
+    semi-grand chains (with and without exchanges along T): f_x from ln Z_μ + ln P_μ(n), u_x and
+    c_x pooled over μ, all within a few error bars of enumeration, and the error bars neither too
+    small nor much too large."""
     system, E, s = cell
     N, skew = system.n_sites, 0.3
     x = (np.arange(2**N)[:, None] >> np.arange(N)) & 1
@@ -163,7 +165,7 @@ def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars
     ref = cuau_exact_composition_table(SIZE, T_GRID)
     out = refine(system, pd.concat(parts, ignore_index=True), model="m", source="direct", n_chains=64,
                  burn_in_sweeps=100, n_samples=20, thin_sweeps=5, seed=3, density=density,
-                 composition_reference=ref)  # fmt: skip
+                 composition_reference=ref, replica_exchange=replica_exchange)  # fmt: skip
     tab = out.composition
     assert (tab["estimator"] == "refined").all() and (tab["model"] == "m").all()
     ok = tab[tab["converged"]]

@@ -273,12 +273,16 @@ def refine(
     cluster_updates: int | None = None,
     composition_reference: pd.DataFrame | None = None,
     ladder_chains: int = 0,
+    replica_exchange: bool = False,
 ) -> Refinement:
     """Refine a sample table (module doc): a :class:`Refinement` (the rows, the G(r) table
     :data:`CORRELATION_COLUMNS` and the composition table; the latter two without rows where they do
     not apply). ``composition_reference``: a reference composition table for the composition
     table's ``delta_f_x``. ``ladder_chains``: chains per condition for the ladder's links (0: no
-    ladder; it needs the density, for its anchors).
+    ladder; it needs the density, for its anchors). ``replica_exchange``: the chains of neighbouring
+    temperatures of one field exchange configurations after every sweep (as the reference MCMC
+    does; each temperature's chains stay draws of its p), so that chains started in different
+    phases near a first-order transition can cross.
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
     m_ref`` where it has the condition (NaN elsewhere). ``cluster_updates``: Wolff moves per chain
@@ -302,7 +306,7 @@ def refine(
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
                             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
                             keep_states=ising or density is not None, progress=True,
-                            cluster_updates=int(cluster_updates))  # fmt: skip
+                            cluster_updates=int(cluster_updates), replica_exchange=bool(replica_exchange))  # fmt: skip
     mcmc_s = (time.perf_counter() - t0) / len(T)
     table = mcmc_table(result, system)
     table.insert(4, "model", model)
@@ -333,7 +337,8 @@ def refine(
         links = run_metropolis(system, T, h, n_chains=int(ladder_chains), n_samples=n_samples,
                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, 4),
                                start=x0_ladder, keep_states=False, progress=True,
-                               cluster_updates=int(cluster_updates))  # fmt: skip
+                               cluster_updates=int(cluster_updates),
+                               replica_exchange=bool(replica_exchange))  # fmt: skip
         ladder = ladder_table(system, T, h, links.energy, links.spin_sum, table, model=model, source=source,
                               seed=derived_seed(seed, 5), mixed=mcmc_table(links, system)["converged"].to_numpy(),
                               sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip

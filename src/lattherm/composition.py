@@ -40,8 +40,8 @@ from lattherm.io import check_columns
 from lattherm.observables import log_weights
 from lattherm.reference.phase_diagram import two_phase_regions
 
-__all__ = ["composition_table", "refined_composition_table", "sampler_phase_diagram", "MIN_EFFECTIVE", "MIN_COUNT",
-           "MIN_CHAINS"]
+__all__ = ["composition_table", "log_composition", "refined_composition_table", "sampler_phase_diagram",
+           "MIN_EFFECTIVE", "MIN_COUNT", "MIN_CHAINS"]
 
 #: least effective draws at a composition (all μ together) for a converged row
 MIN_EFFECTIVE = 50
@@ -260,6 +260,16 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
         }))  # fmt: skip
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*COLUMNS, "estimator"])
     return _with_reference(table, reference)
+
+
+def log_composition(table: pd.DataFrame, log) -> None:
+    """Log how many ``(T, n_au)`` rows of a composition table converged and, with a reference, the
+    largest error and ``|z|`` among them."""
+    ok = table[table["converged"].astype(bool)]
+    log.info("%d of %d (T, n_au) rows converged", len(ok), len(table))
+    if "delta_f_x" in table:
+        log.info("converged rows: max |f_x - f_x_ref| = %.3g eV/atom, max |z| = %.2f",
+                 ok["delta_f_x"].abs().max(), (ok["delta_f_x"] / ok["f_x_err"]).abs().max())  # fmt: skip
 
 
 def sampler_phase_diagram(table: pd.DataFrame, *, tol: float, n_sigma: float = 2.0) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from lattherm.composition import composition_table, sampler_phase_diagram
+from lattherm.composition import composition_table, log_composition, sampler_phase_diagram
 from lattherm.io import read_table, write_table
 from lattherm.runlog import job_log
 from lattherm.systems import make_system
@@ -21,11 +21,7 @@ with job_log(snakemake.log[0], "composition", config=snakemake.config, system=wc
                               reference=reference)  # fmt: skip
     table.insert(2, "model", wc.model)
     table.insert(3, "source", wc.source)
-    ok = table[table["converged"]]
-    log.info("%d of %d (T, n_au) rows converged", len(ok), len(table))
-    if "delta_f_x" in table:
-        log.info("converged rows: max |f_x - f_x_ref| = %.3g eV/atom, max |z| = %.2f",
-                 ok["delta_f_x"].abs().max(), (ok["delta_f_x"] / ok["f_x_err"]).abs().max())  # fmt: skip
+    log_composition(table, log)
     regions = sampler_phase_diagram(table, tol=params.tol)
     log.info("%d two-phase intervals over %d temperatures", len(regions), table["T"].nunique())
     write_table(table, snakemake.output.table, required=("system", "size", "T", "n_au", "x_au", "f_x", "f_x_err"))

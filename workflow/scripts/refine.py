@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lattherm.composition import sampler_phase_diagram
+from lattherm.composition import log_composition, sampler_phase_diagram
 from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
 from lattherm.reference.phase_diagram import log_transitions, order_disorder_table
@@ -39,11 +39,7 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     regions = pd.DataFrame(columns=["system", "size", "T", "x_lo", "x_hi"])
     transitions = pd.DataFrame(columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
     if len(composition):
-        ok = composition[composition["converged"]]
-        log.info("composition: %d of %d (T, n_au) rows converged", len(ok), len(composition))
-        if "delta_f_x" in composition:
-            log.info("converged rows: max |f_x - f_x_ref| = %.3g eV/atom, max |z| = %.2f",
-                     ok["delta_f_x"].abs().max(), (ok["delta_f_x"] / ok["f_x_err"]).abs().max())  # fmt: skip
+        log_composition(composition, log)
         regions = sampler_phase_diagram(composition, tol=params.tol)
         transitions = order_disorder_table(composition)
         log_transitions(transitions, log)

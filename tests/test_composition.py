@@ -190,3 +190,45 @@ def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars
     with pytest.raises(ValueError, match="f_est"):
         refined_composition_table(system, out.table.drop(columns="f_est"), np.zeros((27, 3, 4)),
                                   np.zeros((27, 3, 4)), size=SIZE)  # fmt: skip
+
+
+def test_the_ladder_gives_ln_Z_mu_where_bennett_lacks_overlap(cell):
+    """At 700 K the proposal is drawn at μ + 0.3 eV (draws of the wrong compositions, with their
+    exact density): Bennett's estimate there lacks overlap at most μ. With ``ladder_chains`` the
+    chains tie 700 K to its neighbours at every μ, and f_x at 700 K comes out at every composition,
+    within a few error bars of enumeration."""
+    system, E, s = cell
+    N, T_grid = system.n_sites, [500.0, 600.0, 700.0, 800.0, 900.0]
+    mu_grid = np.round(np.arange(-0.06, 0.0601, 0.03), 10)
+    x = (np.arange(2**N)[:, None] >> np.arange(N)) & 1
+
+    def proposal(T: float, mu: float) -> np.ndarray:
+        return _log_q(cell, T, mu + (0.3 if T == 700.0 else 0.0), 0.3)
+
+    rng = np.random.default_rng(7)
+    parts = []
+    for T in T_grid:
+        for mu in mu_grid:
+            log_q = proposal(T, mu)
+            idx = rng.choice(len(E), size=2000, p=np.exp(log_q))
+            parts.append(pd.DataFrame({"T": T, "field": mu, "configuration": [b.tobytes() for b in
+                                       pack_states(x[idx].astype(np.uint8))], "log_q": log_q[idx],
+                                       "energy": E[idx], "spin_sum": s[idx]}))  # fmt: skip
+    weights = torch.as_tensor(2 ** np.arange(N))
+
+    def density(xb, cond, gen):
+        return torch.as_tensor(proposal(float(cond[0, 0]), float(cond[0, 1]))[(xb * weights).sum(-1).numpy()])
+
+    out = refine(system, pd.concat(parts, ignore_index=True), model="m", source="direct", n_chains=64,
+                 burn_in_sweeps=100, n_samples=20, thin_sweeps=5, seed=3, density=density, ladder_chains=64,
+                 replica_exchange=True, composition_reference=cuau_exact_composition_table(SIZE, T_grid))  # fmt: skip
+    bennett = out.table[out.table["T"] == 700.0]
+    assert bennett["est_converged"].sum() <= 1 and (bennett["bar_overlap"] < 20).sum() >= 4
+    assert out.ladder.loc[out.ladder["T"] == 700.0, "est_converged"].all()
+    tab = out.composition
+    at = tab[tab["T"] == 700.0]
+    assert at["converged"].all(), at[["n_au", "n_mu", "n_draws"]]  # every composition, from the ladder's ln Z_μ
+    ok = tab[tab["converged"]]
+    z = (ok["delta_f_x"] / ok["f_x_err"]).to_numpy()
+    assert np.abs(z).max() < 4.5, ok.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err"]]
+    assert 0.2 < np.mean(z**2) < 2.5

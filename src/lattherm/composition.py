@@ -181,8 +181,10 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
 
         ln Z_n = ln Z_μ + ln P_μ(n) − β μ (2n − N)
 
-    with ``ln Z_μ = −N β f_est`` from Bennett's estimate (which survives NESS → 0 where the
-    importance weights of :func:`composition_table` do not). Its variance is Bennett's plus the
+    with ``ln Z_μ = −N β f_est`` from Bennett's estimate or the ladder's (both survive NESS → 0
+    where the importance weights of :func:`composition_table` do not; :func:`lattherm.refine.refine`
+    passes the ladder's where it is claimed: it reaches conditions whose own Bennett estimate lacks
+    overlap, as near a transition). Its variance is Bennett's plus the
     histogram's, ``(σ_P / P)²`` with ``σ_P`` the spread of the per-chain fractions over the chains.
     A μ enters at ``n`` when its row is claimed (``est_converged`` and ``converged``) and at least
     ``min_count`` of its states, from at least ``min_chains`` chains, have ``n`` Au atoms; the μ are

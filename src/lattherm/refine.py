@@ -256,6 +256,21 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS)).sort_values(["T", "field"], ignore_index=True)
 
 
+def _ladder_first(table: pd.DataFrame, ladder: pd.DataFrame) -> pd.DataFrame:
+    """The refined rows with ``f_est, f_est_err, est_converged`` from the ladder where it is claimed
+    (it pools every anchor of the field, and reaches conditions whose own Bennett estimate lacks
+    overlap) and from Bennett's estimate elsewhere."""
+    if not len(ladder):
+        return table
+    cols = ["f_est", "f_est_err", "est_converged"]
+    lad = table[["T", "field"]].merge(ladder[["T", "field", *cols]], on=["T", "field"], how="left")
+    use = lad["est_converged"].astype("boolean").fillna(False).to_numpy(bool)
+    out = table.copy()
+    for col in cols:
+        out.loc[use, col] = lad.loc[use, col].to_numpy()
+    return out
+
+
 def refine(
     system,
     samples_df: pd.DataFrame,
@@ -279,7 +294,8 @@ def refine(
     :data:`CORRELATION_COLUMNS` and the composition table; the latter two without rows where they do
     not apply). ``composition_reference``: a reference composition table for the composition
     table's ``delta_f_x``. ``ladder_chains``: chains per condition for the ladder's links (0: no
-    ladder; it needs the density, for its anchors). ``replica_exchange``: the chains of neighbouring
+    ladder; it needs the density, for its anchors; the composition table then takes ``ln Z_μ`` from
+    the ladder where it is claimed, Bennett's elsewhere). ``replica_exchange``: the chains of neighbouring
     temperatures of one field exchange configurations after every sweep (as the reference MCMC
     does; each temperature's chains stay draws of its p), so that chains started in different
     phases near a first-order transition can cross.
@@ -345,7 +361,7 @@ def refine(
         ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()
     composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
     if density is not None and REGISTRY[system.name].compositions:
-        composition = refined_composition_table(system, table, result.energy, result.spin_sum,
+        composition = refined_composition_table(system, _ladder_first(table, ladder), result.energy, result.spin_sum,
                                                 size=system.size, seed=derived_seed(seed, 2),
                                                 reference=composition_reference)  # fmt: skip
         composition.insert(2, "model", model)

@@ -298,13 +298,20 @@ def _check_scaling(config: Mapping) -> None:
                     raise ConfigError(f"{key}.symmetrised", f"false for fields whose mirror is outside the trained box "
                                       f"(at {at}.field: {outside[:3]})", True)  # fmt: skip
         if "refine" in block:
+            refine = block["refine"]
+            if refine.get("ladder_chains") == 1:
+                raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
+            if refine.get("cluster_updates") and system != "ising":
+                raise ConfigError(f"{key}.refine.cluster_updates", f"0 or null for {system} (its updates have no "
+                                  "cluster moves; Wolff moves are Ising's)", refine["cluster_updates"])  # fmt: skip
             for size in dict.fromkeys([*block["to"], *block["transfer"]]):
                 for model, source in scaling_tables(config, system, size):
                     n = (block["n_samples"] if source.startswith("outpaint") else
                          sampling_settings(config, system, model, size)["n_samples"])  # fmt: skip
-                    if block["refine"]["n_chains"] > n:
-                        raise ConfigError(f"{key}.refine.n_chains", f"at most the {n} samples per condition of "
-                                          f"{system} {size} {model} {source}", block["refine"]["n_chains"])  # fmt: skip
+                    for name in ("n_chains", "ladder_chains"):
+                        if refine.get(name, 0) > n:
+                            raise ConfigError(f"{key}.refine.{name}", f"at most the {n} samples per condition of "
+                                              f"{system} {size} {model} {source}", refine[name])  # fmt: skip
 
 
 def scaling_models(config: Mapping, system: str) -> list[str]:

@@ -178,8 +178,10 @@ def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars
     # the rows that enter are claimed ones only: none at a condition whose chains did not mix
     unclaimed = out.table.loc[~(out.table["est_converged"] & out.table["converged"]), ["T", "field"]]
     assert len(unclaimed) < len(out.table)
+    sampled = tab[tab["c_x"].notna()]  # u_x, c_x from every mixed condition, claimed or not
+    assert len(sampled) >= len(ok) and sampled["u_x_err"].notna().all()
     for T in (700.0, 1100.0):
-        got = ok[ok["T"] == T].merge(_exact_canonical(cell, T), on="n_au")
+        got = sampled[sampled["T"] == T].merge(_exact_canonical(cell, T), on="n_au")
         pure = (got["c_x_y"] < 1e-9).to_numpy()  # one energy level: no spread
         np.testing.assert_allclose(got.loc[pure, "c_x_x"], 0.0, atol=1e-9)
         for col in ("u_x", "c_x"):
@@ -232,3 +234,32 @@ def test_the_ladder_gives_ln_Z_mu_where_bennett_lacks_overlap(cell):
     z = (ok["delta_f_x"] / ok["f_x_err"]).to_numpy()
     assert np.abs(z).max() < 4.5, ok.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err"]]
     assert 0.2 < np.mean(z**2) < 2.5
+
+
+def test_u_x_and_c_x_need_mixed_chains_only_not_ln_Z_mu(cell):
+    """Exact draws of p at 700 K as the chains' states, with no ln Z_μ claimed anywhere: f_x is
+    NaN at every composition (and no row converged), while u_x and c_x, canonical averages that
+    need no ln Z_μ, agree with enumeration where the chains visit; a condition whose chains did
+    not mix gives none."""
+    system, E, s = cell
+    N, T = system.n_sites, 700.0
+    rng = np.random.default_rng(11)
+    energy, spin_sum = [], []
+    for mu in MU_GRID:
+        logit = -(E - mu * s) / (system.k_B * T)
+        idx = rng.choice(len(E), size=(32, 50), p=np.exp(logit - np.logaddexp.reduce(logit)))
+        energy.append(E[idx])
+        spin_sum.append(s[idx])
+    refined = pd.DataFrame({"T": T, "field": MU_GRID, "f_est": np.nan, "f_est_err": np.nan, "est_converged": False,
+                            "converged": True})  # fmt: skip
+    tab = refined_composition_table(system, refined, np.stack(energy), np.stack(spin_sum), size=SIZE, seed=1)
+    assert not tab["converged"].any() and tab["f_x"].isna().all()
+    got = tab[tab["c_x"].notna()].merge(_exact_canonical(cell, T), on="n_au")
+    assert len(got) >= 13
+    pure = (got["c_x_y"] < 1e-9).to_numpy()
+    for col in ("u_x", "c_x"):
+        zc = (got[f"{col}_x"] - got[f"{col}_y"]).to_numpy()[~pure] / got[f"{col}_err"].to_numpy()[~pure]
+        assert np.abs(zc).max() < 4.5 and 0.2 < np.mean(zc**2) < 2.5, (col, zc)
+    none = refined_composition_table(system, refined.assign(converged=False), np.stack(energy), np.stack(spin_sum),
+                                     size=SIZE)  # fmt: skip
+    assert none["c_x"].isna().all() and none["u_x"].isna().all()

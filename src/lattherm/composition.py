@@ -186,14 +186,16 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     passes the ladder's where it is claimed: it reaches conditions whose own Bennett estimate lacks
     overlap, as near a transition). Its variance is Bennett's plus the
     histogram's, ``(σ_P / P)²`` with ``σ_P`` the spread of the per-chain fractions over the chains.
-    A μ enters at ``n`` when its row is claimed (``est_converged`` and ``converged``) and at least
-    ``min_count`` of its states, from at least ``min_chains`` chains, have ``n`` Au atoms; the μ are
-    combined with inverse-variance weights. Every state at ``n`` is a draw of the canonical
-    ``p(x | n)`` whatever its μ: ``u_x`` and ``c_x`` pool them over the entering μ, with errors from
-    ``n_boot`` bootstrap resamples of whole chains. ``n_draws`` counts every row's states at ``n``
+    A μ's chains sample ``n`` when they mixed (``converged``) and at least ``min_count`` of their
+    states, from at least ``min_chains`` chains, have ``n`` Au atoms. Every such state is a draw of
+    the canonical ``p(x | n)`` whatever its μ: ``u_x`` and ``c_x`` pool them over those μ, with
+    errors from ``n_boot`` bootstrap resamples of whole chains (they need no ``ln Z_μ``). A μ enters
+    ``f_x`` where it samples ``n`` and its ``ln Z_μ`` is claimed (``est_converged``); the μ are
+    combined with inverse-variance weights. ``n_draws`` counts every row's states at ``n``
     (claimed or not: a composition the chains visit is no composition the ensemble skips, for
     :func:`sampler_phase_diagram`), ``n_effective`` the (μ, chain) pairs of the entering μ that visit
-    it; a row is ``converged`` where at least one μ entered."""
+    it; a row is ``converged`` where at least one μ entered ``f_x`` (``u_x``, ``c_x`` may have values
+    where it is not)."""
     check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
     if energy.shape != spin_sum.shape or energy.ndim != 3 or energy.shape[0] != len(refined):
@@ -206,14 +208,16 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     n_au = np.arange(N + 1)
     x_au = n_au / N
     n_state = np.rint((spin_sum + N) / 2).astype(np.int64)
-    claimed = (refined["est_converged"].astype(bool) & refined["converged"].astype(bool)).to_numpy()
+    mixed = refined["converged"].astype(bool).to_numpy()
+    claimed = refined["est_converged"].astype(bool).to_numpy() & mixed
     rng = np.random.default_rng(seed)
     parts = []
     for T, rows in refined.reset_index(drop=True).groupby("T", sort=True):
         beta = 1.0 / (k_B * float(T))
         inv, num = np.zeros(N + 1), np.zeros(N + 1)
         n_mu, draws, pairs = np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
-        groups = []  # per (μ, chain): count, Σ E, Σ E² at every n (the μ that entered there)
+        groups = []  # per (μ, chain): count, Σ E, Σ E² at every n (the mixed μ that visit it)
+        sampled = np.zeros(N + 1, bool)
         for c in rows.index:
             mu, C = float(refined["field"].iloc[c]), n_state.shape[1]
             n_c, E_c = n_state[c], energy[c]
@@ -221,7 +225,14 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             draws += cnt.sum(axis=0)  # visited, claimed or not: not a composition the ensemble skips
             frac = cnt / n_c.shape[1]
             P = frac.mean(axis=0)
-            use = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains) & claimed[c]
+            visited = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains) & mixed[c]
+            if not visited.any():
+                continue
+            sums = np.stack([cnt, *(np.stack([np.bincount(n_c[j], E_c[j] ** k, minlength=N + 1) for j in range(C)])
+                                    for k in (1, 2))], axis=-1)  # fmt: skip
+            groups.append(np.where(visited[None, :, None], sums, 0.0))  # u_x, c_x: any mixed chains
+            sampled |= visited
+            use = visited & claimed[c]  # f_x: also ln Z_μ
             if not use.any():
                 continue
             log_z_mu = -N * beta * float(refined["f_est"].iloc[c])
@@ -233,9 +244,6 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             num += np.where(use, log_z / var, 0.0)
             n_mu += use
             pairs += np.where(use, (cnt > 0).sum(axis=0), 0)
-            sums = np.stack([cnt, *(np.stack([np.bincount(n_c[j], E_c[j] ** k, minlength=N + 1) for j in range(C)])
-                                    for k in (1, 2))], axis=-1)  # fmt: skip
-            groups.append(np.where(use[None, :, None], sums, 0.0))
         seen = inv > 0
         log_z = np.where(seen, num / np.where(seen, inv, 1.0), np.nan)
         log_z_err = np.where(seen, 1.0 / np.sqrt(np.where(seen, inv, 1.0)), np.nan)
@@ -247,11 +255,11 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = tot[..., 1] / tot[..., 0]
                 var_E = np.maximum(tot[..., 2] / tot[..., 0] - mean**2, 0.0)
-            u, c_x = np.where(seen, mean[0] / N, np.nan), np.where(seen, beta**2 * var_E[0] / N, np.nan)
+            u, c_x = np.where(sampled, mean[0] / N, np.nan), np.where(sampled, beta**2 * var_E[0] / N, np.nan)
             with warnings.catch_warnings():  # compositions no μ entered: all-NaN columns, masked below
                 warnings.simplefilter("ignore", RuntimeWarning)
-                u_err = np.where(seen, np.nanstd(mean[1:], axis=0, ddof=1) / N, np.nan)
-                c_err = np.where(seen, beta**2 * np.nanstd(var_E[1:], axis=0, ddof=1) / N, np.nan)
+                u_err = np.where(sampled, np.nanstd(mean[1:], axis=0, ddof=1) / N, np.nan)
+                c_err = np.where(sampled, beta**2 * np.nanstd(var_E[1:], axis=0, ddof=1) / N, np.nan)
         f_x = -log_z / (beta * N)
         parts.append(pd.DataFrame({
             "system": system.name, "size": size, "T": float(T), "n_au": n_au, "x_au": x_au,

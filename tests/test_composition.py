@@ -242,7 +242,7 @@ def test_u_x_and_c_x_need_mixed_chains_only_not_ln_Z_mu(cell):
     need no ln Z_μ, agree with enumeration where the chains visit; a condition whose chains did
     not mix gives none."""
     system, E, s = cell
-    N, T = system.n_sites, 700.0
+    T = 700.0
     rng = np.random.default_rng(11)
     energy, spin_sum = [], []
     for mu in MU_GRID:

@@ -68,7 +68,7 @@ from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
 __all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "REFINE_COLUMNS",
-           "Refinement", "correlation_function", "ladder_table", "refine"]
+           "Refinement", "correlation_function", "ladder_table", "log_ladder", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
@@ -269,6 +269,18 @@ def _ladder_first(table: pd.DataFrame, ladder: pd.DataFrame) -> pd.DataFrame:
     for col in cols:
         out.loc[use, col] = lad.loc[use, col].to_numpy()
     return out
+
+
+def log_ladder(ladder: pd.DataFrame, log) -> None:
+    """Log where a :func:`ladder_table` is claimed and, with a reference, its largest error and
+    ``|z|`` (the reference's error counted) there; nothing for a table without rows."""
+    if not len(ladder):
+        return
+    claimed = ladder[ladder["est_converged"].astype(bool)]
+    z = claimed["delta_f"] / np.hypot(claimed["f_est_err"], claimed["f_ref_err"].fillna(0.0))
+    log.info("ladder: claimed at %d of %d conditions, max |delta_f| there %.3g, max |z| %.2f (with the "
+             "reference's error)", len(claimed), len(ladder), claimed["delta_f"].abs().max(),
+             z.abs().max())  # fmt: skip
 
 
 def refine(

@@ -3,14 +3,11 @@ its composition-resolved free energies and phase diagram (rule refine)."""
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
 from lattherm.composition import log_composition, sampler_phase_diagram
 from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
 from lattherm.reference.phase_diagram import log_transitions, order_disorder_table
-from lattherm.refine import refine
+from lattherm.refine import log_ladder, refine
 from lattherm.runlog import job_log
 from lattherm.systems import make_system
 
@@ -36,19 +33,12 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     log.info("%d of %d conditions converged; BAR claimed at %d, max |delta_f| there %.3g",
              int(table["converged"].sum()), len(table), int(table["est_converged"].sum()),
              table.loc[table["est_converged"], "delta_f"].abs().max())  # fmt: skip
-    regions = pd.DataFrame(columns=["system", "size", "T", "x_lo", "x_hi"])
-    transitions = pd.DataFrame(columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
     if len(composition):
         log_composition(composition, log)
-        regions = sampler_phase_diagram(composition, tol=params.tol)
-        transitions = order_disorder_table(composition)
-        log_transitions(transitions, log)
-    if len(ladder):
-        claimed = ladder[ladder["est_converged"]]
-        z = claimed["delta_f"] / np.hypot(claimed["f_est_err"], claimed["f_ref_err"].fillna(0.0))
-        log.info("ladder: claimed at %d of %d conditions, max |delta_f| there %.3g, max |z| %.2f (with the "
-                 "reference's error)", len(claimed), len(ladder), claimed["delta_f"].abs().max(),
-                 z.abs().max())  # fmt: skip
+    regions = sampler_phase_diagram(composition, tol=params.tol)
+    transitions = order_disorder_table(composition)
+    log_transitions(transitions, log)
+    log_ladder(ladder, log)
     write_table(table, snakemake.output.table)
     write_table(ladder, snakemake.output.ladder)
     write_table(corr, snakemake.output.correlation)

@@ -317,9 +317,12 @@ def order_disorder_table(table: pd.DataFrame, *, method: str = "heat_capacity", 
     :func:`order_disorder_temperature` (``method``; ``heat_capacity`` uses the rows whose ``c_x`` is
     finite, so a sampler table's unconverged rows, NaN there, do not enter), one row per compound:
     ``system, size, x_au, phase, T_od, method, note``. Where the grid does not bracket the transition,
-    ``T_od`` is NaN and ``note`` says why. One ``(system, size)`` per call."""
+    ``T_od`` is NaN and ``note`` says why. One ``(system, size)`` per call (no rows for a table
+    without rows)."""
     rows = []
     key = table[["system", "size"]].drop_duplicates()
+    if not len(table):
+        return pd.DataFrame(columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
     if len(key) != 1:
         raise ValueError("pass the rows of one (system, size)")
     for x, phase in STOICHIOMETRIES.items():

@@ -139,20 +139,17 @@ def _log_q(cell, T: float, mu: float, skew: float) -> np.ndarray:
     return logit - np.logaddexp.reduce(logit)
 
 
-@pytest.mark.parametrize("replica_exchange", [False, True])
-def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars(cell, replica_exchange):
-    """A proposal 30 % too hot (its draws, and its exact density for Bennett's estimate), refined by
-    semi-grand chains (with and without exchanges along T): f_x from ln Z_μ + ln P_μ(n), u_x and
-    c_x pooled over μ, all within a few error bars of enumeration, and the error bars neither too
-    small nor much too large."""
+def _sample_file(cell, T_grid, mu_grid, log_q_of):
+    """2000 draws per (T, μ) of the proposal ``log_q_of(T, μ)`` (log q of every configuration) as a
+    sample table with packed configurations, and that proposal's density for :func:`refine`."""
     system, E, s = cell
-    N, skew = system.n_sites, 0.3
+    N = system.n_sites
     x = (np.arange(2**N)[:, None] >> np.arange(N)) & 1
     rng = np.random.default_rng(7)
     parts = []
-    for T in T_GRID:
-        for mu in MU_GRID:
-            log_q = _log_q(cell, T, mu, skew)
+    for T in T_grid:
+        for mu in mu_grid:
+            log_q = log_q_of(T, mu)
             idx = rng.choice(len(E), size=2000, p=np.exp(log_q))
             parts.append(pd.DataFrame({"T": T, "field": mu, "configuration": [b.tobytes() for b in
                                        pack_states(x[idx].astype(np.uint8))], "log_q": log_q[idx],
@@ -160,10 +157,21 @@ def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars
     weights = torch.as_tensor(2 ** np.arange(N))
 
     def density(xb, cond, gen):
-        return torch.as_tensor(_log_q(cell, float(cond[0, 0]), float(cond[0, 1]), skew)[(xb * weights).sum(-1).numpy()])
+        return torch.as_tensor(log_q_of(float(cond[0, 0]), float(cond[0, 1]))[(xb * weights).sum(-1).numpy()])
 
+    return pd.concat(parts, ignore_index=True), density
+
+
+@pytest.mark.parametrize("replica_exchange", [False, True])
+def test_refined_chains_give_f_x_u_x_c_x_of_enumeration_within_honest_error_bars(cell, replica_exchange):
+    """A proposal 30 % too hot (its draws, and its exact density for Bennett's estimate), refined by
+    semi-grand chains (with and without exchanges along T): f_x from ln Z_μ + ln P_μ(n), u_x and
+    c_x pooled over μ, all within a few error bars of enumeration, and the error bars neither too
+    small nor much too large."""
+    system = cell[0]
+    samples, density = _sample_file(cell, T_GRID, MU_GRID, lambda T, mu: _log_q(cell, T, mu, 0.3))
     ref = cuau_exact_composition_table(SIZE, T_GRID)
-    out = refine(system, pd.concat(parts, ignore_index=True), model="m", source="direct", n_chains=64,
+    out = refine(system, samples, model="m", source="direct", n_chains=64,
                  burn_in_sweeps=100, n_samples=20, thin_sweeps=5, seed=3, density=density,
                  composition_reference=ref, replica_exchange=replica_exchange)  # fmt: skip
     tab = out.composition
@@ -199,29 +207,12 @@ def test_the_ladder_gives_ln_Z_mu_where_bennett_lacks_overlap(cell):
     exact density): Bennett's estimate there lacks overlap at most μ. With ``ladder_chains`` the
     chains tie 700 K to its neighbours at every μ, and f_x at 700 K comes out at every composition,
     within a few error bars of enumeration."""
-    system, E, s = cell
-    N, T_grid = system.n_sites, [500.0, 600.0, 700.0, 800.0, 900.0]
+    system, T_grid = cell[0], [500.0, 600.0, 700.0, 800.0, 900.0]
     mu_grid = np.round(np.arange(-0.06, 0.0601, 0.03), 10)
-    x = (np.arange(2**N)[:, None] >> np.arange(N)) & 1
+    samples, density = _sample_file(cell, T_grid, mu_grid,
+                                    lambda T, mu: _log_q(cell, T, mu + (0.3 if T == 700.0 else 0.0), 0.3))
 
-    def proposal(T: float, mu: float) -> np.ndarray:
-        return _log_q(cell, T, mu + (0.3 if T == 700.0 else 0.0), 0.3)
-
-    rng = np.random.default_rng(7)
-    parts = []
-    for T in T_grid:
-        for mu in mu_grid:
-            log_q = proposal(T, mu)
-            idx = rng.choice(len(E), size=2000, p=np.exp(log_q))
-            parts.append(pd.DataFrame({"T": T, "field": mu, "configuration": [b.tobytes() for b in
-                                       pack_states(x[idx].astype(np.uint8))], "log_q": log_q[idx],
-                                       "energy": E[idx], "spin_sum": s[idx]}))  # fmt: skip
-    weights = torch.as_tensor(2 ** np.arange(N))
-
-    def density(xb, cond, gen):
-        return torch.as_tensor(proposal(float(cond[0, 0]), float(cond[0, 1]))[(xb * weights).sum(-1).numpy()])
-
-    out = refine(system, pd.concat(parts, ignore_index=True), model="m", source="direct", n_chains=64,
+    out = refine(system, samples, model="m", source="direct", n_chains=64,
                  burn_in_sweeps=100, n_samples=20, thin_sweeps=5, seed=3, density=density, ladder_chains=64,
                  replica_exchange=True, composition_reference=cuau_exact_composition_table(SIZE, T_grid))  # fmt: skip
     bennett = out.table[out.table["T"] == 700.0]

@@ -184,7 +184,7 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     with ``ln Z_μ = −N β f_est`` from Bennett's estimate or the ladder's (both survive NESS → 0
     where the importance weights of :func:`composition_table` do not; :func:`lattherm.refine.refine`
     passes the ladder's where it is claimed: it reaches conditions whose own Bennett estimate lacks
-    overlap, as near a transition). Its variance is Bennett's plus the
+    overlap, as near a transition). Its variance is ``ln Z_μ``'s plus the
     histogram's, ``(σ_P / P)²`` with ``σ_P`` the spread of the per-chain fractions over the chains.
     A μ's chains sample ``n`` when they mixed (``converged``) and at least ``min_count`` of their
     states, from at least ``min_chains`` chains, have ``n`` Au atoms. Every such state is a draw of

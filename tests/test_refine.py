@@ -12,7 +12,7 @@ import torch
 from lattherm.io import pack_states
 from lattherm.observables import f_nis, log_weights
 from lattherm.reference.exact import enumerate_states, ising_exact_table
-from lattherm.refine import REFINE_COLUMNS, correlation_function, ladder_table, refine
+from lattherm.refine import MIN_OVERLAP, MIN_OVERLAP_ALONE, REFINE_COLUMNS, correlation_function, ladder_table, refine
 from lattherm.systems import IsingSystem
 from lattherm.systems.base import reduced_energy
 
@@ -123,6 +123,7 @@ def test_bar_from_refined_chains_meets_the_exact_free_energy():
     table, *_ = refine(IsingSystem(L=4), samples, model="uniform", source="direct", n_chains=64, burn_in_sweeps=100,
                        n_samples=20, thin_sweeps=2, seed=5, reference_df=exact, density=_uniform_density)  # fmt: skip
     assert (table["estimator"] == "bar").all() and table["est_converged"].all(), table
+    assert (table["bar_overlap"] >= MIN_OVERLAP_ALONE).all()  # a claim on its own
     z = table["delta_f"] / table["f_est_err"]
     assert (z.abs() < 4).all(), table[["T", "field", "delta_f", "f_est_err"]]
     # the uniform draws alone (NESS 0.001-0.04) give importance-sampling errors 4-5 times larger
@@ -242,10 +243,45 @@ def test_ladder_flags_anchors_that_disagree_with_its_links():
         idx.append(rng.choice(len(E_all), size=(64, 20), p=p / p.sum()))
     E, S = E_all[np.asarray(idx)], S_all[np.asarray(idx)]
     exact = ising_exact_table(4, np.array(T), np.array([0.0]))
-    anchors = exact.assign(f_est=exact["f"], f_est_err=1e-4, est_converged=True)
+    anchors = exact.assign(f_est=exact["f"], f_est_err=1e-4, u_err=0.01, bar_overlap=MIN_OVERLAP_ALONE)
     ok = ladder_table(system, T, [0.0] * 4, E, S, anchors, model="m", source="direct", seed=1, reference_df=exact)
     assert ok["est_converged"].all() and ok["ladder_p"].iloc[0] > 1e-3 and (ok["ladder_dof"] == 3).all(), ok
     assert (ok["delta_f"].abs() < 4 * ok["f_est_err"]).all() and (ok["f_est_err"] < 1e-4).all()
     shifted = anchors.assign(f_est=anchors["f_est"] + np.where(anchors["T"] == 2.5, 0.02, 0.0))
     bad = ladder_table(system, T, [0.0] * 4, E, S, shifted, model="m", source="direct", seed=1)
     assert bad["ladder_p"].iloc[0] < 1e-3 and not bad["est_converged"].any(), bad
+
+
+def test_the_ladder_claims_a_marginal_anchor_only_where_another_tests_it():
+    """The exact ladder states of 4x4 above with anchors of MIN_OVERLAP crossings (enough to enter
+    the fit, too few to be claimed alone): one such anchor ties every temperature but claims none
+    (nothing tests it); two claim all four; one with MIN_OVERLAP_ALONE crossings alone claims all;
+    an anchor whose chains did not mix (``u_err`` NaN) or with fewer crossings ties nothing."""
+    T = [2.0, 2.5, 3.0, 3.5]
+    system = IsingSystem(L=4)
+    x = torch.cat(list(enumerate_states(16)))
+    E_all, S_all = system.energy(x).double().numpy(), system.spin_sum(x).double().numpy()
+    rng = np.random.default_rng(0)
+    idx = []
+    for t in T:
+        p = np.exp(-(E_all - E_all.min()) / t)
+        idx.append(rng.choice(len(E_all), size=(64, 20), p=p / p.sum()))
+    E, S = E_all[np.asarray(idx)], S_all[np.asarray(idx)]
+    exact = ising_exact_table(4, np.array(T), np.array([0.0]))
+
+    def fit(overlaps, u_err=0.01):
+        anchors = exact.assign(f_est=exact["f"], f_est_err=1e-4, u_err=u_err, bar_overlap=overlaps)
+        return ladder_table(system, T, [0.0] * 4, E, S, anchors, model="m", source="direct", seed=1,
+                            reference_df=exact)  # fmt: skip
+
+    one = fit([MIN_OVERLAP, 0.0, 0.0, 0.0])
+    assert one["f_est"].notna().all() and not one["est_converged"].any() and (one["ladder_dof"] == 0).all(), one
+    assert (one["delta_f"].abs() < 4 * one["f_est_err"]).all()  # the value is there, only unclaimed
+    two = fit([MIN_OVERLAP, 0.0, 0.0, MIN_OVERLAP])
+    assert two["est_converged"].all() and (two["ladder_dof"] == 1).all(), two
+    alone = fit([0.0, MIN_OVERLAP_ALONE, 0.0, 0.0])
+    assert alone["est_converged"].all(), alone
+    none = fit([MIN_OVERLAP - 1, 0.0, 0.0, 0.0])
+    assert none["f_est"].isna().all() and not none["est_converged"].any(), none
+    unmixed = fit([MIN_OVERLAP_ALONE] * 4, u_err=np.nan)
+    assert unmixed["f_est"].isna().all() and not unmixed["est_converged"].any(), unmixed

@@ -22,8 +22,10 @@ configuration: :func:`lattherm.evaluation.sampler_density`), the refined states 
 as long as the two sides' log-weights overlap. Its row has ``estimator = "bar"``, ``f_est``,
 ``f_est_err`` (bootstrap over the file's draws and over whole chains), the budget and
 ``est_converged``: the chains' energies have mixed (``u`` claimed) and at least
-:data:`MIN_OVERLAP` draws cross between the sides (``bar_overlap``, BAR's
-``Σ_q σ(log w − Δ − M)``, equal to the ``p`` side's sum at the root).
+:data:`MIN_OVERLAP_ALONE` draws cross between the sides (``bar_overlap``, BAR's
+``Σ_q σ(log w − Δ − M)``, equal to the ``p`` side's sum at the root). With fewer crossings the
+estimate's bootstrap error understates its spread: it may still anchor the ladder from
+:data:`MIN_OVERLAP` crossings on, where other anchors test it.
 
 **The ladder.** Bennett's estimates are independent at every temperature; the chains themselves
 tie neighbouring temperatures of one field together. With ``ladder_chains``, that many further
@@ -31,11 +33,14 @@ chains per condition (Monte Carlo only: no density) give, between neighbouring t
 ``T_i < T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of
 both sides' states (bootstrap over whole chains on both sides; only between conditions whose
 ladder chains pass the reference's convergence tests). A weighted least-squares fit of
-``ln Z`` to the claimed Bennett anchors and the links with at least :data:`MIN_OVERLAP` draws
-crossing (:func:`ladder_table`) pools every anchor of a field into each temperature's estimate:
-rows with ``estimator = "ladder"``, errors from the fit's covariance, ``est_converged`` where the
-temperature is tied to an anchor and the fit's chi-square is consistent (``ladder_p`` ≥
-:data:`LADDER_MIN_P`), so anchors and links that disagree beyond their errors show.
+``ln Z`` to the Bennett anchors (mixed chains, at least :data:`MIN_OVERLAP` draws crossing) and
+the links with at least :data:`MIN_OVERLAP` draws crossing (:func:`ladder_table`) pools every
+anchor of a field into each temperature's estimate: rows with ``estimator = "ladder"``, errors
+from the fit's covariance, ``est_converged`` where the fit's chi-square is consistent
+(``ladder_p`` ≥ :data:`LADDER_MIN_P`), so anchors and links that disagree beyond their errors
+show, and the temperature is tied through links to two anchors or more (the chi-square tests
+them against each other) or to one that is claimed on its own (:data:`MIN_OVERLAP_ALONE`). A
+stretch of temperatures tied to a single marginal anchor rests on an estimate nothing tests.
 
 The Ising two-point function ``G(r) = ⟨s_i s_{i+r}⟩`` (``s = 2x − 1``; averaged over every site
 and both axes, ``r = 0 … ⌊L/2⌋``) comes from the kept states: the mean per chain, then the mean
@@ -67,8 +72,8 @@ from lattherm.systems import REGISTRY
 from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
-__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "REFINE_COLUMNS",
-           "Refinement", "correlation_function", "ladder_table", "log_ladder", "refine"]
+__all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "MIN_OVERLAP_ALONE",
+           "REFINE_COLUMNS", "Refinement", "correlation_function", "ladder_table", "log_ladder", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
@@ -77,8 +82,12 @@ REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains",
 #: the BAR estimate's columns (with a density), as the metric tables' estimate columns
 BAR_COLUMNS = ("estimator", "f_est", "f_est_err", "est_draws", "est_sweeps", "est_wall_s", "est_converged",
                "bar_overlap", "f_ref", "f_ref_err", "delta_f")  # fmt: skip
-#: draws that must cross between the q and p sides for a BAR estimate to be claimed
+#: draws that must cross between the two sides of a Bennett estimate for it to enter the ladder
+#: (an anchor or a link), where other estimates test it
 MIN_OVERLAP = 20.0
+#: draws that must cross for a Bennett estimate of ``ln Z`` to be claimed on its own: at 20–30
+#: crossings an anchor that nothing tests was seen 3.4 error bars off (CuAu 4x4x8, docs/results.md)
+MIN_OVERLAP_ALONE = 50.0
 #: bootstrap replicates of the BAR error
 _BAR_BOOT = 200
 #: the ladder's rows (:func:`ladder_table`), in the estimate tables' schema
@@ -163,7 +172,7 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
                                    else None)  # fmt: skip
     return {"estimator": "bar", "f_est": f, "f_est_err": f_err, "est_draws": len(lw_q) + len(lw_p),
             "est_sweeps": int(result.burn_in_sweeps + result.n_samples * result.thin_sweeps),
-            "est_wall_s": time.perf_counter() - t0, "est_converged": bool(overlap >= MIN_OVERLAP),
+            "est_wall_s": time.perf_counter() - t0, "est_converged": bool(overlap >= MIN_OVERLAP_ALONE),
             "bar_overlap": overlap, "f_ref": f_ref, "f_ref_err": f_ref_err, "delta_f": f - f_ref}  # fmt: skip
 
 
@@ -182,12 +191,13 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     """The ladder estimate (module doc) at every condition: ``T, field`` ``(n_cond,)``; ``energy``,
     ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``mixed``
     ``(n_cond,)``: whether those chains passed the convergence tests (a link needs both ends;
-    default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, est_converged``) at
-    the same conditions. One row per condition (:data:`LADDER_COLUMNS`); a temperature tied to no
-    claimed anchor gets NaN."""
+    default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, u_err, bar_overlap``)
+    at the same conditions: an anchor where ``u_err`` is finite (the chains mixed) and
+    :data:`MIN_OVERLAP` draws cross, one claimed on its own from :data:`MIN_OVERLAP_ALONE`. One row
+    per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN."""
     from scipy.stats import chi2
 
-    check_columns(anchors, ("T", "field", "f_est", "f_est_err", "est_converged"), what="refined table")
+    check_columns(anchors, ("T", "field", "f_est", "f_est_err", "u_err", "bar_overlap"), what="refined table")
     T, field = np.asarray(T, np.float64), np.asarray(field, np.float64)
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
     mixed = np.ones(len(T), bool) if mixed is None else np.asarray(mixed, bool)
@@ -200,12 +210,15 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
         E = energy[idx] - h * spin_sum[idx]  # the field's term belongs to the Boltzmann weight
         n = len(idx)
         A, y, s2 = [], [], []
+        anchor_cross = np.zeros(n)  # the anchors' crossings (0: no anchor)
         for k, c in enumerate(idx):
             a = row_at(anchors, float(T[c]), float(h))
-            if a is not None and bool(a["est_converged"]) and np.isfinite(a["f_est_err"]) and a["f_est_err"] > 0:
+            if (a is not None and np.isfinite(a["u_err"]) and a["bar_overlap"] >= MIN_OVERLAP
+                    and np.isfinite(a["f_est_err"]) and a["f_est_err"] > 0):  # fmt: skip
                 A.append(np.eye(n)[k])
                 y.append(-N * beta[k] * float(a["f_est"]))
                 s2.append((N * beta[k] * float(a["f_est_err"])) ** 2)
+                anchor_cross[k] = float(a["bar_overlap"])
         n_anchors = len(A)
         n_links = np.zeros(n, np.int64)
         linked = np.zeros(max(n - 1, 0), bool)  # the link between temperatures k and k + 1 is used
@@ -221,14 +234,11 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
                 linked[k] = True
         ln_z, ln_z_err = np.full(n, np.nan), np.full(n, np.nan)
         chi_sq, dof, p = float("nan"), 0, float("nan")
-        tied = np.zeros(n, bool)  # the temperatures a claimed anchor reaches through the links
-        for a in (np.asarray(A[:n_anchors]) > 0).any(axis=0).nonzero()[0] if n_anchors else []:
-            lo, hi = a, a
-            while lo > 0 and linked[lo - 1]:
-                lo -= 1
-            while hi < n - 1 and linked[hi]:
-                hi += 1
-            tied[lo : hi + 1] = True
+        stretch = np.concatenate([[0], np.cumsum(~linked)])  # temperatures joined by links share one
+        anchors_in = np.bincount(stretch, weights=anchor_cross > 0, minlength=n)[stretch]
+        alone_in = np.bincount(stretch, weights=anchor_cross >= MIN_OVERLAP_ALONE, minlength=n)[stretch]
+        tied = anchors_in > 0  # the temperatures an anchor reaches through the links
+        tested = (anchors_in >= 2) | (alone_in > 0)
         if n_anchors:
             A_, y_, w = np.asarray(A), np.asarray(y), 1.0 / np.asarray(s2)
             cols = np.flatnonzero(tied)
@@ -249,7 +259,7 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
                 "system": system.name, "size": system.size, "T": float(T[c]), "field": float(h), "model": model,
                 "source": source, "estimator": "ladder", "f_est": f, "f_est_err": ln_z_err[k] / (N * beta[k]),
                 "est_draws": int(energy[c].size), "est_sweeps": int(sweeps), "est_wall_s": float("nan"),
-                "est_converged": bool(tied[k] and consistent), "ladder_chi2": chi_sq, "ladder_dof": dof,
+                "est_converged": bool(tested[k] and consistent), "ladder_chi2": chi_sq, "ladder_dof": dof,
                 "ladder_p": p, "n_links": int(n_links[k]), "f_ref": f_ref, "f_ref_err": f_ref_err,
                 "delta_f": f - f_ref,
             })  # fmt: skip

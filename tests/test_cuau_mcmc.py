@@ -96,7 +96,7 @@ def test_kernel_matches_python_reference(small):
     beta, mu = np.array([1.0 / (small.k_B * 600.0)]), np.array([0.013])
     ref = [x.copy(), cnt.copy(), ssum.copy(), st0.copy(), st1.copy(), int(sq0[0, 0]), int(sq1[0, 0])]
     n_moves = 60
-    CE.ce_sweeps(x, cnt, ssum, beta, mu, st0, st1, sq0, sq1, ptr, others, mult8, width, msum,
+    CE.ce_sweeps(x, cnt, ssum, beta, mu, np.array([[-N, N]]), st0, st1, sq0, sq1, ptr, others, mult8, width, msum,
                  coef, ft.coef_c1, n_moves)  # fmt: skip
     rx, rc, rs, r0, r1, q0, q1 = ref
     xs = rx[0, 0].astype(np.int64)
@@ -239,3 +239,62 @@ def test_cluster_expansion_update_is_for_cuau_only():
     with pytest.raises(ValueError, match="CuAuSystem only"):
         run_metropolis(IsingSystem(4), 2.0, n_chains=2, n_samples=1, seed=0,
                        update="cluster-expansion")  # fmt: skip
+
+
+def test_composition_windows_sample_the_restricted_distribution(small):
+    """Chains kept to two neighbouring compositions ``n, n + 1`` (``spin_window``), exchanging
+    along T between conditions of different μ that share the window: the level histogram of every
+    condition matches the exact semi-grand distribution restricted to the window (chi-square), no
+    sample leaves it, and ``P(n + 1)/P(n) e^{−2βμ}`` estimates ``Z_(n+1)/Z_n`` of enumeration."""
+    N = small.n_sites
+    lv = enumerate_levels(small)
+    n_au_lv = ((lv.spin_sum + N) / 2).astype(np.int64)
+    T = np.array([400.0, 500.0, 700.0, 400.0, 500.0, 700.0])
+    mu = np.array([0.02, 0.0, -0.02, 0.05, 0.04, 0.03])  # one μ per condition
+    n = np.array([8, 8, 8, 12, 12, 12])  # windows {8, 9} and {12, 13}
+    window = np.stack([2 * n - N, 2 * n + 2 - N], axis=1)
+    rng = np.random.default_rng(3)
+    n_chains = 256
+    start = np.zeros((len(T), n_chains, N), dtype=np.uint8)
+    for c in range(len(T)):
+        for j in range(n_chains):
+            start[c, j, rng.choice(N, size=n[c], replace=False)] = 1
+    res = run_metropolis(small, T, mu, n_chains=n_chains, n_samples=16, seed=11, burn_in_sweeps=200,
+                         thin_sweeps=10, start=start, keep_states=False, replica_exchange=True,
+                         spin_window=window)  # fmt: skip
+    assert np.array_equal(res.spin_window, window)
+    assert (res.exchange_acceptance[[0, 1, 3, 4]] > 0.05).all()  # the ladders exchange
+    for c in range(len(T)):
+        E, M = res.energy[c].ravel(), res.spin_sum[c].ravel()
+        assert ((M >= window[c, 0]) & (M <= window[c, 1])).all()
+        beta = 1.0 / (small.k_B * T[c])
+        inside = (n_au_lv == n[c]) | (n_au_lv == n[c] + 1)
+        logw = np.where(inside, lv.log_count - beta * (lv.energy - mu[c] * lv.spin_sum), -np.inf)
+        p = np.exp(logw - logw.max())
+        obs = np.bincount(_level_index(lv, E, M), minlength=len(p)).astype(float)
+        assert chi2_pvalue_of_counts(obs[inside], p[inside] / p.sum()) > 1e-3, (T[c], mu[c])
+        up = (M > window[c, 0]).mean()
+        log_ratio = np.log(up / (1 - up)) - 2 * beta * mu[c]
+        ln_z = [np.logaddexp.reduce((lv.log_count - beta * lv.energy)[n_au_lv == k]) for k in (n[c], n[c] + 1)]
+        err = 4 / np.sqrt(up * (1 - up) * 64)  # 4σ, counting the chains as the independent draws
+        assert abs(log_ratio - (ln_z[1] - ln_z[0])) < err, (T[c], log_ratio, ln_z[1] - ln_z[0])
+
+
+def test_composition_windows_refuse_bad_input(small):
+    N = small.n_sites
+    inside = np.zeros((4, N), dtype=np.uint8)
+    inside[:, :8] = 1
+    kw = dict(n_chains=4, n_samples=1, seed=0, burn_in_sweeps=1, thin_sweeps=1)
+    with pytest.raises(ValueError, match="start array"):
+        run_metropolis(small, 500.0, 0.0, spin_window=[0, 2], **kw)
+    with pytest.raises(ValueError, match="outside its spin_window"):
+        run_metropolis(small, 500.0, 0.0, spin_window=[2, 4], start=inside, **kw)
+    with pytest.raises(ValueError, match="lo <= hi"):
+        run_metropolis(small, 500.0, 0.0, spin_window=[2, 0], start=inside, **kw)
+    with pytest.raises(ValueError, match="shape"):
+        run_metropolis(small, 500.0, 0.0, spin_window=[0, 2, 4], start=inside, **kw)
+    from lattherm.systems import IsingSystem
+
+    with pytest.raises(ValueError, match="cluster-expansion"):
+        run_metropolis(IsingSystem(4), 2.0, n_chains=4, n_samples=1, seed=0, spin_window=[0, 2],
+                       start=np.zeros((4, 16), dtype=np.uint8))  # fmt: skip

@@ -172,12 +172,13 @@ def _block_delta(xb, i, ptr, others, mult8, width, msum, coef, coef_c1, acc, de)
 
 @njit(inline="always")
 def _block_moves(
-    xb, cnt, ssum, st0, st1, sq0, sq1, n_moves, beta, mu,
+    xb, cnt, ssum, st0, st1, sq0, sq1, n_moves, beta, mu, s_lo, s_hi,
     ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
 ):  # fmt: skip
     """``n_moves`` random-site attempts of the ``W`` chains of one block; returns the block's
     site-stream state ``(sq0, sq1)``. One site per attempt for the whole block (block stream),
-    one acceptance draw per chain (chain streams ``st0[w], st1[w]``) when ``Δ > 0``."""
+    one acceptance draw per chain (chain streams ``st0[w], st1[w]``) when ``Δ > 0``. A flip that
+    would take ``Σs`` out of ``[s_lo, s_hi]`` is rejected without a draw (the window)."""
     N = xb.shape[0] - 1
     W = xb.shape[1]
     Q = coef.shape[0]
@@ -189,6 +190,8 @@ def _block_moves(
         xi = xb[i]
         for w in range(W):
             si = 2 * np.int64(xi[w]) - 1
+            if ssum[w] - 2 * si < s_lo or ssum[w] - 2 * si > s_hi:
+                continue
             d = de[w] + 2.0 * mu * si  # ΔE_int − μ ΔΣs, ΔΣs = −2 s_i
             ok = d <= 0.0
             if not ok:
@@ -209,14 +212,15 @@ def _block_moves(
 
 @njit(inline="always")
 def _condition_block_moves(
-    c, b, n_moves, x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+    c, b, n_moves, x, cnt, ssum, beta, mu, window, st0, st1, sq0, sq1,
     ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
 ):  # fmt: skip
     """:func:`_block_moves` of block ``b`` of condition ``c`` (the arrays of all conditions and
     blocks as in :func:`ce_sweeps`); the block's site stream is stored back in ``sq0, sq1``."""
     r0, r1 = _block_moves(
         x[c, b], cnt[c, b], ssum[c, b], st0[c, b], st1[c, b], sq0[c, b], sq1[c, b],
-        n_moves, beta[c], mu[c], ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
+        n_moves, beta[c], mu[c], window[c, 0], window[c, 1], ptr, others, mult8, width, msum, coef, coef_c1,
+        acc, de,
     )  # fmt: skip
     sq0[c, b] = r0
     sq1[c, b] = r1
@@ -224,7 +228,7 @@ def _condition_block_moves(
 
 @njit(parallel=True, cache=True)
 def ce_sweeps(
-    x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+    x, cnt, ssum, beta, mu, window, st0, st1, sq0, sq1,
     ptr, others, mult8, width, msum, coef, coef_c1, n_moves,
 ):  # fmt: skip
     """``n_moves`` attempts of every chain, in place.
@@ -234,6 +238,7 @@ def ce_sweeps(
         cnt: ``(n_cond, n_blocks, W, Q)`` int64 integer counts of the tracked clusters.
         ssum: ``(n_cond, n_blocks, W)`` int64 ``Σ s``.
         beta, mu: ``(n_cond,)`` float64 ``1/(k_B T)`` (1/eV) and ``μ`` (eV).
+        window: ``(n_cond, 2)`` int64 least and greatest ``Σs`` a chain may reach (``−N, N``: none).
         st0, st1: ``(n_cond, n_blocks, W)`` uint64 chain streams (acceptance draws).
         sq0, sq1: ``(n_cond, n_blocks)`` uint64 block streams (site draws).
         ptr, others, width, coef, coef_c1: :class:`~lattherm.systems.cuau.FlipTables`;
@@ -248,7 +253,7 @@ def ce_sweeps(
         acc = np.empty((Q, W), dtype=np.uint8)
         de = np.empty(W, dtype=np.float64)
         _condition_block_moves(
-            c, b, n_moves, x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+            c, b, n_moves, x, cnt, ssum, beta, mu, window, st0, st1, sq0, sq1,
             ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
         )  # fmt: skip
 
@@ -264,7 +269,7 @@ def _ce_energy(cw, sw, coef, coef_c0, coef_c1):
 
 @njit(parallel=True, cache=True)
 def ce_run(
-    x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+    x, cnt, ssum, beta, mu, window, st0, st1, sq0, sq1,
     ptr, others, mult8, width, msum, coef, coef_c0, coef_c1,
     ladders, lad_len, ex0, ex1, exchange_every, e_shift,
     s0, s1, burn, thin, e_out, m_out, x_out, psum, avg_out, ex_stats,
@@ -273,14 +278,16 @@ def ce_run(
     samples, in place (one parallel region; call it again with the next range to go on).
 
     Tasks are ``(ladder, block)``: ladder ``l`` is the list of conditions ``ladders[l, :lad_len[l]]``
-    (one field, increasing T; a ladder of one condition has no exchange). A sweep is ``N``
+    (increasing T; a ladder of one condition has no exchange); ``window`` as in :func:`ce_sweeps`
+    (the conditions of a ladder share it). A sweep is ``N``
     attempts (:func:`_block_moves`) at every condition of the ladder, in ladder order; after the
     sweep ``s`` (``done = s + 1``):
 
     * exchange, when ``exchange_every > 0`` and ``done % exchange_every == 0``: the pairs
       ``(k, k + 1)`` of the ladder with ``k ≡ done // exchange_every (mod 2)`` swap the states of
-      chain ``w`` with probability ``min(1, exp((β_k − β_{k+1}) (H_k − H_{k+1})))``,
-      ``H = E_int − μ Σs`` (no draw when the exponent is >= 0; else one draw from the
+      chain ``w`` with probability ``min(1, exp((β_k − β_{k+1}) (E_k − E_{k+1}) − (β_k μ_k − β_{k+1}
+      μ_{k+1}) (Σs_k − Σs_{k+1})))``, ``E = E_int`` (with one μ: ``(β_k − β_{k+1}) (H_k − H_{k+1})``,
+      ``H = E_int − μ Σs``; no draw when the exponent is >= 0; else one draw from the
       exchange stream ``ex0/ex1[l, b, w]``). ``ex_stats[c, b, w, 0/1]`` count attempts/accepts
       of chain ``w`` of the pair whose lower member is ``c``;
     * measurement, when ``done > burn``: ``E_int − e_shift[c]``, its square, ``Σs`` and ``|Σs|``
@@ -312,7 +319,7 @@ def ce_run(
             for k in range(n_l):
                 c = ladders[lad, k]
                 _condition_block_moves(
-                    c, b, N, x, cnt, ssum, beta, mu, st0, st1, sq0, sq1,
+                    c, b, N, x, cnt, ssum, beta, mu, window, st0, st1, sq0, sq1,
                     ptr, others, mult8, width, msum, coef, coef_c1, acc, de,
                 )  # fmt: skip
             done = s + 1
@@ -324,9 +331,13 @@ def ce_run(
                     for w in range(W):
                         h1 = _ce_energy(cnt[c1, b, w], ssum[c1, b, w], coef, coef_c0, coef_c1)
                         h2 = _ce_energy(cnt[c2, b, w], ssum[c2, b, w], coef, coef_c0, coef_c1)
-                        h1 -= mu[c1] * np.float64(ssum[c1, b, w])
-                        h2 -= mu[c2] * np.float64(ssum[c2, b, w])
-                        d = db * (h1 - h2)
+                        if mu[c1] == mu[c2]:
+                            h1 -= mu[c1] * np.float64(ssum[c1, b, w])
+                            h2 -= mu[c2] * np.float64(ssum[c2, b, w])
+                            d = db * (h1 - h2)
+                        else:  # β H of both states under both conditions
+                            ds = np.float64(ssum[c1, b, w] - ssum[c2, b, w])
+                            d = db * (h1 - h2) - (beta[c1] * mu[c1] - beta[c2] * mu[c2]) * ds
                         ok = d >= 0.0
                         if not ok:
                             r, a0, a1 = _xoro(xa0[w], xa1[w])
@@ -431,14 +442,15 @@ def _energies_from_counts(tables, cnt: np.ndarray, ssum: np.ndarray) -> np.ndarr
 
 def run_chains(
     system, T, h, *, n_chains, n_samples, seed, burn, thin, x0, keep_states, progress,
-    ladders, lad_len, exchange_every,
+    ladders, lad_len, exchange_every, window=None,
 ):  # fmt: skip
     """The ``"cluster-expansion"`` update of :func:`lattherm.reference.mcmc.run_metropolis`.
 
     Arguments as passed by ``run_metropolis`` (``T, h``: ``(n_cond,)``; ``x0``: ``"random"``,
     ``"mixed"`` or ``(n_cond, n_chains, N)`` uint8; ``burn``, ``thin`` in sweeps of ``N``
     attempts; ``ladders, lad_len, exchange_every``: the replica-exchange ladders of
-    :func:`ce_run`, ``exchange_every = 0`` for none). Returns a dict with ``energy, spin_sum``
+    :func:`ce_run`, ``exchange_every = 0`` for none; ``window``: ``(n_cond, 2)`` bounds on ``Σs``,
+    ``None`` for none). Returns a dict with ``energy, spin_sum``
     ``(n_cond, n_chains, n_samples)``, ``states`` (or ``None``), ``averages`` ``(n_cond,
     n_chains, n_samples, 4)``, ``energy_shift`` ``(n_cond,)`` and ``exchange`` ``(n_cond,
     n_chains, 2)`` (attempts, accepts), as :class:`~lattherm.reference.mcmc.MCMCResult` holds
@@ -484,6 +496,8 @@ def run_chains(
     ).reshape(n_cond, n_blocks, W)
     beta = np.ascontiguousarray(1.0 / (system.k_B * T), dtype=np.float64)
     mu = np.ascontiguousarray(h, dtype=np.float64)
+    window = np.tile([-N, N], (n_cond, 1)) if window is None else window
+    window = np.ascontiguousarray(window, dtype=np.int64)
     e_cu = float(system.energy(torch.zeros((1, N), dtype=torch.long))[0])  # all-Cu, x = 0
     e_shift = np.full(n_cond, e_cu)
 
@@ -500,7 +514,7 @@ def run_chains(
         for s0 in range(0, total, chunk):
             s1 = min(total, s0 + chunk)
             ce_run(
-                x, cnt, ssum, beta, mu, st0, st1, sq0, sq1, *tab, ft.coef_c0, ft.coef_c1,
+                x, cnt, ssum, beta, mu, window, st0, st1, sq0, sq1, *tab, ft.coef_c0, ft.coef_c1,
                 ladders, lad_len, ex0, ex1, exchange_every, e_shift,
                 s0, s1, burn, thin, energy, spin, states, psum, avg, ex_stats,
             )  # fmt: skip

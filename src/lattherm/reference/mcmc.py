@@ -63,6 +63,16 @@ climbs the ladder, melts and comes back: without it the low-T CuAu rows
 kept the composition of their starting basins (the 8σ errors of the first version). Slots stay
 independent of each other, so the spread between slots is still an honest error.
 
+Composition windows (``spin_window``, the cluster-expansion update): every chain of a condition
+keeps ``Σs`` within the condition's ``[lo, hi]`` (a flip that would leave it is rejected): the
+semi-grand distribution restricted to those compositions, e.g. two neighbouring ones, whose
+histogram gives ``Z_(n+1)/Z_n`` and whose states at one composition are canonical draws. Near a
+first-order transition in μ the unrestricted chains keep the composition of their starting phase
+(CuAu↔CuAu3 on 128 sites); windowed ones cannot leave it. With windows, the ladders of the
+exchange are the conditions that share a window (by increasing T, any μ: the swap is accepted
+with ``min(1, exp((β_k − β_(k+1)) (E_k − E_(k+1)) − (β_k μ_k − β_(k+1) μ_(k+1)) (Σs_k −
+Σs_(k+1))))``, the same rule).
+
 Starts: ``start="mixed"`` (the workflow's default) starts slot ``j`` random, all ``x = 0`` or all
 ``x = 1`` for ``j mod 3 = 0, 1, 2`` (:attr:`MCMCResult.start_group`), so that forgetting the
 start can be tested.
@@ -170,6 +180,7 @@ class MCMCResult:
         exchange: ``(n_cond, n_chains, 2)`` int64 exchange attempts and acceptances of every chain
             with the next-higher temperature of its ladder, or ``None``.
         cluster_updates: Wolff moves per chain after every sweep (see the module docstring).
+        spin_window: ``(n_cond, 2)`` int64 bounds on ``Σs`` of every chain, or ``None``.
     """
 
     system: str
@@ -193,6 +204,7 @@ class MCMCResult:
     exchange_sweeps: int = 0
     exchange: np.ndarray | None = None
     cluster_updates: int = 0
+    spin_window: np.ndarray | None = None
 
     @property
     def n_cond(self) -> int:
@@ -240,6 +252,7 @@ def run_metropolis(
     replica_exchange: bool = False,
     exchange_sweeps: int = 1,
     cluster_updates: int = 0,
+    spin_window: np.ndarray | None = None,
 ) -> MCMCResult:
     """Run ``n_chains`` independent Metropolis chains at every condition of ``broadcast(T, field)``.
 
@@ -270,6 +283,9 @@ def run_metropolis(
         exchange_sweeps: sweeps between two exchange rounds (>= 1).
         cluster_updates: Wolff cluster moves per chain after every sweep (>= 0; the checkerboard
             update only; see the module docstring).
+        spin_window: ``(2,)`` or ``(n_cond, 2)`` integers ``lo <= hi``: bounds on ``Σs`` of every
+            chain (the cluster-expansion update only; the start an array of states inside them;
+            with ``replica_exchange`` the ladders are the conditions that share a window).
     """
     T_b, h_b = np.broadcast_arrays(
         np.asarray(T, dtype=np.float64), np.asarray(field, dtype=np.float64)
@@ -327,7 +343,8 @@ def run_metropolis(
             "pass keep_states=False (energies and spin sums are always kept) or sample less"
         )
     x0 = _start_states(start, n_cond, int(n_chains), N)
-    ladders, lad_len = _ladders(T_arr, h_arr, bool(replica_exchange))
+    window = None if spin_window is None else _check_window(spin_window, x0, update, n_cond, N)
+    ladders, lad_len = _ladders(T_arr, h_arr if window is None else window @ [2 * N + 1, 1], bool(replica_exchange))
     args = dict(
         n_chains=int(n_chains),
         n_samples=int(n_samples),
@@ -348,6 +365,8 @@ def run_metropolis(
     every = int(exchange_sweeps) if replica_exchange else 0
     if update == "checkerboard":
         args["cluster_updates"] = int(cluster_updates)
+    if window is not None:
+        args["window"] = window
     out = run(system, T_arr, h_arr, ladders=ladders, lad_len=lad_len, exchange_every=every, **args)
     mixed = isinstance(start, str) and start == "mixed"
     group = _mixed_groups(int(n_chains)) if mixed else np.zeros(int(n_chains), dtype=np.int8)
@@ -373,12 +392,38 @@ def run_metropolis(
         exchange_sweeps=int(exchange_sweeps) if replica_exchange else 0,
         exchange=out.get("exchange") if replica_exchange else None,
         cluster_updates=int(cluster_updates),
+        spin_window=window,
     )
+
+
+def _check_window(spin_window, x0, update: str, n_cond: int, N: int) -> np.ndarray:
+    """``spin_window`` as ``(n_cond, 2)`` int64, or ValueError: integer bounds ``−N <= lo <= hi
+    <= N``, the cluster-expansion update, a start array whose every state lies inside."""
+    w = np.asarray(spin_window)
+    if w.shape == (2,):
+        w = np.tile(w, (n_cond, 1))
+    if w.shape != (n_cond, 2) or not np.all(np.isfinite(w)) or np.any(w != np.rint(w)):
+        raise ValueError(f"spin_window must be integers of shape (2,) or ({n_cond}, 2), got {spin_window!r}")
+    w = w.astype(np.int64)
+    if np.any(w[:, 0] > w[:, 1]) or np.any(w < -N) or np.any(w > N):
+        raise ValueError(f"spin_window needs -{N} <= lo <= hi <= {N} (Σs of {N} sites), got {w.tolist()}")
+    if update != "cluster-expansion":
+        raise ValueError(f"spin_window needs the cluster-expansion update, the run uses {update!r}")
+    if isinstance(x0, str):
+        raise ValueError(f"spin_window needs a start array of states inside the windows, got start={x0!r}")
+    s = 2 * np.asarray(x0, dtype=np.int64).sum(axis=-1) - N  # (n_cond, n_chains)
+    out = (s < w[:, :1]) | (s > w[:, 1:])
+    if out.any():
+        c, j = np.argwhere(out)[0]
+        raise ValueError(f"start state {j} of condition {c} has Σs {s[c, j]} outside its spin_window "
+                         f"{w[c].tolist()} ({int(out.sum())} states outside)")  # fmt: skip
+    return w
 
 
 def _ladders(T: np.ndarray, h: np.ndarray, exchange: bool) -> tuple[np.ndarray, np.ndarray]:
     """Replica-exchange ladders: ``(n_ladders, max_len)`` int64 condition indices (padded with
-    −1) and ``(n_ladders,)`` lengths. With ``exchange``, one ladder per distinct field (in order of
+    −1) and ``(n_ladders,)`` lengths. With ``exchange``, one ladder per distinct ``h`` (the field,
+    or a key of the window) (in order of
     first appearance) holding its conditions by increasing T (ties in input order); without,
     one ladder per condition."""
     if not exchange:

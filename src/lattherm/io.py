@@ -119,7 +119,8 @@ COLUMNS = {
     "spin_flips": "attempted single-spin flips, the Monte Carlo cost",
     "diagnosis": "why a row is not converged (empty when it is)",
     "estimator": "which estimate the row reports (metric tables: nis, smc; refined: bar; MCMC: sweeps or ladder)",
-    "bar_overlap": "draws crossing between the q and p sides of Bennett's estimate (at least 50 to claim it alone, 20 to anchor the ladder)",
+    "bar_overlap": ("draws crossing between the q and p sides of Bennett's estimate (at least 50 to claim it alone, "
+                    "20 to anchor the ladder)"),
     "rhat": "split-R̂ of the row's Monte Carlo series (1 when the chains agree)",
     "train_steps": "training steps of the sampler's model",
     "train_s": "training wall time in seconds (every call of a resumed training)",

@@ -34,6 +34,7 @@ __all__ = [
     "log_Z_nis",
     "log_Z_bar",
     "bar_overlap",
+    "chain_fit",
     "f_var",
     "f_nis",
     "ness",
@@ -150,6 +151,54 @@ def bar_overlap(log_w_q, log_w_p, log_z: float) -> float:
     ``Σ_q σ(log w − ln Z − M)`` (equal to the p side at the root; about 0 where the sides do not
     overlap, at most about ``min(n_q, n_p)``)."""
     return _q_side(_np(log_w_q).ravel(), len(_np(log_w_p).ravel()), float(log_z))
+
+
+def chain_fit(n: int, anchors, links, *, min_p: float) -> dict[str, np.ndarray | float]:
+    """``ln Z`` at the ``n`` nodes of a chain (the temperatures of one field, the compositions of one
+    temperature) by weighted least squares from ``anchors``, ``(k, y, var, alone)``: an estimate
+    ``y`` of ``ln Z_k`` with variance ``var``, ``alone`` where it is claimed on its own, and
+    ``links``, ``(k, d, var)``: an estimate ``d`` of ``ln Z_(k+1) − ln Z_k``.
+
+    Returns ``ln_z``, ``ln_z_err`` (NaN where the links reach no anchor; errors from the fit's
+    covariance), the fit's ``chi2``, ``dof`` and ``p`` (NaN at 0 degrees of freedom), ``n_links``
+    per node and ``claimed``: the fit is consistent (``p >= min_p``, or no degree of freedom) and
+    the links tie the node to two anchors or more (the chi-square tests them against each other)
+    or to one claimed alone. A stretch tied to a single marginal anchor rests on what nothing
+    tests."""
+    from scipy.stats import chi2
+
+    anchors, links = list(anchors), list(links)
+    linked = np.zeros(max(n - 1, 0), bool)
+    n_links = np.zeros(n, np.int64)
+    for k, _, _ in links:
+        linked[k] = True
+        n_links[[k, k + 1]] += 1
+    stretch = np.concatenate([[0], np.cumsum(~linked)]).astype(np.int64)  # nodes joined by links share one
+    n_anchor, n_alone = np.zeros(n), np.zeros(n)
+    for k, _, _, alone in anchors:
+        n_anchor[stretch[k]] += 1
+        n_alone[stretch[k]] += bool(alone)
+    tied = n_anchor[stretch] > 0
+    tested = tied & ((n_anchor[stretch] >= 2) | (n_alone[stretch] > 0))
+    ln_z, ln_z_err = np.full(n, np.nan), np.full(n, np.nan)
+    chi_sq, dof, p = float("nan"), 0, float("nan")
+    eye = np.eye(n)
+    rows = [(eye[k], y, v) for k, y, v, _ in anchors] + [(eye[k + 1] - eye[k], d, v) for k, d, v in links]
+    if anchors:
+        A = np.array([r[0] for r in rows])
+        y, w = np.array([r[1] for r in rows]), 1.0 / np.array([r[2] for r in rows])
+        cols = np.flatnonzero(tied)
+        keep = np.abs(A[:, ~tied]).sum(axis=1) == 0
+        M, yv, wv = A[keep][:, cols], y[keep], w[keep]
+        cov = np.linalg.inv(M.T @ (wv[:, None] * M))
+        sol = cov @ (M.T @ (wv * yv))
+        ln_z[cols], ln_z_err[cols] = sol, np.sqrt(np.diag(cov))
+        resid = yv - M @ sol
+        chi_sq, dof = float((wv * resid**2).sum()), int(len(yv) - len(cols))
+        p = float(chi2.sf(chi_sq, dof)) if dof > 0 else float("nan")
+    consistent = dof == 0 or p >= min_p
+    return {"ln_z": ln_z, "ln_z_err": ln_z_err, "chi2": chi_sq, "dof": dof, "p": p, "n_links": n_links,
+            "claimed": tested & consistent}
 
 
 def _check_n_boot(n_boot) -> None:

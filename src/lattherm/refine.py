@@ -64,7 +64,7 @@ from lattherm.composition import COLUMNS as COMPOSITION_COLUMNS
 from lattherm.composition import refined_composition_table
 from lattherm.evaluation import reference_f
 from lattherm.io import check_columns, row_at, rows_at, unpack_states
-from lattherm.observables import bar_overlap, log_weights, log_Z_bar
+from lattherm.observables import bar_overlap, chain_fit, log_weights, log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
 from lattherm.runlog import Progress
 from lattherm.seeds import derived_seed
@@ -195,8 +195,6 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     at the same conditions: an anchor where ``u_err`` is finite (the chains mixed) and
     :data:`MIN_OVERLAP` draws cross, one claimed on its own from :data:`MIN_OVERLAP_ALONE`. One row
     per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN."""
-    from scipy.stats import chi2
-
     check_columns(anchors, ("T", "field", "f_est", "f_est_err", "u_err", "bar_overlap"), what="refined table")
     T, field = np.asarray(T, np.float64), np.asarray(field, np.float64)
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
@@ -209,48 +207,22 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
         beta = 1.0 / (k_B * T[idx])
         E = energy[idx] - h * spin_sum[idx]  # the field's term belongs to the Boltzmann weight
         n = len(idx)
-        A, y, s2 = [], [], []
-        anchor_cross = np.zeros(n)  # the anchors' crossings (0: no anchor)
+        points, links = [], []
         for k, c in enumerate(idx):
             a = row_at(anchors, float(T[c]), float(h))
             if (a is not None and np.isfinite(a["u_err"]) and a["bar_overlap"] >= MIN_OVERLAP
                     and np.isfinite(a["f_est_err"]) and a["f_est_err"] > 0):  # fmt: skip
-                A.append(np.eye(n)[k])
-                y.append(-N * beta[k] * float(a["f_est"]))
-                s2.append((N * beta[k] * float(a["f_est_err"])) ** 2)
-                anchor_cross[k] = float(a["bar_overlap"])
-        n_anchors = len(A)
-        n_links = np.zeros(n, np.int64)
-        linked = np.zeros(max(n - 1, 0), bool)  # the link between temperatures k and k + 1 is used
+                points.append((k, -N * beta[k] * float(a["f_est"]), (N * beta[k] * float(a["f_est_err"])) ** 2,
+                               a["bar_overlap"] >= MIN_OVERLAP_ALONE))  # fmt: skip
         for k in range(n - 1):
             if not (mixed[idx[k]] and mixed[idx[k + 1]]):
                 continue
             d, err, overlap = _link(E[k], E[k + 1], beta[k], beta[k + 1], seed=derived_seed(seed, 3, int(idx[k])))
             if overlap >= MIN_OVERLAP and np.isfinite(err) and err > 0:
-                A.append(np.eye(n)[k + 1] - np.eye(n)[k])
-                y.append(d)
-                s2.append(err**2)
-                n_links[[k, k + 1]] += 1
-                linked[k] = True
-        ln_z, ln_z_err = np.full(n, np.nan), np.full(n, np.nan)
-        chi_sq, dof, p = float("nan"), 0, float("nan")
-        stretch = np.concatenate([[0], np.cumsum(~linked)])  # temperatures joined by links share one
-        anchors_in = np.bincount(stretch, weights=anchor_cross > 0, minlength=n)[stretch]
-        alone_in = np.bincount(stretch, weights=anchor_cross >= MIN_OVERLAP_ALONE, minlength=n)[stretch]
-        tied = anchors_in > 0  # the temperatures an anchor reaches through the links
-        tested = (anchors_in >= 2) | (alone_in > 0)
-        if n_anchors:
-            A_, y_, w = np.asarray(A), np.asarray(y), 1.0 / np.asarray(s2)
-            cols = np.flatnonzero(tied)
-            keep = np.abs(A_[:, ~tied]).sum(axis=1) == 0
-            M, yv, wv = A_[keep][:, cols], y_[keep], w[keep]
-            cov = np.linalg.inv(M.T @ (wv[:, None] * M))
-            sol = cov @ (M.T @ (wv * yv))
-            ln_z[cols], ln_z_err[cols] = sol, np.sqrt(np.diag(cov))
-            resid = yv - M @ sol
-            chi_sq, dof = float((wv * resid**2).sum()), int(len(yv) - len(cols))
-            p = float(chi2.sf(chi_sq, dof)) if dof > 0 else float("nan")
-        consistent = dof == 0 or p >= LADDER_MIN_P
+                links.append((k, d, err**2))
+        fit = chain_fit(n, points, links, min_p=LADDER_MIN_P)
+        ln_z, ln_z_err, n_links = fit["ln_z"], fit["ln_z_err"], fit["n_links"]
+        chi_sq, dof, p = fit["chi2"], fit["dof"], fit["p"]
         for k, c in enumerate(idx):
             f = -ln_z[k] / (N * beta[k])
             has_ref = reference_df is not None and "f" in reference_df
@@ -259,7 +231,7 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
                 "system": system.name, "size": system.size, "T": float(T[c]), "field": float(h), "model": model,
                 "source": source, "estimator": "ladder", "f_est": f, "f_est_err": ln_z_err[k] / (N * beta[k]),
                 "est_draws": int(energy[c].size), "est_sweeps": int(sweeps), "est_wall_s": float("nan"),
-                "est_converged": bool(tested[k] and consistent), "ladder_chi2": chi_sq, "ladder_dof": dof,
+                "est_converged": bool(fit["claimed"][k]), "ladder_chi2": chi_sq, "ladder_dof": dof,
                 "ladder_p": p, "n_links": int(n_links[k]), "f_ref": f_ref, "f_ref_err": f_ref_err,
                 "delta_f": f - f_ref,
             })  # fmt: skip

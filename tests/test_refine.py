@@ -60,7 +60,7 @@ def test_refined_chains_from_poor_starts_meet_enumeration(cluster_updates):
     system = IsingSystem(L=L)
     starts = np.zeros((64, L * L), dtype=np.uint8)
     exact = ising_exact_table(L, np.array([2.0, 2.5, 3.5]), np.array([0.0, 0.5]))
-    table, corr, _, _ = refine(system, _samples_table(starts, conditions), model="m", source="direct", n_chains=64,
+    table, corr, *_ = refine(system, _samples_table(starts, conditions), model="m", source="direct", n_chains=64,
                          burn_in_sweeps=200, n_samples=100, thin_sweeps=2, seed=3, reference_df=exact,
                          cluster_updates=cluster_updates)  # fmt: skip
     assert list(table.columns[: len(REFINE_COLUMNS)]) == list(REFINE_COLUMNS)
@@ -132,7 +132,7 @@ def test_bar_from_refined_chains_meets_the_exact_free_energy():
         row = table[(table["T"] == T) & (table["field"] == h)].iloc[0]
         assert row["f_est_err"] < 0.5 * f_nis(lw, T, 16, n_boot=100, seed=0)[1], (T, h)
     assert (table["est_draws"] == 4000 + 64 * 20).all() and (table["est_sweeps"] == 100 + 20 * 2).all()
-    far, _, _, _ = refine(IsingSystem(L=8), _uniform_table(8, 500, [(2.0, 0.0)], 2), model="uniform", source="direct",
+    far, *_ = refine(IsingSystem(L=8), _uniform_table(8, 500, [(2.0, 0.0)], 2), model="uniform", source="direct",
                     n_chains=32, burn_in_sweeps=100, n_samples=4, thin_sweeps=2, seed=5,
                     reference_df=ising_exact_table(8, np.array([2.0]), np.array([0.0])),
                     density=_uniform_density)  # fmt: skip

@@ -27,6 +27,27 @@ A row is ``converged`` when the effective draws at ``n``, summed over ``μ_k``, 
 the reference's hull construction (:func:`lattherm.reference.phase_diagram.two_phase_regions`),
 and claims a two-phase interval only where its inside shows one: a converged composition above
 the hull, or compositions the draws skip.
+
+**The composition ladder** (:func:`run_windows`, :func:`window_links`, :func:`composition_ladder`).
+The semi-grand ensemble skips the compositions inside two-phase regions, and near a first-order
+transition in μ its chains keep the phase they started in. Chains kept to two neighbouring
+compositions ``{n, n + 1}`` (a *window*: :func:`lattherm.reference.mcmc.run_metropolis` with
+``spin_window``) at one μ sample ``P(n + 1)/P(n) = (Z_(n+1)/Z_n) e^(2βμ)``, so each window gives a
+link ``d_n = ln Z_(n+1) − ln Z_n = logit f − 2βμ`` (``f`` the fraction of sweeps at ``n + 1``,
+per chain from the sweep averages; error by the delta method from the spread between chains),
+and its states at one composition are canonical draws there (``u_x``, ``c_x``). Every window of
+a temperature grid runs: ``n = 0 … N − 1`` at every T, exchanging configurations along T at each
+window. μ is set per window so that both compositions are visited: a first guess from the
+semi-grand chains' ``x(μ)``, then :data:`WINDOW_ROUNDS` short rounds that move μ by
+``ln((1 − f)/f)/(2β)``; the measuring run keeps μ fixed. Starts: the sample file's
+configurations at that T nearest in composition, brought into the window by flipping random
+sites. A link counts where the window's chains mixed and at least :data:`MIN_CHAINS` chains visit
+each side. At each T a weighted least-squares fit of ``ln Z_0 … ln Z_N``
+(:func:`lattherm.observables.chain_fit`) to the links and to the sampler's anchors, one per
+claimed ``ln Z_μ`` (at the composition its chains visit most, ``ln Z_μ + ln P_μ(n) − βμ(2n −
+N)``; the μ are independent estimates, so the chi-square tests them against each other through
+the links), gives ``f_x`` at every composition the links tie to an anchor, claimed where the fit
+is consistent.
 """
 
 from __future__ import annotations
@@ -37,11 +58,14 @@ import numpy as np
 import pandas as pd
 
 from lattherm.io import check_columns
-from lattherm.observables import log_weights
+from lattherm.observables import MIN_FIT_P, chain_fit, log_weights
+from lattherm.reference.mcmc import MCMCResult, mcmc_table, run_metropolis
 from lattherm.reference.phase_diagram import two_phase_regions
+from lattherm.seeds import derived_seed
 
-__all__ = ["composition_table", "log_composition", "refined_composition_table", "sampler_phase_diagram",
-           "MIN_EFFECTIVE", "MIN_COUNT", "MIN_CHAINS"]
+__all__ = ["composition_table", "composition_ladder", "log_composition", "log_windows", "refined_composition_table",
+           "run_windows", "sampler_phase_diagram", "window_links", "window_starts", "MIN_EFFECTIVE", "MIN_COUNT",
+           "MIN_CHAINS", "WINDOW_COLUMNS", "WINDOW_ROUNDS", "WINDOW_ROUND_SWEEPS"]
 
 #: least effective draws at a composition (all μ together) for a converged row
 MIN_EFFECTIVE = 50
@@ -51,6 +75,13 @@ MIN_COUNT = 20
 #: least chains that visit a composition under one μ for the refined estimate there to enter (its
 #: histogram's error is the spread between chains)
 MIN_CHAINS = 8
+
+#: rounds of the μ adjustment of the composition windows, and sweeps per round
+WINDOW_ROUNDS = 4
+WINDOW_ROUND_SWEEPS = 40
+#: one row per window (:func:`window_links`)
+WINDOW_COLUMNS = ("system", "size", "T", "n_au", "field", "n_chains", "frac_up", "d_ln_z", "d_ln_z_err",
+                  "chains_lo", "chains_hi", "converged", "energy_mixed", "link", "diagnosis")  # fmt: skip
 
 #: leading columns of :func:`composition_table` (the reference composition tables' schema first)
 COLUMNS = ["system", "size", "T", "n_au", "x_au", "f_x", "f_x_err", "f_x_formation", "u_x", "u_x_err", "c_x", "c_x_err",
@@ -169,9 +200,11 @@ def _with_reference(table: pd.DataFrame, reference: pd.DataFrame | None) -> pd.D
 
 def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray, spin_sum: np.ndarray, *, size: str,
                               min_count: int = MIN_COUNT, min_chains: int = MIN_CHAINS, n_boot: int = 200,
-                              seed: int = 0, reference: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                              seed: int = 0, reference: pd.DataFrame | None = None,
+                              ladder: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """Canonical ``f_x``, ``u_x``, ``c_x`` at every ``(T, n_au)`` from refined semi-grand chains, in
-    :func:`composition_table`'s schema (with ``estimator = "refined"``).
+    :func:`composition_table`'s schema (with ``estimator = "refined"``, and ``f_x_method``: where
+    ``f_x`` comes from, ``"semi-grand"``, ``"ladder"`` or empty).
 
     ``refined``: one row per condition (``T, field`` = μ, Bennett's ``f_est, f_est_err``,
     ``est_converged`` and the chains' ``converged``: :func:`lattherm.refine.refine` with a density);
@@ -195,7 +228,9 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     (claimed or not: a composition the chains visit is no composition the ensemble skips, for
     :func:`sampler_phase_diagram`), ``n_effective`` the (μ, chain) pairs of the entering μ that visit
     it; a row is ``converged`` where at least one μ entered ``f_x`` (``u_x``, ``c_x`` may have values
-    where it is not)."""
+    where it is not). With a :func:`composition_ladder` table (``ladder``), ``f_x`` is the ladder's
+    where it is claimed (``ladder_p`` its temperature's fit), the histograms' elsewhere. Rows of
+    composition windows (their μ the windows', ``f_est`` NaN) add their states to ``u_x``, ``c_x``."""
     check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
     if energy.shape != spin_sum.shape or energy.ndim != 3 or energy.shape[0] != len(refined):
@@ -221,10 +256,8 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
         for c in rows.index:
             mu, C = float(refined["field"].iloc[c]), n_state.shape[1]
             n_c, E_c = n_state[c], energy[c]
-            cnt = np.stack([np.bincount(n_c[j], minlength=N + 1) for j in range(C)])  # (C, N + 1)
+            cnt, P, P_err = _histogram(n_c, N)
             draws += cnt.sum(axis=0)  # visited, claimed or not: not a composition the ensemble skips
-            frac = cnt / n_c.shape[1]
-            P = frac.mean(axis=0)
             visited = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains) & mixed[c]
             if not visited.any():
                 continue
@@ -238,7 +271,7 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             log_z_mu = -N * beta * float(refined["f_est"].iloc[c])
             var_mu = (N * beta * float(refined["f_est_err"].iloc[c])) ** 2
             P_ = np.where(use, P, 1.0)
-            var = var_mu + (frac.std(axis=0, ddof=1) / np.sqrt(C) / P_) ** 2
+            var = var_mu + (P_err / P_) ** 2
             log_z = log_z_mu + np.log(P_) - beta * mu * (2 * n_au - N)
             inv += np.where(use, 1.0 / var, 0.0)
             num += np.where(use, log_z / var, 0.0)
@@ -247,6 +280,15 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
         seen = inv > 0
         log_z = np.where(seen, num / np.where(seen, inv, 1.0), np.nan)
         log_z_err = np.where(seen, 1.0 / np.sqrt(np.where(seen, inv, 1.0)), np.nan)
+        method = np.where(seen, "semi-grand", "")
+        ladder_p = np.full(N + 1, np.nan)
+        if ladder is not None:
+            lad = ladder[ladder["T"] == T].set_index("n_au").reindex(n_au)
+            on = lad["claimed"].fillna(False).to_numpy(bool)
+            log_z = np.where(on, -N * beta * lad["f_x"].to_numpy(np.float64), log_z)
+            log_z_err = np.where(on, N * beta * lad["f_x_err"].to_numpy(np.float64), log_z_err)
+            seen, method = seen | on, np.where(on, "ladder", method)
+            ladder_p = lad["ladder_p"].to_numpy(np.float64)
         u, c_x, u_err, c_err = (np.full(N + 1, np.nan) for _ in range(4))
         if groups:
             S = np.concatenate(groups)  # (G, N + 1, 3)
@@ -267,9 +309,169 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             "f_x_formation": f_x - (x_au * pure.au + (1.0 - x_au) * pure.cu),
             "u_x": u, "u_x_err": u_err, "c_x": c_x, "c_x_err": c_err,
             "n_draws": draws, "n_effective": pairs, "n_mu": n_mu, "converged": seen, "estimator": "refined",
+            "f_x_method": method, "ladder_p": ladder_p,
         }))  # fmt: skip
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*COLUMNS, "estimator"])
+    table = (pd.concat(parts, ignore_index=True) if parts
+             else pd.DataFrame(columns=[*COLUMNS, "estimator", "f_x_method", "ladder_p"]))  # fmt: skip
     return _with_reference(table, reference)
+
+
+def _histogram(n_c: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The composition histogram of one condition's chains, ``n_c`` ``(n_chains, n_samples)`` Au
+    counts: per-chain counts ``(n_chains, N + 1)``, ``P(n)`` (the mean of the per-chain fractions)
+    and its error (their spread over the chains)."""
+    cnt = np.stack([np.bincount(row, minlength=N + 1) for row in n_c])
+    frac = cnt / n_c.shape[1]
+    return cnt, frac.mean(axis=0), frac.std(axis=0, ddof=1) / np.sqrt(len(frac))
+
+
+def window_starts(pool_T: np.ndarray, pool_x: np.ndarray, T: np.ndarray, n: np.ndarray, n_chains: int, *,
+                  seed: int) -> np.ndarray:  # fmt: skip
+    """``(n_windows, n_chains, N)`` uint8 starts of the windows ``{n, n + 1}`` at ``T``: for each,
+    the ``pool_x`` configurations (``(M, N)`` 0/1, at temperatures ``pool_T``) of the same T nearest
+    in composition (ties at random; repeated if the pool is short), brought to ``n`` or ``n + 1``
+    by flipping random sites (seeded)."""
+    rng = np.random.default_rng(seed)
+    pool_x = np.asarray(pool_x, np.uint8)
+    N = pool_x.shape[1]
+    comp = pool_x.sum(axis=1).astype(np.int64)
+    out = np.empty((len(T), int(n_chains), N), np.uint8)
+    for c, (t, k) in enumerate(zip(np.asarray(T, np.float64), np.asarray(n, np.int64), strict=True)):
+        idx = np.flatnonzero(pool_T == t)
+        if not len(idx):
+            raise ValueError(f"no configuration at T={t} to start the composition windows from")
+        near = idx[np.lexsort((rng.random(len(idx)), np.abs(comp[idx] - (k + 0.5))))]
+        for j, i in enumerate(np.resize(near[:n_chains], n_chains)):
+            x = pool_x[i].copy()
+            diff = min(max(int(comp[i]), k), k + 1) - int(comp[i])
+            if diff:
+                x[rng.choice(np.flatnonzero(x == (diff < 0)), abs(diff), replace=False)] = diff > 0
+            out[c, j] = x
+    return out
+
+
+def _mu_guess(table: pd.DataFrame, T: np.ndarray, n: np.ndarray, N: int) -> np.ndarray:
+    """μ at which the semi-grand chains' mean composition (``table``: ``T, field, x_au``) passes
+    ``(n + 1/2)/N``, by linear interpolation at each T (clamped to the μ grid's ends)."""
+    out = np.empty(len(T))
+    for t in np.unique(T):
+        g = table[(table["T"] == t) & table["x_au"].notna()].sort_values("field")
+        at = T == t
+        if len(g) < 2:
+            out[at] = float(g["field"].iloc[0]) if len(g) else 0.0
+            continue
+        x = np.maximum.accumulate(g["x_au"].to_numpy(np.float64)) + 1e-12 * np.arange(len(g))
+        out[at] = np.interp((n[at] + 0.5) / N, x, g["field"].to_numpy(np.float64))
+    return out
+
+
+def _up_fraction(result: MCMCResult) -> np.ndarray:
+    """``(n_windows, n_chains)``: the fraction of the sampling sweeps each chain spent at the upper
+    composition of its window (from the per-sweep averages of ``Σs``)."""
+    lo = result.spin_window[:, 0].astype(np.float64)
+    return ((result.averages[..., 2] - lo[:, None, None]) / 2.0).mean(axis=2)
+
+
+def run_windows(system, semi_grand: pd.DataFrame, pool_T: np.ndarray, pool_x: np.ndarray, *, n_chains: int,
+                burn_in_sweeps: int, n_samples: int, thin_sweeps: int, seed: int,
+                replica_exchange: bool = True) -> MCMCResult:  # fmt: skip
+    """The composition windows ``{n, n + 1}``, ``n = 0 … N − 1``, at every temperature of the
+    ``semi_grand`` table (``T, field, x_au``: its μ guess), started from ``pool_x`` (module doc);
+    the measuring run's :class:`~lattherm.reference.mcmc.MCMCResult` (its ``field`` the windows'
+    μ, ``spin_window`` their bounds)."""
+    N, k_B = int(system.n_sites), float(system.k_B)
+    temps = np.unique(semi_grand["T"].to_numpy(np.float64))
+    T = np.repeat(temps, N)
+    n = np.tile(np.arange(N), len(temps))
+    window = np.stack([2 * n - N, 2 * n + 2 - N], axis=1)
+    beta = 1.0 / (k_B * T)
+    mu = _mu_guess(semi_grand, T, n, N)
+    x = window_starts(pool_T, pool_x, T, n, n_chains, seed=derived_seed(seed, 0))
+    eps = 1.0 / (n_chains * WINDOW_ROUND_SWEEPS)
+    for r in range(WINDOW_ROUNDS):
+        res = run_metropolis(system, T, mu, n_chains=n_chains, n_samples=2, burn_in_sweeps=0,
+                             thin_sweeps=WINDOW_ROUND_SWEEPS // 2, seed=derived_seed(seed, 1, r), start=x,
+                             keep_states=True, replica_exchange=replica_exchange, spin_window=window)  # fmt: skip
+        f = _up_fraction(res).mean(axis=1)
+        mu = mu + np.log((1.0 - f + eps) / (f + eps)) / (2.0 * beta)
+        x = res.states[:, :, -1]
+    return run_metropolis(system, T, mu, n_chains=n_chains, n_samples=n_samples, burn_in_sweeps=burn_in_sweeps,
+                          thin_sweeps=thin_sweeps, seed=derived_seed(seed, 2), start=x, keep_states=False,
+                          progress=True, replica_exchange=replica_exchange, spin_window=window)  # fmt: skip
+
+
+def window_links(result: MCMCResult, system, *, min_chains: int = MIN_CHAINS) -> pd.DataFrame:
+    """One row per window of :func:`run_windows` (:data:`WINDOW_COLUMNS`): its μ (``field``), the
+    fraction ``frac_up`` of sweeps at ``n + 1``, the link ``d_ln_z = ln Z_(n+1) − ln Z_n`` and its
+    error, the chains that visit each side, the chains' convergence (the MCMC reference's tests:
+    ``converged`` for all of them, ``energy_mixed`` where ``E`` passes them: the window's states
+    then enter ``u_x``, ``c_x``) and ``link``: whether the link enters :func:`composition_ladder`
+    (``Σs`` passes the same tests, at least ``min_chains`` chains on each side)."""
+    N, k_B = int(system.n_sites), float(system.k_B)
+    tab = mcmc_table(result, system)
+    f_cj = _up_fraction(result)
+    C = f_cj.shape[1]
+    f = f_cj.mean(axis=1)
+    beta = 1.0 / (k_B * result.T)
+    up = result.spin_sum > result.spin_window[:, :1, None]
+    chains_hi, chains_lo = up.any(axis=2).sum(axis=1), (~up).any(axis=2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log(f / (1.0 - f)) - 2.0 * beta * result.field
+        err = f_cj.std(axis=1, ddof=1) / np.sqrt(C) / (f * (1.0 - f))
+    converged = tab["converged"].to_numpy(bool)
+    mixed = np.isfinite(tab["m_err"].to_numpy(np.float64))  # Σs claimed: the window's composition mixed
+    link = mixed & (chains_lo >= min_chains) & (chains_hi >= min_chains) & np.isfinite(d) & (err > 0)
+    return pd.DataFrame({
+        "system": system.name, "size": system.size, "T": result.T,
+        "n_au": ((result.spin_window[:, 0] + N) // 2).astype(np.int64), "field": result.field, "n_chains": C,
+        "frac_up": f, "d_ln_z": d, "d_ln_z_err": err, "chains_lo": chains_lo, "chains_hi": chains_hi,
+        "converged": converged, "energy_mixed": np.isfinite(tab["u_err"].to_numpy(np.float64)), "link": link,
+        "diagnosis": tab["diagnosis"].to_numpy(),
+    }, columns=list(WINDOW_COLUMNS))  # fmt: skip
+
+
+def composition_ladder(system, refined: pd.DataFrame, spin_sum: np.ndarray, links: pd.DataFrame, *,
+                       min_count: int = MIN_COUNT, min_chains: int = MIN_CHAINS) -> pd.DataFrame:  # fmt: skip
+    """``ln Z_n`` at every ``(T, n_au)`` from the window links and the sampler's anchors (module
+    doc): ``refined`` and ``spin_sum`` as for :func:`refined_composition_table` (the semi-grand
+    conditions), ``links`` a :func:`window_links` table. Columns ``T, n_au, f_x, f_x_err`` (NaN
+    where no anchor is tied), ``claimed``, the T's fit ``ladder_chi2, ladder_dof, ladder_p`` and
+    ``n_anchors``."""
+    check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
+    check_columns(links, ("T", "n_au", "d_ln_z", "d_ln_z_err", "link"), what="window table")
+    N, k_B = int(system.n_sites), float(system.k_B)
+    n_state = np.rint((np.asarray(spin_sum, np.float64) + N) / 2).astype(np.int64)
+    claimed = (refined["est_converged"].astype(bool) & refined["converged"].astype(bool)).to_numpy()
+    parts = []
+    for T in np.unique(np.concatenate([refined["T"].to_numpy(np.float64), links["T"].to_numpy(np.float64)])):
+        beta = 1.0 / (k_B * T)
+        anchors = []
+        for c in np.flatnonzero((refined["T"].to_numpy() == T) & claimed):
+            cnt, P, P_err = _histogram(n_state[c], N)
+            visited = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains)
+            if not visited.any():
+                continue
+            k = int(np.argmax(np.where(visited, cnt.sum(axis=0), -1)))
+            mu = float(refined["field"].iloc[c])
+            log_z_mu = -N * beta * float(refined["f_est"].iloc[c])
+            var = (N * beta * float(refined["f_est_err"].iloc[c])) ** 2 + (P_err[k] / P[k]) ** 2
+            anchors.append((k, log_z_mu + np.log(P[k]) - beta * mu * (2 * k - N), var, True))
+        lk = links[(links["T"] == T) & links["link"].astype(bool)]
+        fit = chain_fit(N + 1, anchors, [(int(r.n_au), float(r.d_ln_z), float(r.d_ln_z_err) ** 2)
+                                         for r in lk.itertuples()], min_p=MIN_FIT_P)  # fmt: skip
+        parts.append(pd.DataFrame({
+            "T": T, "n_au": np.arange(N + 1), "f_x": -fit["ln_z"] / (beta * N), "f_x_err": fit["ln_z_err"] / (beta * N),
+            "claimed": fit["claimed"], "ladder_chi2": fit["chi2"], "ladder_dof": fit["dof"], "ladder_p": fit["p"],
+            "n_anchors": len(anchors),
+        }))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def log_windows(windows: pd.DataFrame, log) -> None:
+    """Log how many composition windows give a link (nothing for a table without rows)."""
+    if len(windows):
+        log.info("composition windows: %d of %d give a link (Σs mixed, both sides visited), %d have their energies "
+                 "mixed", int(windows["link"].sum()), len(windows), int(windows["energy_mixed"].sum()))  # fmt: skip
 
 
 def log_composition(table: pd.DataFrame, log) -> None:

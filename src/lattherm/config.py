@@ -301,6 +301,9 @@ def _check_scaling(config: Mapping) -> None:
             refine = block["refine"]
             if refine.get("ladder_chains") == 1:
                 raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
+            if refine.get("composition_windows") and system != "cuau":
+                raise ConfigError(f"{key}.refine.composition_windows", f"false for {system} (the windows are "
+                                  "compositions: a system whose field is a chemical potential)", True)  # fmt: skip
             if refine.get("cluster_updates") and system != "ising":
                 raise ConfigError(f"{key}.refine.cluster_updates", f"0 or null for {system} (its updates have no "
                                   "cluster moves; Wolff moves are Ising's)", refine["cluster_updates"])  # fmt: skip

@@ -122,6 +122,12 @@ COLUMNS = {
     "bar_overlap": ("draws crossing between the q and p sides of Bennett's estimate (at least 50 to claim it alone, "
                     "20 to anchor the ladder)"),
     "rhat": "split-R̂ of the row's Monte Carlo series (1 when the chains agree)",
+    "frac_up": "fraction of a composition window's sweeps at its upper composition n + 1",
+    "d_ln_z": "ln Z_(n+1) − ln Z_n (canonical, raw CE energy) from a composition window",
+    "d_ln_z_err": "one-sigma error of d_ln_z (the spread between the window's chains)",
+    "f_x_method": ("where f_x comes from: semi-grand (ln Z_μ and the chains' histogram), ladder (composition "
+                   "windows) or empty"),
+    "ladder_p": "chi-square p-value of the ladder fit the row's estimate comes from (claimed from 1e-3)",
     "train_steps": "training steps of the sampler's model",
     "train_s": "training wall time in seconds (every call of a resumed training)",
     "s_per_step": "training wall time per step in seconds",

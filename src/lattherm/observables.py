@@ -35,6 +35,7 @@ __all__ = [
     "log_Z_bar",
     "bar_overlap",
     "chain_fit",
+    "MIN_FIT_P",
     "f_var",
     "f_nis",
     "ness",
@@ -44,6 +45,8 @@ __all__ = [
     "estimate_by_condition",
 ]
 
+#: least chi-square p-value of a :func:`chain_fit` for its nodes to be claimed
+MIN_FIT_P = 1e-3
 #: bootstrap replicates × samples held at once
 _BOOT_CHUNK = 1 << 22
 
@@ -153,7 +156,7 @@ def bar_overlap(log_w_q, log_w_p, log_z: float) -> float:
     return _q_side(_np(log_w_q).ravel(), len(_np(log_w_p).ravel()), float(log_z))
 
 
-def chain_fit(n: int, anchors, links, *, min_p: float) -> dict[str, np.ndarray | float]:
+def chain_fit(n: int, anchors, links, *, min_p: float = MIN_FIT_P) -> dict[str, np.ndarray | float]:
     """``ln Z`` at the ``n`` nodes of a chain (the temperatures of one field, the compositions of one
     temperature) by weighted least squares from ``anchors``, ``(k, y, var, alone)``: an estimate
     ``y`` of ``ln Z_k`` with variance ``var``, ``alone`` where it is claimed on its own, and

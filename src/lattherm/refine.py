@@ -61,10 +61,16 @@ import pandas as pd
 import torch
 
 from lattherm.composition import COLUMNS as COMPOSITION_COLUMNS
-from lattherm.composition import refined_composition_table
+from lattherm.composition import (
+    WINDOW_COLUMNS,
+    composition_ladder,
+    refined_composition_table,
+    run_windows,
+    window_links,
+)
 from lattherm.evaluation import reference_f
 from lattherm.io import check_columns, row_at, rows_at, unpack_states
-from lattherm.observables import bar_overlap, chain_fit, log_weights, log_Z_bar
+from lattherm.observables import MIN_FIT_P, bar_overlap, chain_fit, log_weights, log_Z_bar
 from lattherm.reference.mcmc import mcmc_table, run_metropolis
 from lattherm.runlog import Progress
 from lattherm.seeds import derived_seed
@@ -95,7 +101,7 @@ LADDER_COLUMNS = ("system", "size", "T", "field", "model", "source", "estimator"
                   "est_sweeps", "est_wall_s", "est_converged", "ladder_chi2", "ladder_dof", "ladder_p", "n_links",
                   "f_ref", "f_ref_err", "delta_f")  # fmt: skip
 #: least chi-square p-value of a field's ladder fit for its rows to be claimed
-LADDER_MIN_P = 1e-3
+LADDER_MIN_P = MIN_FIT_P
 #: the two-point function's long table (no rows for systems other than Ising)
 CORRELATION_COLUMNS = ("system", "size", "T", "field", "model", "source", "r", "G", "G_err")
 
@@ -103,13 +109,15 @@ CORRELATION_COLUMNS = ("system", "size", "T", "field", "model", "source", "r", "
 class Refinement(NamedTuple):
     """What :func:`refine` gives: one row per condition, the Ising ``G(r)`` table (no rows for other
     systems), for a system whose field is a chemical potential refined with a density the
-    composition-resolved table of :func:`lattherm.composition.refined_composition_table`, and with
-    ``ladder_chains`` the :func:`ladder_table` (else no rows)."""
+    composition-resolved table of :func:`lattherm.composition.refined_composition_table`, with
+    ``ladder_chains`` the :func:`ladder_table` and with ``composition_windows`` the windows'
+    :func:`lattherm.composition.window_links` table (else no rows)."""
 
     table: pd.DataFrame
     correlation: pd.DataFrame
     composition: pd.DataFrame
     ladder: pd.DataFrame
+    windows: pd.DataFrame
 
 
 def correlation_function(x: np.ndarray, L: int) -> np.ndarray:
@@ -283,6 +291,7 @@ def refine(
     composition_reference: pd.DataFrame | None = None,
     ladder_chains: int = 0,
     replica_exchange: bool = False,
+    composition_windows: bool = False,
 ) -> Refinement:
     """Refine a sample table (module doc): a :class:`Refinement` (the rows, the G(r) table
     :data:`CORRELATION_COLUMNS` and the composition table; the latter two without rows where they do
@@ -292,7 +301,12 @@ def refine(
     the ladder where it is claimed, Bennett's elsewhere). ``replica_exchange``: the chains of neighbouring
     temperatures of one field exchange configurations after every sweep (as the reference MCMC
     does; each temperature's chains stay draws of its p), so that chains started in different
-    phases near a first-order transition can cross.
+    phases near a first-order transition can cross. ``composition_windows`` (a system whose field is
+    a chemical potential, with the density): ``n_chains`` further chains in every window ``{n, n +
+    1}`` of every temperature (:func:`lattherm.composition.run_windows`, with the same burn-in,
+    samples and exchanges), whose links give ``f_x`` at every composition they tie to the sampler's
+    ``ln Z_μ`` (:func:`lattherm.composition.composition_ladder`) and whose states add to ``u_x``,
+    ``c_x``.
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
     m_ref`` where it has the condition (NaN elsewhere). ``cluster_updates``: Wolff moves per chain
@@ -310,8 +324,13 @@ def refine(
         raise ValueError(f"refine.ladder_chains must be 0 or an integer >= 2, got {ladder_chains!r}")
     if ladder_chains and density is None:
         raise ValueError("refine.ladder_chains needs the sampler's density: the ladder ties Bennett's estimates")
-    T, h, x0 = _starts(samples_df, system.n_sites, int(max(n_chains, ladder_chains)))
-    x0_ladder, x0 = x0[:, : int(ladder_chains)], x0[:, : int(n_chains)]
+    compositions = REGISTRY[system.name].compositions
+    if composition_windows and (density is None or not compositions):
+        raise ValueError(f"refine.composition_windows needs a system whose field is a chemical potential and the "
+                         f"sampler's density (the windows' links are tied to its ln Z_μ), got {system.name}"
+                         f"{'' if density is not None else ' without a density'}")  # fmt: skip
+    T, h, x_all = _starts(samples_df, system.n_sites, int(max(n_chains, ladder_chains)))
+    x0_ladder, x0 = x_all[:, : int(ladder_chains)], x_all[:, : int(n_chains)]
     t0 = time.perf_counter()
     result = run_metropolis(system, T, h, n_chains=int(n_chains), n_samples=n_samples, seed=seed,
                             burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, start=x0,
@@ -354,14 +373,28 @@ def refine(
                               sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip
         ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()
     composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
-    if density is not None and REGISTRY[system.name].compositions:
-        composition = refined_composition_table(system, _ladder_first(table, ladder), result.energy, result.spin_sum,
-                                                size=system.size, seed=derived_seed(seed, 2),
-                                                reference=composition_reference)  # fmt: skip
+    windows = pd.DataFrame({c: [] for c in WINDOW_COLUMNS})
+    if density is not None and compositions:
+        rows, energy, spin_sum, lad = _ladder_first(table, ladder), result.energy, result.spin_sum, None
+        if composition_windows:
+            win = run_windows(system, table, np.repeat(T, x_all.shape[1]), x_all.reshape(-1, system.n_sites),
+                              n_chains=int(n_chains), burn_in_sweeps=burn_in_sweeps, n_samples=n_samples,
+                              thin_sweeps=thin_sweeps, seed=derived_seed(seed, 6),
+                              replica_exchange=bool(replica_exchange))  # fmt: skip
+            windows = window_links(win, system)
+            lad = composition_ladder(system, rows, spin_sum, windows)
+            on_windows = pd.DataFrame({"T": win.T, "field": win.field, "f_est": np.nan, "f_est_err": np.nan,
+                                       "est_converged": False, "converged": windows["energy_mixed"]})  # fmt: skip
+            cols = list(on_windows.columns)
+            rows = pd.concat([rows[cols], on_windows], ignore_index=True)
+            energy, spin_sum = np.concatenate([energy, win.energy]), np.concatenate([spin_sum, win.spin_sum])
+        composition = refined_composition_table(system, rows, energy, spin_sum, size=system.size,
+                                                seed=derived_seed(seed, 2), reference=composition_reference,
+                                                ladder=lad)  # fmt: skip
         composition.insert(2, "model", model)
         composition.insert(3, "source", source)
     if not ising:
-        return Refinement(table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS}), composition, ladder)
+        return Refinement(table, pd.DataFrame({c: [] for c in CORRELATION_COLUMNS}), composition, ladder, windows)
     g = correlation_function(result.states, system.L).mean(axis=2)  # (n_cond, n_chains, R): per chain
     R = g.shape[-1]
     corr = pd.DataFrame({
@@ -369,4 +402,4 @@ def refine(
         "model": model, "source": source, "r": np.tile(np.arange(R), len(T)),
         "G": g.mean(axis=1).ravel(), "G_err": (g.std(axis=1, ddof=1) / np.sqrt(g.shape[1])).ravel(),
     })  # fmt: skip
-    return Refinement(table, corr, composition, ladder)
+    return Refinement(table, corr, composition, ladder, windows)

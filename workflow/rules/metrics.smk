@@ -27,7 +27,7 @@ rule refine:
     Bennett's free energy from the file's draws of q and the chains' draws of p (exact log q of both); where
     the field is a chemical potential, f_x, u_x, c_x per composition from the chains and Bennett's estimates,
     against the composition reference where one exists, the phase diagram and the order-disorder temperatures
-    from them (no rows elsewhere)."""
+    from them, and the composition windows' links (no rows elsewhere)."""
     input:
         samples=res("{system}/{size}/samples/{model}/{source}.parquet"),
         checkpoint=source_checkpoint,
@@ -40,6 +40,7 @@ rule refine:
         regions=res("{system}/{size}/metrics/{model}/{source}_refined_phase_diagram.parquet"),
         order_disorder=res("{system}/{size}/metrics/{model}/{source}_refined_order_disorder.parquet"),
         ladder=res("{system}/{size}/metrics/{model}/{source}_ladder.parquet"),
+        windows=res("{system}/{size}/metrics/{model}/{source}_windows.parquet"),
     params:
         tol=config["reference"]["phase_diagram"]["tol"],
         system_params=system_params_of,

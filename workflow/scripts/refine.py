@@ -3,7 +3,7 @@ its composition-resolved free energies and phase diagram (rule refine)."""
 
 from typing import TYPE_CHECKING
 
-from lattherm.composition import log_composition, sampler_phase_diagram
+from lattherm.composition import log_composition, log_windows, sampler_phase_diagram
 from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
 from lattherm.reference.phase_diagram import log_transitions, order_disorder_table
@@ -27,9 +27,10 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     reference = read_table(snakemake.input.reference[0]) if snakemake.input.reference else None
     composition_ref = snakemake.input.composition_reference
     composition_ref = read_table(composition_ref[0], required=("T", "n_au", "f_x")) if composition_ref else None
-    table, corr, composition, ladder = refine(system, samples, model=wc.model, source=wc.source, seed=params.seed,
-                                              reference_df=reference, density=density,
-                                              composition_reference=composition_ref, **params.refine)  # fmt: skip
+    table, corr, composition, ladder, windows = refine(system, samples, model=wc.model, source=wc.source,
+                                                       seed=params.seed, reference_df=reference, density=density,
+                                                       composition_reference=composition_ref,
+                                                       **params.refine)  # fmt: skip
     log.info("%d of %d conditions converged; BAR claimed at %d, max |delta_f| there %.3g",
              int(table["converged"].sum()), len(table), int(table["est_converged"].sum()),
              table.loc[table["est_converged"], "delta_f"].abs().max())  # fmt: skip
@@ -39,8 +40,10 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     transitions = order_disorder_table(composition)
     log_transitions(transitions, log)
     log_ladder(ladder, log)
+    log_windows(windows, log)
     write_table(table, snakemake.output.table)
     write_table(ladder, snakemake.output.ladder)
+    write_table(windows, snakemake.output.windows)
     write_table(corr, snakemake.output.correlation)
     write_table(composition, snakemake.output.composition, required=("system", "size", "T", "n_au", "x_au", "f_x"))
     write_table(regions, snakemake.output.regions, required=("system", "size", "T", "x_lo", "x_hi"))

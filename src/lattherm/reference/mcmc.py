@@ -976,7 +976,8 @@ def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
     124105, 2008) over the samples of every condition of a ladder (one field), so that states that
     are rare at one temperature but common at another are weighed in from where they were seen.
 
-    Returns ``None`` without replica exchange; else, per statistic ``u, c, m, abs_m``, the
+    Returns ``None`` without replica exchange or with composition windows (their ladders mix
+    μ); else, per statistic ``u, c, m, abs_m``, the
     estimate ``(n_cond,)`` and its leave-one-group-out values ``(n_cond, G)`` under ``"<q>"``
     and ``"<q>_loo"`` (groups of chain slots, :func:`_slot_groups`: chains of one slot are coupled
     through the exchanges, different slots are independent), NaN at conditions alone in their
@@ -984,7 +985,7 @@ def ladder_estimates(result: MCMCResult) -> dict[str, np.ndarray] | None:
     every sample of the ladder has the same ``E_int`` and ``Σs``. Samples with equal ``(E_int,
     Σs)`` have equal weights and are merged.
     """
-    if not result.replica_exchange:
+    if not result.replica_exchange or result.spin_window is not None:
         return None
     ladders, lad_len = _ladders(result.T, result.field, True)
     n_cond, K, n = result.energy.shape

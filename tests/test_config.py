@@ -287,6 +287,8 @@ BAD = [
     (("scaling", "ising", "refine"), {"ladder_chains": 5000}, "scaling.ising.refine.ladder_chains"),
     (("scaling", "cuau", "refine"), {"cluster_updates": 2}, "scaling.cuau.refine.cluster_updates"),
     (("scaling", "ising", "refine"), {"composition_windows": True}, "scaling.ising.refine.composition_windows"),
+    (("scaling", "cuau", "refine"), {"composition_windows": False, "window_thin_sweeps": 50},
+     "scaling.cuau.refine.window_thin_sweeps"),
     (("scaling", "ising", "per_size"), {"64x64": {"T": {"values": [2.0]}}}, "scaling.ising.per_size.64x64"),
     (("scaling", "ising", "per_size"), {"16x16": {"field": {"values": [0.0, 9.0]}}},
      "scaling.ising.per_size.16x16.field"),

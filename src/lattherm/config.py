@@ -301,6 +301,10 @@ def _check_scaling(config: Mapping) -> None:
             refine = block["refine"]
             if refine.get("ladder_chains") == 1:
                 raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
+            for name in ("window_burn_in_sweeps", "window_thin_sweeps"):
+                if refine.get(name) is not None and not refine.get("composition_windows"):
+                    raise ConfigError(f"{key}.refine.{name}", "null unless composition_windows is true (it sets "
+                                      "the windows' sweeps)", refine[name])  # fmt: skip
             if refine.get("composition_windows") and system != "cuau":
                 raise ConfigError(f"{key}.refine.composition_windows", f"false for {system} (the windows are "
                                   "compositions: a system whose field is a chemical potential)", True)  # fmt: skip

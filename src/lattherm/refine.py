@@ -292,6 +292,8 @@ def refine(
     ladder_chains: int = 0,
     replica_exchange: bool = False,
     composition_windows: bool = False,
+    window_burn_in_sweeps: int | None = None,
+    window_thin_sweeps: int | None = None,
 ) -> Refinement:
     """Refine a sample table (module doc): a :class:`Refinement` (the rows, the G(r) table
     :data:`CORRELATION_COLUMNS` and the composition table; the latter two without rows where they do
@@ -303,8 +305,9 @@ def refine(
     does; each temperature's chains stay draws of its p), so that chains started in different
     phases near a first-order transition can cross. ``composition_windows`` (a system whose field is
     a chemical potential, with the density): ``n_chains`` further chains in every window ``{n, n +
-    1}`` of every temperature (:func:`lattherm.composition.run_windows`, with the same burn-in,
-    samples and exchanges), whose links give ``f_x`` at every composition they tie to the sampler's
+    1}`` of every temperature (:func:`lattherm.composition.run_windows`, with the same samples and
+    exchanges; burn-in and thinning ``window_burn_in_sweeps``, ``window_thin_sweeps``, by default
+    the chains'), whose links give ``f_x`` at every composition they tie to the sampler's
     ``ln Z_μ`` (:func:`lattherm.composition.composition_ladder`) and whose states add to ``u_x``,
     ``c_x``.
 
@@ -378,8 +381,9 @@ def refine(
         rows, energy, spin_sum, lad = _ladder_first(table, ladder), result.energy, result.spin_sum, None
         if composition_windows:
             win = run_windows(system, table, np.repeat(T, x_all.shape[1]), x_all.reshape(-1, system.n_sites),
-                              n_chains=int(n_chains), burn_in_sweeps=burn_in_sweeps, n_samples=n_samples,
-                              thin_sweeps=thin_sweeps, seed=derived_seed(seed, 6),
+                              n_chains=int(n_chains), n_samples=n_samples, seed=derived_seed(seed, 6),
+                              burn_in_sweeps=burn_in_sweeps if window_burn_in_sweeps is None else window_burn_in_sweeps,
+                              thin_sweeps=thin_sweeps if window_thin_sweeps is None else window_thin_sweeps,
                               replica_exchange=bool(replica_exchange))  # fmt: skip
             windows = window_links(win, system)
             lad = composition_ladder(system, rows, spin_sum, windows)

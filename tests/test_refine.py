@@ -226,13 +226,9 @@ def test_ladder_ties_the_temperatures_of_a_field_into_tighter_honest_estimates()
                thin_sweeps=1, seed=9, ladder_chains=64)  # fmt: skip
 
 
-def test_ladder_flags_anchors_that_disagree_with_its_links():
-    """Exact Boltzmann draws of 4x4 as the ladder's states and exact anchors with 1e-4 error bars:
-    a consistent fit that claims every temperature; one anchor shifted by 0.02 per site (0.13 in
-    ln Z, several of the links' error bars): the chi-square says so, and no row of that field is
-    claimed."""
-    T = [2.0, 2.5, 3.0, 3.5]
-    system = IsingSystem(L=4)
+def _exact_ladder_states(system, T):
+    """Exact Boltzmann draws of the 4x4 torus at ``T`` (h = 0) as the ladder's states: energies and
+    spin sums ``(len(T), 64 chains, 20 samples)``."""
     x = torch.cat(list(enumerate_states(16)))
     E_all, S_all = system.energy(x).double().numpy(), system.spin_sum(x).double().numpy()
     rng = np.random.default_rng(0)
@@ -241,7 +237,17 @@ def test_ladder_flags_anchors_that_disagree_with_its_links():
         log_p = -E_all / t
         p = np.exp(log_p - log_p.max())
         idx.append(rng.choice(len(E_all), size=(64, 20), p=p / p.sum()))
-    E, S = E_all[np.asarray(idx)], S_all[np.asarray(idx)]
+    return E_all[np.asarray(idx)], S_all[np.asarray(idx)]
+
+
+def test_ladder_flags_anchors_that_disagree_with_its_links():
+    """Exact Boltzmann draws of 4x4 as the ladder's states and exact anchors with 1e-4 error bars:
+    a consistent fit that claims every temperature; one anchor shifted by 0.02 per site (0.13 in
+    ln Z, several of the links' error bars): the chi-square says so, and no row of that field is
+    claimed."""
+    T = [2.0, 2.5, 3.0, 3.5]
+    system = IsingSystem(L=4)
+    E, S = _exact_ladder_states(system, T)
     exact = ising_exact_table(4, np.array(T), np.array([0.0]))
     anchors = exact.assign(f_est=exact["f"], f_est_err=1e-4, u_err=0.01, bar_overlap=MIN_OVERLAP_ALONE)
     ok = ladder_table(system, T, [0.0] * 4, E, S, anchors, model="m", source="direct", seed=1, reference_df=exact)
@@ -259,14 +265,7 @@ def test_the_ladder_claims_a_marginal_anchor_only_where_another_tests_it():
     an anchor whose chains did not mix (``u_err`` NaN) or with fewer crossings ties nothing."""
     T = [2.0, 2.5, 3.0, 3.5]
     system = IsingSystem(L=4)
-    x = torch.cat(list(enumerate_states(16)))
-    E_all, S_all = system.energy(x).double().numpy(), system.spin_sum(x).double().numpy()
-    rng = np.random.default_rng(0)
-    idx = []
-    for t in T:
-        p = np.exp(-(E_all - E_all.min()) / t)
-        idx.append(rng.choice(len(E_all), size=(64, 20), p=p / p.sum()))
-    E, S = E_all[np.asarray(idx)], S_all[np.asarray(idx)]
+    E, S = _exact_ladder_states(system, T)
     exact = ising_exact_table(4, np.array(T), np.array([0.0]))
 
     def fit(overlaps, u_err=0.01):

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from lattherm.io import check_columns
-from lattherm.observables import MIN_FIT_P, chain_fit, log_weights
+from lattherm.observables import chain_fit, log_weights
 from lattherm.reference.mcmc import MCMCResult, mcmc_table, run_metropolis
 from lattherm.reference.phase_diagram import two_phase_regions
 from lattherm.seeds import derived_seed
@@ -254,7 +254,7 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
         groups = []  # per (μ, chain): count, Σ E, Σ E² at every n (the mixed μ that visit it)
         sampled = np.zeros(N + 1, bool)
         for c in rows.index:
-            mu, C = float(refined["field"].iloc[c]), n_state.shape[1]
+            C = n_state.shape[1]
             n_c, E_c = n_state[c], energy[c]
             cnt, P, P_err = _histogram(n_c, N)
             draws += cnt.sum(axis=0)  # visited, claimed or not: not a composition the ensemble skips
@@ -268,11 +268,8 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             use = visited & claimed[c]  # f_x: also ln Z_μ
             if not use.any():
                 continue
-            log_z_mu = -N * beta * float(refined["f_est"].iloc[c])
-            var_mu = (N * beta * float(refined["f_est_err"].iloc[c])) ** 2
             P_ = np.where(use, P, 1.0)
-            var = var_mu + (P_err / P_) ** 2
-            log_z = log_z_mu + np.log(P_) - beta * mu * (2 * n_au - N)
+            log_z, var = _canonical_log_z(refined.iloc[c], P_, P_err, n_au, beta, N)
             inv += np.where(use, 1.0 / var, 0.0)
             num += np.where(use, log_z / var, 0.0)
             n_mu += use
@@ -314,6 +311,14 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     table = (pd.concat(parts, ignore_index=True) if parts
              else pd.DataFrame(columns=[*COLUMNS, "estimator", "f_x_method", "ladder_p"]))  # fmt: skip
     return _with_reference(table, reference)
+
+
+def _canonical_log_z(row, P, P_err, n, beta: float, N: int) -> tuple:
+    """``ln Z_n = ln Z_μ + ln P_μ(n) − βμ(2n − N)`` and its variance, ``ln Z_μ``'s (from the refined
+    ``row``: ``field`` = μ, ``f_est``, ``f_est_err``) plus the histogram's ``(σ_P / P)²``."""
+    log_z_mu = -N * beta * float(row["f_est"])
+    var_mu = (N * beta * float(row["f_est_err"])) ** 2
+    return log_z_mu + np.log(P) - beta * float(row["field"]) * (2 * n - N), var_mu + (P_err / P) ** 2
 
 
 def _histogram(n_c: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -452,13 +457,10 @@ def composition_ladder(system, refined: pd.DataFrame, spin_sum: np.ndarray, link
             if not visited.any():
                 continue
             k = int(np.argmax(np.where(visited, cnt.sum(axis=0), -1)))
-            mu = float(refined["field"].iloc[c])
-            log_z_mu = -N * beta * float(refined["f_est"].iloc[c])
-            var = (N * beta * float(refined["f_est_err"].iloc[c])) ** 2 + (P_err[k] / P[k]) ** 2
-            anchors.append((k, log_z_mu + np.log(P[k]) - beta * mu * (2 * k - N), var, True))
+            anchors.append((k, *_canonical_log_z(refined.iloc[c], P[k], P_err[k], k, beta, N), True))
         lk = links[(links["T"] == T) & links["link"].astype(bool)]
         fit = chain_fit(N + 1, anchors, [(int(r.n_au), float(r.d_ln_z), float(r.d_ln_z_err) ** 2)
-                                         for r in lk.itertuples()], min_p=MIN_FIT_P)  # fmt: skip
+                                         for r in lk.itertuples()])  # fmt: skip
         parts.append(pd.DataFrame({
             "T": T, "n_au": np.arange(N + 1), "f_x": -fit["ln_z"] / (beta * N), "f_x_err": fit["ln_z_err"] / (beta * N),
             "claimed": fit["claimed"], "ladder_chi2": fit["chi2"], "ladder_dof": fit["dof"], "ladder_p": fit["p"],

@@ -305,7 +305,7 @@ def _check_scaling(config: Mapping) -> None:
                 if refine.get(name) is not None and not refine.get("composition_windows"):
                     raise ConfigError(f"{key}.refine.{name}", "null unless composition_windows is true (it sets "
                                       "the windows' sweeps)", refine[name])  # fmt: skip
-            if refine.get("composition_windows") and system != "cuau":
+            if refine.get("composition_windows") and not REGISTRY[system].compositions:
                 raise ConfigError(f"{key}.refine.composition_windows", f"false for {system} (the windows are "
                                   "compositions: a system whose field is a chemical potential)", True)  # fmt: skip
             if refine.get("cluster_updates") and system != "ising":

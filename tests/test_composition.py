@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lattherm.composition import MIN_EFFECTIVE, composition_table, refined_composition_table, sampler_phase_diagram
+from lattherm.composition import (
+    MIN_EFFECTIVE,
+    composition_ladder,
+    composition_table,
+    refined_composition_table,
+    sampler_phase_diagram,
+)
 from lattherm.io import pack_states
 from lattherm.reference.cuau_exact import cuau_exact_composition_table
 from lattherm.reference.phase_diagram import two_phase_regions
@@ -259,9 +265,10 @@ def test_u_x_and_c_x_need_mixed_chains_only_not_ln_Z_mu(cell):
 def test_composition_windows_give_f_x_at_every_composition(cell):
     """At 300 K the semi-grand chains skip the compositions inside two-phase regions. With
     ``composition_windows`` every window ``{n, n + 1}`` runs: f_x comes at every composition of every
-    temperature from the links tied to the sampler's ln Z_μ (a consistent fit), within a few error
-    bars of enumeration; u_x and c_x too. An anchor shifted by 1 in ln Z (a wrong density at one μ,
-    4 meV/atom) breaks that temperature's fit: no row of it is claimed from the ladder."""
+    temperature from the links between the exact pure-element ends (a consistent fit), within a few
+    error bars of enumeration; u_x and c_x too; the sampler's ln Z_μ agree with it (``anchor_p``).
+    An anchor shifted by 1 in ln Z (a wrong density at one μ, 4 meV/atom) fails that check and
+    leaves f_x as it was; a link shifted by 1 breaks its temperature's fit: no row of it is claimed."""
     system = cell[0]
     N = system.n_sites
     samples, density = _sample_file(cell, T_GRID, MU_GRID, lambda T, mu: _log_q(cell, T, mu, 0.3))
@@ -274,8 +281,11 @@ def test_composition_windows_give_f_x_at_every_composition(cell):
     win, tab = out.windows, out.composition
     assert len(win) == len(T_GRID) * N and win["link"].all(), win[~win["link"]]
     assert (tab["f_x_method"] == "ladder").all() and tab["converged"].all() and (tab["ladder_p"] > 1e-3).all()
-    z = (tab["delta_f_x"] / tab["f_x_err"]).to_numpy()
-    assert np.abs(z).max() < 4.5 and 0.2 < np.mean(z**2) < 2.5, tab.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err"]]
+    end = tab["n_au"].isin([0, N])  # the pure elements: exact
+    assert (tab.loc[end, "f_x_err"] == 0).all() and tab.loc[end, "delta_f_x"].abs().max() < 1e-12
+    inner = tab[~end]
+    z = (inner["delta_f_x"] / inner["f_x_err"]).to_numpy()
+    assert np.abs(z).max() < 4.5 and 0.2 < np.mean(z**2) < 2.5, inner.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err"]]
     assert tab["delta_f_x"].abs().max() < 1e-3  # eV/atom
     for T in T_GRID:
         got = tab[tab["T"] == T].merge(_exact_canonical(cell, T), on="n_au")
@@ -292,7 +302,33 @@ def test_composition_windows_give_f_x_at_every_composition(cell):
         off = (cond[:, 0] == 700.0) & (cond[:, 1] == 0.0)
         return density(x, cond, gen) + off.to(torch.float64)
 
+    assert (tab["anchor_p"] > 1e-3).all(), tab.groupby("T")["anchor_p"].first()
     bad = refine(system, samples, density=shifted, composition_windows=True, **kw).composition
-    at = bad[bad["T"] == 700.0]
-    assert (at["ladder_p"] < 1e-3).all() and not (at["f_x_method"] == "ladder").any(), at
-    assert (bad.loc[bad["T"] != 700.0, "f_x_method"] == "ladder").all()
+    at = bad["T"] == 700.0
+    assert (bad.loc[at, "anchor_p"] < 1e-3).all() and (bad.loc[~at, "anchor_p"] > 1e-3).all()
+    assert (bad["f_x_method"] == "ladder").all() and np.allclose(bad["f_x"], tab["f_x"], rtol=0, atol=1e-12)
+
+    links = win.assign(d_ln_z=win["d_ln_z"] + ((win["T"] == 700.0) & (win["n_au"] == N // 2)))
+    none = pd.DataFrame({"T": [], "field": [], "f_est": [], "f_est_err": [], "est_converged": [], "converged": []})
+    lad = composition_ladder(system, none, np.zeros((0, 2, 2)), links)
+    at = lad["T"] == 700.0
+    assert (lad.loc[at, "ladder_p"] < 1e-3).all() and not lad.loc[at, "claimed"].any()
+    assert lad.loc[~at, "claimed"].all() and lad.loc[~at, "anchor_p"].isna().all()
+
+
+@pytest.mark.filterwarnings("ignore:blocks of:UserWarning")
+def test_windows_that_do_not_converge_run_again_longer(cell):
+    """Windows run far too short (2 sweeps of burn-in, 1 between samples): those whose chains fail
+    the convergence tests run again with their whole ladder (every T of their n) at twice and then
+    four times the sweeps; a window left unconverged has had every rerun, and the rest ran once."""
+    system = cell[0]
+    samples, density = _sample_file(cell, T_GRID, MU_GRID, lambda T, mu: _log_q(cell, T, mu, 0.3))
+    out = refine(system, samples, model="m", source="direct", n_chains=16, burn_in_sweeps=20, n_samples=10,
+                 thin_sweeps=2, seed=3, density=density, replica_exchange=True, composition_windows=True,
+                 window_burn_in_sweeps=2, window_thin_sweeps=1)  # fmt: skip
+    win = out.windows
+    base = 2 + 10 * 1
+    counts = win["sweeps"].value_counts()
+    assert set(counts.index) <= {base, 2 * base, 4 * base} and (win["sweeps"] > base).any(), counts
+    assert (win.groupby("n_au")["sweeps"].nunique() == 1).all()  # a window's ladder runs together
+    assert (win.loc[~win["converged"], "sweeps"] == 4 * base).all(), win.loc[~win["converged"], ["T", "n_au", "sweeps"]]

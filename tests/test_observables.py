@@ -10,6 +10,7 @@ import torch
 
 from lattherm.models import ExactModel
 from lattherm.observables import (
+    chain_fit,
     estimate_by_condition,
     estimate_thermo,
     f_nis,
@@ -206,3 +207,31 @@ def test_nis_error_keeps_the_resolution_of_its_draws():
     log_q = -reduced_energy(system, x, 0.5, 0.0).double() - 3.0
     est = estimate_thermo(system, x, log_q, 0.5, 0.0, n_boot=20)
     assert est["f_nis_err"] == pytest.approx(0.5 / (4 * 200), rel=1e-12)
+
+
+def test_chain_fit_holds_exact_anchors_and_its_errors_are_honest():
+    """Exact anchors (variance 0) at both ends of a chain of noisy links: the ends come out exact,
+    every inner node within its error bar as often as a Gaussian says (over many replicates), the
+    fit has one degree of freedom (the links chained from one end reach the other); a missing link
+    leaves two stretches, each tied to its end and claimed, with no degree of freedom left."""
+    rng = np.random.default_rng(5)
+    n, sd = 12, 0.05
+    truth = np.cumsum(rng.normal(size=n))
+    ends = [(0, truth[0], 0.0, True), (n - 1, truth[-1], 0.0, True)]
+    z, p = [], []
+    for _ in range(400):
+        d = np.diff(truth) + rng.normal(scale=sd, size=n - 1)
+        fit = chain_fit(n, ends, [(k, d[k], sd**2) for k in range(n - 1)])
+        assert fit["ln_z"][[0, -1]].tolist() == [truth[0], truth[-1]] and fit["ln_z_err"][[0, -1]].tolist() == [0, 0]
+        assert fit["dof"] == 1 and fit["claimed"].all()
+        z.append((fit["ln_z"][1:-1] - truth[1:-1]) / fit["ln_z_err"][1:-1])
+        p.append(fit["p"])
+    z = np.concatenate(z)
+    assert 0.9 < np.mean(z**2) < 1.1 and np.abs(z).max() < 5.0
+    assert 0.07 < np.mean(np.asarray(p) < 0.1) < 0.13  # the chi-square's p is uniform
+    split = chain_fit(n, ends, [(k, d[k], sd**2) for k in range(n - 1) if k != 4])
+    assert split["dof"] == 0 and split["claimed"].all()
+    assert np.isclose(split["ln_z"][4], truth[0] + d[:4].sum())
+    assert np.isclose(split["ln_z"][5], truth[-1] - d[5:].sum())
+    bad = chain_fit(n, ends, [(k, d[k] + (k == 6), sd**2) for k in range(n - 1)])
+    assert bad["p"] < 1e-3 and not bad["claimed"].any()

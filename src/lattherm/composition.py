@@ -41,18 +41,28 @@ window. μ is set per window so that both compositions are visited: a first gues
 semi-grand chains' ``x(μ)``, then :data:`WINDOW_ROUNDS` short rounds that move μ by
 ``ln((1 − f)/f)/(2β)``; the measuring run keeps μ fixed. Starts: the sample file's
 configurations at that T nearest in composition, brought into the window by flipping random
-sites. A link counts where the window's chains mixed and at least :data:`MIN_CHAINS` chains visit
-each side. At each T a weighted least-squares fit of ``ln Z_0 … ln Z_N``
-(:func:`lattherm.observables.chain_fit`) to the links and to the sampler's anchors, one per
-claimed ``ln Z_μ`` (at the composition its chains visit most, ``ln Z_μ + ln P_μ(n) − βμ(2n −
-N)``; the μ are independent estimates, so the chi-square tests them against each other through
-the links), gives ``f_x`` at every composition the links tie to an anchor, claimed where the fit
-is consistent.
+sites. A window whose chains fail the convergence tests runs again, with its whole ladder (every T
+of its ``n``), from the same starts for twice the sweeps, up to :data:`WINDOW_EXTENSIONS` times
+(column ``sweeps``). A link counts where the window's chains mixed and at least
+:data:`MIN_CHAINS` chains visit each side.
+
+At each T, ``ln Z_0 … ln Z_N`` come from a weighted least-squares fit
+(:func:`lattherm.observables.chain_fit`) of the links between the two exact ends: the pure
+elements are single configurations, ``ln Z_0 = −β E(all Cu)`` and ``ln Z_N = −β E(all Au)``. With
+every link present the fit has one degree of freedom, the links chained from pure Cu reaching pure
+Au, and a consistent fit (``ladder_p``) claims every composition; a missing link splits the chain
+into stretches tied to one end each (claimed, untested by the chi-square). ``f_x`` then comes from
+the windows' Monte Carlo, started from the sampler's draws at the μ its chains set. The sampler's
+own ``ln Z_μ`` (claimed Bennett or T-ladder estimates) are the check, one anchor per claimed μ (at
+the composition its chains visit most, ``ln Z_μ + ln P_μ(n) − βμ(2n − N)``): their chi-square
+against the fit, ``anchor_chi2`` over ``anchor_dof`` anchors (variances the anchor's plus the
+fit's), and its p-value ``anchor_p``.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -65,7 +75,7 @@ from lattherm.seeds import derived_seed
 
 __all__ = ["composition_table", "composition_ladder", "log_composition", "log_windows", "refined_composition_table",
            "run_windows", "sampler_phase_diagram", "window_links", "window_starts", "MIN_EFFECTIVE", "MIN_COUNT",
-           "MIN_CHAINS", "WINDOW_COLUMNS", "WINDOW_ROUNDS", "WINDOW_ROUND_SWEEPS"]
+           "MIN_CHAINS", "WINDOW_COLUMNS", "WINDOW_EXTENSIONS", "WINDOW_ROUNDS", "WINDOW_ROUND_SWEEPS"]
 
 #: least effective draws at a composition (all μ together) for a converged row
 MIN_EFFECTIVE = 50
@@ -79,9 +89,11 @@ MIN_CHAINS = 8
 #: rounds of the μ adjustment of the composition windows, and sweeps per round
 WINDOW_ROUNDS = 4
 WINDOW_ROUND_SWEEPS = 40
+#: reruns, at twice the sweeps each, of the windows whose chains did not pass the convergence tests
+WINDOW_EXTENSIONS = 2
 #: one row per window (:func:`window_links`)
 WINDOW_COLUMNS = ("system", "size", "T", "n_au", "field", "n_chains", "frac_up", "d_ln_z", "d_ln_z_err",
-                  "chains_lo", "chains_hi", "converged", "energy_mixed", "link", "diagnosis")  # fmt: skip
+                  "chains_lo", "chains_hi", "converged", "energy_mixed", "link", "sweeps", "diagnosis")  # fmt: skip
 
 #: leading columns of :func:`composition_table` (the reference composition tables' schema first)
 COLUMNS = ["system", "size", "T", "n_au", "x_au", "f_x", "f_x_err", "f_x_formation", "u_x", "u_x_err", "c_x", "c_x_err",
@@ -229,7 +241,8 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     :func:`sampler_phase_diagram`), ``n_effective`` the (μ, chain) pairs of the entering μ that visit
     it; a row is ``converged`` where at least one μ entered ``f_x`` (``u_x``, ``c_x`` may have values
     where it is not). With a :func:`composition_ladder` table (``ladder``), ``f_x`` is the ladder's
-    where it is claimed (``ladder_p`` its temperature's fit), the histograms' elsewhere. Rows of
+    where it is claimed (``ladder_p`` its temperature's fit, ``anchor_p`` the sampler's ``ln Z_μ``
+    against it), the histograms' elsewhere. Rows of
     composition windows (their μ the windows', ``f_est`` NaN) add their states to ``u_x``, ``c_x``."""
     check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
@@ -278,14 +291,14 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
         log_z = np.where(seen, num / np.where(seen, inv, 1.0), np.nan)
         log_z_err = np.where(seen, 1.0 / np.sqrt(np.where(seen, inv, 1.0)), np.nan)
         method = np.where(seen, "semi-grand", "")
-        ladder_p = np.full(N + 1, np.nan)
+        ladder_p, anchor_p = np.full(N + 1, np.nan), np.full(N + 1, np.nan)
         if ladder is not None:
             lad = ladder[ladder["T"] == T].set_index("n_au").reindex(n_au)
             on = lad["claimed"].fillna(False).to_numpy(bool)
             log_z = np.where(on, -N * beta * lad["f_x"].to_numpy(np.float64), log_z)
             log_z_err = np.where(on, N * beta * lad["f_x_err"].to_numpy(np.float64), log_z_err)
             seen, method = seen | on, np.where(on, "ladder", method)
-            ladder_p = lad["ladder_p"].to_numpy(np.float64)
+            ladder_p, anchor_p = lad["ladder_p"].to_numpy(np.float64), lad["anchor_p"].to_numpy(np.float64)
         u, c_x, u_err, c_err = (np.full(N + 1, np.nan) for _ in range(4))
         if groups:
             S = np.concatenate(groups)  # (G, N + 1, 3)
@@ -306,10 +319,10 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             "f_x_formation": f_x - (x_au * pure.au + (1.0 - x_au) * pure.cu),
             "u_x": u, "u_x_err": u_err, "c_x": c_x, "c_x_err": c_err,
             "n_draws": draws, "n_effective": pairs, "n_mu": n_mu, "converged": seen, "estimator": "refined",
-            "f_x_method": method, "ladder_p": ladder_p,
+            "f_x_method": method, "ladder_p": ladder_p, "anchor_p": anchor_p,
         }))  # fmt: skip
     table = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame(columns=[*COLUMNS, "estimator", "f_x_method", "ladder_p"]))  # fmt: skip
+             else pd.DataFrame(columns=[*COLUMNS, "estimator", "f_x_method", "ladder_p", "anchor_p"]))  # fmt: skip
     return _with_reference(table, reference)
 
 
@@ -379,11 +392,12 @@ def _up_fraction(result: MCMCResult) -> np.ndarray:
 
 def run_windows(system, semi_grand: pd.DataFrame, pool_T: np.ndarray, pool_x: np.ndarray, *, n_chains: int,
                 burn_in_sweeps: int, n_samples: int, thin_sweeps: int, seed: int,
-                replica_exchange: bool = True) -> MCMCResult:  # fmt: skip
+                replica_exchange: bool = True) -> tuple[MCMCResult, np.ndarray]:  # fmt: skip
     """The composition windows ``{n, n + 1}``, ``n = 0 … N − 1``, at every temperature of the
-    ``semi_grand`` table (``T, field, x_au``: its μ guess), started from ``pool_x`` (module doc);
+    ``semi_grand`` table (``T, field, x_au``: its μ guess), started from ``pool_x`` (module doc):
     the measuring run's :class:`~lattherm.reference.mcmc.MCMCResult` (its ``field`` the windows'
-    μ, ``spin_window`` their bounds)."""
+    μ, ``spin_window`` their bounds; the rows of extended windows those of their last run) and the
+    sweeps each window ran, burn-in included."""
     N, k_B = int(system.n_sites), float(system.k_B)
     temps = np.unique(semi_grand["T"].to_numpy(np.float64))
     T = np.repeat(temps, N)
@@ -400,18 +414,40 @@ def run_windows(system, semi_grand: pd.DataFrame, pool_T: np.ndarray, pool_x: np
         f = _up_fraction(res).mean(axis=1)
         mu = mu + np.log((1.0 - f + eps) / (f + eps)) / (2.0 * beta)
         x = res.states[:, :, -1]
-    return run_metropolis(system, T, mu, n_chains=n_chains, n_samples=n_samples, burn_in_sweeps=burn_in_sweeps,
-                          thin_sweeps=thin_sweeps, seed=derived_seed(seed, 2), start=x, keep_states=False,
-                          progress=True, replica_exchange=replica_exchange, spin_window=window)  # fmt: skip
+
+    def measure(at: np.ndarray, factor: int, key: int) -> MCMCResult:
+        return run_metropolis(system, T[at], mu[at], n_chains=n_chains, n_samples=n_samples,
+                              burn_in_sweeps=factor * burn_in_sweeps, thin_sweeps=factor * thin_sweeps,
+                              seed=derived_seed(seed, 2, key), start=x[at], keep_states=False, progress=True,
+                              replica_exchange=replica_exchange, spin_window=window[at])  # fmt: skip
+
+    out = measure(np.ones(len(T), bool), 1, 0)
+    sweeps = np.full(len(T), burn_in_sweeps + n_samples * thin_sweeps, np.int64)
+    arrays = {k: np.array(getattr(out, k)) for k in ("energy", "spin_sum", "averages", "exchange")
+              if getattr(out, k) is not None}  # fmt: skip
+    bad = ~mcmc_table(out, system)["converged"].to_numpy(bool)
+    for r in range(1, WINDOW_EXTENSIONS + 1):
+        at = np.isin(n, n[bad])  # a window's whole ladder: every T of its n
+        if not at.any():
+            break
+        ext = measure(at, 2**r, r)
+        for k, a in arrays.items():
+            a[at] = getattr(ext, k)
+        sweeps[at] = 2**r * (burn_in_sweeps + n_samples * thin_sweeps)
+        bad = np.zeros(len(T), bool)
+        bad[at] = ~mcmc_table(ext, system)["converged"].to_numpy(bool)
+    return replace(out, **arrays), sweeps
 
 
-def window_links(result: MCMCResult, system, *, min_chains: int = MIN_CHAINS) -> pd.DataFrame:
+def window_links(result: MCMCResult, system, *, sweeps: np.ndarray | None = None,
+                 min_chains: int = MIN_CHAINS) -> pd.DataFrame:  # fmt: skip
     """One row per window of :func:`run_windows` (:data:`WINDOW_COLUMNS`): its μ (``field``), the
     fraction ``frac_up`` of sweeps at ``n + 1``, the link ``d_ln_z = ln Z_(n+1) − ln Z_n`` and its
     error, the chains that visit each side, the chains' convergence (the MCMC reference's tests:
     ``converged`` for all of them, ``energy_mixed`` where ``E`` passes them: the window's states
     then enter ``u_x``, ``c_x``) and ``link``: whether the link enters :func:`composition_ladder`
-    (``Σs`` passes the same tests, at least ``min_chains`` chains on each side)."""
+    (``Σs`` passes the same tests, at least ``min_chains`` chains on each side); ``sweeps`` per
+    window (:func:`run_windows`'), by default the result's."""
     N, k_B = int(system.n_sites), float(system.k_B)
     tab = mcmc_table(result, system)
     f_cj = _up_fraction(result)
@@ -431,40 +467,48 @@ def window_links(result: MCMCResult, system, *, min_chains: int = MIN_CHAINS) ->
         "n_au": ((result.spin_window[:, 0] + N) // 2).astype(np.int64), "field": result.field, "n_chains": C,
         "frac_up": f, "d_ln_z": d, "d_ln_z_err": err, "chains_lo": chains_lo, "chains_hi": chains_hi,
         "converged": converged, "energy_mixed": np.isfinite(tab["u_err"].to_numpy(np.float64)), "link": link,
+        "sweeps": (np.full(len(f), result.burn_in_sweeps + result.n_samples * result.thin_sweeps, np.int64)
+                   if sweeps is None else np.asarray(sweeps, np.int64)),
         "diagnosis": tab["diagnosis"].to_numpy(),
     }, columns=list(WINDOW_COLUMNS))  # fmt: skip
 
 
 def composition_ladder(system, refined: pd.DataFrame, spin_sum: np.ndarray, links: pd.DataFrame, *,
                        min_count: int = MIN_COUNT, min_chains: int = MIN_CHAINS) -> pd.DataFrame:  # fmt: skip
-    """``ln Z_n`` at every ``(T, n_au)`` from the window links and the sampler's anchors (module
-    doc): ``refined`` and ``spin_sum`` as for :func:`refined_composition_table` (the semi-grand
-    conditions), ``links`` a :func:`window_links` table. Columns ``T, n_au, f_x, f_x_err`` (NaN
-    where no anchor is tied), ``claimed``, the T's fit ``ladder_chi2, ladder_dof, ladder_p`` and
-    ``n_anchors``."""
+    """``ln Z_n`` at every ``(T, n_au)`` from the window links between the exact pure-element ends,
+    and the sampler's anchors checked against it (module doc): ``refined`` and ``spin_sum`` as for
+    :func:`refined_composition_table` (the semi-grand conditions), ``links`` a :func:`window_links`
+    table. Columns ``T, n_au, f_x, f_x_err`` (NaN where no end is tied), ``claimed``, the T's fit
+    ``ladder_chi2, ladder_dof, ladder_p`` and the anchors' check ``anchor_chi2, anchor_dof,
+    anchor_p`` (NaN without an anchor at a claimed composition)."""
+    from scipy.stats import chi2
+
     check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
     check_columns(links, ("T", "n_au", "d_ln_z", "d_ln_z_err", "link"), what="window table")
     N, k_B = int(system.n_sites), float(system.k_B)
+    pure = system.pure_energies()
     n_state = np.rint((np.asarray(spin_sum, np.float64) + N) / 2).astype(np.int64)
     claimed = (refined["est_converged"].astype(bool) & refined["converged"].astype(bool)).to_numpy()
     parts = []
     for T in np.unique(np.concatenate([refined["T"].to_numpy(np.float64), links["T"].to_numpy(np.float64)])):
         beta = 1.0 / (k_B * T)
-        anchors = []
+        ends = [(0, -beta * N * pure.cu, 0.0, True), (N, -beta * N * pure.au, 0.0, True)]
+        lk = links[(links["T"] == T) & links["link"].astype(bool)]
+        fit = chain_fit(N + 1, ends, [(int(r.n_au), float(r.d_ln_z), float(r.d_ln_z_err) ** 2)
+                                      for r in lk.itertuples()])  # fmt: skip
+        z = []
         for c in np.flatnonzero((refined["T"].to_numpy() == T) & claimed):
             cnt, P, P_err = _histogram(n_state[c], N)
             visited = (cnt.sum(axis=0) >= min_count) & ((cnt > 0).sum(axis=0) >= min_chains)
-            if not visited.any():
-                continue
             k = int(np.argmax(np.where(visited, cnt.sum(axis=0), -1)))
-            anchors.append((k, *_canonical_log_z(refined.iloc[c], P[k], P_err[k], k, beta, N), True))
-        lk = links[(links["T"] == T) & links["link"].astype(bool)]
-        fit = chain_fit(N + 1, anchors, [(int(r.n_au), float(r.d_ln_z), float(r.d_ln_z_err) ** 2)
-                                         for r in lk.itertuples()])  # fmt: skip
+            if visited.any() and fit["claimed"][k]:
+                y, var = _canonical_log_z(refined.iloc[c], P[k], P_err[k], k, beta, N)
+                z.append((y - fit["ln_z"][k]) / np.sqrt(var + fit["ln_z_err"][k] ** 2))
+        a_chi2 = float(np.sum(np.square(z))) if z else float("nan")
         parts.append(pd.DataFrame({
             "T": T, "n_au": np.arange(N + 1), "f_x": -fit["ln_z"] / (beta * N), "f_x_err": fit["ln_z_err"] / (beta * N),
             "claimed": fit["claimed"], "ladder_chi2": fit["chi2"], "ladder_dof": fit["dof"], "ladder_p": fit["p"],
-            "n_anchors": len(anchors),
+            "anchor_chi2": a_chi2, "anchor_dof": len(z), "anchor_p": float(chi2.sf(a_chi2, len(z))) if z else np.nan,
         }))  # fmt: skip
     return pd.concat(parts, ignore_index=True)
 

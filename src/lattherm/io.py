@@ -128,6 +128,9 @@ COLUMNS = {
     "f_x_method": ("where f_x comes from: semi-grand (ln Z_μ and the chains' histogram), ladder (composition "
                    "windows) or empty"),
     "ladder_p": "chi-square p-value of the ladder fit the row's estimate comes from (claimed from 1e-3)",
+    "anchor_p": ("chi-square p-value of the sampler's ln Z_μ against the composition ladder between the exact "
+                 "pure-element ends (a check: NaN without an anchor)"),
+    "sweeps": "sweeps a composition window's chains ran, burn-in included (doubled for each rerun)",
     "train_steps": "training steps of the sampler's model",
     "train_s": "training wall time in seconds (every call of a resumed training)",
     "s_per_step": "training wall time per step in seconds",

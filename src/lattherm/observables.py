@@ -160,7 +160,8 @@ def chain_fit(n: int, anchors, links, *, min_p: float = MIN_FIT_P) -> dict[str, 
     """``ln Z`` at the ``n`` nodes of a chain (the temperatures of one field, the compositions of one
     temperature) by weighted least squares from ``anchors``, ``(k, y, var, alone)``: an estimate
     ``y`` of ``ln Z_k`` with variance ``var``, ``alone`` where it is claimed on its own, and
-    ``links``, ``(k, d, var)``: an estimate ``d`` of ``ln Z_(k+1) − ln Z_k``.
+    ``links``, ``(k, d, var)``: an estimate ``d`` of ``ln Z_(k+1) − ln Z_k``. An anchor of variance
+    0 is exact: its node is fixed at ``y`` (error 0) and the others are fitted around it.
 
     Returns ``ln_z``, ``ln_z_err`` (NaN where the links reach no anchor; errors from the fit's
     covariance), the fit's ``chi2``, ``dof`` and ``p`` (NaN at 0 degrees of freedom), ``n_links``
@@ -186,14 +187,19 @@ def chain_fit(n: int, anchors, links, *, min_p: float = MIN_FIT_P) -> dict[str, 
     ln_z, ln_z_err = np.full(n, np.nan), np.full(n, np.nan)
     chi_sq, dof, p = float("nan"), 0, float("nan")
     eye = np.eye(n)
-    rows = [(eye[k], y, v) for k, y, v, _ in anchors] + [(eye[k + 1] - eye[k], d, v) for k, d, v in links]
-    if anchors:
+    exact = np.zeros(n, bool)
+    for k, y, v, _ in anchors:
+        if v == 0:
+            exact[k], ln_z[k], ln_z_err[k] = True, y, 0.0
+    rows = [(eye[k], y, v) for k, y, v, _ in anchors if v > 0] + [(eye[k + 1] - eye[k], d, v) for k, d, v in links]
+    if anchors and rows:
         A = np.array([r[0] for r in rows])
         y, w = np.array([r[1] for r in rows]), 1.0 / np.array([r[2] for r in rows])
-        cols = np.flatnonzero(tied)
+        free = tied & ~exact
+        cols = np.flatnonzero(free)
         keep = np.abs(A[:, ~tied]).sum(axis=1) == 0
-        M, yv, wv = A[keep][:, cols], y[keep], w[keep]
-        cov = np.linalg.inv(M.T @ (wv[:, None] * M))
+        M, yv, wv = A[keep][:, cols], y[keep] - A[keep][:, exact] @ ln_z[exact], w[keep]
+        cov = np.linalg.inv(M.T @ (wv[:, None] * M)) if len(cols) else np.zeros((0, 0))
         sol = cov @ (M.T @ (wv * yv))
         ln_z[cols], ln_z_err[cols] = sol, np.sqrt(np.diag(cov))
         resid = yv - M @ sol

@@ -307,9 +307,9 @@ def refine(
     a chemical potential, with the density): ``n_chains`` further chains in every window ``{n, n +
     1}`` of every temperature (:func:`lattherm.composition.run_windows`, with the same samples and
     exchanges; burn-in and thinning ``window_burn_in_sweeps``, ``window_thin_sweeps``, by default
-    the chains'), whose links give ``f_x`` at every composition they tie to the sampler's
-    ``ln Z_μ`` (:func:`lattherm.composition.composition_ladder`) and whose states add to ``u_x``,
-    ``c_x``.
+    the chains'; windows that do not converge run again, longer), whose links give ``f_x`` at every
+    composition they tie to the exact pure-element ends, checked against the sampler's ``ln Z_μ``
+    (:func:`lattherm.composition.composition_ladder`), and whose states add to ``u_x``, ``c_x``.
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,
     m_ref`` where it has the condition (NaN elsewhere). ``cluster_updates``: Wolff moves per chain
@@ -330,7 +330,7 @@ def refine(
     compositions = REGISTRY[system.name].compositions
     if composition_windows and (density is None or not compositions):
         raise ValueError(f"refine.composition_windows needs a system whose field is a chemical potential and the "
-                         f"sampler's density (the windows' links are tied to its ln Z_μ), got {system.name}"
+                         f"sampler's density (its ln Z_μ check the windows' ladder), got {system.name}"
                          f"{'' if density is not None else ' without a density'}")  # fmt: skip
     T, h, x_all = _starts(samples_df, system.n_sites, int(max(n_chains, ladder_chains)))
     x0_ladder, x0 = x_all[:, : int(ladder_chains)], x_all[:, : int(n_chains)]
@@ -380,12 +380,12 @@ def refine(
     if density is not None and compositions:
         rows, energy, spin_sum, lad = _ladder_first(table, ladder), result.energy, result.spin_sum, None
         if composition_windows:
-            win = run_windows(system, table, np.repeat(T, x_all.shape[1]), x_all.reshape(-1, system.n_sites),
+            win, sweeps = run_windows(system, table, np.repeat(T, x_all.shape[1]), x_all.reshape(-1, system.n_sites),
                               n_chains=int(n_chains), n_samples=n_samples, seed=derived_seed(seed, 6),
                               burn_in_sweeps=burn_in_sweeps if window_burn_in_sweeps is None else window_burn_in_sweeps,
                               thin_sweeps=thin_sweeps if window_thin_sweeps is None else window_thin_sweeps,
                               replica_exchange=bool(replica_exchange))  # fmt: skip
-            windows = window_links(win, system)
+            windows = window_links(win, system, sweeps=sweeps)
             lad = composition_ladder(system, rows, spin_sum, windows)
             on_windows = pd.DataFrame({"T": win.T, "field": win.field, "f_est": np.nan, "f_est_err": np.nan,
                                        "est_converged": False, "converged": windows["energy_mixed"]})  # fmt: skip

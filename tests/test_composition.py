@@ -20,6 +20,7 @@ from lattherm.reference.cuau_exact import cuau_exact_composition_table
 from lattherm.reference.phase_diagram import two_phase_regions
 from lattherm.refine import refine
 from lattherm.systems import make_system
+from lattherm.systems.cuau import order_parameters, order_phase
 
 SIZE = "2x2x4"
 T_GRID = [300.0, 700.0, 1100.0]
@@ -50,8 +51,16 @@ def _draws(cell, n: int, seed: int, skew: float) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _exact_canonical(cell, T: float) -> pd.DataFrame:
-    """u_x, c_x per composition by enumeration."""
+@pytest.fixture(scope="module")
+def ordered(cell):
+    """Whether each of the 2^16 configurations is in an ordered phase (its order parameters)."""
+    system = cell[0]
+    x = (np.arange(2**system.n_sites)[:, None] >> np.arange(system.n_sites)) & 1
+    return order_phase(order_parameters(system, x)) > 0
+
+
+def _exact_canonical(cell, T: float, ordered: np.ndarray | None = None) -> pd.DataFrame:
+    """u_x, c_x per composition by enumeration (and the ordered fraction, given ``ordered``)."""
     system, E, s = cell
     N = system.n_sites
     n = np.rint((s + N) / 2).astype(int)
@@ -62,7 +71,8 @@ def _exact_canonical(cell, T: float) -> pd.DataFrame:
         w = np.exp(-beta * (e - e.min()))
         w /= w.sum()
         mean = (w * e).sum()
-        rows.append({"n_au": k, "u_x": mean / N, "c_x": beta**2 * (w * (e - mean) ** 2).sum() / N})
+        rows.append({"n_au": k, "u_x": mean / N, "c_x": beta**2 * (w * (e - mean) ** 2).sum() / N,
+                     **({"ordered_frac": (w * ordered[n == k]).sum()} if ordered is not None else {})})
     return pd.DataFrame(rows)
 
 
@@ -136,6 +146,13 @@ def test_a_gap_is_two_phase_only_where_the_draws_skipped_it():
     skipped = sampler_phase_diagram(gap.assign(n_draws=np.where(gap["n_au"] == 4, 3, 5000)), tol=0.0)
     assert skipped[["x_lo", "x_hi", "n_inside"]].to_numpy().tolist() == [[0.375, 0.625, 1]]
     assert sampler_phase_diagram(gap, tol=0.0).empty  # drawn 5000 times, not converged: unknown
+    # the ends named by the states' order parameters where the table has them, the hull's elsewhere
+    hull = skipped[["phase_lo", "phase_hi"]].to_numpy().tolist()
+    assert hull == [["disordered", "disordered"]]
+    for lo, hi, want in (("CuAu", "disordered", ["CuAu", "disordered"]), ("", "Cu3Au", ["disordered", "Cu3Au"])):
+        named = gap.assign(n_draws=np.where(gap["n_au"] == 4, 3, 5000),
+                           phase=np.select([gap["n_au"] == 3, gap["n_au"] == 5], [lo, hi], "disordered"))  # fmt: skip
+        assert sampler_phase_diagram(named, tol=0.0)[["phase_lo", "phase_hi"]].to_numpy().tolist() == [want]
 
 
 def _log_q(cell, T: float, mu: float, skew: float) -> np.ndarray:
@@ -262,11 +279,12 @@ def test_u_x_and_c_x_need_mixed_chains_only_not_ln_Z_mu(cell):
     assert none["c_x"].isna().all() and none["u_x"].isna().all()
 
 
-def test_composition_windows_give_f_x_at_every_composition(cell):
+def test_composition_windows_give_f_x_at_every_composition(cell, ordered):
     """At 300 K the semi-grand chains skip the compositions inside two-phase regions. With
     ``composition_windows`` every window ``{n, n + 1}`` runs: f_x comes at every composition of every
     temperature from the links between the exact pure-element ends (a consistent fit), within a few
-    error bars of enumeration; u_x and c_x too; the sampler's ln Z_μ agree with it (``anchor_p``).
+    error bars of enumeration; u_x, c_x and the fraction of ordered states too; the sampler's ln Z_μ
+    agree with it (``anchor_p``).
     An anchor shifted by 1 in ln Z (a wrong density at one μ, 4 meV/atom) fails that check and
     leaves f_x as it was; a link shifted by 1 breaks its temperature's fit: no row of it is claimed."""
     system = cell[0]
@@ -288,7 +306,9 @@ def test_composition_windows_give_f_x_at_every_composition(cell):
     assert np.abs(z).max() < 4.5 and 0.2 < np.mean(z**2) < 2.5, inner.assign(z=z)[["T", "n_au", "delta_f_x", "f_x_err"]]
     assert tab["delta_f_x"].abs().max() < 1e-3  # eV/atom
     for T in T_GRID:
-        got = tab[tab["T"] == T].merge(_exact_canonical(cell, T), on="n_au")
+        got = tab[tab["T"] == T].merge(_exact_canonical(cell, T, ordered), on="n_au")
+        # the fraction of ordered states (sublattice order parameters) is a canonical average too
+        assert (got["ordered_frac_x"] - got["ordered_frac_y"]).abs().max() < 0.05, got
         assert len(got) == N + 1 and got["u_x_x"].notna().all()
         # one energy level seen at n (its excitations rarer than the chains can show): no spread,
         # no error bar to test; the value is the ground level's, within 1e-5 eV/atom

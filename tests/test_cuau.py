@@ -23,7 +23,10 @@ from lattherm.systems.cuau import (
     CuAuSystem,
     clease_settings,
     load_published_eci,
+    order_parameters,
+    order_phase,
     ordered_state,
+    sublattices,
 )
 
 SIZES = ("2x2x4", "4x4x4", "4x4x8")
@@ -170,6 +173,38 @@ def test_ordered_state_rejects_incommensurate_cell():
     with pytest.raises(ValueError, match="does not admit"):
         ordered_state(system, "L1_0-CuAu", axis=0)
     assert ordered_state(system, "L1_0-CuAu", axis=2).double().mean().item() == 0.5
+
+
+def test_order_parameters_name_every_ordered_variant(systems):
+    """On every cell: the four sublattices hold a quarter of the sites each; every translation of
+    L1_2 Cu3Au (Au on any sublattice) and CuAu3 and L1_0 along every axis is named by its order
+    parameters (|η| = ½ each, or one |η| = 1), the pure metals and random 4x4x8 states are
+    disordered; a cell without whole conventional cubes is refused."""
+    names = ("disordered", "Cu3Au", "CuAu", "CuAu3")
+    for system in systems.values():
+        sub = sublattices(system)
+        assert np.bincount(sub).tolist() == [system.n_sites // 4] * 4
+        coords, shape = system.lattice.coords, np.asarray(system.lattice.shape)
+        index = {tuple(c): i for i, c in enumerate(coords)}
+        for phase, want in (("L1_2-Cu3Au", "Cu3Au"), ("L1_2-CuAu3", "CuAu3"), ("L1_0-CuAu", "CuAu")):
+            x = ordered_state(system, phase).numpy()
+            for step in np.eye(3, dtype=np.int64):  # a primitive translation moves the order to another sublattice
+                moved = np.empty_like(x)
+                moved[[index[tuple((c + step) % shape)] for c in coords]] = x
+                for y in (x, moved):
+                    eta = order_parameters(system, y)
+                    assert names[order_phase(eta)] == want, (system.size, phase, eta)
+                    assert np.allclose(np.sort(np.abs(eta)), [0, 0, 1] if want == "CuAu" else [0.5] * 3)
+        for axis in range(3):
+            eta = order_parameters(system, ordered_state(system, "L1_0-CuAu", axis=axis).numpy())
+            assert np.abs(eta).argmax() == axis and names[order_phase(eta)] == "CuAu"
+        pure = np.stack([np.zeros(system.n_sites, np.uint8), np.ones(system.n_sites, np.uint8)])
+        assert (order_phase(order_parameters(system, pure)) == 0).all()
+    big = systems["4x4x8"]
+    x = np.random.default_rng(0).random((500, big.n_sites)) < 0.5
+    assert (order_phase(order_parameters(big, x)) == 0).all()
+    with pytest.raises(ValueError, match="no whole conventional cubes"):
+        sublattices(CuAuSystem("2x2x3"))
 
 
 def test_convex_hull_of_all_2x2x4_states():

@@ -166,3 +166,21 @@ def test_an_error_column_widens_the_hull_tolerance_point_by_point():
     err = np.where(np.arange(9) == 7, 0.2, 0.0)  # 2σ = 0.4 > 0.3: on the hull within its error
     reg = two_phase_regions(_table(X8, f, err=err), err="err", n_sigma=2.0)
     assert [0.75, 1.0] not in reg[["x_lo", "x_hi"]].to_numpy().tolist()
+
+
+def test_order_disorder_from_the_ordered_fraction():
+    """The order-parameter method: where the ordered fraction at x falls through 1/2 for the last
+    time, linear between the bracketing grid temperatures; no value there, never ordered or ordered
+    at the top of the grid: no temperature, with the reason."""
+    T = np.array([600.0, 625.0, 650.0, 675.0, 700.0])
+    frac = {0.5: [1.0, 0.9, 0.7, 0.3, 0.1], 0.25: [0.2, 0.1, 0.0, 0.0, 0.0], 0.75: [1.0, 1.0, 0.9, 0.8, 0.6]}
+    table = pd.DataFrame([{"system": "cuau", "size": "4x4x8", "T": t, "x_au": x, "f_x": 0.0, "ordered_frac": f[i]}
+                          for x, f in frac.items() for i, t in enumerate(T)])  # fmt: skip
+    out = order_disorder_table(table, method=("heat_capacity", "order_parameter")).set_index(["method", "x_au"])
+    assert out.loc[("order_parameter", 0.5), "T_od"] == pytest.approx(650.0 + 0.2 / 0.4 * 25.0)
+    assert "never ordered" in out.loc[("order_parameter", 0.25), "note"]
+    assert "still ordered" in out.loc[("order_parameter", 0.75), "note"]
+    assert out.loc["heat_capacity", "T_od"].isna().all()  # no c_x column: the reason, not an error
+    gap = table[~((table["x_au"] == 0.5) & (table["T"] == 675.0))]
+    with pytest.raises(ValueError, match="not bracketed"):
+        order_disorder_temperature(gap, 0.5, method="order_parameter")

@@ -70,8 +70,9 @@ import pandas as pd
 from lattherm.io import check_columns
 from lattherm.observables import chain_fit, log_weights
 from lattherm.reference.mcmc import MCMCResult, mcmc_table, run_metropolis
-from lattherm.reference.phase_diagram import two_phase_regions
+from lattherm.reference.phase_diagram import solution_name, two_phase_regions
 from lattherm.seeds import derived_seed
+from lattherm.systems import system_info
 
 __all__ = ["composition_table", "composition_ladder", "log_composition", "log_windows", "refined_composition_table",
            "run_windows", "sampler_phase_diagram", "window_links", "window_starts", "MIN_EFFECTIVE", "MIN_COUNT",
@@ -213,7 +214,8 @@ def _with_reference(table: pd.DataFrame, reference: pd.DataFrame | None) -> pd.D
 def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray, spin_sum: np.ndarray, *, size: str,
                               min_count: int = MIN_COUNT, min_chains: int = MIN_CHAINS, n_boot: int = 200,
                               seed: int = 0, reference: pd.DataFrame | None = None,
-                              ladder: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                              ladder: pd.DataFrame | None = None,
+                              order: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:  # fmt: skip
     """Canonical ``f_x``, ``u_x``, ``c_x`` at every ``(T, n_au)`` from refined semi-grand chains, in
     :func:`composition_table`'s schema (with ``estimator = "refined"``, and ``f_x_method``: where
     ``f_x`` comes from, ``"semi-grand"``, ``"ladder"`` or empty).
@@ -243,7 +245,12 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     where it is not). With a :func:`composition_ladder` table (``ladder``), ``f_x`` is the ladder's
     where it is claimed (``ladder_p`` its temperature's fit, ``anchor_p`` the sampler's ``ln Z_μ``
     against it), the histograms' elsewhere. Rows of
-    composition windows (their μ the windows', ``f_est`` NaN) add their states to ``u_x``, ``c_x``."""
+    composition windows (their μ the windows', ``f_est`` NaN) add their states to ``u_x``, ``c_x``.
+
+    ``order``: the states' phase codes and order-parameter magnitudes (the system's ``phase_of``,
+    each ``(n_cond, n_chains, n_samples)``), pooled like ``u_x``: ``eta`` (the mean magnitude),
+    ``ordered_frac`` (the fraction of states in an ordered phase, code ≠ 0) and ``phase`` (the
+    system's name of the most frequent code; empty where no state counts)."""
     check_columns(refined, ("T", "field", "f_est", "f_est_err", "est_converged", "converged"), what="refined table")
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
     if energy.shape != spin_sum.shape or energy.ndim != 3 or energy.shape[0] != len(refined):
@@ -259,12 +266,17 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
     mixed = refined["converged"].astype(bool).to_numpy()
     claimed = refined["est_converged"].astype(bool).to_numpy() & mixed
     rng = np.random.default_rng(seed)
+    names = tuple(system_info(system.name).phases) if order is not None else ()
+    if order is not None and (not names or any(np.shape(a) != energy.shape for a in order)):
+        raise ValueError(f"order must be the phase codes and order parameters of every state, {energy.shape}, of a "
+                         f"system that names phases, got {[np.shape(a) for a in order]} for {system.name}")  # fmt: skip
     parts = []
     for T, rows in refined.reset_index(drop=True).groupby("T", sort=True):
         beta = 1.0 / (k_B * float(T))
         inv, num = np.zeros(N + 1), np.zeros(N + 1)
         n_mu, draws, pairs = np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
         groups = []  # per (μ, chain): count, Σ E, Σ E² at every n (the mixed μ that visit it)
+        codes, eta_sum = np.zeros((N + 1, len(names)), np.int64), np.zeros(N + 1)
         sampled = np.zeros(N + 1, bool)
         for c in rows.index:
             C = n_state.shape[1]
@@ -277,6 +289,11 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             sums = np.stack([cnt, *(np.stack([np.bincount(n_c[j], E_c[j] ** k, minlength=N + 1) for j in range(C)])
                                     for k in (1, 2))], axis=-1)  # fmt: skip
             groups.append(np.where(visited[None, :, None], sums, 0.0))  # u_x, c_x: any mixed chains
+            if order is not None:
+                at = visited[n_c]
+                codes += np.bincount(n_c[at] * len(names) + order[0][c][at], minlength=(N + 1) * len(names)
+                                     ).reshape(N + 1, len(names))  # fmt: skip
+                eta_sum += np.bincount(n_c[at], order[1][c][at], minlength=N + 1)
             sampled |= visited
             use = visited & claimed[c]  # f_x: also ln Z_μ
             if not use.any():
@@ -313,6 +330,12 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
                 u_err = np.where(sampled, np.nanstd(mean[1:], axis=0, ddof=1) / N, np.nan)
                 c_err = np.where(sampled, beta**2 * np.nanstd(var_E[1:], axis=0, ddof=1) / N, np.nan)
         f_x = -log_z / (beta * N)
+        phases = {}
+        if order is not None:
+            n_order = codes.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                phases = {"eta": eta_sum / n_order, "ordered_frac": 1.0 - codes[:, 0] / n_order,
+                          "phase": np.where(n_order > 0, np.asarray(names)[np.argmax(codes, axis=1)], "")}  # fmt: skip
         parts.append(pd.DataFrame({
             "system": system.name, "size": size, "T": float(T), "n_au": n_au, "x_au": x_au,
             "f_x": f_x, "f_x_err": log_z_err / (beta * N),
@@ -320,6 +343,7 @@ def refined_composition_table(system, refined: pd.DataFrame, energy: np.ndarray,
             "u_x": u, "u_x_err": u_err, "c_x": c_x, "c_x_err": c_err,
             "n_draws": draws, "n_effective": pairs, "n_mu": n_mu, "converged": seen, "estimator": "refined",
             "f_x_method": method, "ladder_p": ladder_p, "anchor_p": anchor_p,
+            **phases,
         }))  # fmt: skip
     table = (pd.concat(parts, ignore_index=True) if parts
              else pd.DataFrame(columns=[*COLUMNS, "estimator", "f_x_method", "ladder_p", "anchor_p"]))  # fmt: skip
@@ -418,12 +442,12 @@ def run_windows(system, semi_grand: pd.DataFrame, pool_T: np.ndarray, pool_x: np
     def measure(at: np.ndarray, factor: int, key: int) -> MCMCResult:
         return run_metropolis(system, T[at], mu[at], n_chains=n_chains, n_samples=n_samples,
                               burn_in_sweeps=factor * burn_in_sweeps, thin_sweeps=factor * thin_sweeps,
-                              seed=derived_seed(seed, 2, key), start=x[at], keep_states=False, progress=True,
+                              seed=derived_seed(seed, 2, key), start=x[at], keep_states=True, progress=True,
                               replica_exchange=replica_exchange, spin_window=window[at])  # fmt: skip
 
     out = measure(np.ones(len(T), bool), 1, 0)
     sweeps = np.full(len(T), burn_in_sweeps + n_samples * thin_sweeps, np.int64)
-    arrays = {k: np.array(getattr(out, k)) for k in ("energy", "spin_sum", "averages", "exchange")
+    arrays = {k: np.array(getattr(out, k)) for k in ("energy", "spin_sum", "states", "averages", "exchange")
               if getattr(out, k) is not None}  # fmt: skip
     bad = ~mcmc_table(out, system)["converged"].to_numpy(bool)
     for r in range(1, WINDOW_EXTENSIONS + 1):
@@ -537,7 +561,10 @@ def sampler_phase_diagram(table: pd.DataFrame, *, tol: float, n_sigma: float = 2
     inside the interval that spans them (the semi-grand ensemble skips two-phase compositions).
     An interval is kept where that is what its inside shows: a converged composition above the hull,
     or one the draws skipped (fewer than :data:`MIN_COUNT` draws over all μ). One whose inside was
-    drawn but did not converge says nothing about coexistence and is left out."""
+    drawn but did not converge says nothing about coexistence and is left out. With a ``phase``
+    column (the order parameters of the chains' states), an interval's ends are named by it: the
+    ordered phase of the states at that composition, or for a disordered one the hull's name of a
+    solid solution ("Cu", "Au", "disordered")."""
     check_columns(table, ("system", "size", "T", "x_au", "f_x", "f_x_err", "converged", "n_draws"),
                   what="composition table")  # fmt: skip
     ok = table["converged"].astype(bool)
@@ -547,4 +574,12 @@ def sampler_phase_diagram(table: pd.DataFrame, *, tol: float, n_sigma: float = 2
         g = table[(table["T"] == r.T) & (table["x_au"] > r.x_lo + 1e-12) & (table["x_au"] < r.x_hi - 1e-12)]
         shown = g["converged"].astype(bool) | (g["n_draws"] < MIN_COUNT)
         keep.append(bool(shown.any()))
-    return regions[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    regions = regions[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    if "phase" in table and len(regions):
+        named = table.assign(_x=table["x_au"].round(12)).set_index(["T", "_x"])["phase"]
+        for side in ("lo", "hi"):
+            x = regions[f"x_{side}"]
+            by_order = named.reindex(pd.MultiIndex.from_arrays([regions["T"], x.round(12)])).fillna("")
+            regions[f"phase_{side}"] = [solution_name(xv) if p == "disordered" else p or hull
+                                        for p, xv, hull in zip(by_order, x, regions[f"phase_{side}"], strict=True)]
+    return regions

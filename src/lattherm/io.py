@@ -67,6 +67,10 @@ COLUMNS = {
     "x_lo": "lower composition bound of a two-phase interval",
     "x_hi": "upper composition bound of a two-phase interval",
     "phase_lo": "phase label at x_lo",
+    "phase": ("a phase's name; in a refined composition table, the phase most of the chains' states at (T, n_au) "
+              "are in, by their sublattice order parameters"),
+    "eta": "mean largest |η_a| of the states at (T, n_au) (sublattice order parameters: 1/2 L1_2, 1 L1_0)",
+    "ordered_frac": "fraction of the states at (T, n_au) in an ordered phase (L1_2 or L1_0 by their order parameters)",
     "phase_hi": "phase label at x_hi",
     "n_inside": "composition bins strictly inside the two-phase interval (off the lower hull of f_x)",
     "depth": "largest height of f_x above its lower convex hull inside the interval (eV/atom)",

@@ -246,6 +246,17 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS)).sort_values(["T", "field"], ignore_index=True)
 
 
+def _phases(system, states: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The system's phase codes and order-parameter magnitudes of ``states`` ``(n_cond, …, N)``, one
+    condition at a time; ``None`` where the system or its cell names no phases."""
+    phase_of = REGISTRY[system.name].phase_of
+    try:
+        out = [phase_of(system, s) for s in states] if phase_of is not None else None
+    except ValueError:  # a cell without the phases' sublattices
+        return None
+    return None if out is None else (np.stack([o[0] for o in out]), np.stack([o[1] for o in out]))
+
+
 def _ladder_first(table: pd.DataFrame, ladder: pd.DataFrame) -> pd.DataFrame:
     """The refined rows with ``f_est, f_est_err, est_converged`` from the ladder where it is claimed
     (it pools every anchor of the field, and reaches conditions whose own Bennett estimate lacks
@@ -379,6 +390,7 @@ def refine(
     windows = pd.DataFrame({c: [] for c in WINDOW_COLUMNS})
     if density is not None and compositions:
         rows, energy, spin_sum, lad = _ladder_first(table, ladder), result.energy, result.spin_sum, None
+        order = [_phases(system, result.states)]
         if composition_windows:
             win, sweeps = run_windows(system, table, np.repeat(T, x_all.shape[1]), x_all.reshape(-1, system.n_sites),
                               n_chains=int(n_chains), n_samples=n_samples, seed=derived_seed(seed, 6),
@@ -392,9 +404,11 @@ def refine(
             cols = list(on_windows.columns)
             rows = pd.concat([rows[cols], on_windows], ignore_index=True)
             energy, spin_sum = np.concatenate([energy, win.energy]), np.concatenate([spin_sum, win.spin_sum])
+            order.append(_phases(system, win.states))
+        order = None if order[0] is None else tuple(np.concatenate(a) for a in zip(*order, strict=True))
         composition = refined_composition_table(system, rows, energy, spin_sum, size=system.size,
                                                 seed=derived_seed(seed, 2), reference=composition_reference,
-                                                ladder=lad)  # fmt: skip
+                                                ladder=lad, order=order)  # fmt: skip
         composition.insert(2, "model", model)
         composition.insert(3, "source", source)
     if not ising:

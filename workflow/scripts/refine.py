@@ -37,7 +37,7 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     if len(composition):
         log_composition(composition, log)
     regions = sampler_phase_diagram(composition, tol=params.tol)
-    transitions = order_disorder_table(composition)
+    transitions = order_disorder_table(composition, method=("heat_capacity", "order_parameter"))
     log_transitions(transitions, log)
     log_ladder(ladder, log)
     log_windows(windows, log)

@@ -34,7 +34,9 @@ Rules (the paper's Methods, on a finite cell):
   neighbours on the T grid; needs ``c_x`` from metadynamics), or from the hull: the ordered phase
   at ``x`` is bounded by two-phase regions on both sides (each within ``window`` of ``x``) below
   the transition and not above it; the estimate is the midpoint between the highest grid
-  temperature where it is bounded and the next one.
+  temperature where it is bounded and the next one. A sampler's refined table also carries the
+  fraction of its chains' states in an ordered phase (sublattice order parameters,
+  :func:`lattherm.systems.cuau.order_phase`): where it falls through 1/2.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "order_disorder_temperature",
     "order_disorder_table",
     "log_transitions",
+    "solution_name",
     "STOICHIOMETRIES",
 ]
 
@@ -153,11 +156,13 @@ def _label(x, f, on, i, T, kink_factor, step):
         for xs, name in STOICHIOMETRIES.items():
             if abs(xv - xs) < 0.125 - 1e-12:
                 return name
-    if xv < 0.125:
-        return "Cu"
-    if xv > 0.875:
-        return "Au"
-    return "disordered"
+    return solution_name(xv)
+
+
+def solution_name(x: float) -> str:
+    """The name of a solid solution at Au fraction ``x``: "Cu" below 1/8, "Au" above 7/8 (the
+    terminal fcc solutions), "disordered" between."""
+    return "Cu" if x < 0.125 else "Au" if x > 0.875 else "disordered"
 
 
 def two_phase_regions(
@@ -268,6 +273,9 @@ def order_disorder_temperature(
     ``c_x`` column); parabolic refinement through the maximum and its grid neighbours (a
     ``ValueError`` if that is the first or last T, or if ``c_x`` is missing, NaN, at a grid
     temperature next to the maximum: then the peak is not bracketed).
+    ``method="order_parameter"``: where the fraction of states in an ordered phase
+    (``ordered_frac``, from a sampler's refined chains) at the composition nearest ``x`` falls
+    through 1/2 for the last time, linear between the grid temperatures that bracket it.
     ``method="hull"``: midpoint between the highest T at which ``x`` is on the hull with
     two-phase intervals ending within ``window`` of it on both sides, and the next grid T.
     Raises ``ValueError`` when the transition is not bracketed by the temperature grid.
@@ -294,8 +302,10 @@ def order_disorder_temperature(
         t3, c3 = T[k - 1 : k + 2], c[k - 1 : k + 2]
         a, b, _ = np.polyfit(t3, c3, 2)
         return float(np.clip(-b / (2 * a), t3[0], t3[-1])) if a < 0 else float(T[k])
+    if method == "order_parameter":
+        return _ordered_fraction_crossing(table, x, T_all)
     if method != "hull":
-        raise ValueError(f"method must be 'heat_capacity' or 'hull', got {method!r}")
+        raise ValueError(f"method must be 'heat_capacity', 'order_parameter' or 'hull', got {method!r}")
     reg = two_phase_regions(table, tol=tol)
     bounded = []
     for T in T_all:
@@ -312,10 +322,33 @@ def order_disorder_temperature(
     return float(0.5 * (T_all[k] + T_all[k + 1]))
 
 
-def order_disorder_table(table: pd.DataFrame, *, method: str = "heat_capacity", tol: float = 0.0) -> pd.DataFrame:
+def _ordered_fraction_crossing(table: pd.DataFrame, x: float, T_all: np.ndarray) -> float:
+    """Where ``ordered_frac`` at the composition nearest ``x`` falls through 1/2 for the last time
+    on the T grid (linear between the two grid temperatures that bracket it)."""
+    if "ordered_frac" not in table:
+        raise ValueError("method='order_parameter' needs an ordered_frac column (a sampler's refined table)")
+    g = table.assign(_d=(table["x_au"] - x).abs())
+    g = g[(g["_d"] == g["_d"].min()) & g["ordered_frac"].notna()].sort_values("T")
+    T, f = g["T"].to_numpy(np.float64), g["ordered_frac"].to_numpy(np.float64)
+    above = np.flatnonzero(f >= 0.5)
+    if not len(above):
+        raise ValueError(f"x={x} is never ordered (ordered fraction < 1/2 at every T with states)")
+    k = int(above.max())
+    if k == len(T) - 1:
+        raise ValueError(f"x={x} is still ordered at the highest T with states, {T[k]} K")
+    grid = [float(t) for t in T_all]
+    if grid.index(float(T[k + 1])) - grid.index(float(T[k])) != 1:
+        raise ValueError(f"the ordered fraction at x={x} has no value between {T[k]} and {T[k + 1]} K: the "
+                         "transition is not bracketed")  # fmt: skip
+    return float(T[k] + (f[k] - 0.5) / (f[k] - f[k + 1]) * (T[k + 1] - T[k]))
+
+
+def order_disorder_table(table: pd.DataFrame, *, method: str | tuple[str, ...] = "heat_capacity",
+                         tol: float = 0.0) -> pd.DataFrame:  # fmt: skip
     """The order–disorder temperature of every ordered compound (:data:`STOICHIOMETRIES`) by
     :func:`order_disorder_temperature` (``method``; ``heat_capacity`` uses the rows whose ``c_x`` is
-    finite, so a sampler table's unconverged rows, NaN there, do not enter), one row per compound:
+    finite, so a sampler table's unconverged rows, NaN there, do not enter; several methods: one
+    row per method in turn), one row per compound:
     ``system, size, x_au, phase, T_od, method, note``. Where the grid does not bracket the transition,
     ``T_od`` is NaN and ``note`` says why. One ``(system, size)`` per call (no rows for a table
     without rows)."""
@@ -325,13 +358,14 @@ def order_disorder_table(table: pd.DataFrame, *, method: str = "heat_capacity", 
         return pd.DataFrame(columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
     if len(key) != 1:
         raise ValueError("pass the rows of one (system, size)")
-    for x, phase in STOICHIOMETRIES.items():
-        try:
-            T_od, note = order_disorder_temperature(table, x, method=method, tol=tol), ""
-        except ValueError as err:
-            T_od, note = float("nan"), str(err)
-        rows.append(dict(system=key["system"].iloc[0], size=key["size"].iloc[0], x_au=x, phase=phase, T_od=T_od,
-                         method=method, note=note))  # fmt: skip
+    for m in (method,) if isinstance(method, str) else method:
+        for x, phase in STOICHIOMETRIES.items():
+            try:
+                T_od, note = order_disorder_temperature(table, x, method=m, tol=tol), ""
+            except ValueError as err:
+                T_od, note = float("nan"), str(err)
+            rows.append(dict(system=key["system"].iloc[0], size=key["size"].iloc[0], x_au=x, phase=phase, T_od=T_od,
+                             method=m, note=note))  # fmt: skip
     return pd.DataFrame(rows, columns=["system", "size", "x_au", "phase", "T_od", "method", "note"])
 
 

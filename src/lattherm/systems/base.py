@@ -93,6 +93,10 @@ class SystemInfo:
         enumeration_limit: the largest number of sites solved by exact enumeration.
         disordered: a size token names a disorder instance (``10x10-s1``: the couplings' seed).
         graph: size tokens name a random graph, ``n<sites>-d<degree>`` (``n24-d3-s1``), not a box.
+        phases: the phases its order parameters name (``phase_of``' codes index them).
+        phase_of: ``(system, x) -> (code, eta)``: for configurations ``x`` ``(..., N)``, the
+            int8 code of each one's phase in ``phases`` and the largest order-parameter magnitude;
+            ``None`` where the system names no phases (a ``ValueError`` for a cell without them).
         exact_for: ``size -> bool``, whether an exact reference (any method) exists at that size.
         check_size: ``size -> None``, extra rules on a size token (raise ``ValueError``).
     """
@@ -113,6 +117,8 @@ class SystemInfo:
     observables: Callable[[float, float], dict] = field(default=lambda m, m_err: {})
     compositions: bool = False
     two_body: bool = False
+    phases: tuple[str, ...] = ()
+    phase_of: Callable | None = None
     exact_for: Callable[[str], bool] | None = None
     check_size: Callable[[str], None] | None = None
 

@@ -77,6 +77,10 @@ __all__ = [
     "load_published_eci",
     "clease_settings",
     "ordered_state",
+    "ORDER_PHASES",
+    "sublattices",
+    "order_parameters",
+    "order_phase",
 ]
 
 #: Boltzmann constant in eV/K, ``ase.units.kB`` (DESIGN §3)
@@ -93,6 +97,12 @@ FCC_NN_OFFSETS = np.array(
 )
 #: ordered structures understood by :func:`ordered_state`
 ORDERED_PHASES = ("Cu", "Au", "L1_2-Cu3Au", "L1_0-CuAu", "L1_2-CuAu3")
+
+#: phases named by the order parameters (:func:`order_phase`), by code
+ORDER_PHASES = ("disordered", "Cu3Au", "CuAu", "CuAu3")
+#: least ``min_a |η_a|`` of an L1_2 state and least ``max_a |η_a|`` of an L1_0 one (perfect order:
+#: 1/2 and 1; a disordered 4x4x8 cell fluctuates to ~0.1)
+L12_MIN, L10_MIN = 0.25, 0.5
 
 _ECI_RESOURCE = ("data", "cuau", "CI_params_ECI_CuAu_Final_Submission.json")
 _FLOAT32_EXACT = 2**24
@@ -572,6 +582,45 @@ def ordered_state(system: CuAuSystem, phase: str, axis: int = 2) -> Tensor:
     return torch.from_numpy(au.astype(np.uint8))
 
 
+def sublattices(system: CuAuSystem) -> np.ndarray:
+    """``(N,)`` int64: the simple-cubic sublattice (0 … 3) of every site, the conventional cube's
+    corner ``(0, 0, 0)`` and face centres ``(½, ½, 0)``, ``(½, 0, ½)``, ``(0, ½, ½)`` (in units of a).
+    Raises ``ValueError`` if the cell is not made of whole conventional cubes."""
+    cell = np.asarray(system.atoms.cell, dtype=np.float64) / LATTICE_A
+    if not np.allclose(cell, np.rint(cell), atol=1e-8):
+        raise ValueError(f"the {system.size} cell has no whole conventional cubes (supercell vectors / a = "
+                         f"{cell.tolist()}): no sublattice order parameters")  # fmt: skip
+    q = np.rint(2.0 * system.atoms.positions / LATTICE_A).astype(np.int64) % 2
+    return np.select([(q == [0, 0, 0]).all(1), (q == [1, 1, 0]).all(1), (q == [1, 0, 1]).all(1)], [0, 1, 2], 3)
+
+
+def order_parameters(system: CuAuSystem, x) -> np.ndarray:
+    """``(..., 3)`` float64 order parameters ``η_a`` (a = x, y, z) of configurations ``x``
+    (``(..., N)`` 0/1): with ``c_j`` the Au fraction of sublattice ``j`` (:func:`sublattices`),
+    ``η_a = (c_0 + c_j(a) − the other two) / 2``, ``j(a)`` the face centre in the plane normal to
+    ``a``. L1_0 CuAu (Au planes normal to a): ``|η_a| = 1``, the others 0; L1_2 Cu3Au: all three
+    ``±½`` with a positive product, CuAu3 a negative one; a disordered cell: all near 0."""
+    sub = sublattices(system)
+    x = np.asarray(x)
+    c = np.stack([x[..., sub == j].mean(axis=-1, dtype=np.float64) for j in range(4)], axis=-1)
+    return np.stack([c[..., 0] + c[..., j] - c.sum(axis=-1) / 2 for j in (3, 2, 1)], axis=-1)
+
+
+def order_phase(eta: np.ndarray) -> np.ndarray:
+    """``(...)`` int8 code in :data:`ORDER_PHASES` of order parameters ``eta`` ``(..., 3)``: L1_2
+    (Cu3Au or CuAu3 by the sign of ``η_x η_y η_z``) where every ``|η_a| ≥`` :data:`L12_MIN`, else
+    L1_0 CuAu where the largest ``≥`` :data:`L10_MIN`, else disordered."""
+    eta = np.asarray(eta, dtype=np.float64)
+    a = np.abs(eta)
+    l12 = a.min(axis=-1) >= L12_MIN
+    return np.select([l12 & (eta.prod(axis=-1) > 0), l12, a.max(axis=-1) >= L10_MIN], [1, 3, 2], 0).astype(np.int8)
+
+
+def _phase_of(system: CuAuSystem, x) -> tuple[np.ndarray, np.ndarray]:
+    eta = order_parameters(system, x)
+    return order_phase(eta), np.abs(eta).max(axis=-1)
+
+
 INFO = SystemInfo(
     name="cuau",
     title="CuAu alloy (cluster expansion)",
@@ -594,4 +643,6 @@ INFO = SystemInfo(
     references=("mcmc", "exact", "exact_composition", "metadynamics"),
     observables=lambda m, m_err: {"x_au": (m + 1) / 2, "x_au_err": m_err / 2},
     compositions=True,
+    phases=ORDER_PHASES,
+    phase_of=_phase_of,
 )

@@ -115,6 +115,10 @@ def test_sampler_phase_diagram_draws_its_converged_rows_and_the_reference():
     comp = cuau_exact_composition_table("2x2x4", [300.0, 700.0]).assign(model="ao-transformer", source="transfer-2x2x4",
                                                                          estimator="refined")  # fmt: skip
     assert "refined samples (transfer-2x2x4)" in phase_diagram_figure(comp, two_phase_regions(comp)).get_suptitle()
+    # rows named by their states' order parameters: one marker set per ordered phase on the T-x panel
+    named = comp.assign(phase=np.select([comp["n_au"] == 4, comp["n_au"] == 8], ["Cu3Au", "CuAu"], "disordered"))
+    marks = [ln for ln in phase_diagram_figure(named, two_phase_regions(comp)).axes[1].lines if ln.get_marker() in "s^"]
+    assert sorted(len(ln.get_xdata()) for ln in marks) == [2, 2]  # n_au 4 and 8 at both temperatures
 
 
 def test_bad_tables_are_refused(tmp_path):

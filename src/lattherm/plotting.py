@@ -46,7 +46,7 @@ from matplotlib.text import Text
 
 from lattherm.io import atomic_path, check_columns
 from lattherm.models import MODEL_NAMES, is_fixed_order
-from lattherm.reference.phase_diagram import lower_hull, phase_boundaries
+from lattherm.reference.phase_diagram import STOICHIOMETRIES, lower_hull, phase_boundaries
 from lattherm.systems import REGISTRY
 
 __all__ = [
@@ -385,7 +385,9 @@ def phase_diagram_figure(
     """CuAu: ``f_x`` (formation reference) vs ``x_Au`` at ``n_curves`` temperatures with their lower
     hulls, and the T–x diagram: two-phase intervals per temperature and their boundary lines. A
     sampler's composition table (:mod:`lattherm.composition`) is drawn with its error bars over its
-    converged rows, its reference values (``f_x_ref``) as black crosses."""
+    converged rows, its reference values (``f_x_ref``) as black crosses; with a ``phase`` column (the
+    order parameters of its chains' states) the T–x panel marks every composition and temperature
+    whose states are mostly in an ordered phase."""
     check_columns(composition, ("T", "x_au", "f_x"), what="composition table")
     check_columns(regions, ("T", "x_lo", "x_hi"), what="phase-diagram table")
     system, size = _system_of(composition)
@@ -395,6 +397,7 @@ def phase_diagram_figure(
     temps = np.sort(composition["T"].unique())
     pick = temps[np.unique(np.linspace(0, len(temps) - 1, min(n_curves, len(temps))).round().astype(int))]
     cmap = colormaps["plasma"]
+    named = composition[composition["phase"].isin(STOICHIOMETRIES.values())] if "phase" in composition else None
     if "converged" in composition:
         composition = composition[composition["converged"].astype(bool)]
     for i, T in enumerate(pick):
@@ -431,6 +434,13 @@ def phase_diagram_figure(
         for _, g in boundaries.groupby("region", sort=True):
             label = g.sort_values("T").iloc[0]["label"]
             ax_pd.annotate(str(label), (g["x"].mean(), g["T"].min()), fontsize=6.5, ha="center", va="top")
+    if named is not None:
+        for marker, name in zip("s^v", STOICHIOMETRIES.values(), strict=True):
+            g = named[named["phase"] == name]
+            if len(g):
+                ax_pd.plot(g["x_au"], g["T"], marker, ms=1.8, ls="none", alpha=0.8, label=f"{name} (order parameters)")
+        if len(named):
+            ax_pd.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, markerscale=3)
     ax_pd.set_xlim(0, 1)
     ax_pd.set_ylim(temps.min() - dT, temps.max() + dT)
     ax_pd.set_xlabel(r"$x_\mathrm{Au}$")

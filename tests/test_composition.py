@@ -16,7 +16,7 @@ from lattherm.composition import (
     sampler_phase_diagram,
 )
 from lattherm.io import pack_states
-from lattherm.reference.cuau_exact import cuau_exact_composition_table
+from lattherm.reference.cuau_exact import cuau_exact_composition_table, cuau_exact_table
 from lattherm.reference.phase_diagram import two_phase_regions
 from lattherm.refine import refine
 from lattherm.systems import make_system
@@ -323,10 +323,23 @@ def test_composition_windows_give_f_x_at_every_composition(cell, ordered):
         return density(x, cond, gen) + off.to(torch.float64)
 
     assert (tab["anchor_p"] > 1e-3).all(), tab.groupby("T")["anchor_p"].first()
-    bad = refine(system, samples, density=shifted, composition_windows=True, **kw).composition
+    # the windows' semi-grand f(T, μ) beside Bennett's: exact within its (upper-bound) error bar
+    TT, MM = np.meshgrid(T_GRID, MU_GRID, indexing="ij")
+    exact = cuau_exact_table(SIZE, TT.ravel(), MM.ravel())
+    sg = out.table.merge(exact[["T", "field", "f"]].rename(columns={"f": "f_exact"}), on=["T", "field"])
+    assert len(sg) == len(out.table) and sg["f_windows"].notna().all()
+    zw = ((sg["f_windows"] - sg["f_exact"]) / sg["f_windows_err"]).to_numpy()
+    assert np.abs(zw).max() < 4.0, sg.assign(z=zw)[["T", "field", "f_windows", "f_exact", "f_windows_err"]]
+    assert out.table["est_converged"].sum() >= 0.8 * len(out.table)
+    bad_out = refine(system, samples, density=shifted, composition_windows=True, **kw)
+    bad = bad_out.composition
     at = bad["T"] == 700.0
     assert (bad.loc[at, "anchor_p"] < 1e-3).all() and (bad.loc[~at, "anchor_p"] > 1e-3).all()
     assert (bad["f_x_method"] == "ladder").all() and np.allclose(bad["f_x"], tab["f_x"], rtol=0, atol=1e-12)
+    # the shifted Bennett estimate (4 meV/atom off) is no longer claimed: the windows contradict it
+    wrong = (bad_out.table["T"] == 700.0) & (bad_out.table["field"] == 0.0)
+    assert not bad_out.table.loc[wrong, "est_converged"].any()
+    assert (bad_out.table.loc[~wrong, "est_converged"] == out.table.loc[~wrong, "est_converged"]).all()
 
     links = win.assign(d_ln_z=win["d_ln_z"] + ((win["T"] == 700.0) & (win["n_au"] == N // 2)))
     none = pd.DataFrame({"T": [], "field": [], "f_est": [], "f_est_err": [], "est_converged": [], "converged": []})

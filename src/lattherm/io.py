@@ -135,6 +135,10 @@ COLUMNS = {
     "anchor_p": ("chi-square p-value of the sampler's ln Z_μ against the composition ladder between the exact "
                  "pure-element ends (a check: NaN without an anchor)"),
     "sweeps": "sweeps a composition window's chains ran, burn-in included (doubled for each rerun)",
+    "f_windows": ("semi-grand free energy per site at (T, μ) from the composition windows' ladder between the exact "
+                  "pure-element ends (NaN where it is not claimed at every composition)"),
+    "f_windows_err": ("upper bound on the one-sigma error of f_windows (its compositions' errors taken fully "
+                      "correlated)"),
     "train_steps": "training steps of the sampler's model",
     "train_s": "training wall time in seconds (every call of a resumed training)",
     "s_per_step": "training wall time per step in seconds",

@@ -66,6 +66,7 @@ from lattherm.composition import (
     composition_ladder,
     refined_composition_table,
     run_windows,
+    semi_grand_from_ladder,
     window_links,
 )
 from lattherm.evaluation import reference_f
@@ -79,7 +80,8 @@ from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
 __all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "MIN_OVERLAP_ALONE",
-           "REFINE_COLUMNS", "Refinement", "correlation_function", "ladder_table", "log_ladder", "refine"]
+           "REFINE_COLUMNS", "Refinement", "WINDOWS_MAX_Z", "correlation_function", "ladder_table", "log_ladder",
+           "log_against_windows", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
@@ -100,6 +102,9 @@ _BAR_BOOT = 200
 LADDER_COLUMNS = ("system", "size", "T", "field", "model", "source", "estimator", "f_est", "f_est_err", "est_draws",
                   "est_sweeps", "est_wall_s", "est_converged", "ladder_chi2", "ladder_dof", "ladder_p", "n_links",
                   "f_ref", "f_ref_err", "delta_f")  # fmt: skip
+#: largest |f_est − f_windows| in combined error bars for an estimate to stay claimed beside the
+#: composition windows' semi-grand free energy (CuAu with ``composition_windows``)
+WINDOWS_MAX_Z = 4.0
 #: least chi-square p-value of a field's ladder fit for its rows to be claimed
 LADDER_MIN_P = MIN_FIT_P
 #: the two-point function's long table (no rows for systems other than Ising)
@@ -257,6 +262,35 @@ def _phases(system, states: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return None if out is None else (np.stack([o[0] for o in out]), np.stack([o[1] for o in out]))
 
 
+def _checked_by_windows(system, table: pd.DataFrame, composition_ladder_table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (Bennett's or the T ladder's rows) with the composition windows' semi-grand free
+    energy ``f_windows, f_windows_err`` (:func:`lattherm.composition.semi_grand_from_ladder`, tied
+    to the exact pure elements), and ``est_converged`` withdrawn where ``f_est`` is more than
+    :data:`WINDOWS_MAX_Z` combined error bars from it: an error bar the independent estimate
+    contradicts is no claim."""
+    if not len(table):
+        return table.assign(f_windows=pd.Series(dtype=float), f_windows_err=pd.Series(dtype=float))
+    f, err = semi_grand_from_ladder(system, composition_ladder_table, table["T"], table["field"])
+    z = (table["f_est"].to_numpy(np.float64) - f) / np.hypot(table["f_est_err"].to_numpy(np.float64), err)
+    out = table.assign(f_windows=f, f_windows_err=err)
+    out["est_converged"] = out["est_converged"].astype(bool) & ~(np.abs(z) > WINDOWS_MAX_Z)
+    return out
+
+
+def log_against_windows(tables: dict[str, pd.DataFrame], log) -> None:
+    """Log, per named table with ``f_windows`` (:func:`_checked_by_windows`), how many estimates
+    the composition windows' free energy contradicts (no longer claimed) and the largest
+    ``|f_est − f_windows|`` among the claimed ones."""
+    for name, t in tables.items():
+        if "f_windows" not in t or not t["f_windows"].notna().any():
+            continue
+        z = ((t["f_est"] - t["f_windows"]) / np.hypot(t["f_est_err"], t["f_windows_err"])).abs()
+        ok = t["est_converged"].astype(bool)
+        log.info("%s: %d estimates more than %g error bars from the composition windows' f (none claimed); the claimed "
+                 "ones within %.3g of it", name, int((z > WINDOWS_MAX_Z).sum()), WINDOWS_MAX_Z,
+                 (t.loc[ok, "f_est"] - t.loc[ok, "f_windows"]).abs().max())  # fmt: skip
+
+
 def _ladder_first(table: pd.DataFrame, ladder: pd.DataFrame) -> pd.DataFrame:
     """The refined rows with ``f_est, f_est_err, est_converged`` from the ladder where it is claimed
     (it pools every anchor of the field, and reaches conditions whose own Bennett estimate lacks
@@ -399,6 +433,8 @@ def refine(
                               replica_exchange=bool(replica_exchange))  # fmt: skip
             windows = window_links(win, system, sweeps=sweeps)
             lad = composition_ladder(system, rows, spin_sum, windows)
+            table, ladder = (_checked_by_windows(system, t, lad) for t in (table, ladder))
+            rows = _ladder_first(table, ladder)
             on_windows = pd.DataFrame({"T": win.T, "field": win.field, "f_est": np.nan, "f_est_err": np.nan,
                                        "est_converged": False, "converged": windows["energy_mixed"]})  # fmt: skip
             cols = list(on_windows.columns)

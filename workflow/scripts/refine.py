@@ -7,7 +7,7 @@ from lattherm.composition import log_composition, log_windows, sampler_phase_dia
 from lattherm.evaluation import sampler_density
 from lattherm.io import read_table, write_table
 from lattherm.reference.phase_diagram import log_transitions, order_disorder_table
-from lattherm.refine import log_ladder, refine
+from lattherm.refine import log_against_windows, log_ladder, refine
 from lattherm.runlog import job_log
 from lattherm.systems import make_system
 
@@ -40,6 +40,7 @@ with job_log(snakemake.log[0], "refine", config=snakemake.config, system=wc.syst
     transitions = order_disorder_table(composition, method=("heat_capacity", "order_parameter"))
     log_transitions(transitions, log)
     log_ladder(ladder, log)
+    log_against_windows({"Bennett": table, "ladder": ladder}, log)
     log_windows(windows, log)
     write_table(table, snakemake.output.table)
     write_table(ladder, snakemake.output.ladder)

@@ -119,6 +119,12 @@ def test_sampler_phase_diagram_draws_its_converged_rows_and_the_reference():
     named = comp.assign(phase=np.select([comp["n_au"] == 4, comp["n_au"] == 8], ["Cu3Au", "CuAu"], "disordered"))
     marks = [ln for ln in phase_diagram_figure(named, two_phase_regions(comp)).axes[1].lines if ln.get_marker() in "s^"]
     assert sorted(len(ln.get_xdata()) for ln in marks) == [2, 2]  # n_au 4 and 8 at both temperatures
+    # a reference's boundary lines over the sampler's diagram: one dashed black line per (region, side)
+    ref = cuau_exact_composition_table("2x2x4", [300.0, 500.0, 700.0])
+    lines = phase_boundaries(two_phase_regions(ref, tol=1e-9))
+    fig = phase_diagram_figure(named, two_phase_regions(comp), reference=lines)
+    dashed = [ln for ln in fig.axes[1].lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == lines[["region", "side"]].drop_duplicates().shape[0] > 0
 
 
 def test_bad_tables_are_refused(tmp_path):

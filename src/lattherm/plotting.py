@@ -380,14 +380,16 @@ def training_figure(logs: Mapping[str, pd.DataFrame], *, system: str, size: str)
 
 @_styled
 def phase_diagram_figure(
-    composition: pd.DataFrame, regions: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, n_curves: int = 5
+    composition: pd.DataFrame, regions: pd.DataFrame, boundaries: pd.DataFrame | None = None, *, n_curves: int = 5,
+    reference: pd.DataFrame | None = None,
 ) -> Figure:
     """CuAu: ``f_x`` (formation reference) vs ``x_Au`` at ``n_curves`` temperatures with their lower
     hulls, and the T–x diagram: two-phase intervals per temperature and their boundary lines. A
     sampler's composition table (:mod:`lattherm.composition`) is drawn with its error bars over its
     converged rows, its reference values (``f_x_ref``) as black crosses; with a ``phase`` column (the
     order parameters of its chains' states) the T–x panel marks every composition and temperature
-    whose states are mostly in an ordered phase."""
+    whose states are mostly in an ordered phase; ``reference`` (a reference's boundary lines) is
+    drawn over it in black, dashed."""
     check_columns(composition, ("T", "x_au", "f_x"), what="composition table")
     check_columns(regions, ("T", "x_lo", "x_hi"), what="phase-diagram table")
     system, size = _system_of(composition)
@@ -434,13 +436,18 @@ def phase_diagram_figure(
         for _, g in boundaries.groupby("region", sort=True):
             label = g.sort_values("T").iloc[0]["label"]
             ax_pd.annotate(str(label), (g["x"].mean(), g["T"].min()), fontsize=6.5, ha="center", va="top")
+    if reference is not None and len(reference):
+        check_columns(reference, ("region", "side", "T", "x"), what="reference phase-boundary table")
+        for i, (_, g) in enumerate(reference.groupby(["region", "side"], sort=True)):
+            g = g.sort_values("T")
+            ax_pd.plot(g["x"], g["T"], "--", color="k", lw=0.8, label="reference boundaries" if i == 0 else None)
     if named is not None:
         for marker, name in zip("s^v", STOICHIOMETRIES.values(), strict=True):
             g = named[named["phase"] == name]
             if len(g):
                 ax_pd.plot(g["x_au"], g["T"], marker, ms=1.8, ls="none", alpha=0.8, label=f"{name} (order parameters)")
-        if len(named):
-            ax_pd.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, markerscale=3)
+    if ax_pd.get_legend_handles_labels()[0]:
+        ax_pd.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, markerscale=3)
     ax_pd.set_xlim(0, 1)
     ax_pd.set_ylim(temps.min() - dT, temps.max() + dT)
     ax_pd.set_xlabel(r"$x_\mathrm{Au}$")
@@ -525,7 +532,8 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
     ``inputs``: ``free_energy``: ``metrics`` (metric tables); ``heat_capacity``: ``metrics`` and
     ``reference`` (a table with ``c``, may be empty); ``training``: model name → train log;
     ``phase_diagram``: ``composition`` (f_x table), ``regions``, ``boundaries``;
-    ``sampler_phase_diagram``, ``refined_phase_diagram``: ``composition`` (a sampler's, from its
+    ``sampler_phase_diagram``, ``refined_phase_diagram``: optional ``reference`` (the reference's
+    boundary lines, drawn over the sampler's diagram), ``composition`` (a sampler's, from its
     samples or its refined chains), ``regions``; ``estimates``:
     ``estimates`` (a sampler's estimate table); ``equal_cost``:
     ``summary`` (the sampler summary with its cost columns).
@@ -544,7 +552,8 @@ def figure_from_files(kind: str, inputs: Mapping[str, object], *, system: str | 
         return estimates_figure(_read(inputs["estimates"]))
     if kind in ("sampler_phase_diagram", "refined_phase_diagram"):
         regions = _read(inputs["regions"])
-        return phase_diagram_figure(_read(inputs["composition"]), regions, phase_boundaries(regions))
+        return phase_diagram_figure(_read(inputs["composition"]), regions, phase_boundaries(regions),
+                                    reference=_read(inputs.get("reference", [])))  # fmt: skip
     return phase_diagram_figure(_read(inputs["composition"]), _read(inputs["regions"]), _read(inputs["boundaries"]))
 
 

@@ -213,6 +213,14 @@ def composition_reference_of(wildcards):
     return [res(f"{wildcards.system}/{wildcards.size}/reference/{method}.parquet")] if method else []
 
 
+def reference_boundaries_of(wildcards):
+    """Input function: the reference phase-boundary lines of the job's system and size where its
+    composition reference is metadynamics (the reference phase diagram's source), or nothing."""
+    if composition_reference(wildcards.system, wildcards.size, config["reference"]) != "metadynamics":
+        return []
+    return [res(f"{wildcards.system}/{wildcards.size}/reference/phase_boundaries.parquet")]
+
+
 def scaling_targets():
     """Metric tables of every out-painted and size-transferred target, and their refined and
     estimate tables where the scaling block refines (with the refined composition tables and phase

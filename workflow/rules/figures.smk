@@ -86,9 +86,10 @@ rule figure_phase_diagram:
 
 rule figure_sampler_phase_diagram:
     """f_x per composition from a sampler's semi-grand samples against its reference, and the T-x phase diagram from
-    them (CuAu)."""
+    them with the reference's boundary lines over it (CuAu)."""
     input:
         composition=rules.composition.output.table,
+        reference=reference_boundaries_of,
         regions=rules.composition.output.regions,
     output:
         png=report(
@@ -108,9 +109,10 @@ rule figure_sampler_phase_diagram:
 
 rule figure_refined_phase_diagram:
     """f_x per composition from a sampler's refined chains against its reference, and the T-x phase diagram from them
-    (CuAu)."""
+    with the reference's boundary lines over it (CuAu)."""
     input:
         composition=rules.refine.output.composition,
+        reference=reference_boundaries_of,
         regions=rules.refine.output.regions,
     output:
         png=report(

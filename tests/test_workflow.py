@@ -448,5 +448,10 @@ def test_cuau_transferred_and_refined_meets_metadynamics(snakemake_exe, tmp_path
     regions = pd.read_parquet(tmp_path / f"{base}_refined_phase_diagram.parquet")
     assert {"T", "x_lo", "x_hi", "phase_lo", "phase_hi"} <= set(regions.columns)
     transitions = pd.read_parquet(tmp_path / f"{base}_refined_order_disorder.parquet")
-    assert transitions["phase"].tolist() == ["Cu3Au", "CuAu", "CuAu3"]
-    assert transitions["T_od"].isna().all() and (transitions["note"] != "").all()  # two temperatures bracket none
+    assert transitions["phase"].tolist() == ["Cu3Au", "CuAu", "CuAu3"] * 2
+    assert transitions["method"].tolist() == ["heat_capacity"] * 3 + ["order_parameter"] * 3
+    by_c = transitions[transitions["method"] == "heat_capacity"]
+    assert by_c["T_od"].isna().all() and (by_c["note"] != "").all()  # two temperatures bracket no c_x peak
+    by_order = transitions[transitions["method"] == "order_parameter"]  # a crossing between them, or the reason
+    assert (by_order["T_od"].between(700.0, 1000.0) | (by_order["T_od"].isna() & (by_order["note"] != ""))).all()
+    assert {"eta", "ordered_frac", "phase"} <= set(comp.columns)

@@ -271,10 +271,14 @@ def _checked_by_windows(system, table: pd.DataFrame, composition_ladder_table: p
     if not len(table):
         return table.assign(f_windows=pd.Series(dtype=float), f_windows_err=pd.Series(dtype=float))
     f, err = semi_grand_from_ladder(system, composition_ladder_table, table["T"], table["field"])
-    z = (table["f_est"].to_numpy(np.float64) - f) / np.hypot(table["f_est_err"].to_numpy(np.float64), err)
     out = table.assign(f_windows=f, f_windows_err=err)
-    out["est_converged"] = out["est_converged"].astype(bool) & ~(np.abs(z) > WINDOWS_MAX_Z)
+    out["est_converged"] = out["est_converged"].astype(bool) & ~(_windows_z(out) > WINDOWS_MAX_Z)
     return out
+
+
+def _windows_z(table: pd.DataFrame) -> pd.Series:
+    """``|f_est − f_windows|`` in combined error bars (NaN where either is missing)."""
+    return ((table["f_est"] - table["f_windows"]) / np.hypot(table["f_est_err"], table["f_windows_err"])).abs()
 
 
 def log_against_windows(tables: dict[str, pd.DataFrame], log) -> None:
@@ -284,7 +288,7 @@ def log_against_windows(tables: dict[str, pd.DataFrame], log) -> None:
     for name, t in tables.items():
         if "f_windows" not in t or not t["f_windows"].notna().any():
             continue
-        z = ((t["f_est"] - t["f_windows"]) / np.hypot(t["f_est_err"], t["f_windows_err"])).abs()
+        z = _windows_z(t)
         ok = t["est_converged"].astype(bool)
         log.info("%s: %d estimates more than %g error bars from the composition windows' f (none claimed); the claimed "
                  "ones within %.3g of it", name, int((z > WINDOWS_MAX_Z).sum()), WINDOWS_MAX_Z,

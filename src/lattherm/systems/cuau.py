@@ -77,7 +77,7 @@ __all__ = [
     "load_published_eci",
     "clease_settings",
     "ordered_state",
-    "ORDER_PHASES",
+    "PHASES_BY_CODE",
     "sublattices",
     "order_parameters",
     "order_phase",
@@ -99,7 +99,7 @@ FCC_NN_OFFSETS = np.array(
 ORDERED_PHASES = ("Cu", "Au", "L1_2-Cu3Au", "L1_0-CuAu", "L1_2-CuAu3")
 
 #: phases named by the order parameters (:func:`order_phase`), by code
-ORDER_PHASES = ("disordered", "Cu3Au", "CuAu", "CuAu3")
+PHASES_BY_CODE = ("disordered", "Cu3Au", "CuAu", "CuAu3")
 #: least ``min_a |η_a|`` of an L1_2 state and least ``max_a |η_a|`` of an L1_0 one (perfect order:
 #: 1/2 and 1; a disordered 4x4x8 cell fluctuates to ~0.1)
 L12_MIN, L10_MIN = 0.25, 0.5
@@ -607,7 +607,7 @@ def order_parameters(system: CuAuSystem, x) -> np.ndarray:
 
 
 def order_phase(eta: np.ndarray) -> np.ndarray:
-    """``(...)`` int8 code in :data:`ORDER_PHASES` of order parameters ``eta`` ``(..., 3)``: L1_2
+    """``(...)`` int8 code in :data:`PHASES_BY_CODE` of order parameters ``eta`` ``(..., 3)``: L1_2
     (Cu3Au or CuAu3 by the sign of ``η_x η_y η_z``) where every ``|η_a| ≥`` :data:`L12_MIN`, else
     L1_0 CuAu where the largest ``≥`` :data:`L10_MIN`, else disordered."""
     eta = np.asarray(eta, dtype=np.float64)
@@ -643,6 +643,6 @@ INFO = SystemInfo(
     references=("mcmc", "exact", "exact_composition", "metadynamics"),
     observables=lambda m, m_err: {"x_au": (m + 1) / 2, "x_au_err": m_err / 2},
     compositions=True,
-    phases=ORDER_PHASES,
+    phases=PHASES_BY_CODE,
     phase_of=_phase_of,
 )

@@ -285,6 +285,8 @@ BAD = [
     (("scaling", "ising", "refine"), {"cluster_updates": -1}, "scaling.ising.refine.cluster_updates"),
     (("scaling", "ising", "refine"), {"ladder_chains": 1}, "scaling.ising.refine.ladder_chains"),
     (("scaling", "ising", "refine"), {"ladder_chains": 5000}, "scaling.ising.refine.ladder_chains"),
+    (("scaling", "ising", "refine"), {"ladder_rungs": 2}, "scaling.ising.refine.ladder_rungs"),
+    (("scaling", "ising", "refine"), {"ladder_chains": 64, "ladder_rungs": -1}, "scaling.ising.refine.ladder_rungs"),
     (("scaling", "cuau", "refine"), {"cluster_updates": 2}, "scaling.cuau.refine.cluster_updates"),
     (("scaling", "ising", "refine"), {"composition_windows": True}, "scaling.ising.refine.composition_windows"),
     (("scaling", "cuau", "refine"), {"composition_windows": False, "window_thin_sweeps": 50},
@@ -293,6 +295,10 @@ BAD = [
     (("scaling", "ising", "per_size"), {"16x16": {"field": {"values": [0.0, 9.0]}}},
      "scaling.ising.per_size.16x16.field"),
     (("scaling", "ising", "per_size"), {"16x16": {"n_samples": 5}}, "scaling.ising.per_size.16x16.n_samples"),
+    (("scaling", "ising", "per_size"), {"16x16": {"models": ["twobo"]}}, "scaling.ising.per_size.16x16.models[0]"),
+    (("scaling", "ising", "models"), ["fo-arm-mlp"], "scaling.ising.models[0]"),  # fixed to its box
+    (("scaling", "ising"), {"models": ["fo-pixelcnn"], "from": "8x8", "to": ["16x16"]},
+     "scaling.ising.models[0]"),  # fixed order: transferred, never out-painted
 ]
 
 
@@ -381,6 +387,23 @@ def test_scaling_per_size_grid(default_config):
     assert T.tolist() == [2.0, 2.3] and field.tolist() == [0.0]
     for got, full in zip(grid_at(cfg, "ising", "12x12"), system_grid(cfg, "ising"), strict=True):
         np.testing.assert_array_equal(got, full)
+
+
+def test_scaling_models_per_size(default_config):
+    """A size-free fixed-order model (fo-pixelcnn) is size-transferred, never out-painted, and
+    per_size.<size>.models picks the block's models at one target."""
+    from lattherm.config import scaling_jobs, scaling_tables
+
+    cfg = copy.deepcopy(default_config)
+    block = cfg["scaling"]["ising"]
+    block.update(to=["16x16"], transfer=["16x16", "32x32"], models=["ao-transformer", "fo-pixelcnn"])
+    block["per_size"] = {"32x32": {"models": ["fo-pixelcnn"], "field": {"values": [0.0]}}}
+    cfg = load_config(cfg)
+    assert scaling_tables(cfg, "ising", "16x16") == [("ao-transformer", "outpaint-8x8"),
+                                                     ("ao-transformer", "transfer-8x8"),
+                                                     ("fo-pixelcnn", "transfer-8x8")]  # fmt: skip
+    assert scaling_tables(cfg, "ising", "32x32") == [("fo-pixelcnn", "transfer-8x8")]
+    assert ("ising", "32x32", "ao-transformer", "transfer-8x8") not in scaling_jobs(cfg)
 
 
 def test_grid_values_and_condition_grid():

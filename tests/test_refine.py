@@ -226,6 +226,30 @@ def test_ladder_ties_the_temperatures_of_a_field_into_tighter_honest_estimates()
                thin_sweeps=1, seed=9, ladder_chains=64)  # fmt: skip
 
 
+def test_ladder_rungs_link_temperatures_whose_energies_do_not_overlap():
+    """6x6 at T 1 and 4 (the uniform sampler's anchor claimed at 4 only): the two temperatures'
+    energies share almost no draws, so without rungs nothing ties T 1; with 8 rungs between them
+    (ladder chains alone) the ladder claims T 1 within 4 error bars of the exact f, and its rows are
+    the grid's two."""
+    T = [1.0, 4.0]
+    exact = ising_exact_table(6, np.array(T), np.array([0.0]))
+    samples = _uniform_table(6, 1000, [(t, 0.0) for t in T], 3)
+
+    def run(rungs):
+        return refine(IsingSystem(L=6), samples, model="uniform", source="direct", n_chains=32, burn_in_sweeps=100,
+                      n_samples=20, thin_sweeps=2, seed=9, reference_df=exact, density=_uniform_density,
+                      ladder_chains=256, ladder_rungs=rungs).ladder  # fmt: skip
+
+    bare, rungs = run(0), run(8)
+    assert bare["T"].tolist() == rungs["T"].tolist() == T
+    assert not bare["est_converged"].iloc[0] and bare["n_links"].iloc[0] == 0, bare
+    assert rungs["est_converged"].all() and (rungs["n_links"] == 1).all(), rungs  # each end: its link to a rung
+    assert (rungs["delta_f"].abs() < 4 * rungs["f_est_err"]).all(), rungs[["T", "delta_f", "f_est_err"]]
+    with pytest.raises(ValueError, match="ladder_rungs"):
+        refine(IsingSystem(L=6), samples, model="uniform", source="direct", n_chains=32, burn_in_sweeps=1,
+               n_samples=2, thin_sweeps=1, seed=9, density=_uniform_density, ladder_rungs=2)  # fmt: skip
+
+
 def _exact_ladder_states(system, T):
     """Exact Boltzmann draws of the 4x4 torus at ``T`` (h = 0) as the ladder's states: energies and
     spin sums ``(len(T), 64 chains, 20 samples)``."""

@@ -272,9 +272,13 @@ def _check_scaling(config: Mapping) -> None:
             raise ConfigError(f"{key}.stride", f"at most the window's side {min(dims0)}", block["stride"])
         trained = config["systems"][system]["models"]
         for i, model in enumerate(block["models"]):
-            if model not in trained or is_fixed_order(model):
-                raise ConfigError(f"{key}.models[{i}]", f"an any-order model trained on {system}: "
-                                  f"{[m for m in trained if not is_fixed_order(m)]}", model)  # fmt: skip
+            if model not in trained or (is_fixed_order(model) and not is_size_free(model)):
+                raise ConfigError(f"{key}.models[{i}]", f"an any-order or size-free model trained on {system}: "
+                                  f"{[m for m in trained if not is_fixed_order(m) or is_size_free(m)]}",
+                                  model)  # fmt: skip
+            if is_fixed_order(model) and not block["transfer"]:
+                raise ConfigError(f"{key}.models[{i}]", "a model that can be out-painted (any-order; the fixed-order "
+                                  f"{model} is only size-transferred, and {key}.transfer is empty)", model)  # fmt: skip
         if block["transfer"] and not transfer_models(config, system):
             free = [m for m in MODEL_NAMES if is_size_free(m)]
             raise ConfigError(f"{key}.transfer", f"a size-free model ({free}) among the models of {key}",
@@ -283,6 +287,13 @@ def _check_scaling(config: Mapping) -> None:
         for size in block["per_size"]:
             if size not in targets:
                 raise ConfigError(f"{key}.per_size.{size}", f"a target size under to or transfer {targets}", size)
+            for i, model in enumerate(block["per_size"][size].get("models", [])):
+                if model not in scaling_models(config, system):
+                    raise ConfigError(f"{key}.per_size.{size}.models[{i}]", f"one of the block's models "
+                                      f"{scaling_models(config, system)}", model)  # fmt: skip
+            if size in block["per_size"] and not scaling_tables(config, system, size):
+                raise ConfigError(f"{key}.per_size.{size}.models", f"a model with a table at {size} (out-painted: "
+                                  "any-order; transferred: size-free)", block["per_size"][size].get("models"))  # fmt: skip
         (t0, t1), (h0, h1) = cond_box(config, system)
         for size in (None, *block["per_size"]):
             at = f"{key}.per_size.{size}" if size else key
@@ -301,6 +312,9 @@ def _check_scaling(config: Mapping) -> None:
             refine = block["refine"]
             if refine.get("ladder_chains") == 1:
                 raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
+            if refine.get("ladder_rungs") and not refine.get("ladder_chains"):
+                raise ConfigError(f"{key}.refine.ladder_rungs", "0 unless ladder_chains is set (the rungs are "
+                                  "ladder chains)", refine["ladder_rungs"])  # fmt: skip
             for name in ("window_burn_in_sweeps", "window_thin_sweeps"):
                 if refine.get(name) is not None and not refine.get("composition_windows"):
                     raise ConfigError(f"{key}.refine.{name}", "null unless composition_windows is true (it sets "
@@ -321,30 +335,33 @@ def _check_scaling(config: Mapping) -> None:
                                               f"{system} {size} {model} {source}", refine[name])  # fmt: skip
 
 
-def scaling_models(config: Mapping, system: str) -> list[str]:
-    """The models out-painted on ``system``: ``scaling.<system>.models``, or every any-order model
-    the system trains."""
+def scaling_models(config: Mapping, system: str, size: str | None = None) -> list[str]:
+    """The models of ``system`` past its trained size: ``scaling.<system>.models``, or every
+    any-order model the system trains; at ``size``, its ``per_size`` models where it names them."""
     block = config["scaling"].get(system)
     if block is None:
         return []
-    return list(block["models"]) or [m for m in config["systems"][system]["models"] if not is_fixed_order(m)]
+    models = list(block["models"]) or [m for m in config["systems"][system]["models"] if not is_fixed_order(m)]
+    own = block["per_size"].get(size, {}).get("models") if size is not None else None
+    return [m for m in models if m in own] if own else models
 
 
-def transfer_models(config: Mapping, system: str) -> list[str]:
-    """The models of ``system`` sampled with their trained weights at ``scaling.<system>.transfer``:
-    the size-free ones among :func:`scaling_models`."""
-    return [m for m in scaling_models(config, system) if is_size_free(m)]
+def transfer_models(config: Mapping, system: str, size: str | None = None) -> list[str]:
+    """The models of ``system`` sampled with their trained weights at ``scaling.<system>.transfer``
+    (at ``size``): the size-free ones among :func:`scaling_models`."""
+    return [m for m in scaling_models(config, system, size) if is_size_free(m)]
 
 
 def scaling_tables(config: Mapping, system: str, size: str) -> list[tuple[str, str]]:
     """``(model, source)`` of the metric tables of ``system`` at ``size`` past its trained size:
-    out-painted (``outpaint-<from>``) where it is a target under ``to``, size-transferred
-    (``transfer-<from>``) where it is a ``transfer`` size."""
+    out-painted (``outpaint-<from>``, the any-order models) where it is a target under ``to``,
+    size-transferred (``transfer-<from>``, the size-free models) where it is a ``transfer`` size."""
     block = config["scaling"].get(system)
     if block is None:
         return []
-    tables = [(m, f"outpaint-{block['from']}") for m in scaling_models(config, system) if size in block["to"]]
-    return tables + [(m, f"transfer-{block['from']}") for m in transfer_models(config, system)
+    tables = [(m, f"outpaint-{block['from']}") for m in scaling_models(config, system, size)
+              if size in block["to"] and not is_fixed_order(m)]  # fmt: skip
+    return tables + [(m, f"transfer-{block['from']}") for m in transfer_models(config, system, size)
                      if size in block["transfer"]]  # fmt: skip
 
 

@@ -189,6 +189,27 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
             "bar_overlap": overlap, "f_ref": f_ref, "f_ref_err": f_ref_err, "delta_f": f - f_ref}  # fmt: skip
 
 
+def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: float):
+    """The conditions ``T, h`` (with start states ``x0`` ``(n_cond, n_chains, N)``) and ``rungs``
+    temperatures between every two neighbouring ones of a field, equally spaced in β; each rung's
+    chains start from the states of the nearer of its two neighbours. Returns ``(T, h, x0, grid)``,
+    ``grid`` marking the given conditions."""
+    TT, hh, xx, grid = [T], [h], [x0], [np.ones(len(T), bool)]
+    for f in np.unique(h):
+        idx = np.flatnonzero(h == f)
+        idx = idx[np.argsort(T[idx])]
+        for a, b in zip(idx[:-1], idx[1:], strict=True):
+            beta_a, beta_b = 1.0 / (k_B * T[a]), 1.0 / (k_B * T[b])
+            for j in range(1, rungs + 1):
+                w = j / (rungs + 1)
+                TT.append([1.0 / (k_B * ((1 - w) * beta_a + w * beta_b))])
+                hh.append([f])
+                xx.append(x0[[a if w <= 0.5 else b]])
+                grid.append([False])
+    return (np.concatenate(TT), np.concatenate(hh).astype(np.float64), np.concatenate(xx),
+            np.concatenate(grid))  # fmt: skip
+
+
 def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *, seed: int) -> tuple[float, ...]:
     """``(ln Z_hi − ln Z_lo, its error, the draws crossing)`` by Bennett's estimate between the
     states of two temperatures, ``(n_chains, n_samples)`` reduced-field energies each."""
@@ -339,6 +360,7 @@ def refine(
     cluster_updates: int | None = None,
     composition_reference: pd.DataFrame | None = None,
     ladder_chains: int = 0,
+    ladder_rungs: int = 0,
     replica_exchange: bool = False,
     composition_windows: bool = False,
     window_burn_in_sweeps: int | None = None,
@@ -349,7 +371,10 @@ def refine(
     not apply). ``composition_reference``: a reference composition table for the composition
     table's ``delta_f_x``. ``ladder_chains``: chains per condition for the ladder's links (0: no
     ladder; it needs the density, for its anchors; the composition table then takes ``ln Z_μ`` from
-    the ladder where it is claimed, Bennett's elsewhere). ``replica_exchange``: the chains of neighbouring
+    the ladder where it is claimed, Bennett's elsewhere). ``ladder_rungs``: that many further
+    temperatures between every two neighbouring ones of a field (equally spaced in β), with ladder
+    chains alone: links only, for boxes where neighbouring temperatures' energies do not overlap
+    (the spacing must shrink as ``1/√N`` near a heat-capacity peak). ``replica_exchange``: the chains of neighbouring
     temperatures of one field exchange configurations after every sweep (as the reference MCMC
     does; each temperature's chains stay draws of its p), so that chains started in different
     phases near a first-order transition can cross. ``composition_windows`` (a system whose field is
@@ -374,6 +399,9 @@ def refine(
                          f"{system.name}")  # fmt: skip
     if int(ladder_chains) != ladder_chains or ladder_chains < 0 or ladder_chains == 1:
         raise ValueError(f"refine.ladder_chains must be 0 or an integer >= 2, got {ladder_chains!r}")
+    if int(ladder_rungs) != ladder_rungs or ladder_rungs < 0 or (ladder_rungs and not ladder_chains):
+        raise ValueError(f"refine.ladder_rungs must be an integer >= 0, and 0 without ladder_chains, "
+                         f"got {ladder_rungs!r}")  # fmt: skip
     if ladder_chains and density is None:
         raise ValueError("refine.ladder_chains needs the sampler's density: the ladder ties Bennett's estimates")
     compositions = REGISTRY[system.name].compositions
@@ -415,14 +443,19 @@ def refine(
     ladder = pd.DataFrame({c: [] for c in LADDER_COLUMNS})
     if ladder_chains:
         t0 = time.perf_counter()
-        links = run_metropolis(system, T, h, n_chains=int(ladder_chains), n_samples=n_samples,
+        TL, hL, xL, grid = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B))
+        links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples,
                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, 4),
-                               start=x0_ladder, keep_states=False, progress=True,
+                               start=xL, keep_states=False, progress=True,
                                cluster_updates=int(cluster_updates),
                                replica_exchange=bool(replica_exchange))  # fmt: skip
-        ladder = ladder_table(system, T, h, links.energy, links.spin_sum, table, model=model, source=source,
-                              seed=derived_seed(seed, 5), mixed=mcmc_table(links, system)["converged"].to_numpy(),
+        ladder = ladder_table(system, TL, hL, links.energy, links.spin_sum, table, model=model,
+                              source=source, seed=derived_seed(seed, 5),
+                              mixed=mcmc_table(links, system)["converged"].to_numpy(),
                               sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip
+        grid_rows = pd.DataFrame({"T": TL[grid], "field": hL[grid]})
+        on_grid = [row_at(grid_rows, t, f) is not None for t, f in zip(ladder["T"], ladder["field"], strict=True)]
+        ladder = ladder[np.asarray(on_grid, bool)].reset_index(drop=True)
         ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()
     composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
     windows = pd.DataFrame({c: [] for c in WINDOW_COLUMNS})

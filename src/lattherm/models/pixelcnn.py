@@ -250,8 +250,9 @@ class PixelCNN(Model):
 
 class _PixelCNNStepper:
     """Incremental sampling: every layer's input at the positions drawn so far is cached
-    (``(B, N + 1, c)``, the last slot empty), and position ``t`` is computed from its taps alone
-    (:func:`periodic_taps`, the same offsets as the convolutions)."""
+    (``(N + 1, B, c)``, the last slot empty; position-major, so that a position's taps are whole
+    blocks of memory), and position ``t`` is computed from its taps alone (:func:`periodic_taps`,
+    the same offsets as the convolutions). The cost of a sample grows as ``N``."""
 
     def __init__(self, model: PixelCNN, cond: Tensor) -> None:
         self.m = model
@@ -260,7 +261,7 @@ class _PixelCNNStepper:
         self.film = model._film(cond)
         sb = model._site_bias()
         self.site_bias = None if sb is None else sb.flatten(2)  # (layers, C, N) in raster order
-        self.feats = [torch.zeros(B, N + 1, q + 1 if i == 0 else C, dtype=dt, device=dev)
+        self.feats = [torch.zeros(N + 1, B, q + 1 if i == 0 else C, dtype=dt, device=dev)
                       for i in range(len(model.convs) + 1)]  # fmt: skip
         self.layers = []  # per layer: per position (tap positions, weight (n_taps c_in, c_out)), bias
         for i, conv in enumerate(model.convs):
@@ -273,18 +274,22 @@ class _PixelCNNStepper:
             self.layers.append((per_pos, conv.bias))
 
     def logits(self, t: int) -> Tensor:
-        m, B = self.m, self.feats[0].shape[0]
+        m, B = self.m, self.feats[0].shape[1]
         h = None
         for i, (per_pos, bias) in enumerate(self.layers):
             src, w = per_pos[t]
-            z = bias + self.feats[i][:, src].reshape(B, -1) @ w if len(src) else bias.expand(B, -1)
+            if len(src):
+                taps = self.feats[i].index_select(0, src)  # (n_taps, B, c_in)
+                z = bias + taps.permute(1, 0, 2).reshape(B, -1) @ w
+            else:
+                z = bias.expand(B, -1)
             if self.site_bias is not None:
                 z = z + self.site_bias[i, :, t]
             h = z if h is None else h + z
-            self.feats[i + 1][:, t] = m._act(h, self.film[:, i])
-        return m.out(self.feats[-1][:, t])
+            self.feats[i + 1][t] = m._act(h, self.film[:, i])
+        return m.out(self.feats[-1][t])
 
     def observe(self, t: int, a: Tensor) -> None:
         q = self.m.n_states
-        self.feats[0][:, t, :q] = F.one_hot(a, q).to(self.feats[0].dtype)
-        self.feats[0][:, t, q] = 1.0
+        self.feats[0][t, :, :q] = F.one_hot(a, q).to(self.feats[0].dtype)
+        self.feats[0][t, :, q] = 1.0

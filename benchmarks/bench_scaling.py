@@ -94,20 +94,27 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (numba uses its own)")
     ap.add_argument("--no-baseline", action="store_true", help="the neural estimate alone")
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--save", default="/tmp/bench_scaling", help="folder for each size's raw tables (parquet)")
     ap.add_argument("--note", default="")
     a = ap.parse_args()
+    if max(a.refine[0], a.ladder_chains) > a.samples:
+        ap.error(f"--refine CHAINS ({a.refine[0]}) and --ladder-chains ({a.ladder_chains}) start from the samples: "
+                 f"at most --samples ({a.samples})")  # fmt: skip
     torch.set_num_threads(a.threads)
     small, *_ = _setup("ising")
     src = load_model(a.checkpoint, system=small)
     T = np.round(np.asarray(a.eval_T, dtype=float), 10)
+    os.makedirs(a.save, exist_ok=True)
     for L in a.sizes:
         load0 = os.getloadavg()[0]
         system = IsingSystem(L=L)
         model = transfer_model(src, system)
         est, walls = neural(model, system, T, a)
+        est["T"] = est["T"].round(6)
         walls["neural_s"] = walls["sample_s"] + walls["refine_s"]
+        est.to_parquet(os.path.join(a.save, f"neural_{L}.parquet"))
         best = est[est["best"]].set_index("T")
-        per = {float(t): {"estimator": None} for t in T}
+        per = {round(float(t), 6): {"estimator": None} for t in T}
         for t, r in best.iterrows():
             per[float(t)] = {"estimator": r["estimator"], "rel": float(r["delta_f"] / abs(r["f_ref"])),
                              "z": float(r["z"]), "err_rel": float(r["f_est_err"] / abs(r["f_ref"]))}  # fmt: skip
@@ -123,7 +130,9 @@ def main() -> None:
                    **{k: round(v, 1) for k, v in walls.items()}}  # fmt: skip
         if not a.no_baseline:
             tab, bw = baseline(L, T, walls["neural_s"], a.seed + 100)
-            exact = ising_exact_table(L, T, [0.0]).set_index("T")["f"]
+            tab["T"] = tab["T"].round(6)
+            tab.to_parquet(os.path.join(a.save, f"baseline_{L}.parquet"))
+            exact = ising_exact_table(L, T, [0.0]).assign(T=lambda d: d["T"].round(6)).set_index("T")["f"]
             for r in tab.itertuples():
                 fx = float(exact[r.T])
                 per[float(r.T)].update(ti_rel=(r.f - fx) / abs(fx), ti_z=(r.f - fx) / r.f_err if r.f_err > 0 else None,
@@ -139,7 +148,8 @@ def main() -> None:
         summary["loadavg_start"], summary["loadavg_end"] = round(load0, 2), round(os.getloadavg()[0], 2)
         record_run("scaling", {"checkpoint": os.path.abspath(a.checkpoint), "model": model.name, "L": L,
                                "T": T.tolist(), "samples": a.samples, "refine": a.refine,
-                               "ladder_chains": a.ladder_chains, "ladder_rungs": a.ladder_rungs, "batch_size": a.batch_size, "seed": a.seed,
+                               "ladder_chains": a.ladder_chains, "ladder_rungs": a.ladder_rungs,
+                               "batch_size": a.batch_size, "seed": a.seed,
                                "threads": a.threads, "baseline": None if a.no_baseline else BETA, "tag": a.tag},
                    {"summary": summary, "per_T": rows},
                    notes=f"Ising h = 0, {L}x{L}: the 8x8 checkpoint's weights (size transfer), symmetrised samples, "

@@ -406,6 +406,27 @@ def test_scaling_models_per_size(default_config):
     assert ("ising", "32x32", "ao-transformer", "transfer-8x8") not in scaling_jobs(cfg)
 
 
+def test_scaling_refine_per_size(default_config):
+    """per_size.<size>.refine overrides the block's refinement settings at one target alone, and
+    is checked against that target's sample counts."""
+    from lattherm.config import refine_settings
+
+    cfg = copy.deepcopy(default_config)
+    block = cfg["scaling"]["ising"]
+    block["per_size"] = {"16x16": {"refine": {"ladder_rungs": 3, "batch_size": 64}}}
+    loaded = load_config(cfg)
+    own, other = refine_settings(loaded, "ising", "16x16"), refine_settings(loaded, "ising", "12x12")
+    assert own["ladder_rungs"] == 3 and own["batch_size"] == 64 and own["n_chains"] == block["refine"]["n_chains"]
+    assert other["ladder_rungs"] == 0 and other["batch_size"] == 1024
+    block["per_size"] = {"16x16": {"refine": {"ladder_chains": 5000}}}  # 1000 samples per condition there
+    with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.16x16\.refine\.ladder_chains"):
+        load_config(cfg)
+    del block["refine"]
+    block["per_size"] = {"16x16": {"refine": {"ladder_rungs": 1}}}
+    with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.16x16\.refine"):
+        load_config(cfg)
+
+
 def test_grid_values_and_condition_grid():
     np.testing.assert_allclose(grid_values({"min": 0.2, "max": 0.5, "step": 0.1}), [0.2, 0.3, 0.4, 0.5], atol=0)
     # a range that is not a whole number of steps stops below max

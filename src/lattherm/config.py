@@ -45,6 +45,7 @@ __all__ = [
     "config_reference",
     "metadynamics_settings",
     "metadynamics_system",
+    "refine_settings",
     "scaling_models",
     "scaling_grid",
     "grid_at",
@@ -293,7 +294,8 @@ def _check_scaling(config: Mapping) -> None:
                                       f"{scaling_models(config, system)}", model)  # fmt: skip
             if size in block["per_size"] and not scaling_tables(config, system, size):
                 raise ConfigError(f"{key}.per_size.{size}.models", f"a model with a table at {size} (out-painted: "
-                                  "any-order; transferred: size-free)", block["per_size"][size].get("models"))  # fmt: skip
+                                  "any-order; transferred: size-free)",
+                                  block["per_size"][size].get("models"))  # fmt: skip
         (t0, t1), (h0, h1) = cond_box(config, system)
         for size in (None, *block["per_size"]):
             at = f"{key}.per_size.{size}" if size else key
@@ -308,8 +310,15 @@ def _check_scaling(config: Mapping) -> None:
                 if outside:
                     raise ConfigError(f"{key}.symmetrised", f"false for fields whose mirror is outside the trained box "
                                       f"(at {at}.field: {outside[:3]})", True)  # fmt: skip
-        if "refine" in block:
-            refine = block["refine"]
+        for size, own in block["per_size"].items():
+            if "refine" in own and "refine" not in block:
+                raise ConfigError(f"{key}.per_size.{size}.refine", f"settings over {key}.refine, which is not set "
+                                  "(nothing is refined)", own["refine"])  # fmt: skip
+        for size in dict.fromkeys([None, *block["to"], *block["transfer"]]) if "refine" in block else ():
+            refine = refine_settings(config, system, size)
+            if size is not None and "refine" not in block["per_size"].get(size, {}):
+                continue  # the block's own settings, checked once
+            key = f"scaling.{system}" if size is None else f"scaling.{system}.per_size.{size}"
             if refine.get("ladder_chains") == 1:
                 raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
             if refine.get("ladder_rungs") and not refine.get("ladder_chains"):
@@ -325,14 +334,27 @@ def _check_scaling(config: Mapping) -> None:
             if refine.get("cluster_updates") and system != "ising":
                 raise ConfigError(f"{key}.refine.cluster_updates", f"0 or null for {system} (its updates have no "
                                   "cluster moves; Wolff moves are Ising's)", refine["cluster_updates"])  # fmt: skip
-            for size in dict.fromkeys([*block["to"], *block["transfer"]]):
-                for model, source in scaling_tables(config, system, size):
+            for target in dict.fromkeys([*block["to"], *block["transfer"]]) if size is None else [size]:
+                settings = refine_settings(config, system, target)
+                if size is None and "refine" in block["per_size"].get(target, {}):
+                    continue  # checked with its own settings
+                for model, source in scaling_tables(config, system, target):
                     n = (block["n_samples"] if source.startswith("outpaint") else
-                         sampling_settings(config, system, model, size)["n_samples"])  # fmt: skip
+                         sampling_settings(config, system, model, target)["n_samples"])  # fmt: skip
                     for name in ("n_chains", "ladder_chains"):
-                        if refine.get(name, 0) > n:
+                        if settings.get(name, 0) > n:
                             raise ConfigError(f"{key}.refine.{name}", f"at most the {n} samples per condition of "
-                                              f"{system} {size} {model} {source}", refine[name])  # fmt: skip
+                                              f"{system} {target} {model} {source}", settings[name])  # fmt: skip
+
+
+def refine_settings(config: Mapping, system: str, size: str | None = None) -> dict:
+    """The keyword settings of :func:`lattherm.refine.refine` for ``system`` at ``size``: the scaling
+    block's ``refine``, then its ``per_size[size].refine`` over it (empty where nothing is refined)."""
+    block = config["scaling"].get(system, {})
+    if "refine" not in block:
+        return {}
+    own = block.get("per_size", {}).get(size, {}).get("refine", {}) if size is not None else {}
+    return {**block["refine"], **own}
 
 
 def scaling_models(config: Mapping, system: str, size: str | None = None) -> list[str]:

@@ -20,6 +20,7 @@ from lattherm.config import (  # noqa: E402
     metadynamics_system,
     model_settings,
     read_config_file,
+    refine_settings,
     scaling_jobs,
     scaling_sizes,
     scaling_tables,
@@ -237,8 +238,8 @@ def scaling_targets():
 
 
 def refine_of(wildcards):
-    """Params function: the scaling block's refinement settings of the job's system."""
-    return config["scaling"][wildcards.system].get("refine") or {}
+    """Params function: the scaling block's refinement settings of the job's system at its size."""
+    return refine_settings(config, wildcards.system, wildcards.size)
 
 
 def trained_size_of(wildcards):

@@ -291,7 +291,7 @@ BAD = [
     (("scaling", "ising", "refine"), {"composition_windows": True}, "scaling.ising.refine.composition_windows"),
     (("scaling", "cuau", "refine"), {"composition_windows": False, "window_thin_sweeps": 50},
      "scaling.cuau.refine.window_thin_sweeps"),
-    (("scaling", "ising", "per_size"), {"64x64": {"T": {"values": [2.0]}}}, "scaling.ising.per_size.64x64"),
+    (("scaling", "ising", "per_size"), {"256x256": {"T": {"values": [2.0]}}}, "scaling.ising.per_size.256x256"),
     (("scaling", "ising", "per_size"), {"16x16": {"field": {"values": [0.0, 9.0]}}},
      "scaling.ising.per_size.16x16.field"),
     (("scaling", "ising", "per_size"), {"16x16": {"n_samples": 5}}, "scaling.ising.per_size.16x16.n_samples"),
@@ -381,7 +381,7 @@ def test_scaling_per_size_grid(default_config):
     from lattherm.config import grid_at, system_grid
 
     cfg = copy.deepcopy(default_config)
-    cfg["scaling"]["ising"]["per_size"] = {"16x16": {"field": {"values": [0.0]}, "T": {"values": [2.0, 2.3]}}}
+    cfg["scaling"]["ising"]["per_size"]["16x16"] = {"field": {"values": [0.0]}, "T": {"values": [2.0, 2.3]}}
     cfg = load_config(cfg)
     T, field = grid_at(cfg, "ising", "16x16")
     assert T.tolist() == [2.0, 2.3] and field.tolist() == [0.0]
@@ -397,7 +397,8 @@ def test_scaling_models_per_size(default_config):
     cfg = copy.deepcopy(default_config)
     block = cfg["scaling"]["ising"]
     block.update(to=["16x16"], transfer=["16x16", "32x32"], models=["ao-transformer", "fo-pixelcnn"])
-    block["per_size"] = {"32x32": {"models": ["fo-pixelcnn"], "field": {"values": [0.0]}}}
+    block["per_size"] = {"32x32": {"models": ["fo-pixelcnn"], "field": {"values": [0.0]},
+                                   "refine": {"ladder_chains": 500}}}  # 500 samples per condition there
     cfg = load_config(cfg)
     assert scaling_tables(cfg, "ising", "16x16") == [("ao-transformer", "outpaint-8x8"),
                                                      ("ao-transformer", "transfer-8x8"),
@@ -413,16 +414,16 @@ def test_scaling_refine_per_size(default_config):
 
     cfg = copy.deepcopy(default_config)
     block = cfg["scaling"]["ising"]
-    block["per_size"] = {"16x16": {"refine": {"ladder_rungs": 3, "batch_size": 64}}}
+    block["per_size"]["16x16"] = {"models": ["ao-transformer"], "refine": {"ladder_rungs": 3, "batch_size": 64}}
     loaded = load_config(cfg)
     own, other = refine_settings(loaded, "ising", "16x16"), refine_settings(loaded, "ising", "12x12")
     assert own["ladder_rungs"] == 3 and own["batch_size"] == 64 and own["n_chains"] == block["refine"]["n_chains"]
     assert other["ladder_rungs"] == 0 and other["batch_size"] == 1024
-    block["per_size"] = {"16x16": {"refine": {"ladder_chains": 5000}}}  # 1000 samples per condition there
+    block["per_size"]["16x16"]["refine"] = {"ladder_chains": 5000}  # 1000 samples per condition there
     with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.16x16\.refine\.ladder_chains"):
         load_config(cfg)
     del block["refine"]
-    block["per_size"] = {"16x16": {"refine": {"ladder_rungs": 1}}}
+    block["per_size"] = {"16x16": {"models": ["ao-transformer"], "refine": {"ladder_rungs": 1}}}
     with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.16x16\.refine"):
         load_config(cfg)
 

@@ -286,6 +286,7 @@ BAD = [
     (("scaling", "ising", "refine"), {"ladder_chains": 1}, "scaling.ising.refine.ladder_chains"),
     (("scaling", "ising", "refine"), {"ladder_chains": 5000}, "scaling.ising.refine.ladder_chains"),
     (("scaling", "ising", "refine"), {"ladder_rungs": 2}, "scaling.ising.refine.ladder_rungs"),
+    (("scaling", "ising", "refine"), {"ladder_top_rungs": 8}, "scaling.ising.refine.ladder_top_rungs"),
     (("scaling", "ising", "refine"), {"ladder_chains": 64, "ladder_rungs": -1}, "scaling.ising.refine.ladder_rungs"),
     (("scaling", "cuau", "refine"), {"cluster_updates": 2}, "scaling.cuau.refine.cluster_updates"),
     (("scaling", "ising", "refine"), {"composition_windows": True}, "scaling.ising.refine.composition_windows"),

@@ -250,6 +250,32 @@ def test_ladder_rungs_link_temperatures_whose_energies_do_not_overlap():
                n_samples=2, thin_sweeps=1, seed=9, density=_uniform_density, ladder_rungs=2)  # fmt: skip
 
 
+def test_ladder_top_rungs_tie_the_grid_to_the_exact_end():
+    """6x6 at T 1.5 and 2 from the uniform sampler: its draws never look ordered, so no Bennett
+    anchor and, without top rungs, no estimate; with 12 rungs up to β = 0 (every configuration
+    equally likely: ln Z = N ln 2 exactly, at any field) both temperatures of both fields are
+    claimed within 4 error bars of the exact f."""
+    T, fields = [1.5, 2.0], [0.0, 0.5]
+    exact = ising_exact_table(6, np.array(T), np.array(fields))
+    samples = _uniform_table(6, 256, [(t, f) for f in fields for t in T], 4)
+
+    def run(top):
+        return refine(IsingSystem(L=6), samples, model="uniform", source="direct", n_chains=32, burn_in_sweeps=100,
+                      n_samples=20, thin_sweeps=2, seed=11, reference_df=exact, density=_uniform_density,
+                      ladder_chains=256, ladder_top_rungs=top)  # fmt: skip
+
+    bare, top = run(0).ladder, run(12)
+    assert bare["f_est"].isna().all() and not bare["est_converged"].any(), bare
+    assert not top.table["est_converged"].any()  # no anchor of the sampler's own
+    lad = top.ladder
+    assert len(lad) == 4 and lad["est_converged"].all() and (lad["ladder_dof"] == 0).all(), lad  # one exact end
+    assert (lad["delta_f"].abs() < 4 * lad["f_est_err"]).all(), lad[["T", "field", "delta_f", "f_est_err"]]
+    assert (lad["f_est_err"] < 2e-3).all()
+    with pytest.raises(ValueError, match="ladder_top_rungs"):
+        refine(IsingSystem(L=6), samples, model="uniform", source="direct", n_chains=32, burn_in_sweeps=1,
+               n_samples=2, thin_sweeps=1, seed=9, density=_uniform_density, ladder_top_rungs=2)  # fmt: skip
+
+
 def _exact_ladder_states(system, T):
     """Exact Boltzmann draws of the 4x4 torus at ``T`` (h = 0) as the ladder's states: energies and
     spin sums ``(len(T), 64 chains, 20 samples)``."""

@@ -321,9 +321,10 @@ def _check_scaling(config: Mapping) -> None:
             key = f"scaling.{system}" if size is None else f"scaling.{system}.per_size.{size}"
             if refine.get("ladder_chains") == 1:
                 raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
-            if refine.get("ladder_rungs") and not refine.get("ladder_chains"):
-                raise ConfigError(f"{key}.refine.ladder_rungs", "0 unless ladder_chains is set (the rungs are "
-                                  "ladder chains)", refine["ladder_rungs"])  # fmt: skip
+            for name in ("ladder_rungs", "ladder_top_rungs"):
+                if refine.get(name) and not refine.get("ladder_chains"):
+                    raise ConfigError(f"{key}.refine.{name}", "0 unless ladder_chains is set (the rungs are "
+                                      "ladder chains)", refine[name])  # fmt: skip
             for name in ("window_burn_in_sweeps", "window_thin_sweeps"):
                 if refine.get(name) is not None and not refine.get("composition_windows"):
                     raise ConfigError(f"{key}.refine.{name}", "null unless composition_windows is true (it sets "

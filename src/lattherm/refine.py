@@ -189,15 +189,22 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
             "bar_overlap": overlap, "f_ref": f_ref, "f_ref_err": f_ref_err, "delta_f": f - f_ref}  # fmt: skip
 
 
-def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: float):
-    """The conditions ``T, h`` (with start states ``x0`` ``(n_cond, n_chains, N)``) and ``rungs``
-    temperatures between every two neighbouring ones of a field, equally spaced in β; each rung's
-    chains start from the states of the nearer of its two neighbours. Returns ``(T, h, x0, grid)``,
-    ``grid`` marking the given conditions."""
+def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: float, top_rungs: int = 0):
+    """The conditions ``T, h`` (with start states ``x0`` ``(n_cond, n_chains, N)``), ``rungs``
+    temperatures between every two neighbouring ones of a field, equally spaced in β, and
+    ``top_rungs`` between a field's highest temperature and β = 0 (not included); each rung's
+    chains start from the states of the nearer of its grid neighbours. Returns ``(T, h, x0,
+    grid)``, ``grid`` marking the given conditions."""
     TT, hh, xx, grid = [T], [h], [x0], [np.ones(len(T), bool)]
     for f in np.unique(h):
         idx = np.flatnonzero(h == f)
         idx = idx[np.argsort(T[idx])]
+        top = idx[-1]
+        for j in range(1, top_rungs + 1):
+            TT.append([T[top] * (top_rungs + 1) / j])  # β_top · j / (top_rungs + 1)
+            hh.append([f])
+            xx.append(x0[[top]])
+            grid.append([False])
         for a, b in zip(idx[:-1], idx[1:], strict=True):
             beta_a, beta_b = 1.0 / (k_B * T[a]), 1.0 / (k_B * T[b])
             for j in range(1, rungs + 1):
@@ -208,6 +215,18 @@ def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: f
                 grid.append([False])
     return (np.concatenate(TT), np.concatenate(hh).astype(np.float64), np.concatenate(xx),
             np.concatenate(grid))  # fmt: skip
+
+
+def _uniform_draws(system, shape: tuple[int, int], *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Energies and spin sums ``shape`` of independent uniform configurations: exact draws at β = 0."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    E, S = np.empty(n), np.empty(n)
+    for i in range(0, n, 256):  # batches: large boxes
+        x = torch.as_tensor(rng.integers(0, system.n_states, (min(256, n - i), system.n_sites)), dtype=torch.long)
+        E[i : i + len(x)] = system.energy(x).double().numpy()
+        S[i : i + len(x)] = system.spin_sum(x).double().numpy()
+    return E.reshape(shape), S.reshape(shape)
 
 
 def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *, seed: int) -> tuple[float, ...]:
@@ -243,6 +262,9 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
         n = len(idx)
         points, links = [], []
         for k, c in enumerate(idx):
+            if not np.isfinite(T[c]):  # β = 0: every configuration equally likely, ln Z = N ln q
+                points.append((k, N * np.log(float(system.n_states)), 0.0, True))
+                continue
             a = row_at(anchors, float(T[c]), float(h))
             if (a is not None and np.isfinite(a["u_err"]) and a["bar_overlap"] >= MIN_OVERLAP
                     and np.isfinite(a["f_est_err"]) and a["f_est_err"] > 0):  # fmt: skip
@@ -258,6 +280,8 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
         ln_z, ln_z_err, n_links = fit["ln_z"], fit["ln_z_err"], fit["n_links"]
         chi_sq, dof, p = fit["chi2"], fit["dof"], fit["p"]
         for k, c in enumerate(idx):
+            if not np.isfinite(T[c]):
+                continue  # the exact end is a node of the fit, not a row
             f = -ln_z[k] / (N * beta[k])
             has_ref = reference_df is not None and "f" in reference_df
             f_ref, f_ref_err = reference_f(row_at(reference_df, float(T[c]), float(h)) if has_ref else None)
@@ -361,6 +385,7 @@ def refine(
     composition_reference: pd.DataFrame | None = None,
     ladder_chains: int = 0,
     ladder_rungs: int = 0,
+    ladder_top_rungs: int = 0,
     replica_exchange: bool = False,
     composition_windows: bool = False,
     window_burn_in_sweeps: int | None = None,
@@ -374,7 +399,11 @@ def refine(
     the ladder where it is claimed, Bennett's elsewhere). ``ladder_rungs``: that many further
     temperatures between every two neighbouring ones of a field (equally spaced in β), with ladder
     chains alone: links only, for boxes where neighbouring temperatures' energies do not overlap
-    (the spacing must shrink as ``1/√N`` near a heat-capacity peak). ``replica_exchange``: the chains of neighbouring
+    (the spacing must shrink as ``1/√N`` near a heat-capacity peak). ``ladder_top_rungs``: the
+    ladder continues from each field's highest temperature to β = 0, where every configuration is
+    equally likely (``ln Z = N ln q`` exactly, its states uniform draws), through that many
+    temperatures equally spaced in β (ladder chains alone): an exact anchor where the sampler's
+    own lack overlap (0: none). ``replica_exchange``: the chains of neighbouring
     temperatures of one field exchange configurations after every sweep (as the reference MCMC
     does; each temperature's chains stay draws of its p), so that chains started in different
     phases near a first-order transition can cross. ``composition_windows`` (a system whose field is
@@ -402,6 +431,9 @@ def refine(
     if int(ladder_rungs) != ladder_rungs or ladder_rungs < 0 or (ladder_rungs and not ladder_chains):
         raise ValueError(f"refine.ladder_rungs must be an integer >= 0, and 0 without ladder_chains, "
                          f"got {ladder_rungs!r}")  # fmt: skip
+    if int(ladder_top_rungs) != ladder_top_rungs or ladder_top_rungs < 0 or (ladder_top_rungs and not ladder_chains):
+        raise ValueError(f"refine.ladder_top_rungs must be an integer >= 0, and 0 without ladder_chains, "
+                         f"got {ladder_top_rungs!r}")  # fmt: skip
     if ladder_chains and density is None:
         raise ValueError("refine.ladder_chains needs the sampler's density: the ladder ties Bennett's estimates")
     compositions = REGISTRY[system.name].compositions
@@ -443,15 +475,24 @@ def refine(
     ladder = pd.DataFrame({c: [] for c in LADDER_COLUMNS})
     if ladder_chains:
         t0 = time.perf_counter()
-        TL, hL, xL, grid = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B))
+        TL, hL, xL, grid = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B), int(ladder_top_rungs))
         links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples,
                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, 4),
                                start=xL, keep_states=False, progress=True,
                                cluster_updates=int(cluster_updates),
                                replica_exchange=bool(replica_exchange))  # fmt: skip
-        ladder = ladder_table(system, TL, hL, links.energy, links.spin_sum, table, model=model,
-                              source=source, seed=derived_seed(seed, 5),
-                              mixed=mcmc_table(links, system)["converged"].to_numpy(),
+        energy, spin_sum = links.energy, links.spin_sum
+        mixed = mcmc_table(links, system)["converged"].to_numpy()
+        if ladder_top_rungs:  # β = 0: exact uniform draws, one set for every field
+            fields = np.unique(h)
+            E0, S0 = _uniform_draws(system, (int(ladder_chains), int(n_samples)), seed=derived_seed(seed, 7))
+            TL, hL = np.concatenate([TL, np.full(len(fields), np.inf)]), np.concatenate([hL, fields])
+            energy = np.concatenate([energy, np.broadcast_to(E0, (len(fields), *E0.shape))])
+            spin_sum = np.concatenate([spin_sum, np.broadcast_to(S0, (len(fields), *S0.shape))])
+            mixed = np.concatenate([mixed, np.ones(len(fields), bool)])
+            grid = np.concatenate([grid, np.zeros(len(fields), bool)])
+        ladder = ladder_table(system, TL, hL, energy, spin_sum, table, model=model, source=source,
+                              seed=derived_seed(seed, 5), mixed=mixed,
                               sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip
         grid_rows = pd.DataFrame({"T": TL[grid], "field": hL[grid]})
         on_grid = [row_at(grid_rows, t, f) is not None for t, f in zip(ladder["T"], ladder["field"], strict=True)]

@@ -292,7 +292,7 @@ def _check_scaling(config: Mapping) -> None:
                 if model not in scaling_models(config, system):
                     raise ConfigError(f"{key}.per_size.{size}.models[{i}]", f"one of the block's models "
                                       f"{scaling_models(config, system)}", model)  # fmt: skip
-            if size in block["per_size"] and not scaling_tables(config, system, size):
+            if not scaling_tables(config, system, size):
                 raise ConfigError(f"{key}.per_size.{size}.models", f"a model with a table at {size} (out-painted: "
                                   "any-order; transferred: size-free)",
                                   block["per_size"][size].get("models"))  # fmt: skip
@@ -314,37 +314,36 @@ def _check_scaling(config: Mapping) -> None:
             if "refine" in own and "refine" not in block:
                 raise ConfigError(f"{key}.per_size.{size}.refine", f"settings over {key}.refine, which is not set "
                                   "(nothing is refined)", own["refine"])  # fmt: skip
-        for size in dict.fromkeys([None, *block["to"], *block["transfer"]]) if "refine" in block else ():
+        own_refine = [size for size, own in block["per_size"].items() if "refine" in own]
+        for size in [None, *own_refine] if "refine" in block else ():  # the block's, then each size's over it
             refine = refine_settings(config, system, size)
-            if size is not None and "refine" not in block["per_size"].get(size, {}):
-                continue  # the block's own settings, checked once
-            key = f"scaling.{system}" if size is None else f"scaling.{system}.per_size.{size}"
+            at = key if size is None else f"{key}.per_size.{size}"
             if refine.get("ladder_chains") == 1:
-                raise ConfigError(f"{key}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
+                raise ConfigError(f"{at}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
             for name in ("ladder_rungs", "ladder_top_rungs"):
                 if refine.get(name) and not refine.get("ladder_chains"):
-                    raise ConfigError(f"{key}.refine.{name}", "0 unless ladder_chains is set (the rungs are "
+                    raise ConfigError(f"{at}.refine.{name}", "0 unless ladder_chains is set (the rungs are "
                                       "ladder chains)", refine[name])  # fmt: skip
             for name in ("window_burn_in_sweeps", "window_thin_sweeps"):
                 if refine.get(name) is not None and not refine.get("composition_windows"):
-                    raise ConfigError(f"{key}.refine.{name}", "null unless composition_windows is true (it sets "
+                    raise ConfigError(f"{at}.refine.{name}", "null unless composition_windows is true (it sets "
                                       "the windows' sweeps)", refine[name])  # fmt: skip
             if refine.get("composition_windows") and not REGISTRY[system].compositions:
-                raise ConfigError(f"{key}.refine.composition_windows", f"false for {system} (the windows are "
+                raise ConfigError(f"{at}.refine.composition_windows", f"false for {system} (the windows are "
                                   "compositions: a system whose field is a chemical potential)", True)  # fmt: skip
             if refine.get("cluster_updates") and system != "ising":
-                raise ConfigError(f"{key}.refine.cluster_updates", f"0 or null for {system} (its updates have no "
+                raise ConfigError(f"{at}.refine.cluster_updates", f"0 or null for {system} (its updates have no "
                                   "cluster moves; Wolff moves are Ising's)", refine["cluster_updates"])  # fmt: skip
             for target in dict.fromkeys([*block["to"], *block["transfer"]]) if size is None else [size]:
-                settings = refine_settings(config, system, target)
-                if size is None and "refine" in block["per_size"].get(target, {}):
+                if size is None and target in own_refine:
                     continue  # checked with its own settings
+                settings = refine_settings(config, system, target)
                 for model, source in scaling_tables(config, system, target):
                     n = (block["n_samples"] if source.startswith("outpaint") else
                          sampling_settings(config, system, model, target)["n_samples"])  # fmt: skip
                     for name in ("n_chains", "ladder_chains"):
                         if settings.get(name, 0) > n:
-                            raise ConfigError(f"{key}.refine.{name}", f"at most the {n} samples per condition of "
+                            raise ConfigError(f"{at}.refine.{name}", f"at most the {n} samples per condition of "
                                               f"{system} {target} {model} {source}", settings[name])  # fmt: skip
 
 

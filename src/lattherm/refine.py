@@ -190,12 +190,11 @@ def _bar_row(system, samples_df, result, c: int, density, *, seed: int, batch_si
 
 
 def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: float, top_rungs: int = 0):
-    """The conditions ``T, h`` (with start states ``x0`` ``(n_cond, n_chains, N)``), ``rungs``
+    """The conditions ``T, h`` (with start states ``x0`` ``(n_cond, n_chains, N)``), then ``rungs``
     temperatures between every two neighbouring ones of a field, equally spaced in β, and
     ``top_rungs`` between a field's highest temperature and β = 0 (not included); each rung's
-    chains start from the states of the nearer of its grid neighbours. Returns ``(T, h, x0,
-    grid)``, ``grid`` marking the given conditions."""
-    TT, hh, xx, grid = [T], [h], [x0], [np.ones(len(T), bool)]
+    chains start from the states of the nearer of its grid neighbours. Returns ``(T, h, x0)``."""
+    TT, hh, xx = [T], [h], [x0]
     for f in np.unique(h):
         idx = np.flatnonzero(h == f)
         idx = idx[np.argsort(T[idx])]
@@ -204,7 +203,6 @@ def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: f
             TT.append([T[top] * (top_rungs + 1) / j])  # β_top · j / (top_rungs + 1)
             hh.append([f])
             xx.append(x0[[top]])
-            grid.append([False])
         for a, b in zip(idx[:-1], idx[1:], strict=True):
             beta_a, beta_b = 1.0 / (k_B * T[a]), 1.0 / (k_B * T[b])
             for j in range(1, rungs + 1):
@@ -212,9 +210,7 @@ def _with_rungs(T: np.ndarray, h: np.ndarray, x0: np.ndarray, rungs: int, k_B: f
                 TT.append([1.0 / (k_B * ((1 - w) * beta_a + w * beta_b))])
                 hh.append([f])
                 xx.append(x0[[a if w <= 0.5 else b]])
-                grid.append([False])
-    return (np.concatenate(TT), np.concatenate(hh).astype(np.float64), np.concatenate(xx),
-            np.concatenate(grid))  # fmt: skip
+    return np.concatenate(TT), np.concatenate(hh).astype(np.float64), np.concatenate(xx)
 
 
 def _uniform_draws(system, shape: tuple[int, int], *, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -428,12 +424,9 @@ def refine(
                          f"{system.name}")  # fmt: skip
     if int(ladder_chains) != ladder_chains or ladder_chains < 0 or ladder_chains == 1:
         raise ValueError(f"refine.ladder_chains must be 0 or an integer >= 2, got {ladder_chains!r}")
-    if int(ladder_rungs) != ladder_rungs or ladder_rungs < 0 or (ladder_rungs and not ladder_chains):
-        raise ValueError(f"refine.ladder_rungs must be an integer >= 0, and 0 without ladder_chains, "
-                         f"got {ladder_rungs!r}")  # fmt: skip
-    if int(ladder_top_rungs) != ladder_top_rungs or ladder_top_rungs < 0 or (ladder_top_rungs and not ladder_chains):
-        raise ValueError(f"refine.ladder_top_rungs must be an integer >= 0, and 0 without ladder_chains, "
-                         f"got {ladder_top_rungs!r}")  # fmt: skip
+    for name, value in (("ladder_rungs", ladder_rungs), ("ladder_top_rungs", ladder_top_rungs)):
+        if int(value) != value or value < 0 or (value and not ladder_chains):
+            raise ValueError(f"refine.{name} must be an integer >= 0, and 0 without ladder_chains, got {value!r}")
     if ladder_chains and density is None:
         raise ValueError("refine.ladder_chains needs the sampler's density: the ladder ties Bennett's estimates")
     compositions = REGISTRY[system.name].compositions
@@ -475,7 +468,7 @@ def refine(
     ladder = pd.DataFrame({c: [] for c in LADDER_COLUMNS})
     if ladder_chains:
         t0 = time.perf_counter()
-        TL, hL, xL, grid = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B), int(ladder_top_rungs))
+        TL, hL, xL = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B), int(ladder_top_rungs))
         links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples,
                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, 4),
                                start=xL, keep_states=False, progress=True,
@@ -490,13 +483,11 @@ def refine(
             energy = np.concatenate([energy, np.broadcast_to(E0, (len(fields), *E0.shape))])
             spin_sum = np.concatenate([spin_sum, np.broadcast_to(S0, (len(fields), *S0.shape))])
             mixed = np.concatenate([mixed, np.ones(len(fields), bool)])
-            grid = np.concatenate([grid, np.zeros(len(fields), bool)])
         ladder = ladder_table(system, TL, hL, energy, spin_sum, table, model=model, source=source,
                               seed=derived_seed(seed, 5), mixed=mixed,
                               sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip
-        grid_rows = pd.DataFrame({"T": TL[grid], "field": hL[grid]})
-        on_grid = [row_at(grid_rows, t, f) is not None for t, f in zip(ladder["T"], ladder["field"], strict=True)]
-        ladder = ladder[np.asarray(on_grid, bool)].reset_index(drop=True)
+        on_grid = set(zip(T.tolist(), h.tolist(), strict=True))  # the rungs' rows go: they are nodes, not conditions
+        ladder = ladder[[c in on_grid for c in zip(ladder["T"], ladder["field"], strict=True)]].reset_index(drop=True)
         ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()
     composition = pd.DataFrame({c: [] for c in COMPOSITION_COLUMNS})
     windows = pd.DataFrame({c: [] for c in WINDOW_COLUMNS})

@@ -334,3 +334,20 @@ def test_the_ladder_claims_a_marginal_anchor_only_where_another_tests_it():
     assert none["f_est"].isna().all() and not none["est_converged"].any(), none
     unmixed = fit([MIN_OVERLAP_ALONE] * 4, u_err=np.nan)
     assert unmixed["f_est"].isna().all() and not unmixed["est_converged"].any(), unmixed
+
+
+def test_links_read_the_mixing_of_the_series_they_use():
+    """8x8 at T 1.5 with local moves alone, half the chains started all up and half all down: the
+    energy mixes, the sign of m never flips, so the reference's ``converged`` fails everywhere. At
+    h = 0 the link's reduced energy is the interaction energy alone and the chains may carry a link;
+    at h = 0.02 it holds −h Σs too, which has not mixed, and they may not."""
+    from lattherm.reference.mcmc import mcmc_table, run_metropolis
+    from lattherm.refine import links_mixed
+
+    system = IsingSystem(L=8)
+    start = np.repeat(np.array([0, 1], np.int8), 16)[:, None] * np.ones((1, system.n_sites), np.int8)
+    result = run_metropolis(system, np.array([1.5, 1.5]), np.array([0.0, 0.02]), n_chains=32, n_samples=50,
+                            seed=3, burn_in_sweeps=50, thin_sweeps=2, start=start, keep_states=False)  # fmt: skip
+    table = mcmc_table(result, system)
+    assert not table["converged"].any() and table["u_err"].notna().all(), table[["field", "diagnosis", "u_err"]]
+    assert links_mixed(table).tolist() == [True, False]

@@ -32,7 +32,7 @@ tie neighbouring temperatures of one field together. With ``ladder_chains``, tha
 chains per condition (Monte Carlo only: no density) give, between neighbouring temperatures
 ``T_i < T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of
 both sides' states (bootstrap over whole chains on both sides; only between conditions whose
-ladder chains pass the reference's convergence tests). A weighted least-squares fit of
+ladder chains' reduced energies pass the reference's convergence tests: :func:`links_mixed`). A weighted least-squares fit of
 ``ln Z`` to the Bennett anchors (mixed chains, at least :data:`MIN_OVERLAP` draws crossing) and
 the links with at least :data:`MIN_OVERLAP` draws crossing (:func:`ladder_table`) pools every
 anchor of a field into each temperature's estimate: rows with ``estimator = "ladder"``, errors
@@ -235,12 +235,22 @@ def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *,
     return d, err, bar_overlap(lw_lo, lw_hi, d)
 
 
+def links_mixed(table: pd.DataFrame) -> np.ndarray:
+    """Whether each row's ladder chains can carry a link: a link's Bennett estimate reads the chains'
+    reduced energies ``E_int − h Σs`` alone, so the series behind them must have mixed (the claimed
+    ``u_err`` of :func:`~lattherm.reference.mcmc.mcmc_table`; at h ≠ 0 the claimed ``m_err`` too),
+    as for an anchor. At h = 0 neither ``m`` nor ``|m|`` enters the weight, and near T_c they mix far more
+    slowly than the energy."""
+    u = table["u_err"].notna().to_numpy()
+    return u & ((table["field"].to_numpy() == 0.0) | table["m_err"].notna().to_numpy())
+
+
 def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, model: str, source: str, seed: int,
                  mixed=None, sweeps: int = 0, reference_df: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ladder estimate (module doc) at every condition: ``T, field`` ``(n_cond,)``; ``energy``,
     ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``mixed``
-    ``(n_cond,)``: whether those chains passed the convergence tests (a link needs both ends;
-    default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, u_err, bar_overlap``)
+    ``(n_cond,)``: whether those chains' reduced energies have mixed (:func:`links_mixed`; a link
+    needs both ends; default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, u_err, bar_overlap``)
     at the same conditions: an anchor where ``u_err`` is finite (the chains mixed) and
     :data:`MIN_OVERLAP` draws cross, one claimed on its own from :data:`MIN_OVERLAP_ALONE`. One row
     per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN."""
@@ -475,7 +485,7 @@ def refine(
                                cluster_updates=int(cluster_updates),
                                replica_exchange=bool(replica_exchange))  # fmt: skip
         energy, spin_sum = links.energy, links.spin_sum
-        mixed = mcmc_table(links, system)["converged"].to_numpy()
+        mixed = links_mixed(mcmc_table(links, system))
         if ladder_top_rungs:  # β = 0: exact uniform draws, one set for every field
             fields = np.unique(h)
             E0, S0 = _uniform_draws(system, (int(ladder_chains), int(n_samples)), seed=derived_seed(seed, 7))

@@ -29,18 +29,19 @@ estimate's bootstrap error understates its spread: it may still anchor the ladde
 
 **The ladder.** Bennett's estimates are independent at every temperature; the chains themselves
 tie neighbouring temperatures of one field together. With ``ladder_chains``, that many further
-chains per condition (Monte Carlo only: no density) give, between neighbouring temperatures
-``T_i < T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of
-both sides' states (bootstrap over whole chains on both sides; only between conditions whose
-ladder chains' reduced energies pass the reference's convergence tests: :func:`links_mixed`). A weighted least-squares fit of
-``ln Z`` to the Bennett anchors (mixed chains, at least :data:`MIN_OVERLAP` draws crossing) and
-the links with at least :data:`MIN_OVERLAP` draws crossing (:func:`ladder_table`) pools every
-anchor of a field into each temperature's estimate: rows with ``estimator = "ladder"``, errors
-from the fit's covariance, ``est_converged`` where the fit's chi-square is consistent
-(``ladder_p`` ≥ :data:`LADDER_MIN_P`), so anchors and links that disagree beyond their errors
-show, and the temperature is tied through links to two anchors or more (the chi-square tests
-them against each other) or to one that is claimed on its own (:data:`MIN_OVERLAP_ALONE`). A
-stretch of temperatures tied to a single marginal anchor rests on an estimate nothing tests.
+chains per condition (Monte Carlo only: no density) give, between neighbouring temperatures ``T_i
+< T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of both
+sides' states (bootstrap over whole chains on both sides; only between conditions whose ladder
+chains' reduced energies pass the reference's convergence tests: :func:`links_mixed`). A weighted
+least-squares fit of ``ln Z`` to the Bennett anchors (mixed chains, at least :data:`MIN_OVERLAP`
+draws crossing) and the links with at least :data:`MIN_OVERLAP` draws crossing
+(:func:`ladder_table`) pools every anchor of a field into each temperature's estimate: rows with
+``estimator = "ladder"``, errors from the fit's covariance, ``est_converged`` where the fit's
+chi-square is consistent (``ladder_p`` ≥ :data:`LADDER_MIN_P`), so anchors and links that disagree
+beyond their errors show, and the temperature is tied through links to two anchors or more (the
+chi-square tests them against each other) or to one that is claimed on its own
+(:data:`MIN_OVERLAP_ALONE`). A stretch of temperatures tied to a single marginal anchor rests on
+an estimate nothing tests.
 
 The Ising two-point function ``G(r) = ⟨s_i s_{i+r}⟩`` (``s = 2x − 1``; averaged over every site
 and both axes, ``r = 0 … ⌊L/2⌋``) comes from the kept states: the mean per chain, then the mean

@@ -415,11 +415,16 @@ def test_scaling_refine_per_size(default_config):
 
     cfg = copy.deepcopy(default_config)
     block = cfg["scaling"]["ising"]
-    block["per_size"]["16x16"] = {"models": ["ao-transformer"], "refine": {"ladder_rungs": 3, "batch_size": 64}}
+    block["per_size"]["16x16"] = {"models": ["ao-transformer"],
+                                  "refine": {"ladder_rungs": 3, "batch_size": 64, "burn_in_sweeps": 700}}  # fmt: skip
     loaded = load_config(cfg)
     own, other = refine_settings(loaded, "ising", "16x16"), refine_settings(loaded, "ising", "12x12")
     assert own["ladder_rungs"] == 3 and own["batch_size"] == 64 and own["n_chains"] == block["refine"]["n_chains"]
+    assert own["burn_in_sweeps"] == 700 and other["burn_in_sweeps"] == block["refine"]["burn_in_sweeps"] != 700
     assert other["ladder_rungs"] == 0 and other["batch_size"] == 1024
+    block["per_size"]["16x16"]["refine"] = {"burn_in_sweeps": -1}
+    with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.16x16\.refine\.burn_in_sweeps"):
+        load_config(cfg)
     block["per_size"]["16x16"]["refine"] = {"ladder_chains": 5000}  # 1000 samples per condition there
     with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.16x16\.refine\.ladder_chains"):
         load_config(cfg)

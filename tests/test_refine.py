@@ -243,6 +243,8 @@ def test_ladder_rungs_link_temperatures_whose_energies_do_not_overlap():
     bare, rungs = run(0), run(8)
     assert bare["T"].tolist() == rungs["T"].tolist() == T
     assert not bare["est_converged"].iloc[0] and bare["n_links"].iloc[0] == 0, bare
+    assert "link to T 4: " in bare["diagnosis"].iloc[0] and "draws crossing" in bare["diagnosis"].iloc[0], bare
+    assert (rungs["diagnosis"] == "").all(), rungs  # claimed: nothing to say
     assert rungs["est_converged"].all() and (rungs["n_links"] == 1).all(), rungs  # each end: its link to a rung
     assert (rungs["delta_f"].abs() < 4 * rungs["f_est_err"]).all(), rungs[["T", "delta_f", "f_est_err"]]
     with pytest.raises(ValueError, match="ladder_rungs"):
@@ -351,3 +353,11 @@ def test_links_read_the_mixing_of_the_series_they_use():
     table = mcmc_table(result, system)
     assert not table["converged"].any() and table["u_err"].notna().all(), table[["field", "diagnosis", "u_err"]]
     assert links_mixed(table).tolist() == [True, False]
+    # a ladder over them: at h = 0.02 the row says which chains cut its link
+    T, h = np.array([1.5, 1.5]), np.array([0.0, 0.02])
+    anchors = pd.DataFrame({"T": T, "field": h, "f_est": np.nan, "f_est_err": np.nan, "u_err": np.nan,
+                            "bar_overlap": 0.0})  # fmt: skip
+    lad = ladder_table(system, np.array([1.5, 2.0, 1.5, 2.0]), np.array([0.0, 0.0, 0.02, 0.02]),
+                       np.concatenate([result.energy] * 2), np.concatenate([result.spin_sum] * 2), anchors,
+                       model="m", source="s", seed=1, mixed=np.array([True, True, False, True]))  # fmt: skip
+    assert lad.loc[lad["field"] == 0.02, "diagnosis"].str.contains("chains not mixed at T 1.5").all(), lad

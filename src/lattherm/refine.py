@@ -81,7 +81,8 @@ from lattherm.systems.base import reduced_energy
 from lattherm.systems.ising import IsingSystem
 
 __all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "MIN_OVERLAP_ALONE",
-           "REFINE_COLUMNS", "Refinement", "WINDOWS_MAX_Z", "correlation_function", "ladder_table", "log_ladder",
+           "REFINE_COLUMNS", "Refinement", "WINDOWS_MAX_Z", "correlation_function", "ladder_table", "links_mixed",
+           "log_ladder",
            "log_against_windows", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
@@ -102,7 +103,7 @@ _BAR_BOOT = 200
 #: the ladder's rows (:func:`ladder_table`), in the estimate tables' schema
 LADDER_COLUMNS = ("system", "size", "T", "field", "model", "source", "estimator", "f_est", "f_est_err", "est_draws",
                   "est_sweeps", "est_wall_s", "est_converged", "ladder_chi2", "ladder_dof", "ladder_p", "n_links",
-                  "f_ref", "f_ref_err", "delta_f")  # fmt: skip
+                  "f_ref", "f_ref_err", "delta_f", "diagnosis")  # fmt: skip
 #: largest |f_est − f_windows| in combined error bars for an estimate to stay claimed beside the
 #: composition windows' semi-grand free energy (CuAu with ``composition_windows``)
 WINDOWS_MAX_Z = 4.0
@@ -254,7 +255,9 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     needs both ends; default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, u_err, bar_overlap``)
     at the same conditions: an anchor where ``u_err`` is finite (the chains mixed) and
     :data:`MIN_OVERLAP` draws cross, one claimed on its own from :data:`MIN_OVERLAP_ALONE`. One row
-    per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN."""
+    per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN. ``diagnosis``
+    says why a row is not claimed: the fit's chi-square, or too few anchors reached, and each link
+    to a neighbouring node that was dropped (its chains not mixed, or too few draws crossing)."""
     check_columns(anchors, ("T", "field", "f_est", "f_est_err", "u_err", "bar_overlap"), what="refined table")
     T, field = np.asarray(T, np.float64), np.asarray(field, np.float64)
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
@@ -267,7 +270,7 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
         beta = 1.0 / (k_B * T[idx])
         E = energy[idx] - h * spin_sum[idx]  # the field's term belongs to the Boltzmann weight
         n = len(idx)
-        points, links = [], []
+        points, links, dropped = [], [], {}
         for k, c in enumerate(idx):
             if not np.isfinite(T[c]):  # β = 0: every configuration equally likely, ln Z = N ln q
                 points.append((k, N * np.log(float(system.n_states)), 0.0, True))
@@ -279,10 +282,14 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
                                a["bar_overlap"] >= MIN_OVERLAP_ALONE))  # fmt: skip
         for k in range(n - 1):
             if not (mixed[idx[k]] and mixed[idx[k + 1]]):
+                dropped[k] = "chains not mixed at T " + " and ".join(
+                    f"{T[c]:.4g}" for c in (idx[k], idx[k + 1]) if not mixed[c])
                 continue
             d, err, overlap = _link(E[k], E[k + 1], beta[k], beta[k + 1], seed=derived_seed(seed, 3, int(idx[k])))
             if overlap >= MIN_OVERLAP and np.isfinite(err) and err > 0:
                 links.append((k, d, err**2))
+            else:
+                dropped[k] = f"{overlap:.3g} draws crossing"
         fit = chain_fit(n, points, links, min_p=LADDER_MIN_P)
         ln_z, ln_z_err, n_links = fit["ln_z"], fit["ln_z_err"], fit["n_links"]
         chi_sq, dof, p = fit["chi2"], fit["dof"], fit["p"]
@@ -290,6 +297,11 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
             if not np.isfinite(T[c]):
                 continue  # the exact end is a node of the fit, not a row
             f = -ln_z[k] / (N * beta[k])
+            why = [] if fit["claimed"][k] else [f"the fit's p {p:.2g} < {LADDER_MIN_P:g}"] if p < LADDER_MIN_P else [
+                "tied to no two anchors nor one claimed alone"]  # fmt: skip
+            if not fit["claimed"][k]:
+                why += [f"link to T {T[idx[j]]:.4g}: {dropped[min(k, j)]}" for j in (k - 1, k + 1)
+                        if 0 <= j < n and min(k, j) in dropped]  # fmt: skip
             has_ref = reference_df is not None and "f" in reference_df
             f_ref, f_ref_err = reference_f(row_at(reference_df, float(T[c]), float(h)) if has_ref else None)
             rows.append({
@@ -298,7 +310,7 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
                 "est_draws": int(energy[c].size), "est_sweeps": int(sweeps), "est_wall_s": float("nan"),
                 "est_converged": bool(fit["claimed"][k]), "ladder_chi2": chi_sq, "ladder_dof": dof,
                 "ladder_p": p, "n_links": int(n_links[k]), "f_ref": f_ref, "f_ref_err": f_ref_err,
-                "delta_f": f - f_ref,
+                "delta_f": f - f_ref, "diagnosis": "; ".join(why),
             })  # fmt: skip
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS)).sort_values(["T", "field"], ignore_index=True)
 

@@ -82,8 +82,7 @@ from lattherm.systems.ising import IsingSystem
 
 __all__ = ["BAR_COLUMNS", "CORRELATION_COLUMNS", "LADDER_COLUMNS", "LADDER_MIN_P", "MIN_OVERLAP", "MIN_OVERLAP_ALONE",
            "REFINE_COLUMNS", "Refinement", "WINDOWS_MAX_Z", "correlation_function", "ladder_table", "links_mixed",
-           "log_ladder",
-           "log_against_windows", "refine"]
+           "log_ladder", "log_against_windows", "refine"]
 
 #: the observables of a refined row (with the MCMC reference's diagnostics after them)
 REFINE_COLUMNS = ("system", "size", "T", "field", "model", "source", "n_chains", "burn_in_sweeps", "thin_sweeps",
@@ -240,9 +239,9 @@ def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *,
 def links_mixed(table: pd.DataFrame) -> np.ndarray:
     """Whether each row's ladder chains can carry a link: a link's Bennett estimate reads the chains'
     reduced energies ``E_int − h Σs`` alone, so the series behind them must have mixed (the claimed
-    ``u_err`` of :func:`~lattherm.reference.mcmc.mcmc_table`; at h ≠ 0 the claimed ``m_err`` too),
-    as for an anchor. At h = 0 neither ``m`` nor ``|m|`` enters the weight, and near T_c they mix far more
-    slowly than the energy."""
+    ``u_err`` of :func:`~lattherm.reference.mcmc.mcmc_table`; at h ≠ 0 the claimed ``m_err`` too).
+    At h = 0 neither ``m`` nor ``|m|`` enters the weight, and near T_c they mix far more slowly than
+    the energy."""
     u = table["u_err"].notna().to_numpy()
     return u & ((table["field"].to_numpy() == 0.0) | table["m_err"].notna().to_numpy())
 
@@ -252,8 +251,8 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     """The ladder estimate (module doc) at every condition: ``T, field`` ``(n_cond,)``; ``energy``,
     ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``mixed``
     ``(n_cond,)``: whether those chains' reduced energies have mixed (:func:`links_mixed`; a link
-    needs both ends; default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err, u_err, bar_overlap``)
-    at the same conditions: an anchor where ``u_err`` is finite (the chains mixed) and
+    needs both ends; default all); ``anchors`` the refined rows (``T, field, f_est, f_est_err,
+    u_err, bar_overlap``) at the same conditions: an anchor where ``u_err`` is finite (the chains mixed) and
     :data:`MIN_OVERLAP` draws cross, one claimed on its own from :data:`MIN_OVERLAP_ALONE`. One row
     per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN. ``diagnosis``
     says why a row is not claimed: the fit's chi-square, or too few anchors reached, and each link
@@ -297,9 +296,10 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
             if not np.isfinite(T[c]):
                 continue  # the exact end is a node of the fit, not a row
             f = -ln_z[k] / (N * beta[k])
-            why = [] if fit["claimed"][k] else [f"the fit's p {p:.2g} < {LADDER_MIN_P:g}"] if p < LADDER_MIN_P else [
-                "tied to no two anchors nor one claimed alone"]  # fmt: skip
+            why = []
             if not fit["claimed"][k]:
+                why.append(f"the fit's p {p:.2g} < {LADDER_MIN_P:g}" if p < LADDER_MIN_P
+                           else "tied to no two anchors nor one claimed alone")  # fmt: skip
                 why += [f"link to T {T[idx[j]]:.4g}: {dropped[min(k, j)]}" for j in (k - 1, k + 1)
                         if 0 <= j < n and min(k, j) in dropped]  # fmt: skip
             has_ref = reference_df is not None and "f" in reference_df

@@ -56,7 +56,9 @@ def neural(model, system, T, a) -> tuple[pd.DataFrame, dict]:
     chains, burn, keep, thin = a.refine
     rf = refine(system, df, model=model.name, source=source, n_chains=chains, burn_in_sweeps=burn, n_samples=keep,
                 thin_sweeps=thin, seed=a.seed, reference_df=ref, density=direct_density(model, symmetrised=True),
-                batch_size=a.batch_size, ladder_chains=a.ladder_chains, ladder_rungs=a.ladder_rungs)  # fmt: skip
+                batch_size=a.batch_size, ladder_chains=a.ladder_chains, ladder_rungs=a.ladder_rungs,
+                ladder_top_rungs=a.ladder_top_rungs, replica_exchange=a.replica_exchange,
+                ladder_every_sweep=a.ladder_every_sweep)  # fmt: skip
     t2 = time.perf_counter()
     tables = [met, rf.table] + ([rf.ladder] if len(rf.ladder) else [])
     est = estimate_table(*tables)
@@ -89,6 +91,9 @@ def main() -> None:
                     metavar=("CHAINS", "BURN", "KEEP", "THIN"))  # fmt: skip
     ap.add_argument("--ladder-chains", type=int, default=512)
     ap.add_argument("--ladder-rungs", type=int, default=0, help="ladder temperatures between grid neighbours")
+    ap.add_argument("--ladder-top-rungs", type=int, default=0, help="ladder temperatures from the highest to β = 0")
+    ap.add_argument("--replica-exchange", action="store_true", help="exchanges along T between the chains")
+    ap.add_argument("--ladder-every-sweep", action="store_true", help="the ladder's links read every sweep")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (numba uses its own)")
@@ -149,6 +154,8 @@ def main() -> None:
         record_run("scaling", {"checkpoint": os.path.abspath(a.checkpoint), "model": model.name, "L": L,
                                "T": T.tolist(), "samples": a.samples, "refine": a.refine,
                                "ladder_chains": a.ladder_chains, "ladder_rungs": a.ladder_rungs,
+                               "ladder_top_rungs": a.ladder_top_rungs, "replica_exchange": a.replica_exchange,
+                               "ladder_every_sweep": a.ladder_every_sweep,
                                "batch_size": a.batch_size, "seed": a.seed,
                                "threads": a.threads, "baseline": None if a.no_baseline else BETA, "tag": a.tag},
                    {"summary": summary, "per_T": rows},

@@ -196,6 +196,31 @@ def test_bar_exact_twin_and_chain_groups():
         log_Z_bar(lw_q, lw_p[:1])
 
 
+def test_bar_resamples_chains_of_few_distinct_values_as_histograms(monkeypatch):
+    """Long chains of a lattice model take few distinct log-weights: their bootstrap replicates are
+    weighted histograms, the same replicates as the draws themselves (equal to rounding); paired
+    resampling draws chain k of both sides together, and asks for as many chains on each."""
+    import lattherm.observables as obs
+
+    rng = np.random.default_rng(3)
+    E_q, E_p = (4.0 * np.round(rng.normal(mu, 30.0, (40, 200)) / 4) for mu in (-500.0, -520.0))
+    lw_q, lw_p, g = -0.01 * E_q.ravel(), -0.01 * E_p.ravel(), np.repeat(np.arange(40), 200)
+    for paired in (False, True):
+        hist = log_Z_bar(lw_q, lw_p, groups_q=g, groups_p=g, n_boot=50, seed=2, paired=paired)
+        monkeypatch.setattr(obs, "_HISTOGRAM_CELLS", 0)  # every replicate from the draws
+        draws = log_Z_bar(lw_q, lw_p, groups_q=g, groups_p=g, n_boot=50, seed=2, paired=paired)
+        monkeypatch.undo()
+        assert hist[0] == draws[0] and hist[1] == pytest.approx(draws[1], rel=1e-9), (paired, hist, draws)
+    # the same states on both sides, chain by chain (as neighbouring temperatures that exchange
+    # configurations): Bennett's estimate reads both sides' log-weights with the same sign between
+    # near neighbours, so the paired replicates, which keep the tie, spread more (√2 at most)
+    _, err_paired = log_Z_bar(lw_q, lw_q + 0.1, groups_q=g, groups_p=g, n_boot=50, seed=2, paired=True)
+    _, err_apart = log_Z_bar(lw_q, lw_q + 0.1, groups_q=g, groups_p=g, n_boot=50, seed=2)
+    assert 1.1 < err_paired / err_apart < 1.5, (err_paired, err_apart)
+    with pytest.raises(ValueError, match="same number of groups"):
+        log_Z_bar(lw_q, lw_p, groups_q=g, groups_p=g // 2, n_boot=5, paired=True)
+
+
 def test_nis_error_keeps_the_resolution_of_its_draws():
     """Every draw with the same weight (a ground state at low T): the bootstrap sees no spread, and the
     error is the resolution of n draws, k_B T / (N n), not 0."""

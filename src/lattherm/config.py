@@ -324,6 +324,10 @@ def _check_scaling(config: Mapping) -> None:
                 if refine.get(name) and not refine.get("ladder_chains"):
                     raise ConfigError(f"{at}.refine.{name}", "0 unless ladder_chains is set (the rungs are "
                                       "ladder chains)", refine[name])  # fmt: skip
+            if refine.get("ladder_every_sweep") and (refine.get("replica_exchange") or not refine.get("ladder_chains")):
+                raise ConfigError(f"{at}.refine.ladder_every_sweep", "false with replica_exchange or without "
+                                  "ladder_chains (with exchanges every sweep the links are not independent)",
+                                  True)  # fmt: skip
             for name in ("window_burn_in_sweeps", "window_thin_sweeps"):
                 if refine.get(name) is not None and not refine.get("composition_windows"):
                     raise ConfigError(f"{at}.refine.{name}", "null unless composition_windows is true (it sets "

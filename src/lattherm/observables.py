@@ -82,32 +82,40 @@ def log_Z_nis(log_w, axis: int = -1) -> np.ndarray:
     return _lse(log_w, axis=axis) - np.log(log_w.shape[axis])
 
 
-def _q_side(lw_q: np.ndarray, n_p: int, d: float) -> float:
-    """The q side of Bennett's equation at ``Δ = d``: ``Σ_q σ(lw_q − Δ − M)``, ``M = ln(n_q / n_p)``."""
+def _q_side(lw_q: np.ndarray, n_p: float, d: float, w_q: np.ndarray | None = None) -> float:
+    """The q side of Bennett's equation at ``Δ = d``: ``Σ_q σ(lw_q − Δ − M)``, ``M = ln(n_q / n_p)``;
+    ``w_q``: each value's count (a histogram of the draws: ``n_q = Σ w_q``)."""
     from scipy.special import expit
 
-    return float(np.sum(expit(lw_q - d - np.log(len(lw_q) / n_p))))
+    n_q = len(lw_q) if w_q is None else float(np.sum(w_q))
+    terms = expit(lw_q - d - np.log(n_q / n_p))
+    return float(np.sum(terms if w_q is None else w_q * terms))
 
 
-def _bar_solve(lw_q: np.ndarray, lw_p: np.ndarray) -> float:
+def _bar_solve(lw_q: np.ndarray, lw_p: np.ndarray, w_q: np.ndarray | None = None,
+               w_p: np.ndarray | None = None) -> float:  # fmt: skip
     """The root ``Δ`` of Bennett's equation ``Σ_q σ(lw_q − Δ − M) = Σ_p σ(Δ + M − lw_p)``
     (``σ`` the logistic function, ``M = ln(n_q / n_p)``); the left side falls and the right side
-    rises with ``Δ``, so the root is unique and bracketed by the log-weights' range."""
+    rises with ``Δ``, so the root is unique and bracketed by the log-weights' range. ``w_q, w_p``:
+    the values' counts where the sides are given as histograms (values of zero count take no part)."""
     from scipy.optimize import brentq
+
+    n_q = len(lw_q) if w_q is None else float(np.sum(w_q))
+    n_p = len(lw_p) if w_p is None else float(np.sum(w_p))
 
     # the p side is the q side with the roles swapped: Σ_p σ(lw_p' − Δ' − M') for lw' = −lw, Δ' = −Δ
     def g(d: float) -> float:
-        return _q_side(lw_q, len(lw_p), d) - _q_side(-lw_p, len(lw_q), -d)
+        return _q_side(lw_q, n_p, d, w_q) - _q_side(-lw_p, n_q, -d, w_p)
 
-    M = np.log(len(lw_q) / len(lw_p))
+    M = np.log(n_q / n_p)
 
     lo = min(lw_q.min(), lw_p.min()) - abs(M) - 50.0
     hi = max(lw_q.max(), lw_p.max()) + abs(M) + 50.0
     return float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-14))
 
 
-def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, groups_q=None, n_boot: int = 0,
-              seed: int = 0) -> tuple[float, float]:  # fmt: skip
+def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, groups_q=None, n_boot: int = 0, seed: int = 0,
+              paired: bool = False) -> tuple[float, float]:  # fmt: skip
     """Bennett's acceptance ratio (BAR) estimate of ``ln Z`` and its bootstrap error.
 
     ``log_w_q``: ``log w = log p̃ − log q`` of draws of ``q`` (normalised, exact ``log q``);
@@ -119,6 +127,8 @@ def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, groups_q=None, n_boot: int = 0
     replicates, resampling the ``q`` draws and, when ``groups_p`` labels the ``p`` draws by
     Markov chain, whole chains (so correlated draws of one chain are not counted as independent;
     ``groups_q`` does the same for ``q`` draws that come from chains); NaN for ``n_boot = 0``.
+    ``paired``: group ``k`` of the two sides is one unit (e.g. chain ``k`` of two temperatures that
+    exchange configurations), resampled together; the sides need the same number of groups.
     """
     lw_q, lw_p = _np(log_w_q).ravel(), _np(log_w_p).ravel()
     if len(lw_q) < 2 or len(lw_p) < 2 or not (np.isfinite(lw_q).all() and np.isfinite(lw_p).all()):
@@ -128,25 +138,51 @@ def log_Z_bar(log_w_q, log_w_p, *, groups_p=None, groups_q=None, n_boot: int = 0
         return est, float("nan")
     _check_n_boot(n_boot)
     rng = np.random.default_rng(seed)
-    members_q, members_p = _members(groups_q, lw_q, "groups_q", "q"), _members(groups_p, lw_p, "groups_p", "p")
+    side_q = None if groups_q is None else _resampled(groups_q, lw_q, "groups_q", "q")
+    side_p = _resampled(groups_p, lw_p, "groups_p", "p")
+    if paired and (side_q is None or side_q.n_groups != side_p.n_groups):
+        raise ValueError(f"paired resampling needs both sides in the same number of groups, got "
+                         f"{'none' if side_q is None else side_q.n_groups} and {side_p.n_groups}")  # fmt: skip
     reps = []
     for _ in range(int(n_boot)):
         if groups_q is None:  # the draws themselves (the same stream as before groups_q existed)
-            q_idx = rng.integers(0, len(lw_q), len(lw_q))
+            q = (lw_q[rng.integers(0, len(lw_q), len(lw_q))], None)
         else:
-            q_idx = np.concatenate([members_q[k] for k in rng.integers(0, len(members_q), len(members_q))])
-        p_idx = np.concatenate([members_p[k] for k in rng.integers(0, len(members_p), len(members_p))])
-        reps.append(_bar_solve(lw_q[q_idx], lw_p[p_idx]))
+            q_groups = rng.integers(0, side_q.n_groups, side_q.n_groups)
+            q = side_q(q_groups)
+        p = side_p(q_groups if paired else rng.integers(0, side_p.n_groups, side_p.n_groups))
+        reps.append(_bar_solve(q[0], p[0], q[1], p[1]))
     return est, float(np.std(reps, ddof=1))
 
 
-def _members(groups, lw: np.ndarray, name: str, side: str) -> list[np.ndarray]:
-    """The indices of each group's draws (each draw its own group without labels)."""
-    groups = np.arange(len(lw)) if groups is None else np.asarray(groups)
-    if groups.shape != lw.shape:
-        raise ValueError(f"{name} must label every {side} draw: shape {groups.shape}, expected {lw.shape}")
-    labels, inverse = np.unique(groups, return_inverse=True)
-    return [np.flatnonzero(inverse == k) for k in range(len(labels))]
+#: a side's groups are resampled as histograms of its distinct values where these take at most this
+#: many cells (groups × values) and are few (a quarter of the draws at most): long chains of a
+#: lattice model, whose energies take few values, then cost a replicate per distinct value, not per draw
+_HISTOGRAM_CELLS = 20_000_000
+
+
+class _resampled:
+    """Draws of one side of Bennett's equation resampled by whole groups: called with the indices of
+    the groups drawn, ``(log-weights, counts or None)`` of the replicate."""
+
+    def __init__(self, groups, lw: np.ndarray, name: str, side: str):
+        groups = np.arange(len(lw)) if groups is None else np.asarray(groups)  # each draw its own group
+        if groups.shape != lw.shape:
+            raise ValueError(f"{name} must label every {side} draw: shape {groups.shape}, expected {lw.shape}")
+        labels, inverse = np.unique(groups, return_inverse=True)
+        self.n_groups, self.lw = len(labels), lw
+        self.values, value_of = np.unique(lw, return_inverse=True)
+        n_values = len(self.values)
+        if self.n_groups * n_values <= _HISTOGRAM_CELLS and 4 * n_values <= len(lw):
+            self.counts = np.zeros((self.n_groups, n_values))
+            np.add.at(self.counts, (inverse, value_of), 1.0)
+        else:
+            self.counts, self.members = None, [np.flatnonzero(inverse == k) for k in range(self.n_groups)]
+
+    def __call__(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.counts is not None:
+            return self.values, np.bincount(idx, minlength=self.n_groups) @ self.counts
+        return self.lw[np.concatenate([self.members[k] for k in idx])], None
 
 
 def bar_overlap(log_w_q, log_w_p, log_z: float) -> float:

@@ -32,7 +32,10 @@ tie neighbouring temperatures of one field together. With ``ladder_chains``, tha
 chains per condition (Monte Carlo only: no density) give, between neighbouring temperatures ``T_i
 < T_(i+1)``, Bennett's ``d_i = ln Z_(i+1) − ln Z_i`` from the reduced-energy differences of both
 sides' states (bootstrap over whole chains on both sides; only between conditions whose ladder
-chains' reduced energies pass the reference's convergence tests: :func:`links_mixed`). A weighted
+chains' reduced energies pass the reference's convergence tests: :func:`links_mixed`). Each link
+reads half of each side's chains, those of its parity (even chains for even links): a
+temperature's states would otherwise enter both its links, whose errors the fit takes as
+independent (on a chain of links from β = 0 that understates the error by up to √2). A weighted
 least-squares fit of ``ln Z`` to the Bennett anchors (mixed chains, at least :data:`MIN_OVERLAP`
 draws crossing) and the links with at least :data:`MIN_OVERLAP` draws crossing
 (:func:`ladder_table`) pools every anchor of a field into each temperature's estimate: rows with
@@ -226,14 +229,19 @@ def _uniform_draws(system, shape: tuple[int, int], *, seed: int) -> tuple[np.nda
     return E.reshape(shape), S.reshape(shape)
 
 
-def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *, seed: int) -> tuple[float, ...]:
+def _link(E_lo: np.ndarray, E_hi: np.ndarray, beta_lo: float, beta_hi: float, *, seed: int,
+          overlap_every: int = 1) -> tuple[float, ...]:  # fmt: skip
     """``(ln Z_hi − ln Z_lo, its error, the draws crossing)`` by Bennett's estimate between the
-    states of two temperatures, ``(n_chains, n_samples)`` reduced-field energies each."""
+    states of two temperatures, ``(n_chains, n_samples)`` reduced-field energies each (chain ``j``
+    of both resampled together: exchanges and shared starts tie them); the draws
+    crossing count every ``overlap_every``-th sample of a chain (chains measured every sweep count
+    at the spacing of independent samples)."""
     d_beta = beta_hi - beta_lo
     lw_lo, lw_hi = -d_beta * E_lo.ravel(), -d_beta * E_hi.ravel()
     g_lo, g_hi = (np.repeat(np.arange(E.shape[0]), E.shape[1]) for E in (E_lo, E_hi))
-    d, err = log_Z_bar(lw_lo, lw_hi, groups_q=g_lo, groups_p=g_hi, n_boot=_BAR_BOOT, seed=seed)
-    return d, err, bar_overlap(lw_lo, lw_hi, d)
+    d, err = log_Z_bar(lw_lo, lw_hi, groups_q=g_lo, groups_p=g_hi, n_boot=_BAR_BOOT, seed=seed, paired=True)
+    every = slice(None, None, int(overlap_every))
+    return d, err, bar_overlap(-d_beta * E_lo[:, every], -d_beta * E_hi[:, every], d)
 
 
 def links_mixed(table: pd.DataFrame) -> np.ndarray:
@@ -247,7 +255,8 @@ def links_mixed(table: pd.DataFrame) -> np.ndarray:
 
 
 def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, model: str, source: str, seed: int,
-                 mixed=None, sweeps: int = 0, reference_df: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                 mixed=None, sweeps: int = 0, reference_df: pd.DataFrame | None = None,
+                 overlap_every: int = 1) -> pd.DataFrame:  # fmt: skip
     """The ladder estimate (module doc) at every condition: ``T, field`` ``(n_cond,)``; ``energy``,
     ``spin_sum`` the ladder chains' samples ``(n_cond, n_chains, n_samples)``; ``mixed``
     ``(n_cond,)``: whether those chains' reduced energies have mixed (:func:`links_mixed`; a link
@@ -256,7 +265,8 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
     :data:`MIN_OVERLAP` draws cross, one claimed on its own from :data:`MIN_OVERLAP_ALONE`. One row
     per condition (:data:`LADDER_COLUMNS`); a temperature tied to no anchor gets NaN. ``diagnosis``
     says why a row is not claimed: the fit's chi-square, or too few anchors reached, and each link
-    to a neighbouring node that was dropped (its chains not mixed, or too few draws crossing)."""
+    to a neighbouring node that was dropped (its chains not mixed, or too few draws crossing).
+    ``overlap_every``: the draws crossing count every that many samples of a chain (:func:`_link`)."""
     check_columns(anchors, ("T", "field", "f_est", "f_est_err", "u_err", "bar_overlap"), what="refined table")
     T, field = np.asarray(T, np.float64), np.asarray(field, np.float64)
     energy, spin_sum = np.asarray(energy, np.float64), np.asarray(spin_sum, np.float64)
@@ -284,7 +294,9 @@ def ladder_table(system, T, field, energy, spin_sum, anchors: pd.DataFrame, *, m
                 dropped[k] = "chains not mixed at T " + " and ".join(
                     f"{T[c]:.4g}" for c in (idx[k], idx[k + 1]) if not mixed[c])
                 continue
-            d, err, overlap = _link(E[k], E[k + 1], beta[k], beta[k + 1], seed=derived_seed(seed, 3, int(idx[k])))
+            half = slice(k % 2, None, 2)  # this link's chains: disjoint from its neighbours' (module doc)
+            d, err, overlap = _link(E[k][half], E[k + 1][half], beta[k], beta[k + 1],
+                                    seed=derived_seed(seed, 3, int(idx[k])), overlap_every=overlap_every)  # fmt: skip
             if overlap >= MIN_OVERLAP and np.isfinite(err) and err > 0:
                 links.append((k, d, err**2))
             else:
@@ -405,6 +417,7 @@ def refine(
     ladder_chains: int = 0,
     ladder_rungs: int = 0,
     ladder_top_rungs: int = 0,
+    ladder_every_sweep: bool = False,
     replica_exchange: bool = False,
     composition_windows: bool = False,
     window_burn_in_sweeps: int | None = None,
@@ -422,7 +435,11 @@ def refine(
     ladder continues from each field's highest temperature to β = 0, where every configuration is
     equally likely (``ln Z = N ln q`` exactly, its states uniform draws), through that many
     temperatures equally spaced in β (ladder chains alone): an exact anchor where the sampler's
-    own lack overlap (0: none). ``replica_exchange``: the chains of neighbouring
+    own lack overlap (0: none). ``ladder_every_sweep``: the ladder chains' energies are kept after
+    every sweep, not every ``thin_sweeps`` (the links' Bennett estimates read them all, as β
+    integration averages every sweep; far from T_c, where the energy decorrelates in a sweep or two,
+    their errors shrink by up to √thin_sweeps at the same sweeps; the draws crossing still count
+    ``thin_sweeps`` apart). ``replica_exchange``: the chains of neighbouring
     temperatures of one field exchange configurations after every sweep (as the reference MCMC
     does; each temperature's chains stay draws of its p), so that chains started in different
     phases near a first-order transition can cross. ``composition_windows`` (a system whose field is
@@ -450,6 +467,10 @@ def refine(
     for name, value in (("ladder_rungs", ladder_rungs), ("ladder_top_rungs", ladder_top_rungs)):
         if int(value) != value or value < 0 or (value and not ladder_chains):
             raise ValueError(f"refine.{name} must be an integer >= 0, and 0 without ladder_chains, got {value!r}")
+    if ladder_every_sweep and (replica_exchange or not ladder_chains):
+        raise ValueError("refine.ladder_every_sweep needs ladder_chains and no replica_exchange: with exchanges after "
+                         "every sweep a configuration's visits to neighbouring temperatures tie links that the fit "
+                         "takes as independent (its errors then read about 1.4 times too small)")  # fmt: skip
     if ladder_chains and density is None:
         raise ValueError("refine.ladder_chains needs the sampler's density: the ladder ties Bennett's estimates")
     compositions = REGISTRY[system.name].compositions
@@ -492,8 +513,10 @@ def refine(
     if ladder_chains:
         t0 = time.perf_counter()
         TL, hL, xL = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B), int(ladder_top_rungs))
-        links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples,
-                               burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps, seed=derived_seed(seed, 4),
+        every = int(thin_sweeps) if ladder_every_sweep else 1  # the sweeps per kept ladder sample: 1 or thin
+        links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples * every,
+                               burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps // every,
+                               seed=derived_seed(seed, 4),
                                start=xL, keep_states=False, progress=True,
                                cluster_updates=int(cluster_updates),
                                replica_exchange=bool(replica_exchange))  # fmt: skip
@@ -501,14 +524,15 @@ def refine(
         mixed = links_mixed(mcmc_table(links, system))
         if ladder_top_rungs:  # β = 0: exact uniform draws, one set for every field
             fields = np.unique(h)
-            E0, S0 = _uniform_draws(system, (int(ladder_chains), int(n_samples)), seed=derived_seed(seed, 7))
+            E0, S0 = _uniform_draws(system, (int(ladder_chains), int(n_samples) * every), seed=derived_seed(seed, 7))
             TL, hL = np.concatenate([TL, np.full(len(fields), np.inf)]), np.concatenate([hL, fields])
             energy = np.concatenate([energy, np.broadcast_to(E0, (len(fields), *E0.shape))])
             spin_sum = np.concatenate([spin_sum, np.broadcast_to(S0, (len(fields), *S0.shape))])
             mixed = np.concatenate([mixed, np.ones(len(fields), bool)])
         ladder = ladder_table(system, TL, hL, energy, spin_sum, table, model=model, source=source,
                               seed=derived_seed(seed, 5), mixed=mixed,
-                              sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df)  # fmt: skip
+                              sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df,
+                              overlap_every=every)  # fmt: skip
         on_grid = set(zip(T.tolist(), h.tolist(), strict=True))  # the rungs' rows go: they are nodes, not conditions
         ladder = ladder[[c in on_grid for c in zip(ladder["T"], ladder["field"], strict=True)]].reset_index(drop=True)
         ladder["est_wall_s"] = (time.perf_counter() - t0) / len(T) + table["est_wall_s"].to_numpy().mean()

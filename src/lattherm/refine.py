@@ -513,7 +513,7 @@ def refine(
     if ladder_chains:
         t0 = time.perf_counter()
         TL, hL, xL = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B), int(ladder_top_rungs))
-        every = int(thin_sweeps) if ladder_every_sweep else 1  # the sweeps per kept ladder sample: 1 or thin
+        every = int(thin_sweeps) if ladder_every_sweep else 1  # ladder samples per thinned one: a sweep each
         links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples * every,
                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps // every,
                                seed=derived_seed(seed, 4),

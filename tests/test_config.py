@@ -284,6 +284,7 @@ BAD = [
     (("scaling", "ising", "refine"), {"thin_sweeps": 0}, "scaling.ising.refine.thin_sweeps"),
     (("scaling", "ising", "refine"), {"cluster_updates": -1}, "scaling.ising.refine.cluster_updates"),
     (("scaling", "ising", "refine"), {"ladder_chains": 1}, "scaling.ising.refine.ladder_chains"),
+    (("scaling", "ising", "refine"), {"ladder_chains": 3}, "scaling.ising.refine.ladder_chains"),  # halves of 1
     (("scaling", "ising", "refine"), {"ladder_chains": 5000}, "scaling.ising.refine.ladder_chains"),
     (("scaling", "ising", "refine"), {"ladder_rungs": 2}, "scaling.ising.refine.ladder_rungs"),
     (("scaling", "ising", "refine"), {"ladder_top_rungs": 8}, "scaling.ising.refine.ladder_top_rungs"),

@@ -318,8 +318,9 @@ def _check_scaling(config: Mapping) -> None:
         for size in [None, *own_refine] if "refine" in block else ():  # the block's, then each size's over it
             refine = refine_settings(config, system, size)
             at = key if size is None else f"{key}.per_size.{size}"
-            if refine.get("ladder_chains") == 1:
-                raise ConfigError(f"{at}.refine.ladder_chains", "0 (no ladder) or at least 2", 1)
+            if refine.get("ladder_chains") in (1, 2, 3):
+                raise ConfigError(f"{at}.refine.ladder_chains", "0 (no ladder) or at least 4 (each link reads half "
+                                  "of them, resampled by chain)", refine["ladder_chains"])  # fmt: skip
             for name in ("ladder_rungs", "ladder_top_rungs"):
                 if refine.get(name) and not refine.get("ladder_chains"):
                     raise ConfigError(f"{at}.refine.{name}", "0 unless ladder_chains is set (the rungs are "

@@ -462,8 +462,9 @@ def refine(
         raise ValueError(f"refine.cluster_updates must be an integer >= 0, and 0 for systems other than "
                          f"Ising (their updates have no cluster moves), got {cluster_updates!r} for "
                          f"{system.name}")  # fmt: skip
-    if int(ladder_chains) != ladder_chains or ladder_chains < 0 or ladder_chains == 1:
-        raise ValueError(f"refine.ladder_chains must be 0 or an integer >= 2, got {ladder_chains!r}")
+    if int(ladder_chains) != ladder_chains or ladder_chains < 0 or 0 < ladder_chains < 4:
+        raise ValueError(f"refine.ladder_chains must be 0 or an integer >= 4 (each link reads half of them, "
+                         f"resampled by chain), got {ladder_chains!r}")  # fmt: skip
     for name, value in (("ladder_rungs", ladder_rungs), ("ladder_top_rungs", ladder_top_rungs)):
         if int(value) != value or value < 0 or (value and not ladder_chains):
             raise ValueError(f"refine.{name} must be an integer >= 0, and 0 without ladder_chains, got {value!r}")

@@ -102,6 +102,14 @@ def same_parameters(a: dict | None, b: dict | None) -> bool:
     return a is not None and b is not None and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` as a record names it: relative to the repository where it lies inside it, else its file
+    name alone (a record must not name one machine's folders)."""
+    full = Path(path).resolve()
+    root = Path(__file__).resolve().parent.parent
+    return str(full.relative_to(root)) if full.is_relative_to(root) else full.name
+
+
 def record_path(name: str) -> Path:
     return RESULTS / f"{name}.json"
 

@@ -28,7 +28,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _harness import print_table, record_run
+from _harness import portable_path, print_table, record_run
 from bench_training import _setup
 
 from lattherm.evaluation import direct_density, estimate_table, metrics_table, sample_model
@@ -151,7 +151,7 @@ def main() -> None:
         print_table(rows)
         print(summary, flush=True)
         summary["loadavg_start"], summary["loadavg_end"] = round(load0, 2), round(os.getloadavg()[0], 2)
-        record_run("scaling", {"checkpoint": os.path.abspath(a.checkpoint), "model": model.name, "L": L,
+        record_run("scaling", {"checkpoint": portable_path(a.checkpoint), "model": model.name, "L": L,
                                "T": T.tolist(), "samples": a.samples, "refine": a.refine,
                                "ladder_chains": a.ladder_chains, "ladder_rungs": a.ladder_rungs,
                                "ladder_top_rungs": a.ladder_top_rungs, "replica_exchange": a.replica_exchange,

@@ -177,7 +177,8 @@ class _resampled:
             self.counts = np.zeros((self.n_groups, n_values))
             np.add.at(self.counts, (inverse, value_of), 1.0)
         else:
-            self.counts, self.members = None, [np.flatnonzero(inverse == k) for k in range(self.n_groups)]
+            order = np.argsort(inverse, kind="stable")  # each group's draws, in their order
+            self.counts, self.members = None, np.split(order, np.cumsum(np.bincount(inverse))[:-1])
 
     def __call__(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if self.counts is not None:

@@ -10,10 +10,14 @@ estimate at each temperature (:func:`~lattherm.evaluation.estimate_table`). Its 
 density evaluations, Monte Carlo) then sets the budget of the baseline:
 :func:`lattherm.reference.integration.ising_beta_integration` with one Wolff move per chain after
 every sweep, its kept samples per node chosen from a short calibration run so that its wall time
-matches (both walls recorded). Per temperature: each method's relative error, z and claim; per
+matches (both walls recorded). With ``--concurrent N`` the baseline instead runs with ``N`` kept samples
+per node in a second process started with the neural estimate, one core each, so that both see the
+same machine at the same time; its error bars are also given scaled to the neural wall as
+1/√time (``ti_err_rel_equal_wall``). Per temperature: each method's relative error, z and claim; per
 size: max |Δf/f| over the claimed rows, max |z|, rows claimed, wall times.
 
     python benchmarks/bench_scaling.py CHECKPOINT --sizes 32 64 --samples 500 --tag pcnn
+    python benchmarks/bench_scaling.py CHECKPOINT --sizes 128 --samples 200 --concurrent 250 ...
 
 Recorded in ``benchmarks/results/scaling.json`` (one run per size and parameter set: checkpoint,
 model, temperatures, sample counts, refinement settings, seed, threads, machine, load average).
@@ -22,9 +26,12 @@ model, temperatures, sample counts, refinement settings, seed, threads, machine,
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 
+import numba
 import numpy as np
 import pandas as pd
 import torch
@@ -75,10 +82,18 @@ def baseline(L: int, T, budget_s: float, seed: int) -> tuple[pd.DataFrame, dict]
     sweeps = BETA["burn_in_sweeps"] + CALIBRATION_SAMPLES * BETA["thin_sweeps"]
     target = sweeps * budget_s / cal
     n = max(2, int(round((target - BETA["burn_in_sweeps"]) / BETA["thin_sweeps"])))
+    tab, bw = baseline_run(L, T, n, seed)
+    return tab, {**bw, "calibration_s": cal}
+
+
+def baseline_run(L: int, T, n_samples: int, seed: int, threads: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """β integration with ``n_samples`` kept samples per node (``threads``: numba's, in a process of its own)."""
+    if threads is not None:
+        numba.set_num_threads(threads)
+        torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    tab = ising_beta_integration(L, T, 0.0, seed=seed, n_samples=n, **BETA)
-    wall = time.perf_counter() - t0
-    return tab, {"calibration_s": cal, "n_samples": n, "wall_s": wall}
+    tab = ising_beta_integration(L, T, 0.0, seed=seed, n_samples=n_samples, **BETA)
+    return tab, {"calibration_s": None, "n_samples": n_samples, "wall_s": time.perf_counter() - t0}
 
 
 def main() -> None:
@@ -98,6 +113,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (numba uses its own)")
     ap.add_argument("--no-baseline", action="store_true", help="the neural estimate alone")
+    ap.add_argument("--concurrent", type=int, default=None, metavar="TI_SAMPLES",
+                    help="run β integration with this many kept samples per node in a second process at the same "
+                         "time as the neural estimate, one core each (numba and torch threads 1; no calibration: "
+                         "both walls recorded, and the baseline's error bars also scaled to the neural wall)")
     ap.add_argument("--tag", default=None)
     ap.add_argument("--save", default="/tmp/bench_scaling", help="folder for each size's raw tables (parquet)")
     ap.add_argument("--note", default="")
@@ -105,6 +124,11 @@ def main() -> None:
     if max(a.refine[0], a.ladder_chains) > a.samples:
         ap.error(f"--refine CHAINS ({a.refine[0]}) and --ladder-chains ({a.ladder_chains}) start from the samples: "
                  f"at most --samples ({a.samples})")  # fmt: skip
+    if a.concurrent is not None:
+        if a.no_baseline or a.concurrent < 2:
+            ap.error("--concurrent needs the baseline and at least 2 samples per node")
+        a.threads = 1
+        numba.set_num_threads(1)
     torch.set_num_threads(a.threads)
     small, *_ = _setup("ising")
     src = load_model(a.checkpoint, system=small)
@@ -114,6 +138,10 @@ def main() -> None:
         load0 = os.getloadavg()[0]
         system = IsingSystem(L=L)
         model = transfer_model(src, system)
+        pool = job = None
+        if a.concurrent is not None:  # started first: the neural side's sampling and the baseline's chains overlap
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            job = pool.submit(baseline_run, L, T, a.concurrent, a.seed + 100, 1)
         est, walls = neural(model, system, T, a)
         est["T"] = est["T"].round(6)
         walls["neural_s"] = walls["sample_s"] + walls["refine_s"]
@@ -134,19 +162,26 @@ def main() -> None:
                    "max_abs_z": float(best["z"].abs().max()) if len(best) else None,
                    **{k: round(v, 1) for k, v in walls.items()}}  # fmt: skip
         if not a.no_baseline:
-            tab, bw = baseline(L, T, walls["neural_s"], a.seed + 100)
+            if job is not None:
+                tab, bw = job.result()
+                pool.shutdown()
+            else:
+                tab, bw = baseline(L, T, walls["neural_s"], a.seed + 100)
+            scale = np.sqrt(bw["wall_s"] / walls["neural_s"])  # its error bars at the neural wall (1/√time)
             tab["T"] = tab["T"].round(6)
             tab.to_parquet(os.path.join(a.save, f"baseline_{L}.parquet"))
             exact = ising_exact_table(L, T, [0.0]).assign(T=lambda d: d["T"].round(6)).set_index("T")["f"]
             for r in tab.itertuples():
                 fx = float(exact[r.T])
                 per[float(r.T)].update(ti_rel=(r.f - fx) / abs(fx), ti_z=(r.f - fx) / r.f_err if r.f_err > 0 else None,
-                                       ti_err_rel=r.f_err / abs(fx), ti_converged=bool(r.converged))  # fmt: skip
+                                       ti_err_rel=r.f_err / abs(fx), ti_err_rel_equal_wall=r.f_err * scale / abs(fx),
+                                       ti_converged=bool(r.converged))  # fmt: skip
             ok = [p for p in per.values() if p.get("ti_converged")]
             summary.update(ti_claimed=len(ok), ti_max_rel=max(abs(p["ti_rel"]) for p in ok) if ok else None,
                            ti_max_abs_z=max(abs(p["ti_z"]) for p in ok if p["ti_z"] is not None) if ok else None,
                            ti_n_samples=bw["n_samples"], ti_wall_s=round(bw["wall_s"], 1),
-                           ti_calibration_s=round(bw["calibration_s"], 1))  # fmt: skip
+                           ti_calibration_s=None if bw["calibration_s"] is None else round(bw["calibration_s"], 1),
+                           concurrent=a.concurrent is not None)  # fmt: skip
         rows = [{"T": t, **p} for t, p in per.items()]
         print_table(rows)
         print(summary, flush=True)
@@ -157,7 +192,8 @@ def main() -> None:
                                "ladder_top_rungs": a.ladder_top_rungs, "replica_exchange": a.replica_exchange,
                                "ladder_every_sweep": a.ladder_every_sweep,
                                "batch_size": a.batch_size, "seed": a.seed,
-                               "threads": a.threads, "baseline": None if a.no_baseline else BETA, "tag": a.tag},
+                               "threads": a.threads, "baseline": None if a.no_baseline else BETA,
+                               "concurrent_ti_samples": a.concurrent, "tag": a.tag},
                    {"summary": summary, "per_T": rows},
                    notes=f"Ising h = 0, {L}x{L}: the 8x8 checkpoint's weights (size transfer), symmetrised samples, "
                          f"refined with one Wolff move per sweep (Bennett, ladder); the best claimed estimate per T "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 import torch
-from _harness import checkpoint_parser, print_table, record_run
+from _harness import checkpoint_parser, portable_path, print_table, record_run
 from bench_training import _setup, grid_subset
 
 from lattherm.evaluation import accuracy_summary, metrics_table, sample_grid
@@ -41,7 +41,8 @@ def main(paths: list[str], n_samples: int, n_orders: int, label: str | None, thr
                  max_abs_delta_f_meV=s["max_abs_delta_f"] * 1e3)  # fmt: skip
         row = {k: (v.item() if hasattr(v, "item") else v) for k, v in s.items()}
         print_table([row])
-        params = {"checkpoint": path, "system": system_name, "size": ck["system"]["size"], "model": model,
+        params = {"checkpoint": portable_path(path),
+                  "system": system_name, "size": ck["system"]["size"], "model": model,
                   "step": int(ck["step"]), "samples": n_samples, "n_orders": n_orders, "order": order, "seed": seed,
                   "threads": threads, "eval_T": eval_T, "eval_field": eval_field}  # fmt: skip
         if label:

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from _harness import checkpoint_parser, print_table, record_run
+from _harness import checkpoint_parser, portable_path, print_table, record_run
 
 from lattherm.composition import composition_table, sampler_phase_diagram
 from lattherm.evaluation import sample_grid
@@ -62,7 +62,8 @@ def main(path: str, size: str, reference: str | None, n: int, n_orders: int, lab
                      "intervals": got.get(float(T), []), "reference_intervals": want.get(float(T), []),
                      "same_intervals": got.get(float(T), []) == want.get(float(T), [])})  # fmt: skip
     print_table([{k: v for k, v in r.items() if not isinstance(v, list)} for r in rows])
-    params = {"checkpoint": path, "size": size, "reference": reference or "exact enumeration", "samples": n,
+    params = {"checkpoint": portable_path(path),
+              "size": size, "reference": reference or "exact enumeration", "samples": n,
               "n_orders": n_orders, "seed": seed, "tol": TOL, **({"label": label} if label else {})}  # fmt: skip
     summary = {"max_abs_delta_meV": float(both["delta_f_x"].abs().max() * 1e3),
                "max_abs_z": float(both["z"].abs().max()), "rows_compared": len(both),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from _harness import checkpoint_parser, print_table, record_run
+from _harness import checkpoint_parser, portable_path, print_table, record_run
 from bench_training import _setup
 
 from lattherm.evaluation import load_model
@@ -60,11 +60,13 @@ def main(path: str, n: int, label: str | None, seed: int = 1) -> None:
                          "ness": est["ness"]})  # fmt: skip
     print_table(rows)
     ck = load_checkpoint(path)
-    params = {"checkpoint": path, "system": "ising", "size": system.size, "model": ck["model_spec"]["name"],
+    params = {"checkpoint": portable_path(path),
+              "system": "ising", "size": system.size, "model": ck["model_spec"]["name"],
               "step": int(ck["step"]), "samples": n, "seed": seed, "threads": threads}  # fmt: skip
     if label:
         params["label"] = label
-    record_run("eval_orders", params, rows, notes=f"{path}: {n} samples per condition, symmetrised, seed {seed}, "
+    record_run("eval_orders", params, rows, notes=f"{portable_path(path)}: {n} samples per condition, "
+               f"symmetrised, seed {seed}, "
                f"{threads} torch threads")  # fmt: skip
 
 

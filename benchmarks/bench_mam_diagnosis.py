@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from _harness import checkpoint_parser, print_table, record_run
+from _harness import checkpoint_parser, portable_path, print_table, record_run
 from bench_training import _setup
 
 from lattherm.sampling import log_prob, model_orders, sample
@@ -74,7 +74,7 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
                      "f_p_mean": f_p.mean().item(), "f_p_sd": f_p.std().item(),
                      "q_f_mean": q_f.mean().item(), "q_f_sd": q_f.std().item(),
                      "f": "marginal" if model.has_marginal else "second order",
-                     "step": int(ck["step"]), "checkpoint": path})  # fmt: skip
+                     "step": int(ck["step"]), "checkpoint": portable_path(path)})  # fmt: skip
     return rows
 
 
@@ -118,7 +118,7 @@ def separate_marginal(path: str, n: int, seed: int, minutes: float, order: str) 
             rows.append({"model": ck["model_spec"]["name"], "system": system_name, "T": T, "field": h, "n": n,
                          "q_f_mean": q_f.mean().item(), "q_f_sd": q_f.std().item(), "q_f_sd_own": own.std().item(),
                          "f": "separate marginal", "order": order, "minutes": minutes, "distill_steps": steps,
-                         "step": int(ck["step"]), "checkpoint": path})  # fmt: skip
+                         "step": int(ck["step"]), "checkpoint": portable_path(path)})  # fmt: skip
     return rows
 
 
@@ -128,7 +128,7 @@ def main(paths: list[str], n: int, seed: int, label: str | None) -> None:
         rows = diagnose(path, n, seed)
         print_table(rows)
         ck = load_checkpoint(path)
-        params = {"checkpoint": path, "system": ck["system"]["name"], "size": ck["system"]["size"],
+        params = {"checkpoint": portable_path(path), "system": ck["system"]["name"], "size": ck["system"]["size"],
                   "model": ck["model_spec"]["name"], "step": int(ck["step"]), "samples": n, "seed": seed}  # fmt: skip
         if label:
             params["label"] = label
@@ -149,7 +149,8 @@ if __name__ == "__main__":
         for path in args.checkpoints:
             rows = separate_marginal(path, args.samples, args.seed, args.separate_marginal, args.order)
             print_table(rows)
-            params = {"checkpoint": path, "samples": args.samples, "seed": args.seed, "label": args.label,
+            params = {"checkpoint": portable_path(path),
+                      "samples": args.samples, "seed": args.seed, "label": args.label,
                       "separate_marginal_minutes": args.separate_marginal, "order": args.order}  # fmt: skip
             record_run("mam_diagnosis", params, rows, notes="separate marginal network distilled from the frozen "
                        "conditionals' log q (module doc); 1 torch thread")  # fmt: skip

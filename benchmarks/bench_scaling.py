@@ -65,7 +65,7 @@ def neural(model, system, T, a) -> tuple[pd.DataFrame, dict]:
                 thin_sweeps=thin, seed=a.seed, reference_df=ref, density=direct_density(model, symmetrised=True),
                 batch_size=a.batch_size, ladder_chains=a.ladder_chains, ladder_rungs=a.ladder_rungs,
                 ladder_top_rungs=a.ladder_top_rungs, replica_exchange=a.replica_exchange,
-                ladder_every_sweep=a.ladder_every_sweep)  # fmt: skip
+                ladder_every_sweep=a.ladder_every_sweep, ladder_n_samples=a.ladder_samples)  # fmt: skip
     t2 = time.perf_counter()
     tables = [met, rf.table] + ([rf.ladder] if len(rf.ladder) else [])
     est = estimate_table(*tables)
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--ladder-top-rungs", type=int, default=0, help="ladder temperatures from the highest to β = 0")
     ap.add_argument("--replica-exchange", action="store_true", help="exchanges along T between the chains")
     ap.add_argument("--ladder-every-sweep", action="store_true", help="the ladder's links read every sweep")
+    ap.add_argument("--ladder-samples", type=int, default=None, help="samples kept per ladder chain (default: KEEP)")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (numba uses its own)")
@@ -190,7 +191,7 @@ def main() -> None:
                                "T": T.tolist(), "samples": a.samples, "refine": a.refine,
                                "ladder_chains": a.ladder_chains, "ladder_rungs": a.ladder_rungs,
                                "ladder_top_rungs": a.ladder_top_rungs, "replica_exchange": a.replica_exchange,
-                               "ladder_every_sweep": a.ladder_every_sweep,
+                               "ladder_every_sweep": a.ladder_every_sweep, "ladder_samples": a.ladder_samples,
                                "batch_size": a.batch_size, "seed": a.seed,
                                "threads": a.threads, "baseline": None if a.no_baseline else BETA,
                                "concurrent_ti_samples": a.concurrent, "tag": a.tag},

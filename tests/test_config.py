@@ -291,6 +291,7 @@ BAD = [
     (("scaling", "ising", "refine"), {"ladder_chains": 64, "ladder_rungs": -1}, "scaling.ising.refine.ladder_rungs"),
     (("scaling", "ising", "refine"), {"ladder_every_sweep": True, "replica_exchange": True, "ladder_chains": 64},
      "scaling.ising.refine.ladder_every_sweep"),  # exchanges every sweep tie the links
+    (("scaling", "ising", "refine"), {"ladder_n_samples": 40}, "scaling.ising.refine.ladder_n_samples"),
     (("scaling", "cuau", "refine"), {"cluster_updates": 2}, "scaling.cuau.refine.cluster_updates"),
     (("scaling", "ising", "refine"), {"composition_windows": True}, "scaling.ising.refine.composition_windows"),
     (("scaling", "cuau", "refine"), {"composition_windows": False, "window_thin_sweeps": 50},

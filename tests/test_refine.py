@@ -302,6 +302,22 @@ def test_a_long_chain_of_links_from_the_exact_end_has_honest_error_bars():
         run(1, replica_exchange=True)
 
 
+def test_fewer_longer_ladder_chains_keep_their_own_samples():
+    """6x6 at T 1.5 from β = 0 with 16 ladder chains of 80 samples (``ladder_n_samples``), the
+    anchor chains keeping 4: the links read the ladder chains' 80, the row's budget counts their
+    sweeps, and the estimate is claimed within 4 error bars of the exact f. Without ladder chains
+    the key is refused."""
+    exact = ising_exact_table(6, np.array([1.5]), np.array([0.0]))
+    samples = _uniform_table(6, 64, [(1.5, 0.0)], 1)
+    kw = dict(model="uniform", source="direct", n_chains=8, burn_in_sweeps=50, n_samples=4, thin_sweeps=2,
+              reference_df=exact, density=_uniform_density, ladder_top_rungs=10)  # fmt: skip
+    lad = refine(IsingSystem(L=6), samples, seed=5, ladder_chains=16, ladder_n_samples=80, **kw).ladder
+    assert lad["est_converged"].all() and (lad["est_sweeps"] == 50 + 80 * 2).all(), lad
+    assert (lad["delta_f"].abs() < 4 * lad["f_est_err"]).all(), lad[["delta_f", "f_est_err"]]
+    with pytest.raises(ValueError, match="ladder_n_samples"):
+        refine(IsingSystem(L=6), samples, seed=5, ladder_n_samples=80, **{**kw, "ladder_top_rungs": 0})
+
+
 def _exact_ladder_states(system, T):
     """Exact Boltzmann draws of the 4x4 torus at ``T`` (h = 0) as the ladder's states: energies and
     spin sums ``(len(T), 64 chains, 20 samples)``."""

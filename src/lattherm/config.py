@@ -321,6 +321,9 @@ def _check_scaling(config: Mapping) -> None:
             if refine.get("ladder_chains") in (1, 2, 3):
                 raise ConfigError(f"{at}.refine.ladder_chains", "0 (no ladder) or at least 4 (each link reads half "
                                   "of them, resampled by chain)", refine["ladder_chains"])  # fmt: skip
+            if refine.get("ladder_n_samples") is not None and not refine.get("ladder_chains"):
+                raise ConfigError(f"{at}.refine.ladder_n_samples", "null unless ladder_chains is set (it sets the "
+                                  "ladder chains' samples)", refine["ladder_n_samples"])  # fmt: skip
             for name in ("ladder_rungs", "ladder_top_rungs"):
                 if refine.get(name) and not refine.get("ladder_chains"):
                     raise ConfigError(f"{at}.refine.{name}", "0 unless ladder_chains is set (the rungs are "

@@ -418,6 +418,7 @@ def refine(
     ladder_rungs: int = 0,
     ladder_top_rungs: int = 0,
     ladder_every_sweep: bool = False,
+    ladder_n_samples: int | None = None,
     replica_exchange: bool = False,
     composition_windows: bool = False,
     window_burn_in_sweeps: int | None = None,
@@ -439,10 +440,12 @@ def refine(
     every sweep, not every ``thin_sweeps`` (the links' Bennett estimates read them all, as β
     integration averages every sweep; far from T_c, where the energy decorrelates in a sweep or two,
     their errors shrink by up to √thin_sweeps at the same sweeps; the draws crossing still count
-    ``thin_sweeps`` apart). ``replica_exchange``: the chains of neighbouring
-    temperatures of one field exchange configurations after every sweep (as the reference MCMC
-    does; each temperature's chains stay draws of its p), so that chains started in different
-    phases near a first-order transition can cross. ``composition_windows`` (a system whose field is
+    ``thin_sweeps`` apart). ``ladder_n_samples``: samples kept per ladder chain (``None``: ``n_samples``):
+    fewer, longer ladder chains spend less of their sweeps on burn-in for the same states.
+    ``replica_exchange``: the chains of neighbouring temperatures of one field exchange
+    configurations after every sweep (as the reference MCMC does; each temperature's chains stay
+    draws of its p), so that chains started in different phases near a first-order transition can
+    cross. ``composition_windows`` (a system whose field is
     a chemical potential, with the density): ``n_chains`` further chains in every window ``{n, n +
     1}`` of every temperature (:func:`lattherm.composition.run_windows`, with the same samples and
     exchanges; burn-in and thinning ``window_burn_in_sweeps``, ``window_thin_sweeps``, by default
@@ -468,6 +471,10 @@ def refine(
     for name, value in (("ladder_rungs", ladder_rungs), ("ladder_top_rungs", ladder_top_rungs)):
         if int(value) != value or value < 0 or (value and not ladder_chains):
             raise ValueError(f"refine.{name} must be an integer >= 0, and 0 without ladder_chains, got {value!r}")
+    if ladder_n_samples is not None and (int(ladder_n_samples) != ladder_n_samples or ladder_n_samples < 2
+                                         or not ladder_chains):
+        raise ValueError(f"refine.ladder_n_samples must be None or an integer >= 2, and None without ladder_chains, "
+                         f"got {ladder_n_samples!r}")  # fmt: skip
     if ladder_every_sweep and (replica_exchange or not ladder_chains):
         raise ValueError("refine.ladder_every_sweep needs ladder_chains and no replica_exchange: with exchanges after "
                          "every sweep a configuration's visits to neighbouring temperatures tie links that the fit "
@@ -515,7 +522,8 @@ def refine(
         t0 = time.perf_counter()
         TL, hL, xL = _with_rungs(T, h, x0_ladder, int(ladder_rungs), float(system.k_B), int(ladder_top_rungs))
         every = int(thin_sweeps) if ladder_every_sweep else 1  # ladder samples per thinned one: a sweep each
-        links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=n_samples * every,
+        kept = int(n_samples if ladder_n_samples is None else ladder_n_samples)
+        links = run_metropolis(system, TL, hL, n_chains=int(ladder_chains), n_samples=kept * every,
                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps // every,
                                seed=derived_seed(seed, 4),
                                start=xL, keep_states=False, progress=True,
@@ -525,14 +533,14 @@ def refine(
         mixed = links_mixed(mcmc_table(links, system))
         if ladder_top_rungs:  # β = 0: exact uniform draws, one set for every field
             fields = np.unique(h)
-            E0, S0 = _uniform_draws(system, (int(ladder_chains), int(n_samples) * every), seed=derived_seed(seed, 7))
+            E0, S0 = _uniform_draws(system, (int(ladder_chains), kept * every), seed=derived_seed(seed, 7))
             TL, hL = np.concatenate([TL, np.full(len(fields), np.inf)]), np.concatenate([hL, fields])
             energy = np.concatenate([energy, np.broadcast_to(E0, (len(fields), *E0.shape))])
             spin_sum = np.concatenate([spin_sum, np.broadcast_to(S0, (len(fields), *S0.shape))])
             mixed = np.concatenate([mixed, np.ones(len(fields), bool)])
         ladder = ladder_table(system, TL, hL, energy, spin_sum, table, model=model, source=source,
                               seed=derived_seed(seed, 5), mixed=mixed,
-                              sweeps=burn_in_sweeps + n_samples * thin_sweeps, reference_df=reference_df,
+                              sweeps=burn_in_sweeps + kept * thin_sweeps, reference_df=reference_df,
                               overlap_every=every)  # fmt: skip
         on_grid = set(zip(T.tolist(), h.tolist(), strict=True))  # the rungs' rows go: they are nodes, not conditions
         ladder = ladder[[c in on_grid for c in zip(ladder["T"], ladder["field"], strict=True)]].reset_index(drop=True)

@@ -304,9 +304,8 @@ def test_a_long_chain_of_links_from_the_exact_end_has_honest_error_bars():
 
 def test_fewer_longer_ladder_chains_keep_their_own_samples():
     """6x6 at T 1.5 from β = 0 with 16 ladder chains of 80 samples (``ladder_n_samples``), the
-    anchor chains keeping 4: the links read the ladder chains' 80, the row's budget counts their
-    sweeps, and the estimate is claimed within 4 error bars of the exact f. Without ladder chains
-    the key is refused."""
+    anchor chains keeping 4: the row's budget counts the ladder chains' 80 samples, and the estimate
+    is claimed within 4 error bars of the exact f. Without ladder chains the key is refused."""
     exact = ising_exact_table(6, np.array([1.5]), np.array([0.0]))
     samples = _uniform_table(6, 64, [(1.5, 0.0)], 1)
     kw = dict(model="uniform", source="direct", n_chains=8, burn_in_sweeps=50, n_samples=4, thin_sweeps=2,

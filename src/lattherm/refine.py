@@ -440,17 +440,17 @@ def refine(
     every sweep, not every ``thin_sweeps`` (the links' Bennett estimates read them all, as β
     integration averages every sweep; far from T_c, where the energy decorrelates in a sweep or two,
     their errors shrink by up to √thin_sweeps at the same sweeps; the draws crossing still count
-    ``thin_sweeps`` apart). ``ladder_n_samples``: samples kept per ladder chain (``None``: ``n_samples``):
-    fewer, longer ladder chains spend less of their sweeps on burn-in for the same states.
-    ``replica_exchange``: the chains of neighbouring temperatures of one field exchange
+    ``thin_sweeps`` apart). ``ladder_n_samples``: samples kept per ladder chain (``None``:
+    ``n_samples``): fewer, longer ladder chains spend less of their sweeps on burn-in for the same
+    states. ``replica_exchange``: the chains of neighbouring temperatures of one field exchange
     configurations after every sweep (as the reference MCMC does; each temperature's chains stay
     draws of its p), so that chains started in different phases near a first-order transition can
-    cross. ``composition_windows`` (a system whose field is
-    a chemical potential, with the density): ``n_chains`` further chains in every window ``{n, n +
-    1}`` of every temperature (:func:`lattherm.composition.run_windows`, with the same samples and
-    exchanges; burn-in and thinning ``window_burn_in_sweeps``, ``window_thin_sweeps``, by default
-    the chains'; windows that do not converge run again, longer), whose links give ``f_x`` at every
-    composition they tie to the exact pure-element ends, checked against the sampler's ``ln Z_μ``
+    cross. ``composition_windows`` (a system whose field is a chemical potential, with the density):
+    ``n_chains`` further chains in every window ``{n, n + 1}`` of every temperature
+    (:func:`lattherm.composition.run_windows`, with the same samples and exchanges; burn-in and
+    thinning ``window_burn_in_sweeps``, ``window_thin_sweeps``, by default the chains'; windows that
+    do not converge run again, longer), whose links give ``f_x`` at every composition they tie to
+    the exact pure-element ends, checked against the sampler's ``ln Z_μ``
     (:func:`lattherm.composition.composition_ladder`), and whose states add to ``u_x``, ``c_x``.
 
     ``reference_df`` (optional, with ``T, field`` and any of ``u, c, m``) adds ``u_ref, c_ref,

@@ -1,6 +1,7 @@
-"""Ising at h = 0 past enumeration, side by side: a size-free 8x8 checkpoint's weights on L x L
-(size transfer), refined, against thermodynamic integration over β from β = 0 (the Monte Carlo a
-physicist would run instead), both against Kaufman's exact f.
+"""Ising at h = 0 past enumeration, side by side: a size-free checkpoint's weights on L x L (size
+transfer: trained on 8x8, or 8x8 weights fine-tuned on 16x16), refined, against thermodynamic
+integration over β from β = 0 (the Monte Carlo a physicist would run instead), both against
+Kaufman's exact f.
 
 Per size, the neural estimate is the workflow's: symmetrised samples of the transferred model at
 every temperature (:func:`lattherm.evaluation.sample_model`), importance sampling
@@ -37,15 +38,14 @@ import numpy as np
 import pandas as pd
 import torch
 from _harness import portable_path, print_table, record_run
-from bench_training import _setup
 
 from lattherm.evaluation import direct_density, estimate_table, metrics_table, sample_model
 from lattherm.models import transfer_model
 from lattherm.reference.exact import ising_exact_table
 from lattherm.reference.integration import ising_beta_integration
 from lattherm.refine import refine
-from lattherm.systems import IsingSystem
-from lattherm.training import load_model
+from lattherm.systems import IsingSystem, make_system
+from lattherm.training import load_checkpoint, load_model
 
 T_LAPTOP = [round(1.5 + 0.1 * k, 1) for k in range(21)]
 #: the baseline's settings besides its run length (the library's defaults and one Wolff move)
@@ -53,10 +53,9 @@ BETA = {"n_chains": 64, "burn_in_sweeps": 500, "thin_sweeps": 10, "d_beta": 0.01
 CALIBRATION_SAMPLES = 10
 
 
-def neural(model, system, T, a) -> tuple[pd.DataFrame, dict]:
+def neural(model, system, T, a, source: str) -> tuple[pd.DataFrame, dict]:
     """Every estimate of the transferred model at ``T`` (h = 0) and the walls of its stages."""
     ref = ising_exact_table(system.L, T, [0.0])
-    source = "transfer-8x8"
     t0 = time.perf_counter()
     df = sample_model(model, system, T, [0.0], a.samples, seed=a.seed, batch_size=a.batch_size, symmetrised=True)
     t1 = time.perf_counter()
@@ -98,7 +97,8 @@ def baseline_run(L: int, T, n_samples: int, seed: int, threads: int | None = Non
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint", help="an 8x8 Ising checkpoint of a size-free model (fo-pixelcnn, ao-transformer)")
+    ap.add_argument("checkpoint", help="an Ising checkpoint of a size-free model (fo-pixelcnn, ao-transformer), "
+                                       "e.g. 8x8, or 8x8 weights fine-tuned on 16x16")  # fmt: skip
     ap.add_argument("--sizes", nargs="+", type=int, default=[32, 64])
     ap.add_argument("--eval-T", nargs="+", type=float, default=T_LAPTOP)
     ap.add_argument("--samples", type=int, default=500, help="symmetrised samples per temperature")
@@ -131,8 +131,12 @@ def main() -> None:
         a.threads = 1
         numba.set_num_threads(1)
     torch.set_num_threads(a.threads)
-    small, *_ = _setup("ising")
-    src = load_model(a.checkpoint, system=small)
+    state = load_checkpoint(a.checkpoint)
+    trained = state["system"]  # the size it was trained (or fine-tuned) on
+    init = state.get("init_from")
+    init_from = None if init is None else {"size": init["system"]["size"], "step": init["step"],
+                                           "digest": init["digest"], "path": portable_path(init["path"])}  # fmt: skip
+    src = load_model(a.checkpoint, system=make_system("ising", trained["size"]))
     T = np.round(np.asarray(a.eval_T, dtype=float), 10)
     os.makedirs(a.save, exist_ok=True)
     for L in a.sizes:
@@ -143,7 +147,7 @@ def main() -> None:
         if a.concurrent is not None:  # started first: the neural side's sampling and the baseline's chains overlap
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
             job = pool.submit(baseline_run, L, T, a.concurrent, a.seed + 100, 1)
-        est, walls = neural(model, system, T, a)
+        est, walls = neural(model, system, T, a, f"transfer-{trained['size']}")
         est["T"] = est["T"].round(6)
         walls["neural_s"] = walls["sample_s"] + walls["refine_s"]
         est.to_parquet(os.path.join(a.save, f"neural_{L}.parquet"))
@@ -188,7 +192,8 @@ def main() -> None:
         print_table(rows)
         print(summary, flush=True)
         summary["loadavg_start"], summary["loadavg_end"] = round(load0, 2), round(os.getloadavg()[0], 2)
-        record_run("scaling", {"checkpoint": portable_path(a.checkpoint), "model": model.name, "L": L,
+        record_run("scaling", {"checkpoint": portable_path(a.checkpoint), "trained_on": trained["size"],
+                               "init_from": init_from, "model": model.name, "L": L,
                                "T": T.tolist(), "samples": a.samples, "refine": a.refine,
                                "ladder_chains": a.ladder_chains, "ladder_rungs": a.ladder_rungs,
                                "ladder_top_rungs": a.ladder_top_rungs, "replica_exchange": a.replica_exchange,
@@ -197,9 +202,10 @@ def main() -> None:
                                "threads": a.threads, "baseline": None if a.no_baseline else BETA,
                                "concurrent_ti_samples": a.concurrent, "tag": a.tag},
                    {"summary": summary, "per_T": rows},
-                   notes=f"Ising h = 0, {L}x{L}: the 8x8 checkpoint's weights (size transfer), symmetrised samples, "
-                         f"refined with one Wolff move per sweep (Bennett, ladder); the best claimed estimate per T "
-                         f"against Kaufman; β integration with Wolff moves at about the same wall time. "
+                   notes=f"Ising h = 0, {L}x{L}: the {trained['size']} checkpoint's weights (size transfer), "
+                         f"symmetrised samples, refined with one Wolff move per sweep (Bennett, ladder); the best "
+                         f"claimed estimate per T against Kaufman; β integration with Wolff moves at about the same "
+                         f"wall time. "
                          f"{a.note}")  # fmt: skip
 
 

@@ -414,6 +414,14 @@ def test_cli_train_takes_the_workflow_settings(tiny_config, tmp_path, capsys):
     bad = ["train", "--system", "cuau", "--size", "2x2x4", "--model", "fo-arm-mlp", "--config", str(tiny_config)]
     assert main([*bad, "--out", str(out)]) == 2
     assert "has no systems.cuau block" in capsys.readouterr().err
+    # fine-tuning: only a size-free model starts from weights of another size (the MLP's are tied to its box)
+    made = tmp_path / "made"
+    assert main(["train", *base[:-2], "--out", str(made), "--model", "fo-arm-mlp", "--set", "steps=1", "--quiet"]) == 0
+    capsys.readouterr()
+    argv = ["train", "--system", "ising", "--size", "4x4", "--config", str(tiny_config), "--out", str(tmp_path / "ft"),
+            "--model", "fo-arm-mlp", "--init-from", str(made / "checkpoint.pt"), "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--init-from: init_from" in capsys.readouterr().err and not (tmp_path / "ft").exists()
 
 
 def test_cli_bad_input_gets_one_message(tiny_config, tmp_path, capsys):
@@ -425,6 +433,8 @@ def test_cli_bad_input_gets_one_message(tiny_config, tmp_path, capsys):
         ([*base, "--config", str(tiny_config), "--out", str(out), "--set", "device=tpu"], "'--set.device'"),
         ([*base, "--config", str(tiny_config), "--out", str(out), "--set", "steps=inf"], "'--set.steps'"),
         ([*base, "--config", str(tmp_path / "missing.yaml"), "--out", str(out)], "missing.yaml does not exist"),
+        ([*base, "--config", str(tiny_config), "--out", str(out), "--init-from", str(tmp_path / "nope.pt")],
+         "--init-from: [Errno 2] No such file"),
     ]
     broken = tmp_path / "broken.yaml"
     broken.write_text("seed: 1\nsystems: {ising: {J: 1\n")

@@ -412,6 +412,57 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, name):
         train(system, train_config=_tiny_cfg(lr=0.5), checkpoint_path=tmp_path / "c.pt", restart_finished=True, **kw)
 
 
+def test_fine_tuning_starts_from_another_sizes_weights_and_resumes_only_from_them(tmp_path, monkeypatch):
+    """``init_from``: a size-free model trained on 3x3 starts a run on 4x4 from exactly those weights
+    (not its seed's), the checkpoint records which, a resume asks for the same weights, and what
+    cannot be fine-tuned is refused naming the file."""
+    kw = _tiny_model("fo-pixelcnn")
+    train(IsingSystem(L=3), train_config=_tiny_cfg(), checkpoint_path=tmp_path / "src.pt", **kw)
+    src = load_checkpoint(tmp_path / "src.pt")
+    big = IsingSystem(L=4)
+    seen = []
+    real = trainer_mod.reinforce_loss
+
+    def spy(model, *args, **kwargs):
+        if not seen:
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return real(model, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod, "reinforce_loss", spy)
+        out = train(big, train_config=_tiny_cfg(), checkpoint_path=tmp_path / "ft.pt", init_from=tmp_path / "src.pt",
+                    **kw)  # fmt: skip
+    assert out["finished"]
+    for k, v in src["model_state"].items():  # the first step saw the 3x3 run's final weights
+        assert torch.equal(seen[0][k], v), k
+    fresh = load_checkpoint(tmp_path / "src.pt")["model_state"]
+    ft = load_checkpoint(tmp_path / "ft.pt")
+    assert ft["init_from"]["system"]["size"] == "3x3" and ft["init_from"]["step"] == 7
+    assert any(not torch.equal(ft["model_state"][k], fresh[k]) for k in fresh)  # and trained on from them
+    # without init_from the same seed starts elsewhere
+    train(big, train_config=_tiny_cfg(steps=1), checkpoint_path=tmp_path / "seed.pt", **kw)
+    assert any(not torch.equal(load_checkpoint(tmp_path / "seed.pt")["model_state"][k], fresh[k]) for k in fresh)
+    # a finished run asked again with the same weights (moved elsewhere) is done; with others it is refused
+    (tmp_path / "moved.pt").write_bytes((tmp_path / "src.pt").read_bytes())
+    again = train(big, train_config=_tiny_cfg(), checkpoint_path=tmp_path / "ft.pt", init_from=tmp_path / "moved.pt",
+                  **kw)  # fmt: skip
+    assert again["steps_done"] == 7
+    with pytest.raises(ValueError, match="started from the weights"):
+        train(big, train_config=_tiny_cfg(), checkpoint_path=tmp_path / "ft.pt", **kw)
+    with pytest.raises(ValueError, match="started from the weights"):
+        train(big, train_config=_tiny_cfg(), checkpoint_path=tmp_path / "ft.pt", init_from=tmp_path / "seed.pt", **kw)
+    # what cannot start from those weights, before any step
+    other = {**kw, "model_config": {**kw["model_config"], "channels": 6}}
+    with pytest.raises(ValueError, match="src.pt holds fo-pixelcnn"):
+        train(big, train_config=_tiny_cfg(), checkpoint_path=tmp_path / "x.pt", init_from=tmp_path / "src.pt", **other)
+    made = _tiny_model("fo-arm-mlp")
+    train(IsingSystem(L=3), train_config=_tiny_cfg(steps=1), checkpoint_path=tmp_path / "made.pt", **made)
+    with pytest.raises(ValueError, match="tied to its box"):
+        train(IsingSystem(L=3), train_config=_tiny_cfg(steps=1), checkpoint_path=tmp_path / "y.pt",
+              init_from=tmp_path / "made.pt", **made)  # fmt: skip
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
 def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     system = IsingSystem(L=3)
     ck, lg = tmp_path / "ck.pt", tmp_path / "log.parquet"

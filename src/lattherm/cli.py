@@ -148,6 +148,7 @@ def train_spec(args: argparse.Namespace, *, config: Mapping, overrides: Mapping,
         checkpoint_path=str(Path(out).resolve() / "checkpoint.pt"),
         log_path=str(Path(out).resolve() / "train_log.parquet"),
         progress=progress,
+        init_from=None if getattr(args, "init_from", None) is None else str(Path(args.init_from).resolve()),
     )
 
 
@@ -155,8 +156,17 @@ def _check_spec(spec: TrainSpec, world_size: int) -> None:
     from lattherm.systems import make_system
     from lattherm.training import check_train_config, train_config_from_dict
 
-    make_system(spec.system, spec.size)  # a wrong size token fails here
+    system = make_system(spec.system, spec.size)  # a wrong size token fails here
     check_train_config(train_config_from_dict(spec.train_config), world_size=world_size)
+    if spec.init_from is not None:  # the weights to start from fit this run, before any work
+        from lattherm.models import build_model
+        from lattherm.training.checkpoint import init_record
+
+        model = build_model(spec.model, system=system, cond_box=spec.cond_box, config=spec.model_config)
+        try:
+            init_record(spec.init_from, spec=model.spec(), system=system)
+        except (OSError, ValueError) as err:
+            raise CliError(f"--init-from: {err}") from None
 
 
 def _overrides(pairs: Sequence[str], option: str = "--set") -> dict:
@@ -328,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig key (repeatable)"
     )
+    common.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start from the weights of this checkpoint of the same size-free model trained on "
+                             "another size (fine-tuning, e.g. 8x8 weights on 16x16)")  # fmt: skip
     parser = argparse.ArgumentParser(
         prog="lattherm", description="Train lattherm samplers outside Snakemake (docs: lattherm.cli)."
     )

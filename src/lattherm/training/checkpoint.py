@@ -18,17 +18,23 @@ A checkpoint is a plain dict of tensors, dicts, lists, str, int, float, bool and
     ranks         None for one process; else a list over ranks of {rng, buffer}, so that a run
                   resumed with the same number of processes continues every rank's stream
     log           {column: list} of the training log so far
+    init_from     None, or the checkpoint whose weights the run started from (fine-tuning a
+                  size-free model on another size, :func:`init_record`): {path, system, step,
+                  digest} (absent in older checkpoints: None)
 
 Written atomically (temporary file + rename), by rank 0 only.
 
 **Resume** (:meth:`TrainState.resume`): a stored state continues only with the same model spec,
 system, condition box, number of processes and TrainConfig apart from :data:`FREE_ON_RESUME`;
 anything else is refused with what differs, except that ``restart_finished`` replaces a
-*finished* run of other settings by a fresh training.
+*finished* run of other settings by a fresh training. A run started from another checkpoint's
+weights continues only from the same weights (``init_from``: their digest, system and step; the
+path may move).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -45,7 +51,7 @@ from lattherm.models import build_from_spec
 
 __all__ = [
     "FORMAT", "FREE_ON_RESUME", "CheckpointError", "TrainState", "save_checkpoint", "load_checkpoint", "write_log",
-    "system_record", "check_system", "load_model",
+    "system_record", "check_system", "load_model", "init_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -154,15 +160,69 @@ def _trajectory_configs(state: dict, cfg) -> tuple[dict, dict]:
     return mine, theirs
 
 
-def _changed_settings(state: dict, *, spec: dict, cond_box, cfg) -> list[str]:
-    """What a stored state was trained with differently: ``model_spec``, ``cond_box``, TrainConfig keys."""
+def weights_digest(model_state: dict) -> str:
+    """A short SHA-256 of a state dict's tensors (names, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(model_state):
+        t = model_state[name].detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def init_record(path: str | os.PathLike, *, spec: dict, system) -> tuple[dict, dict]:
+    """``(record, model_state)`` of the checkpoint at ``path`` whose weights start a fine-tuning
+    run of the model ``spec`` on ``system``: the same architecture and config and condition box, a
+    size-free model, the same system kind and parameters (any size). Raises ``ValueError`` naming
+    the file and what differs."""
+    state = load_checkpoint(path)
+    src, mine = state["model_spec"], spec
+    if src["name"] != mine["name"] or src["config"] != mine["config"]:
+        raise ValueError(f"init_from {path} holds {src['name']} {src['config']}; this run trains {mine['name']} "
+                         f"{mine['config']}: the architecture and its config must be the same")  # fmt: skip
+    if src["cond_box"] != mine["cond_box"]:
+        raise ValueError(f"init_from {path} was trained on cond_box {src['cond_box']}, this run on "
+                         f"{mine['cond_box']}: they must be the same")  # fmt: skip
+    from lattherm.models import is_size_free
+
+    if not is_size_free(mine["name"]):
+        raise ValueError(f"init_from {path}: {mine['name']} has weights tied to its box; only a size-free "
+                         "architecture starts from weights trained on another size")  # fmt: skip
+    rec, here = state["system"], system_record(system)
+    if rec["name"] != here["name"] or rec["params"] != here["params"]:
+        raise ValueError(f"init_from {path} was trained on {rec['name']} {rec['params']}, this run is on "
+                         f"{here['name']} {here['params']}")  # fmt: skip
+    record = {"path": str(path), "system": rec, "step": int(state["step"]),
+              "digest": weights_digest(state["model_state"])}  # fmt: skip
+    return record, state["model_state"]
+
+
+def _same_init(a: dict | None, b: dict | None) -> bool:
+    """Whether two :func:`init_record` s (or None) name the same weights, wherever the file lies."""
+
+    def weights(r: dict | None) -> dict | None:
+        return None if r is None else {k: v for k, v in r.items() if k != "path"}
+
+    return weights(a) == weights(b)
+
+
+def _changed_settings(state: dict, *, spec: dict, cond_box, cfg, init: dict | None = None) -> list[str]:
+    """What a stored state was trained with differently: ``model_spec``, ``cond_box``,
+    ``init_from``, TrainConfig keys."""
     changed = ["model_spec"] if state["model_spec"] != spec else []
     changed += ["cond_box"] if state["cond_box"] != [list(b) for b in cond_box] else []
+    changed += [] if _same_init(state.get("init_from"), init) else ["init_from"]
     return changed + _diff_keys(*_trajectory_configs(state, cfg))
 
 
-def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg, path, world_size: int = 1) -> None:
+def _check_resume(state: dict, *, spec: dict, system, cond_box, cfg, path, world_size: int = 1,
+                  init: dict | None = None) -> None:  # fmt: skip
     check_system(state["system"], system)
+    if not _same_init(state.get("init_from"), init):
+        raise ValueError(
+            f"{path} started from the weights of {state.get('init_from')}, asked to start from {init}; "
+            "delete it to start over"
+        )
     if state["model_spec"] != spec:
         raise ValueError(
             f"{path} holds a different model ({state['model_spec']}) than asked for ({spec}); "
@@ -210,6 +270,7 @@ class TrainState:
     step: int = 0  # steps completed
     wall_s: float = 0.0  # training time of the earlier calls
     log: dict = field(default_factory=dict)  # {column: list}
+    init: dict | None = None  # init_record() of the weights the run started from (None: its seed's)
 
     def rank_state(self) -> dict:
         """This rank's own part of the state: its generators and the objective's state."""
@@ -235,6 +296,7 @@ class TrainState:
             "world_size": len(ranks),
             "ranks": ranks if len(ranks) > 1 else None,
             "log": self.log,
+            "init_from": self.init,
         }
 
     def save(self, path: Path, log_path, *, finished: bool, wall_s: float) -> None:
@@ -263,13 +325,13 @@ class TrainState:
         if not self.layout.broadcast_object(path.exists()):
             return False
         state = load_checkpoint(path, map_location=self.layout.device)
-        changed = _changed_settings(state, spec=self.spec, cond_box=self.cond_box, cfg=self.cfg)
+        changed = _changed_settings(state, spec=self.spec, cond_box=self.cond_box, cfg=self.cfg, init=self.init)
         if restart_finished and state.get("finished") and changed:  # every rank sees the same state
             if self.layout.is_main:
                 log.info("%s: %s holds a finished run with other %s; training afresh",
                          self.spec["name"], path, changed)  # fmt: skip
             return False
         _check_resume(state, spec=self.spec, system=self.system, cond_box=self.cond_box, cfg=self.cfg, path=path,
-                      world_size=self.layout.world_size)  # fmt: skip
+                      world_size=self.layout.world_size, init=self.init)  # fmt: skip
         self.restore(state)
         return True

@@ -92,7 +92,7 @@ from lattherm.models import build_model
 from lattherm.runlog import Progress, job_log
 from lattherm.schema import check
 from lattherm.systems import make_system
-from lattherm.training.checkpoint import TrainState, write_log
+from lattherm.training.checkpoint import TrainState, init_record, write_log
 from lattherm.training.mam import GibbsBuffer, default_gibbs_block, distill_loss, mam_loss
 from lattherm.training.reinforce import reinforce_loss
 
@@ -214,6 +214,7 @@ class TrainSpec:
     log_path: str | None = None
     progress: bool = True  # progress lines (rank 0)
     restart_finished: bool = False  # a finished run of other settings at checkpoint_path: train afresh
+    init_from: str | None = None  # a checkpoint of the same size-free model (any size) to start from
 
 
 # --------------------------------------------------------------------------- objectives
@@ -325,8 +326,14 @@ def train(
     log_path: str | os.PathLike | None = None,
     progress: bool = True,
     restart_finished: bool = False,
+    init_from: str | os.PathLike | None = None,
 ) -> dict:
     """Train ``model_name`` on ``system`` over ``cond_box``; resume from ``checkpoint_path``.
+
+    ``init_from``: start from the weights of that checkpoint instead of the seed's initialisation
+    (fine-tuning: the same size-free architecture, config, box and system kind, trained on any
+    size, e.g. 8x8 weights trained further on 16x16); the optimiser, schedule and grid start
+    afresh. The checkpoint records which weights (``init_from``) and a resume asks for the same.
 
     A state at ``checkpoint_path`` with another model, box or trajectory-defining setting is
     refused (it may hold a killed run's progress); with ``restart_finished``, a *finished* run's
@@ -352,6 +359,7 @@ def train(
         log_path=log_path,
         progress=progress,
         restart_finished=restart_finished,
+        init_from=init_from,
     )
 
 
@@ -384,7 +392,7 @@ def _setup(system, layout: RankLayout, *, model_name, model_config, cfg: TrainCo
 
 
 def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainConfig, cond_box, checkpoint_path,
-           log_path, progress, restart_finished=False) -> dict:  # fmt: skip
+           log_path, progress, restart_finished=False, init_from=None) -> dict:  # fmt: skip
     check_train_config(cfg, world_size=layout.world_size)
     device = layout.device
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "float32")
@@ -394,8 +402,17 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
         log.info("%s: training on %s in %s", model_name, device, precision)
     run = _setup(system, layout, model_name=model_name, model_config=model_config, cfg=cfg, cond_box=cond_box,
                  precision=precision)  # fmt: skip
-    if run.resume(checkpoint_path, restart_finished=restart_finished) and layout.is_main:
-        log.info("resuming %s from %s at step %d/%d", model_name, checkpoint_path, run.step, cfg.steps)
+    init_state = None
+    if init_from is not None:
+        run.init, init_state = init_record(init_from, spec=run.spec, system=system)
+    if run.resume(checkpoint_path, restart_finished=restart_finished):
+        if layout.is_main:
+            log.info("resuming %s from %s at step %d/%d", model_name, checkpoint_path, run.step, cfg.steps)
+    elif init_state is not None:
+        run.model.load_state_dict(init_state)
+        if layout.is_main:
+            log.info("%s: starting from the weights of %s (%s, step %d)", model_name, init_from,
+                     run.init["system"]["size"], run.init["step"])  # fmt: skip
     layout.broadcast([t.data for t in (*run.model.parameters(), *run.model.buffers())])  # rank 0's parameters
     step_start, t_call = run.step, time.perf_counter()
     last = _loop(run, model_name=model_name, precision=precision, t_call=t_call, checkpoint_path=checkpoint_path,
@@ -509,4 +526,5 @@ def train_process(spec: TrainSpec, job_log_path: str | None = None) -> dict:
     with logs:
         return train(system, model_name=spec.model, model_config=spec.model_config, train_config=spec.train_config,
                      cond_box=spec.cond_box, checkpoint_path=spec.checkpoint_path, log_path=spec.log_path,
-                     progress=spec.progress, restart_finished=spec.restart_finished)  # fmt: skip
+                     progress=spec.progress, restart_finished=spec.restart_finished,
+                     init_from=spec.init_from)  # fmt: skip

@@ -182,6 +182,8 @@ BAD = [
     (("training", "gpu"), 1, "training.gpu"),
     (("training", "isng"), {}, "training.isng"),
     (("training", "gpus_per_model"), {"made": 2}, "training.gpus_per_model"),
+    (("training", "ising", "grid"), "points", "training.ising.grid"),  # the train rule passes no grid points
+    (("training", "ising", "grid"), "random", "training.ising.grid"),
     (("training", "gpus_per_model"), {"mam-mlp": -1}, "training.gpus_per_model.mam-mlp"),
     ((*TR, "steps"), 0, "training.ising.steps"),
     ((*TR, "steps"), INF, "training.ising.steps"),

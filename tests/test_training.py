@@ -463,6 +463,42 @@ def test_fine_tuning_starts_from_another_sizes_weights_and_resumes_only_from_the
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
 
 
+def test_training_at_the_points_of_a_grid(tmp_path, monkeypatch):
+    """``grid: points``: every step trains at n_T · n_field distinct points of the given grid, drawn
+    afresh (over the run every point is seen), and a killed run resumes to the same weights."""
+    system = IsingSystem(L=3)
+    kw = _tiny_model("fo-arm-mlp")
+    points = ([2.0, 2.5, 3.0], [-0.5, 0.0, 0.5])
+    grid = {(T, h) for T in points[0] for h in points[1]}
+    cfg = _tiny_cfg(grid="points", steps=12)
+    seen = []
+    real = trainer_mod.reinforce_loss
+
+    def spy(model, system_, cond, **kwargs):
+        seen.append([tuple(c) for c in cond.tolist()])
+        return real(model, system_, cond, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod, "reinforce_loss", spy)
+        train(system, train_config=cfg, checkpoint_path=tmp_path / "a.pt", grid_points=points, **kw)
+    assert len(seen) == 12
+    for step in seen:
+        assert len(step) == cfg.n_T * cfg.n_field == len(set(step)) and set(step) <= grid
+    assert set().union(*map(set, seen)) == grid and len({tuple(s) for s in seen}) > 1
+    with monkeypatch.context() as m:
+        _kill_at(m, "reinforce_loss", 6, KeyboardInterrupt())  # killed during step 6: last checkpoint at step 4
+        with pytest.raises(KeyboardInterrupt):
+            train(system, train_config=cfg, checkpoint_path=tmp_path / "b.pt", grid_points=points, **kw)
+    train(system, train_config=cfg, checkpoint_path=tmp_path / "b.pt", grid_points=points, **kw)
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+    with pytest.raises(ValueError, match="grid_points"):
+        train(system, train_config=cfg, checkpoint_path=tmp_path / "c.pt", **kw)
+    with pytest.raises(ValueError, match="outside the training box"):
+        train(system, train_config=cfg, checkpoint_path=tmp_path / "c.pt", grid_points=([2.0, 4.0], [0.0]), **kw)
+
+
 def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     system = IsingSystem(L=3)
     ck, lg = tmp_path / "ck.pt", tmp_path / "log.parquet"

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "GridPoints",
     "grid_values",
     "condition_grid",
     "MAX_GRID_VALUES",
@@ -180,4 +181,56 @@ class DriftingGrid:
                 f"expected ({self.n_T},) and ({self.n_field},)"
             )
         self.T, self.field = T.clone(), field.clone()
+        self.generator.set_state(state["generator"])
+
+
+class GridPoints:
+    """``n`` distinct conditions drawn afresh at every step from the points of a fixed grid
+    ``T_values x field_values`` (e.g. the evaluation grid: training where the sampler is used), the
+    alternative to :class:`DriftingGrid` with the same interface. With ``n`` at least the number of
+    points every step sees all of them.
+
+    Args:
+        T_values, field_values: the grid's values, inside ``cond_box``.
+        n: conditions per step (``n_T · n_field`` of the training config).
+        seed: seed of its own generator (CPU).
+    """
+
+    def __init__(self, *, cond_box: CondBox, T_values, field_values, n: int, seed: int) -> None:
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        self.cond_box = check_cond_box(cond_box)
+        T = torch.as_tensor(np.asarray(T_values, dtype=np.float64).ravel())
+        h = torch.as_tensor(np.asarray(field_values, dtype=np.float64).ravel())
+        (t0, t1), (h0, h1) = self.cond_box
+        if T.numel() == 0 or h.numel() == 0:
+            raise ValueError("the grid needs at least one temperature and one field")
+        if bool(((T < t0 - 1e-12) | (T > t1 + 1e-12)).any() | ((h < h0 - 1e-12) | (h > h1 + 1e-12)).any()):
+            raise ValueError(f"grid points outside the training box {self.cond_box}: "
+                             f"T {T.tolist()}, field {h.tolist()}")  # fmt: skip
+        TT, HH = torch.meshgrid(T, h, indexing="ij")
+        self.points = torch.stack([TT.reshape(-1), HH.reshape(-1)], dim=1)
+        self.n = min(int(n), len(self.points))
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.step()
+
+    @property
+    def n_conditions(self) -> int:
+        return self.n
+
+    def conditions(self) -> Tensor:
+        """``(n, 2)`` float64 ``(T, field)`` of this step, in the grid's order (T-major)."""
+        return self.points[self.index]
+
+    def step(self) -> None:
+        """Draw the next step's ``n`` points (uniformly, without replacement)."""
+        self.index = torch.randperm(len(self.points), generator=self.generator)[: self.n].sort().values
+
+    def state_dict(self) -> dict:
+        return {"points": self.points.clone(), "index": self.index.clone(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not torch.equal(state["points"].to(torch.float64), self.points):
+            raise ValueError("the checkpoint's grid points differ from this run's")
+        self.index = state["index"].clone()
         self.generator.set_state(state["generator"])

@@ -225,6 +225,9 @@ def _check_jobs(config: Mapping) -> None:
             gpus = training_gpus(config, model)
             for size in cfg["sizes"]:
                 train = train_settings(config, system, model, size)
+                if train.get("grid", "drift") != "drift":  # the train rule does not pass the grid's points
+                    raise ConfigError(f"training.{system}.grid", "drift in the workflow (grid 'points' is for "
+                                      "`lattherm train --set grid=points`)", train["grid"])  # fmt: skip
                 S = train.get("samples_per_condition", 40)
                 if gpus > 1 and (S % gpus or S // gpus < 2):
                     raise ConfigError(

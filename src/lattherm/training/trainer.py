@@ -86,7 +86,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lattherm.conditions import DriftingGrid, check_cond_box
+from lattherm.conditions import DriftingGrid, GridPoints, check_cond_box
 from lattherm.distributed import RankLayout, resolve_device, setup_distributed
 from lattherm.models import build_model
 from lattherm.runlog import Progress, job_log
@@ -121,6 +121,7 @@ class TrainConfig:
     n_field: int = 5  # drifting grid: fields per step (paper: 5)
     samples_per_condition: int = 40  # samples per condition per step, all processes together (MAMs: buffer)
     grid_step_frac: float = 0.1  # Gaussian drift of each grid value per step, fraction of the box
+    grid: str = "drift"  # "drift": the drifting grid; "points": n_T · n_field points of the evaluation grid per step
     lr: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_frac: float = 0.02  # linear warm-up over this fraction of the steps
@@ -215,6 +216,7 @@ class TrainSpec:
     progress: bool = True  # progress lines (rank 0)
     restart_finished: bool = False  # a finished run of other settings at checkpoint_path: train afresh
     init_from: str | None = None  # a checkpoint of the same size-free model (any size) to start from
+    grid_points: tuple | None = None  # (T values, field values) for TrainConfig.grid "points"
 
 
 # --------------------------------------------------------------------------- objectives
@@ -327,6 +329,7 @@ def train(
     progress: bool = True,
     restart_finished: bool = False,
     init_from: str | os.PathLike | None = None,
+    grid_points=None,
 ) -> dict:
     """Train ``model_name`` on ``system`` over ``cond_box``; resume from ``checkpoint_path``.
 
@@ -334,6 +337,8 @@ def train(
     (fine-tuning: the same size-free architecture, config, box and system kind, trained on any
     size, e.g. 8x8 weights trained further on 16x16); the optimiser, schedule and grid start
     afresh. The checkpoint records which weights (``init_from``) and a resume asks for the same.
+    ``grid_points``: ``(T values, field values)`` of the grid whose points ``TrainConfig.grid =
+    "points"`` trains at (:class:`~lattherm.conditions.GridPoints`).
 
     A state at ``checkpoint_path`` with another model, box or trajectory-defining setting is
     refused (it may hold a killed run's progress); with ``restart_finished``, a *finished* run's
@@ -360,11 +365,12 @@ def train(
         progress=progress,
         restart_finished=restart_finished,
         init_from=init_from,
+        grid_points=grid_points,
     )
 
 
 def _setup(system, layout: RankLayout, *, model_name, model_config, cfg: TrainConfig, cond_box,
-           precision: str) -> TrainState:  # fmt: skip
+           precision: str, grid_points=None) -> TrainState:  # fmt: skip
     """Step 0 of a run on this rank: the model (initialised from ``cfg.seed``, in ``precision``,
     on the rank's device), AdamW and its schedule, the grid, the rank's generator and objective."""
     with torch.random.fork_rng(devices=[]):
@@ -375,9 +381,16 @@ def _setup(system, layout: RankLayout, *, model_name, model_config, cfg: TrainCo
     model = model.to(layout.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    grid = DriftingGrid(
-        cond_box=cond_box, n_T=cfg.n_T, n_field=cfg.n_field, step_frac=cfg.grid_step_frac, seed=cfg.seed + 1
-    )
+    if cfg.grid == "points":
+        if grid_points is None:
+            raise ValueError("TrainConfig.grid = 'points' trains at the points of a grid: pass its (T values, "
+                             "field values) as grid_points (`lattherm train` passes the system's grid)")  # fmt: skip
+        grid = GridPoints(cond_box=cond_box, T_values=grid_points[0], field_values=grid_points[1],
+                          n=cfg.n_T * cfg.n_field, seed=cfg.seed + 1)  # fmt: skip
+    else:
+        grid = DriftingGrid(
+            cond_box=cond_box, n_T=cfg.n_T, n_field=cfg.n_field, step_frac=cfg.grid_step_frac, seed=cfg.seed + 1
+        )
     gen = torch.Generator(device=layout.device).manual_seed(sampling_seed(cfg.seed, layout.rank))
     S_rank = cfg.samples_per_condition // layout.world_size  # samples per condition drawn by this process
     objective = objective_for(model, system, cfg, n_conditions=grid.n_conditions, samples_per_condition=S_rank,
@@ -392,7 +405,7 @@ def _setup(system, layout: RankLayout, *, model_name, model_config, cfg: TrainCo
 
 
 def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainConfig, cond_box, checkpoint_path,
-           log_path, progress, restart_finished=False, init_from=None) -> dict:  # fmt: skip
+           log_path, progress, restart_finished=False, init_from=None, grid_points=None) -> dict:  # fmt: skip
     check_train_config(cfg, world_size=layout.world_size)
     device = layout.device
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "float32")
@@ -401,7 +414,7 @@ def _train(system, *, layout: RankLayout, model_name, model_config, cfg: TrainCo
     if layout.is_main:
         log.info("%s: training on %s in %s", model_name, device, precision)
     run = _setup(system, layout, model_name=model_name, model_config=model_config, cfg=cfg, cond_box=cond_box,
-                 precision=precision)  # fmt: skip
+                 precision=precision, grid_points=grid_points)  # fmt: skip
     init_state = None
     if init_from is not None:
         run.init, init_state = init_record(init_from, spec=run.spec, system=system)
@@ -527,4 +540,4 @@ def train_process(spec: TrainSpec, job_log_path: str | None = None) -> dict:
         return train(system, model_name=spec.model, model_config=spec.model_config, train_config=spec.train_config,
                      cond_box=spec.cond_box, checkpoint_path=spec.checkpoint_path, log_path=spec.log_path,
                      progress=spec.progress, restart_finished=spec.restart_finished,
-                     init_from=spec.init_from)  # fmt: skip
+                     init_from=spec.init_from, grid_points=spec.grid_points)  # fmt: skip

@@ -231,6 +231,8 @@ class GridPoints:
 
     def load_state_dict(self, state: dict) -> None:
         if not torch.equal(state["points"].to(torch.float64), self.points):
-            raise ValueError("the checkpoint's grid points differ from this run's")
+            raise ValueError(f"the stored grid's points {state['points'].tolist()} differ from this run's "
+                             f"{self.points.tolist()}: train anew (another checkpoint path) or pass the same "
+                             "grid")  # fmt: skip
         self.index = state["index"].clone()
         self.generator.set_state(state["generator"])

@@ -17,7 +17,8 @@ conditions with its terms for the log; ``state_dict()`` / ``load_state_dict()`` 
 :class:`~lattherm.training.checkpoint.TrainState`, which saves, restores and checks itself on
 resume (:mod:`~lattherm.training.checkpoint`). :func:`_loop` is one loop for one process and for
 several: each step draws the conditions of the drifting ``n_T x n_field`` grid
-(:class:`lattherm.conditions.DriftingGrid`), computes the loss, backpropagates, averages over the ranks
+(:class:`lattherm.conditions.DriftingGrid`; with ``grid: points``, ``n_T · n_field`` points of a
+given grid, :class:`~lattherm.conditions.GridPoints`), computes the loss, backpropagates, averages over the ranks
 (:class:`~lattherm.distributed.RankLayout`, whose collectives do nothing in one process), checks
 that the loss and gradient are finite, clips, steps, logs and checkpoints.
 

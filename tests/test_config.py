@@ -182,7 +182,6 @@ BAD = [
     (("training", "gpu"), 1, "training.gpu"),
     (("training", "isng"), {}, "training.isng"),
     (("training", "gpus_per_model"), {"made": 2}, "training.gpus_per_model"),
-    (("training", "ising", "grid"), "points", "training.ising.grid"),  # the train rule passes no grid points
     (("training", "ising", "grid"), "random", "training.ising.grid"),
     (("training", "gpus_per_model"), {"mam-mlp": -1}, "training.gpus_per_model.mam-mlp"),
     ((*TR, "steps"), 0, "training.ising.steps"),
@@ -304,6 +303,16 @@ BAD = [
     (("scaling", "ising", "per_size"), {"16x16": {"n_samples": 5}}, "scaling.ising.per_size.16x16.n_samples"),
     (("scaling", "ising", "per_size"), {"16x16": {"models": ["twobo"]}}, "scaling.ising.per_size.16x16.models[0]"),
     (("scaling", "ising", "models"), ["fo-arm-mlp"], "scaling.ising.models[0]"),  # fixed to its box
+    (("scaling", "ising", "finetune", "8x8"), {"from": "4x4"}, "scaling.ising.finetune.8x8"),  # trained from scratch
+    (("scaling", "ising", "finetune", "6x6"), {"from": "8x8"}, "scaling.ising.finetune.6x6"),  # smaller than from
+    (("scaling", "ising", "finetune", "16x16", "from"), "4x4", "scaling.ising.finetune.16x16.from"),
+    (("scaling", "ising", "finetune", "16x16", "from"), "16x16", "scaling.ising.finetune.16x16.from"),  # a cycle
+    (("scaling", "ising", "finetune", "16x16"), {"models": ["fo-pixelcnn"]}, "scaling.ising.finetune.16x16.from"),
+    (("scaling", "ising", "finetune", "16x16", "models"), ["ao-arm-mlp"], "scaling.ising.finetune.16x16.models[0]"),
+    (("scaling", "ising", "finetune", "32x32", "models"), ["ao-transformer"],
+     "scaling.ising.finetune.32x32.models"),  # the 16x16 stage it starts from trains fo-pixelcnn alone
+    (("scaling", "ising", "per_size", "64x64", "from"), "4x4", "scaling.ising.per_size.64x64.from"),
+    (("scaling", "ising", "per_size", "12x12", "from"), "16x16", "scaling.ising.per_size.12x12.from"),  # no stage
     (("scaling", "ising"), {"models": ["fo-pixelcnn"], "from": "8x8", "to": ["16x16"]},
      "scaling.ising.models[0]"),  # fixed order: transferred, never out-painted
 ]
@@ -412,6 +421,35 @@ def test_scaling_models_per_size(default_config):
                                                      ("fo-pixelcnn", "transfer-8x8")]  # fmt: skip
     assert scaling_tables(cfg, "ising", "32x32") == [("fo-pixelcnn", "transfer-8x8")]
     assert ("ising", "32x32", "ao-transformer", "transfer-8x8") not in scaling_jobs(cfg)
+
+
+def test_finetune_stages(default_config):
+    """scaling.<system>.finetune: a chain of trainings at larger boxes, each from the previous
+    one's checkpoint, and the transfer tables of a size with per_size.<size>.from use its weights."""
+    from lattherm.config import finetune_from, scaling_tables, transfer_source
+
+    cfg = load_config(copy.deepcopy(default_config))
+    assert cfg["scaling"]["ising"]["finetune"] == {"16x16": {"from": "8x8", "models": ["fo-pixelcnn"]},
+                                                   "32x32": {"from": "16x16", "models": ["fo-pixelcnn"]}}
+    assert finetune_from(cfg, "ising", "16x16", "fo-pixelcnn") == "8x8"
+    assert finetune_from(cfg, "ising", "32x32", "fo-pixelcnn") == "16x16"
+    assert finetune_from(cfg, "ising", "16x16", "ao-transformer") is None  # not a model of the stage
+    assert finetune_from(cfg, "ising", "8x8", "fo-pixelcnn") is None and finetune_from(cfg, "cuau", "4x4x8",
+                                                                                        "ao-transformer") is None
+    assert transfer_source(cfg, "ising", "64x64") == "transfer-32x32" == transfer_source(cfg, "ising", "128x128")
+    assert scaling_tables(cfg, "ising", "32x32") == [("fo-pixelcnn", "transfer-16x16")]
+    assert scaling_tables(cfg, "ising", "12x12") == [("ao-transformer", "transfer-8x8")]
+    # a stage's training settings: training.<system>.per_size.<size>, grid points
+    train = train_settings(cfg, "ising", "fo-pixelcnn", "32x32")
+    assert train["grid"] == "points" and train["beta_anneal_frac"] == 0.0 and train["steps"] == 500
+    # without the stages the tables fall back to the trained size's weights where from is unset
+    bare = copy.deepcopy(default_config)
+    bare["scaling"]["ising"]["finetune"] = {}
+    with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.(32|64)x\1\.from"):
+        load_config(bare)
+    for size in ("32x32", "64x64", "128x128"):
+        bare["scaling"]["ising"]["per_size"][size].pop("from")
+    assert scaling_tables(load_config(bare), "ising", "64x64") == [("fo-pixelcnn", "transfer-8x8")]
 
 
 def test_scaling_refine_per_size(default_config):

@@ -177,3 +177,42 @@ def test_chain_outpainted_and_transferred_through_the_workflow(snakemake_exe, tm
     assert (summary["train_steps"] == 150).all() and (summary["train_s"] > 0).all(), summary
     assert (summary["sample_s"] > 0).all() and (summary["samples_per_s"] > 0).all()
     assert (tmp_path / "results/figures/equal_cost.png").stat().st_size > 5000
+
+
+@pytest.mark.workflow
+def test_chain_fine_tuned_and_transferred_through_the_workflow(snakemake_exe, tmp_path):
+    """scaling.<system>.finetune: the ao-transformer trained on the 6-site ring is trained further on
+    12 sites at the points of the grid (rule train, starting from the 6-site weights, which its
+    checkpoint names by digest), and its 12-site weights are sampled on 18 sites (per_size.18.from:
+    source transfer-12), against the exact transfer matrix within the error bars; the summary
+    charges that table with the 12-site training."""
+    import torch
+    from test_workflow import run_snakemake
+
+    from lattherm.training.checkpoint import weights_digest
+
+    cfg = {**CHAIN, "systems": {"chain": {**CHAIN["systems"]["chain"], "models": ["ao-transformer"]}},
+           "models": {"ao-transformer": {"dim": 16, "n_blocks": 1, "n_heads": 2, "radius": 2, "n_freq": 2}},
+           "training": {"chain": {"steps": 150, "lr": 1e-2, "samples_per_condition": 32, "n_T": 2, "n_field": 2,
+                                  "per_size": {"12": {"steps": 40, "lr": 3e-3, "beta_anneal_frac": 0.0,
+                                                      "grid": "points"}}}},
+           "scaling": {"chain": {"from": "6", "transfer": ["18"], "finetune": {"12": {"from": "6"}},
+                                 "per_size": {"18": {"from": "12"}}, "field": {"values": [0.0, 0.5]}}},
+           "sampling": {"n_samples": 2000, "chain": {"per_size": {"18": {"n_samples": 1500}}}}}  # fmt: skip
+    rc, out = run_snakemake(snakemake_exe, tmp_path, "all_scaling", "results/tables/sampler_accuracy.parquet",
+                            config=cfg)  # fmt: skip
+    assert rc == 0, out
+    base = tmp_path / "results/chain"
+    first = torch.load(base / "6/models/ao-transformer/checkpoint.pt", weights_only=True)
+    tuned = torch.load(base / "12/models/ao-transformer/checkpoint.pt", weights_only=True)
+    assert tuned["step"] == 40 and tuned["init_from"]["step"] == first["step"] == 150
+    assert tuned["init_from"]["digest"] == weights_digest(first["model_state"]) != weights_digest(tuned["model_state"])
+    assert tuned["init_from"]["system"]["size"] == "6", tuned["init_from"]
+    m = pd.read_parquet(base / "18/metrics/ao-transformer/transfer-12.parquet")
+    assert len(m) == 4 and (m["source"] == "transfer-12").all() and (m["ref_method"] == "exact").all()
+    np.testing.assert_allclose(m["f_ref"], chain_exact_table(18, m["T"].unique(), [0.0, 0.5])["f"], rtol=1e-12)
+    z = m["delta_f"] / m["f_nis_err"]
+    assert (z.abs() < 4).all() and (m["ness"] > 0).all(), m[["T", "field", "delta_f", "f_nis_err", "ness"]]
+    assert not (base / "18/metrics/ao-transformer/transfer-6.parquet").exists()
+    summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet").set_index("source")
+    assert summary.loc["transfer-12", "train_steps"] == 40 and summary.loc["direct", "train_steps"] == 150

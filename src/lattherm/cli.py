@@ -132,7 +132,7 @@ def load_config(path: str) -> dict:
 def train_spec(args: argparse.Namespace, *, config: Mapping, overrides: Mapping, out: str, progress: bool) -> TrainSpec:
     """The training of ``args.system/size/model`` as the workflow's ``train`` rule sets it up,
     into the folder ``out`` (``checkpoint.pt``, ``train_log.parquet``)."""
-    from lattherm.config import cond_box, system_grid, train_settings
+    from lattherm.config import cond_box, grid_at, model_settings, train_settings
 
     if args.system not in config.get("systems", {}):
         raise CliError(f"{args.config} has no systems.{args.system} block (it has {sorted(config['systems'])})")
@@ -142,14 +142,14 @@ def train_spec(args: argparse.Namespace, *, config: Mapping, overrides: Mapping,
         system=args.system,
         size=args.size,
         model=args.model,
-        model_config=dict(config.get("models", {}).get(args.model) or {}),
+        model_config=model_settings(config, args.system, args.model),
         train_config=settings,
         cond_box=cond_box(config, args.system),
         checkpoint_path=str(Path(out).resolve() / "checkpoint.pt"),
         log_path=str(Path(out).resolve() / "train_log.parquet"),
         progress=progress,
         init_from=None if getattr(args, "init_from", None) is None else str(Path(args.init_from).resolve()),
-        grid_points=tuple(v.tolist() for v in system_grid(config, args.system)),
+        grid_points=tuple(v.tolist() for v in grid_at(config, args.system, args.size)),
     )
 
 

@@ -222,19 +222,8 @@ def _check_jobs(config: Mapping) -> None:
     for system, cfg in config["systems"].items():
         T, field = system_grid(config, system)
         for model in cfg["models"]:
-            gpus = training_gpus(config, model)
             for size in cfg["sizes"]:
-                train = train_settings(config, system, model, size)
-                if train.get("grid", "drift") != "drift":  # the train rule does not pass the grid's points
-                    raise ConfigError(f"training.{system}.grid", "drift in the workflow (grid 'points' is for "
-                                      "`lattherm train --set grid=points`)", train["grid"])  # fmt: skip
-                S = train.get("samples_per_condition", 40)
-                if gpus > 1 and (S % gpus or S // gpus < 2):
-                    raise ConfigError(
-                        f"training.{system}.samples_per_condition",
-                        f"for {model} on {gpus} GPUs a multiple of {gpus} with at least 2 per GPU "
-                        f"(e.g. {max(2, -(-S // gpus)) * gpus})", S,
-                    )  # fmt: skip
+                _check_training(config, system, size, model)
                 sampling = sampling_settings(config, system, model, size)
                 if sampling["order"] == "fixed" and sampling["n_orders"] > 1:
                     raise ConfigError(
@@ -250,6 +239,76 @@ def _check_jobs(config: Mapping) -> None:
                             f"sampler draws at −h, outside the trained box [{lo}, {hi}] for h = {outside[:3]}",
                             True,
                         )  # fmt: skip
+
+
+def _check_training(config: Mapping, system: str, size: str, model: str) -> None:
+    """The resolved settings of the training of ``model`` on ``system`` at ``size``."""
+    gpus = training_gpus(config, model)
+    S = train_settings(config, system, model, size).get("samples_per_condition", 40)
+    if gpus > 1 and (S % gpus or S // gpus < 2):
+        raise ConfigError(
+            f"training.{system}.samples_per_condition",
+            f"for {model} on {gpus} GPUs a multiple of {gpus} with at least 2 per GPU "
+            f"(e.g. {max(2, -(-S // gpus)) * gpus})", S,
+        )  # fmt: skip
+
+
+def _check_finetune(config: Mapping, system: str) -> None:
+    """The fine-tuning stages of ``scaling.<system>``: larger boxes than the one they start from,
+    not a size the system trains from scratch, starting from the block's size or another stage
+    (no cycle), size-free models of the block that the stage they start from trains, and the
+    models' settings on each stage's box; then the ``per_size.<size>.from`` of the transfer sizes."""
+    block, key = config["scaling"][system], f"scaling.{system}"
+    stages = block.get("finetune", {})
+    free = [m for m in scaling_models(config, system) if is_size_free(m)]
+    for size, stage in stages.items():
+        at = f"{key}.finetune.{size}"
+        _check_size(system, size, at)
+        if size in sizes_of(config, system):
+            raise ConfigError(at, f"a size the system does not train from scratch (systems.{system}.sizes "
+                              f"{sizes_of(config, system)}: both would write its checkpoint)", size)  # fmt: skip
+        if stage["from"] != block["from"] and stage["from"] not in stages:
+            raise ConfigError(f"{at}.from", f"the block's from ({block['from']}) or another fine-tuning size "
+                              f"{[s for s in stages if s != size]}", stage["from"])  # fmt: skip
+        _check_size(system, stage["from"], f"{at}.from")
+        if any(d < d0 for d, d0 in zip(parse_size(size), parse_size(stage["from"]), strict=True)):
+            raise ConfigError(at, f"a box at least {stage['from']} (its from) in every direction", size)
+        seen, s = {size}, stage["from"]
+        while s in stages:
+            if s in seen:
+                raise ConfigError(f"{at}.from", "a chain of stages that ends at the block's from (this one "
+                                  f"returns to {s})", stage["from"])  # fmt: skip
+            seen.add(s)
+            s = stages[s]["from"]
+        for i, model in enumerate(stage.get("models") or []):
+            if model not in free:
+                raise ConfigError(f"{at}.models[{i}]", f"a size-free model of the block {free}", model)
+        if not finetune_models(config, system, size):
+            raise ConfigError(f"{at}.models", f"a size-free model of the block {free}", stage.get("models"))
+        for model in finetune_models(config, system, size):
+            if stage["from"] in stages and model not in finetune_models(config, system, stage["from"]):
+                raise ConfigError(f"{at}.models", f"models that the stage at {stage['from']} trains "
+                                  f"{finetune_models(config, system, stage['from'])}", model)  # fmt: skip
+            try:
+                check_model_config(model, model_settings(config, system, model), periods=parse_size(size))
+            except ValueError as err:
+                raise ConfigError(f"models.{model}", f"settings that fit {system} {size}", str(err)) from None
+            _check_training(config, system, size, model)
+    for size, own in block["per_size"].items():
+        if "from" not in own or own["from"] == block["from"]:
+            continue
+        at = f"{key}.per_size.{size}.from"
+        if own["from"] not in stages:
+            raise ConfigError(at, f"the block's from ({block['from']}) or a fine-tuning size {list(stages)}",
+                              own["from"])  # fmt: skip
+        if size not in block["transfer"]:
+            raise ConfigError(at, f"unset at a size that is not under {key}.transfer (the weights of a "
+                              "fine-tuning stage are size-transferred, not out-painted)", own["from"])  # fmt: skip
+        missing = [m for m in transfer_models(config, system, size) if m not in finetune_models(config, system,
+                                                                                                own["from"])]
+        if missing:
+            raise ConfigError(at, f"a stage that trains every model transferred to {size} ({missing} are not "
+                              f"among {finetune_models(config, system, own['from'])})", own["from"])  # fmt: skip
 
 
 def _check_scaling(config: Mapping) -> None:
@@ -287,6 +346,7 @@ def _check_scaling(config: Mapping) -> None:
             free = [m for m in MODEL_NAMES if is_size_free(m)]
             raise ConfigError(f"{key}.transfer", f"a size-free model ({free}) among the models of {key}",
                               scaling_models(config, system))  # fmt: skip
+        _check_finetune(config, system)
         targets = [*block["to"], *block["transfer"]]
         for size in block["per_size"]:
             if size not in targets:
@@ -385,16 +445,41 @@ def transfer_models(config: Mapping, system: str, size: str | None = None) -> li
     return [m for m in scaling_models(config, system, size) if is_size_free(m)]
 
 
+def finetune_models(config: Mapping, system: str, size: str) -> list[str]:
+    """The models trained further at ``size`` from the weights of a smaller box (the fine-tuning
+    stage ``scaling.<system>.finetune.<size>``: its ``models``, else every size-free model of the
+    block); none where ``size`` is no stage."""
+    stage = (config["scaling"].get(system) or {}).get("finetune", {}).get(size)
+    if stage is None:
+        return []
+    return list(stage.get("models") or [m for m in scaling_models(config, system) if is_size_free(m)])
+
+
+def finetune_from(config: Mapping, system: str, size: str, model: str) -> str | None:
+    """The size whose checkpoint of ``model`` starts its training at ``size`` (a fine-tuning stage:
+    ``scaling.<system>.finetune.<size>.from``), or None (trained from scratch)."""
+    if model not in finetune_models(config, system, size):
+        return None
+    return config["scaling"][system]["finetune"][size]["from"]
+
+
+def transfer_source(config: Mapping, system: str, size: str) -> str:
+    """The source of the size-transferred tables of ``system`` at ``size``: ``transfer-<size0>``,
+    ``size0`` the block's ``per_size.<size>.from`` (a fine-tuning stage), else its ``from``."""
+    block = config["scaling"][system]
+    return f"transfer-{block['per_size'].get(size, {}).get('from', block['from'])}"
+
+
 def scaling_tables(config: Mapping, system: str, size: str) -> list[tuple[str, str]]:
     """``(model, source)`` of the metric tables of ``system`` at ``size`` past its trained size:
     out-painted (``outpaint-<from>``, the any-order models) where it is a target under ``to``,
-    size-transferred (``transfer-<from>``, the size-free models) where it is a ``transfer`` size."""
+    size-transferred (:func:`transfer_source`, the size-free models) where it is a ``transfer`` size."""
     block = config["scaling"].get(system)
     if block is None:
         return []
     tables = [(m, f"outpaint-{block['from']}") for m in scaling_models(config, system, size)
               if size in block["to"] and not is_fixed_order(m)]  # fmt: skip
-    return tables + [(m, f"transfer-{block['from']}") for m in transfer_models(config, system, size)
+    return tables + [(m, transfer_source(config, system, size)) for m in transfer_models(config, system, size)
                      if size in block["transfer"]]  # fmt: skip
 
 

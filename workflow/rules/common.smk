@@ -21,6 +21,7 @@ from lattherm.config import (  # noqa: E402
     model_settings,
     read_config_file,
     refine_settings,
+    finetune_from,
     scaling_jobs,
     scaling_sizes,
     scaling_tables,
@@ -263,7 +264,7 @@ def summary_sources():
     and size-transferred tables) and the timing of the job that drew its samples."""
     tables = [(system, size, model, "direct", size) for system, cfg in config["systems"].items()
               for size in sizes_of(config, system) for model in cfg["models"]]  # fmt: skip
-    tables += [(system, size, model, source, config["scaling"][system]["from"])
+    tables += [(system, size, model, source, source.split("-", 1)[1])
                for system, size, model, source in scaling_jobs(config)]  # fmt: skip
     return [(res(f"{system}/{size}/metrics/{model}/{source}.parquet"),
              res(f"{system}/{size0}/models/{model}/train_log.parquet"),
@@ -285,6 +286,13 @@ def model_config_of(wildcards):
 def train_config_of(wildcards):
     """Params function: TrainConfig keys of the job, with a seed derived from the config seed."""
     return train_settings(config, wildcards.system, wildcards.model, wildcards.size)
+
+
+def init_checkpoint_of(wildcards):
+    """Input function of the train rule: ``{"init_from": checkpoint}`` where the training is a fine-tuning
+    stage (scaling.<system>.finetune: the weights of that checkpoint start it), else nothing."""
+    size0 = finetune_from(config, wildcards.system, wildcards.size, wildcards.model)
+    return {} if size0 is None else {"init_from": res(f"{wildcards.system}/{size0}/models/{wildcards.model}/checkpoint.pt")}
 
 
 def cond_box_of(wildcards):

@@ -1,5 +1,6 @@
 """Adapter: train one model (rule train) as a lattherm.training.TrainSpec (the spec the lattherm
-command runs too); resumable through the state checkpoint.
+command runs too); resumable through the state checkpoint. A fine-tuning stage starts from the
+weights of its input init_from; training config grid "points" trains at the points of params.grid.
 
 The job starts max(1, gpus) training processes (resource gpu = config training.gpus): one process
 in this one when gpus <= 1, else one DDP process per GPU (lattherm.distributed.launch), each of
@@ -31,6 +32,8 @@ def main() -> None:
         checkpoint_path=params.state,
         log_path=snakemake.output.train_log,
         restart_finished=True,  # a changed config retrains; a killed run of other settings is refused
+        init_from=snakemake.input.get("init_from"),
+        grid_points=(params.grid["T"], params.grid["field"]),
     )
     with job_log(
         snakemake.log[0],
@@ -42,6 +45,7 @@ def main() -> None:
         model_config=spec.model_config,
         train_config=spec.train_config,
         cond_box=spec.cond_box,
+        init_from=spec.init_from,
         processes=nproc,
     ) as log:
         summary = launch(

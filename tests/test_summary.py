@@ -68,6 +68,13 @@ def test_costs_from_the_train_log_and_the_job_timings(tmp_path):
     cost = sampler_costs(a, log, train_timing=train, sample_timing=sample)
     assert cost["train_steps"] == 300 and cost["train_s"] == 1500.0 and cost["s_per_step"] == pytest.approx(5.0)
     assert cost["train_peak_mb"] == 612.5 and cost["samples_per_s"] == pytest.approx(2000 / 42.0)
+    # weights of a fine-tuning chain: every training's steps and wall, the largest peak memory
+    stage = pd.DataFrame({"step": [50, 80], "wall_s": [30.0, 61.0]})
+    chain = sampler_costs(a, [log, stage], train_timing=[train, {"s": 62.0, "max_rss": 900.0}], sample_timing=sample)
+    assert chain["train_steps"] == 380 and chain["train_s"] == 1561.0 and chain["train_peak_mb"] == 900.0
+    assert sampler_costs(a, [log, stage], train_timing=[train, sample], sample_timing=sample)["train_peak_mb"] == 612.5
+    with pytest.raises(ValueError, match="one train timing per train log"):
+        sampler_costs(a, [log, stage], train_timing=[train], sample_timing=sample)
     b = _metrics("ao-arm-mlp", 4, [-2.0], [-1.999], [1e-3], [0.2], [1.5], [0.0])
     s = accuracy_summary(pd.concat([a, b], ignore_index=True), [cost])
     assert list(s.columns) == [*SUMMARY_COLUMNS, *COST_COLUMNS] and len(s) == 2

@@ -185,7 +185,7 @@ def test_chain_fine_tuned_and_transferred_through_the_workflow(snakemake_exe, tm
     12 sites at the points of the grid (rule train, starting from the 6-site weights, which its
     checkpoint names by digest), and its 12-site weights are sampled on 18 sites (per_size.18.from:
     source transfer-12), against the exact transfer matrix within the error bars; the summary
-    charges that table with the 12-site training."""
+    charges that table with both trainings."""
     import torch
     from test_workflow import run_snakemake
 
@@ -215,4 +215,6 @@ def test_chain_fine_tuned_and_transferred_through_the_workflow(snakemake_exe, tm
     assert (z.abs() < 4).all() and (m["ness"] > 0).all(), m[["T", "field", "delta_f", "f_nis_err", "ness"]]
     assert not (base / "18/metrics/ao-transformer/transfer-6.parquet").exists()
     summary = pd.read_parquet(tmp_path / "results/tables/sampler_accuracy.parquet").set_index("source")
-    assert summary.loc["transfer-12", "train_steps"] == 40 and summary.loc["direct", "train_steps"] == 150
+    assert summary.loc["transfer-12", "train_steps"] == 150 + 40 and summary.loc["direct", "train_steps"] == 150
+    walls = [pd.read_parquet(base / f"{n}/models/ao-transformer/train_log.parquet")["wall_s"].max() for n in (6, 12)]
+    assert summary.loc["transfer-12", "train_s"] == pytest.approx(sum(walls), rel=1e-12)

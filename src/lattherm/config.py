@@ -463,6 +463,15 @@ def finetune_from(config: Mapping, system: str, size: str, model: str) -> str | 
     return config["scaling"][system]["finetune"][size]["from"]
 
 
+def training_chain(config: Mapping, system: str, size: str, model: str) -> list[str]:
+    """The sizes whose trainings made the checkpoint of ``model`` at ``size``, first to last: the
+    training from scratch, then each fine-tuning stage on the way (``[size]`` without stages)."""
+    chain = [size]
+    while (size0 := finetune_from(config, system, chain[0], model)) is not None:
+        chain.insert(0, size0)
+    return chain
+
+
 def transfer_source(config: Mapping, system: str, size: str) -> str:
     """The source of the size-transferred tables of ``system`` at ``size``: ``transfer-<size0>``,
     ``size0`` the block's ``per_size.<size>.from`` (a fine-tuning stage), else its ``from``."""

@@ -442,20 +442,28 @@ def read_job_timing(path: str | os.PathLike) -> dict:
     return {k: float(v) if pd.notna(v) and v > 0 else float("nan") for k, v in values.items()}
 
 
-def sampler_costs(metrics: pd.DataFrame, train_log: pd.DataFrame, *, train_timing: Mapping,
-                  sample_timing: Mapping) -> dict:  # fmt: skip
+def sampler_costs(metrics: pd.DataFrame, train_log: pd.DataFrame | Sequence[pd.DataFrame], *,
+                  train_timing: Mapping | Sequence[Mapping], sample_timing: Mapping) -> dict:  # fmt: skip
     """The cost of one sampler's metric table (:data:`COST_COLUMNS`, with its :data:`_SAMPLER_KEYS`):
     its training (steps and wall time from the train log, so every call of a resumed training
     counts; s/step; the training job's peak memory, ``train_timing``) and its sampling (the
     sampling job's wall time and peak memory, ``sample_timing``; configurations per second over
-    every condition)."""
+    every condition). Weights made by several trainings (a fine-tuning chain) pass the logs and
+    timings of each: their steps and walls add up, the peak memory is the largest."""
+    logs = [train_log] if isinstance(train_log, pd.DataFrame) else list(train_log)
+    timings = [train_timing] if isinstance(train_timing, Mapping) else list(train_timing)
+    if not logs or len(logs) != len(timings):
+        raise ValueError(f"one train timing per train log (got {len(logs)} logs and {len(timings)} timings)")
     check_columns(metrics, (*_SAMPLER_KEYS, "n_samples"), what="metric table")
-    check_columns(train_log, ("step", "wall_s"), what="train log")
+    for log in logs:
+        check_columns(log, ("step", "wall_s"), what="train log")
     keys = metrics.iloc[0][list(_SAMPLER_KEYS)].to_dict()
-    steps, train_s = int(train_log["step"].max()), float(train_log["wall_s"].max())
+    steps = sum(int(log["step"].max()) for log in logs)
+    train_s = sum(float(log["wall_s"].max()) for log in logs)
+    peaks = [float(t["max_rss"]) for t in timings if np.isfinite(t["max_rss"])]  # NaN: not recorded
     sample_s = float(sample_timing["s"])
     return {**keys, "train_steps": steps, "train_s": train_s, "s_per_step": train_s / max(steps, 1),
-            "train_peak_mb": float(train_timing["max_rss"]), "sample_s": sample_s,
+            "train_peak_mb": max(peaks, default=float("nan")), "sample_s": sample_s,
             "samples_per_s": float(metrics["n_samples"].sum()) / sample_s,
             "sample_peak_mb": float(sample_timing["max_rss"])}  # fmt: skip
 

@@ -31,6 +31,7 @@ from lattherm.config import (  # noqa: E402
     sizes_of,
     system_grid,
     train_settings,
+    training_chain,
     training_gpus,
 )
 from lattherm.models import MODEL_NAMES  # noqa: E402
@@ -259,16 +260,17 @@ def stride_of(wildcards):
 
 
 def summary_sources():
-    """(metric table, train log, training timing, sampling timing) of every sampler of the summary:
-    each metric table with the training of its model (at the scaling block's size for out-painted
-    and size-transferred tables) and the timing of the job that drew its samples."""
+    """(metric table, train logs, training timings, sampling timing) of every sampler of the summary:
+    each metric table with the trainings that made its model's weights (at the trained size for
+    out-painted and size-transferred tables, after the fine-tuning stages that led there) and the
+    timing of the job that drew its samples."""
     tables = [(system, size, model, "direct", size) for system, cfg in config["systems"].items()
               for size in sizes_of(config, system) for model in cfg["models"]]  # fmt: skip
     tables += [(system, size, model, source, source.split("-", 1)[1])
                for system, size, model, source in scaling_jobs(config)]  # fmt: skip
     return [(res(f"{system}/{size}/metrics/{model}/{source}.parquet"),
-             res(f"{system}/{size0}/models/{model}/train_log.parquet"),
-             logs(f"{system}/{size0}/models/{model}/train.tsv"),
+             [res(f"{system}/{s}/models/{model}/train_log.parquet") for s in training_chain(config, system, size0, model)],
+             [logs(f"{system}/{s}/models/{model}/train.tsv") for s in training_chain(config, system, size0, model)],
              logs(f"{system}/{size}/samples/{model}/{source}.tsv"))
             for system, size, model, source, size0 in tables]  # fmt: skip
 

@@ -99,9 +99,12 @@ rule sampler_summary:
     its cost: training steps, wall time and peak memory, sampling wall time, rate and peak memory."""
     input:
         metrics=[m for m, _, _, _ in summary_sources()],
-        train_logs=[t for _, t, _, _ in summary_sources()],
-        train_timings=[t for _, _, t, _ in summary_sources()],
+        train_logs=[t for _, chain, _, _ in summary_sources() for t in chain],
+        train_timings=[t for _, _, chain, _ in summary_sources() for t in chain],
         sample_timings=[t for _, _, _, t in summary_sources()],
+    params:
+        # trainings per metric table (a fine-tuning chain: more than one), to regroup the flat lists above
+        chain_lengths=[len(chain) for _, chain, _, _ in summary_sources()],
     output:
         table=res("tables/sampler_accuracy.parquet"),
     log:

@@ -1,5 +1,6 @@
 """Adapter: the accuracy and cost summary of every metric table (rule sampler_summary)."""
 
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -14,9 +15,13 @@ if TYPE_CHECKING:
 inp = snakemake.input
 with job_log(snakemake.log[0], "sampler_summary", config=snakemake.config, n_tables=len(inp.metrics)) as log:
     metrics = [read_table(p) for p in inp.metrics]
-    sources = zip(metrics, inp.train_logs, inp.train_timings, inp.sample_timings, strict=True)
-    costs = [sampler_costs(m, read_table(t, required=("step", "wall_s")), train_timing=read_job_timing(tt),
-                           sample_timing=read_job_timing(st)) for m, t, tt, st in sources]  # fmt: skip
+    ends = list(accumulate(snakemake.params.chain_lengths))  # each table's trainings in the flat lists
+    chains = [(inp.train_logs[e - n : e], inp.train_timings[e - n : e])
+              for n, e in zip(snakemake.params.chain_lengths, ends, strict=True)]  # fmt: skip
+    sources = zip(metrics, chains, inp.sample_timings, strict=True)
+    costs = [sampler_costs(m, [read_table(t, required=("step", "wall_s")) for t in logs],
+                           train_timing=[read_job_timing(t) for t in timings], sample_timing=read_job_timing(st))
+             for m, (logs, timings), st in sources]  # fmt: skip
     table = accuracy_summary(pd.concat(metrics, ignore_index=True), costs)
     for r in table.itertuples():
         log.info("%s %s %s %s: max |delta_f| %.3g at (T=%g, field=%g), NESS median %.3g, min %.3g at (T=%g, "

@@ -422,6 +422,18 @@ def test_cli_train_takes_the_workflow_settings(tiny_config, tmp_path, capsys):
             "--model", "fo-arm-mlp", "--init-from", str(made / "checkpoint.pt"), "--quiet"]  # fmt: skip
     assert main(argv) == 2
     assert "--init-from: init_from" in capsys.readouterr().err and not (tmp_path / "ft").exists()
+    # a fine-tuning stage of the config continues trained weights: without them, refused by name
+    staged = tmp_path / "staged.yaml"
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["scaling"] = {"ising": {"from": "3x3", "transfer": ["6x6"], "models": ["fo-pixelcnn"],
+                                "finetune": {"4x4": {"from": "3x3"}}}}  # fmt: skip
+    cfg["systems"]["ising"]["models"] = [*cfg["systems"]["ising"]["models"], "fo-pixelcnn"]
+    staged.write_text(yaml.safe_dump(cfg))
+    argv = ["train", "--system", "ising", "--size", "4x4", "--config", str(staged), "--out", str(tmp_path / "st"),
+            "--model", "fo-pixelcnn", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert "scaling.ising.finetune.4x4): pass --init-from with its 3x3 checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "st").exists()
 
 
 def test_cli_bad_input_gets_one_message(tiny_config, tmp_path, capsys):

@@ -132,10 +132,14 @@ def load_config(path: str) -> dict:
 def train_spec(args: argparse.Namespace, *, config: Mapping, overrides: Mapping, out: str, progress: bool) -> TrainSpec:
     """The training of ``args.system/size/model`` as the workflow's ``train`` rule sets it up,
     into the folder ``out`` (``checkpoint.pt``, ``train_log.parquet``)."""
-    from lattherm.config import cond_box, grid_at, model_settings, train_settings
+    from lattherm.config import cond_box, finetune_from, grid_at, model_settings, train_settings
 
     if args.system not in config.get("systems", {}):
         raise CliError(f"{args.config} has no systems.{args.system} block (it has {sorted(config['systems'])})")
+    size0 = finetune_from(config, args.system, args.size, args.model)
+    if size0 is not None and getattr(args, "init_from", None) is None:  # its settings continue a trained model
+        raise CliError(f"{args.config} trains {args.model} on {args.system} {args.size} as a fine-tuning stage "
+                       f"(scaling.{args.system}.finetune.{args.size}): pass --init-from with its {size0} checkpoint")
     settings = train_settings(config, args.system, args.model, args.size)  # as the train rule's
     settings.update(overrides)
     return TrainSpec(

@@ -493,6 +493,15 @@ def test_training_at_the_points_of_a_grid(tmp_path, monkeypatch):
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
     for k, v in a["model_state"].items():
         assert torch.equal(v, b["model_state"][k]), k
+    # a finished run at other points: refused on resume, trained afresh with restart_finished (the workflow's)
+    other = ([2.0, 2.5], [-0.5, 0.0, 0.5])
+    with pytest.raises(ValueError, match="differ from this run's"):
+        train(system, train_config=cfg, checkpoint_path=tmp_path / "a.pt", grid_points=other, **kw)
+    train(system, train_config=cfg, checkpoint_path=tmp_path / "a.pt", grid_points=other, restart_finished=True, **kw)
+    train(system, train_config=cfg, checkpoint_path=tmp_path / "d.pt", grid_points=other, **kw)
+    a, d = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "d.pt")
+    assert a["grid"]["points"].shape == (6, 2) and a["step"] == 12
+    assert all(torch.equal(v, d["model_state"][k]) for k, v in a["model_state"].items())
     with pytest.raises(ValueError, match="grid_points"):
         train(system, train_config=cfg, checkpoint_path=tmp_path / "c.pt", **kw)
     with pytest.raises(ValueError, match="outside the training box"):

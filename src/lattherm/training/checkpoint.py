@@ -206,12 +206,17 @@ def _same_init(a: dict | None, b: dict | None) -> bool:
     return weights(a) == weights(b)
 
 
-def _changed_settings(state: dict, *, spec: dict, cond_box, cfg, init: dict | None = None) -> list[str]:
+def _changed_settings(state: dict, *, spec: dict, cond_box, cfg, init: dict | None = None,
+                      grid: dict | None = None) -> list[str]:  # fmt: skip
     """What a stored state was trained with differently: ``model_spec``, ``cond_box``,
-    ``init_from``, TrainConfig keys."""
+    ``init_from``, the grid's points (``grid``: this run's grid state, with ``points`` for
+    TrainConfig grid "points"), TrainConfig keys."""
     changed = ["model_spec"] if state["model_spec"] != spec else []
     changed += ["cond_box"] if state["cond_box"] != [list(b) for b in cond_box] else []
     changed += [] if _same_init(state.get("init_from"), init) else ["init_from"]
+    mine, theirs = (grid or {}).get("points"), (state.get("grid") or {}).get("points")
+    if mine is not None and theirs is not None and not torch.equal(theirs.double().cpu(), mine.double().cpu()):
+        changed.append("grid points")
     return changed + _diff_keys(*_trajectory_configs(state, cfg))
 
 
@@ -325,7 +330,8 @@ class TrainState:
         if not self.layout.broadcast_object(path.exists()):
             return False
         state = load_checkpoint(path, map_location=self.layout.device)
-        changed = _changed_settings(state, spec=self.spec, cond_box=self.cond_box, cfg=self.cfg, init=self.init)
+        changed = _changed_settings(state, spec=self.spec, cond_box=self.cond_box, cfg=self.cfg, init=self.init,
+                                    grid=self.grid.state_dict())  # fmt: skip
         if restart_finished and state.get("finished") and changed:  # every rank sees the same state
             if self.layout.is_main:
                 log.info("%s: %s holds a finished run with other %s; training afresh",

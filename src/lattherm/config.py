@@ -25,6 +25,7 @@ import numpy as np
 from lattherm.conditions import MAX_GRID_VALUES, CondBox, cond_box_of, grid_values
 from lattherm.models import MODEL_NAMES, check_model_config, is_fixed_order, is_size_free, needs_couplings
 from lattherm.schema import ConfigError, check
+from lattherm.seeds import job_seed
 from lattherm.systems import REGISTRY, SYSTEMS, parse_size, system_info
 
 __all__ = [
@@ -569,15 +570,6 @@ def config_hash(config: Mapping) -> str:
 
 
 # --------------------------------------------------------------------------- resolving
-def job_seed(seed: int, *keys: str) -> int:
-    """A per-job seed derived from the config seed and the job's identity (rule, system, size).
-
-    Jobs get distinct, reproducible streams; the same config seed gives the same seeds.
-    """
-    digest = hashlib.sha256("/".join([str(seed), *map(str, keys)]).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
 def sizes_of(config: Mapping, system: str) -> list[str]:
     """Size tokens of ``system`` in the config (none when the system is not configured)."""
     return list(config["systems"].get(system, {}).get("sizes", []))

@@ -74,7 +74,6 @@ starts ``N`` local processes. With ``world_size = W > 1``:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -92,6 +91,7 @@ from lattherm.distributed import RankLayout, resolve_device, setup_distributed
 from lattherm.models import build_model
 from lattherm.runlog import Progress, job_log
 from lattherm.schema import check
+from lattherm.seeds import sampling_seed
 from lattherm.systems import make_system
 from lattherm.training.checkpoint import TrainState, init_record, write_log
 from lattherm.training.mam import GibbsBuffer, default_gibbs_block, distill_loss, mam_loss
@@ -173,15 +173,6 @@ def check_train_config(cfg: TrainConfig, *, world_size: int = 1) -> None:
             f"TrainConfig.samples_per_condition = {S} is the number per condition over all {W} processes: "
             f"it must be a multiple of {W} with at least 2 per process (e.g. {max(2, -(-S // W)) * W})"
         )
-
-
-def sampling_seed(seed: int, rank: int = 0) -> int:
-    """Seed of the sampling generator of process ``rank``: ``seed + 2`` for rank 0 (the
-    single-process seed), a hash of ``(seed, rank)`` below 2**63 for the others."""
-    if rank == 0:
-        return int(seed) + 2
-    digest = hashlib.sha256(f"lattherm-sampling/{int(seed)}/{int(rank)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

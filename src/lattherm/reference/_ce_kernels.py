@@ -48,6 +48,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lattherm.reference._mcmc_kernels import _exchange_chain
+
 __all__ = [
     "BLOCK",
     "flip_delta",
@@ -347,12 +349,7 @@ def ce_run(
                         ex_stats[c1, b, w, 0] += 1
                         if ok:
                             ex_stats[c1, b, w, 1] += 1
-                            xb1 = x[c1, b]
-                            xb2 = x[c2, b]
-                            for i in range(N):
-                                v = xb1[i, w]
-                                xb1[i, w] = xb2[i, w]
-                                xb2[i, w] = v
+                            _exchange_chain(x[c1, b], x[c2, b], w)
                             tmp[:] = cnt[c1, b, w]
                             cnt[c1, b, w] = cnt[c2, b, w]
                             cnt[c2, b, w] = tmp

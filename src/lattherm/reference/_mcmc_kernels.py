@@ -87,6 +87,24 @@ def _next(s0a, s1a, w):
     return r
 
 
+@njit(inline="always")
+def _exchange_chain(xb1, xb2, w):
+    """Exchange chain ``w``'s configuration between two slots (replica exchange): column ``w`` of
+    two ``(N, W)`` arrays."""
+    for i in range(xb1.shape[0]):
+        v = xb1[i, w]
+        xb1[i, w] = xb2[i, w]
+        xb2[i, w] = v
+
+
+@njit(inline="always")
+def _swap_rows(a, k1, k2, w):
+    """Exchange ``a[k1, w]`` and ``a[k2, w]`` (a slot's tracked totals follow its configuration)."""
+    v = a[k1, w]
+    a[k1, w] = a[k2, w]
+    a[k2, w] = v
+
+
 @njit(parallel=True, cache=True)
 def random_fill(x, st0, st1):
     """Fill ``x[c, b, i, w]`` with uniform random bits from each chain's stream (in place)."""
@@ -357,18 +375,9 @@ def checkerboard_run(
                         ex_stats[c1, b, w, 0] += 1
                         if ok:
                             ex_stats[c1, b, w, 1] += 1
-                            xb1 = x[c1, b]
-                            xb2 = x[c2, b]
-                            for i in range(N):
-                                v = xb1[i, w]
-                                xb1[i, w] = xb2[i, w]
-                                xb2[i, w] = v
-                            v = bnd[k, w]
-                            bnd[k, w] = bnd[k + 1, w]
-                            bnd[k + 1, w] = v
-                            v = upc[k, w]
-                            upc[k, w] = upc[k + 1, w]
-                            upc[k + 1, w] = v
+                            _exchange_chain(x[c1, b], x[c2, b], w)
+                            _swap_rows(bnd, k, k + 1, w)
+                            _swap_rows(upc, k, k + 1, w)
             if meas:
                 t_done = done - burn
                 sample = t_done % thin == 0

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from lattherm.reference._mcmc_kernels import _next
+from lattherm.reference._mcmc_kernels import _exchange_chain, _next, _swap_rows
 
 __all__ = ["pair_run", "SITE_SALT"]
 
@@ -133,18 +133,9 @@ def pair_run(
                         ex_stats[c1, b, w, 0] += 1
                         if ok:
                             ex_stats[c1, b, w, 1] += 1
-                            xb1 = x[c1, b]
-                            xb2 = x[c2, b]
-                            for i in range(N):
-                                v = xb1[i, w]
-                                xb1[i, w] = xb2[i, w]
-                                xb2[i, w] = v
-                            v = e_k[k, w]
-                            e_k[k, w] = e_k[k + 1, w]
-                            e_k[k + 1, w] = v
-                            v = m_k[k, w]
-                            m_k[k, w] = m_k[k + 1, w]
-                            m_k[k + 1, w] = v
+                            _exchange_chain(x[c1, b], x[c2, b], w)
+                            _swap_rows(e_k, k, k + 1, w)
+                            _swap_rows(m_k, k, k + 1, w)
             if meas:
                 t_done = done - burn
                 sample = t_done % thin == 0

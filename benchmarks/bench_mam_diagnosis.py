@@ -18,6 +18,19 @@ follow what changes with the order: its consistency sd is at least ``sd(q_f)/√
 
 One run per checkpoint in ``benchmarks/results/mam_diagnosis.json``.
 
+``--sublattice-split`` (Ising, a model drawing along orders that finish with one whole sublattice,
+e.g. the ``ao-transformer``'s checkerboard family) splits ``log q − log p`` into the first half's
+part and the second half's: given the first sublattice A, the sites of the other, B, are
+independent with exact conditionals ``p(s_b | x_A) ∝ exp(β s_b (J Σ_nb s + h))``, and ``p(x_A) ∝
+exp(βh Σ_A s) Π_b 2 cosh(β (J Σ_nb s + h))``. So
+
+    sd_first  = sd(log q(x_A) − log p(x_A))          (the first 32 steps' error on 8x8)
+    sd_second = sd(Σ_b log q(s_b | ·) − log p(s_b | x_A))
+
+``sd_first`` is what a model with the exact second half (and a marginal tied to the energy on
+complete configurations) would show, with the same first half: the check of that design before
+any training.
+
 ``--separate-marginal MINUTES`` (MAMs) measures the design "a separate marginal network": a copy of
 the checkpoint's network, all of its weights free, is trained for MINUTES by regression of its
 marginal onto the frozen conditionals' exact log q of fresh samples (16 uniform conditions of the
@@ -75,6 +88,53 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
                      "q_f_mean": q_f.mean().item(), "q_f_sd": q_f.std().item(),
                      "f": "marginal" if model.has_marginal else "second order",
                      "step": int(ck["step"]), "checkpoint": portable_path(path)})  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def sublattice_split(path: str, n: int, seed: int) -> list[dict]:
+    """The ``--sublattice-split`` rows (module doc) per diagnosis condition."""
+    ck = load_checkpoint(path)
+    system_name, name = ck["system"]["name"], ck["model_spec"]["name"]
+    if system_name != "ising":
+        raise SystemExit(f"{path}: the sublattice split is the Ising torus's (this is {system_name})")
+    system, _, _, _, ref, _ = _setup(system_name)
+    model = load_model(path, system=system)
+    if model.fixed_order:
+        raise SystemExit(f"{path}: {name} draws in one fixed order; the split needs orders ending with a sublattice")
+    gen = torch.Generator().manual_seed(seed)
+    N, J = system.n_sites, float(system.J)
+    nb = system.lattice.neighbours()  # (N, 4)
+    rows = []
+    for T, h in CONDITIONS[system_name]:
+        beta = 1.0 / T
+        log_z = -N * ref.loc[np.isclose(ref["T"], T) & np.isclose(ref["field"], h), "f"].iloc[0] / T
+        cond = torch.tensor([[T, h]], dtype=torch.float64).expand(n, 2)
+        x, log_q, order = sample(model, cond, order="random", generator=gen, return_order=True)
+        rank = order.argsort(1)
+        second = order[:, N // 2 :]  # (n, N/2)
+        if not bool((rank.gather(1, nb[second].reshape(n, -1)) < N // 2).all()):
+            raise SystemExit(f"{path}: {name}'s orders do not end with a whole sublattice (a site of the second "
+                             "half has a neighbour drawn after the first half)")  # fmt: skip
+        logits = model.any_order_path_logits(x, torch.zeros_like(x, dtype=torch.bool), order, cond)  # (n, N, 2)
+        step_lp = torch.log_softmax(logits.double(), -1).gather(2, x.gather(1, order)[..., None])[..., 0]
+        if not torch.allclose(step_lp.sum(1), log_q, atol=1e-6):
+            raise SystemExit(f"{path}: the path's step log-probabilities do not add up to the sampled log q")
+        s = 2.0 * x.double() - 1.0
+        local = J * (2.0 * x[:, None, :].expand(n, N // 2, N).gather(2, nb[second]).double() - 1.0).sum(-1) + h
+        s_b = s.gather(1, second)
+        exact_lp = beta * s_b * local - torch.log(2.0 * torch.cosh(beta * local))  # log p(s_b | x_A)
+        log_p_first = (beta * h * s.gather(1, order[:, : N // 2]).sum(1)
+                       + torch.log(2.0 * torch.cosh(beta * local)).sum(1))  # fmt: skip
+        e_first = step_lp[:, : N // 2].sum(1) - log_p_first
+        e_second = step_lp[:, N // 2 :].sum(1) - exact_lp.sum(1)
+        q_p = log_q + reduced_energy(system, x, T, h) + log_z
+        if not torch.allclose(e_first + e_second - q_p, (e_first + e_second - q_p).mean(), atol=1e-8):
+            raise SystemExit(f"{path}: the split does not add up to log q − log p (T {T}, h {h})")
+        rows.append({"model": name, "system": system_name, "T": T, "field": h, "n": n,
+                     "sd_q_p": q_p.std().item(), "sd_first": e_first.std().item(),
+                     "sd_second": e_second.std().item(), "kl_second": e_second.mean().item(),
+                     "f": "sublattice split", "step": int(ck["step"]), "checkpoint": portable_path(path)})  # fmt: skip
     return rows
 
 
@@ -141,8 +201,19 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--separate-marginal", type=float, default=None, metavar="MINUTES")
     ap.add_argument("--order", choices=["fixed", "random"], default="fixed")
+    ap.add_argument("--sublattice-split", action="store_true")
     args = ap.parse_args()
-    if args.separate_marginal is None:
+    if args.sublattice_split:
+        torch.set_num_threads(1)
+        for path in args.checkpoints:
+            rows = sublattice_split(path, args.samples, args.seed)
+            print_table(rows)
+            params = {"checkpoint": portable_path(path), "samples": args.samples, "seed": args.seed,
+                      "label": args.label, "sublattice_split": True}  # fmt: skip
+            record_run("mam_diagnosis", params, rows, notes="log q − log p split into the first sublattice's "
+                       "part and the exact second sublattice's (module doc); one random order each; 1 torch "
+                       "thread")  # fmt: skip
+    elif args.separate_marginal is None:
         main(args.checkpoints, args.samples, args.seed, args.label)
     else:
         torch.set_num_threads(1)

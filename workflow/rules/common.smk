@@ -268,11 +268,14 @@ def summary_sources():
               for size in sizes_of(config, system) for model in cfg["models"]]  # fmt: skip
     tables += [(system, size, model, source, source.split("-", 1)[1])
                for system, size, model, source in scaling_jobs(config)]  # fmt: skip
-    return [(res(f"{system}/{size}/metrics/{model}/{source}.parquet"),
-             [res(f"{system}/{s}/models/{model}/train_log.parquet") for s in training_chain(config, system, size0, model)],
-             [logs(f"{system}/{s}/models/{model}/train.tsv") for s in training_chain(config, system, size0, model)],
-             logs(f"{system}/{size}/samples/{model}/{source}.tsv"))
-            for system, size, model, source, size0 in tables]  # fmt: skip
+    sources = []
+    for system, size, model, source, size0 in tables:
+        chain = training_chain(config, system, size0, model)
+        sources.append((res(f"{system}/{size}/metrics/{model}/{source}.parquet"),
+                        [res(f"{system}/{s}/models/{model}/train_log.parquet") for s in chain],
+                        [logs(f"{system}/{s}/models/{model}/train.tsv") for s in chain],
+                        logs(f"{system}/{size}/samples/{model}/{source}.tsv")))  # fmt: skip
+    return sources
 
 
 def summary_targets():

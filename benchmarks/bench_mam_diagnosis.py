@@ -11,12 +11,18 @@ path log q against f_θ (what the consistency term ties together). On the sample
 
 Below T_c the unsymmetrised Ising path sampler may cover one magnetisation sector (kl ≥ ln 2).
 
+A model whose marginal is exact by construction (``mam-tt``: its family is the storage order)
+also gets ``q_f_sd_uniform_order``, ``q_f_max_uniform_order``: its conditionals summed step by step
+along an independent uniform random order per draw, against the marginal.
+
 An any-order model without a marginal head (``ao-transformer``, ``ao-arm-mlp``) gets the bound
 any marginal built on it would meet instead: ``q_f`` is ``log q(x|σ) − log q(x|σ')`` for a second,
 independent order σ' of the model's family (the best marginal, a function of x alone, cannot
 follow what changes with the order: its consistency sd is at least ``sd(q_f)/√2``).
 
-One run per checkpoint in ``benchmarks/results/mam_diagnosis.json``.
+One run per checkpoint in ``benchmarks/results/mam_diagnosis.json``; ``--every-condition`` takes
+every condition of the system's reference table (Ising 8x8: the 105 of the laptop grid) instead of
+the diagnosis conditions below.
 
 ``--sublattice-split`` (Ising, a model drawing along orders that finish with one whole sublattice,
 e.g. the ``ao-transformer``'s checkerboard family) splits ``log q − log p`` into the first half's
@@ -48,7 +54,7 @@ import torch
 from _harness import checkpoint_parser, portable_path, print_table, record_run
 from bench_training import _setup
 
-from lattherm.sampling import log_prob, model_orders, sample
+from lattherm.sampling import log_prob, model_orders, random_orders, sample
 from lattherm.systems.base import reduced_energy
 from lattherm.systems.cuau import K_B_EV
 from lattherm.training.checkpoint import load_checkpoint, load_model
@@ -60,7 +66,7 @@ CONDITIONS = {
 
 
 @torch.no_grad()
-def diagnose(path: str, n: int, seed: int) -> list[dict]:
+def diagnose(path: str, n: int, seed: int, every_condition: bool = False) -> list[dict]:
     ck = load_checkpoint(path)
     system_name, name = ck["system"]["name"], ck["model_spec"]["name"]
     system, _, _, _, ref, _ = _setup(system_name)
@@ -71,7 +77,8 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
     kT = K_B_EV if system_name == "cuau" else 1.0
     N = system.n_sites
     rows = []
-    for T, h in CONDITIONS[system_name]:
+    conditions = ref[["T", "field"]].itertuples(index=False) if every_condition else CONDITIONS[system_name]
+    for T, h in conditions:
         f_ref = ref.loc[np.isclose(ref["T"], T) & np.isclose(ref["field"], h), "f"].iloc[0]
         log_z = -N * f_ref / (kT * T)
         cond = torch.tensor([[T, h]], dtype=torch.float64)
@@ -82,13 +89,36 @@ def diagnose(path: str, n: int, seed: int) -> list[dict]:
         else:  # the path log q along a second, independent order of the family (module doc)
             f = log_prob(model, x, cond.expand(n, 2), model_orders(model, n, generator=gen))
         q_p, f_p, q_f = log_q - log_p, f - log_p, log_q - f
-        rows.append({"model": name, "system": system_name, "T": T, "field": h, "n": n,
-                     "kl": q_p.mean().item(), "sd_q_p": q_p.std().item(),
-                     "f_p_mean": f_p.mean().item(), "f_p_sd": f_p.std().item(),
-                     "q_f_mean": q_f.mean().item(), "q_f_sd": q_f.std().item(),
-                     "f": "marginal" if model.has_marginal else "second order",
-                     "step": int(ck["step"]), "checkpoint": portable_path(path)})  # fmt: skip
+        row = {"model": name, "system": system_name, "T": T, "field": h, "n": n,
+               "kl": q_p.mean().item(), "sd_q_p": q_p.std().item(),
+               "f_p_mean": f_p.mean().item(), "f_p_sd": f_p.std().item(),
+               "q_f_mean": q_f.mean().item(), "q_f_sd": q_f.std().item(),
+               "f": "marginal" if model.has_marginal else "second order",
+               "step": int(ck["step"]), "checkpoint": portable_path(path)}  # fmt: skip
+        if model.exact_marginal:  # its family is one order: also the conditionals along uniform ones
+            path_lq = stepwise_path(model, x, cond.expand(n, 2), random_orders(n, N, generator=gen))
+            row["q_f_sd_uniform_order"] = (path_lq - f).std().item()
+            row["q_f_max_uniform_order"] = (path_lq - f).abs().max().item()
+        rows.append(row)
     return rows
+
+
+def stepwise_path(model, x, cond, order, chunk: int = 500):
+    """``log q(x | σ)`` summed step by step from ``conditional_logits`` along ``order`` (no shortcut
+    through a marginal: the model's conditionals themselves)."""
+    out = []
+    for i in range(0, len(x), chunk):
+        xs, cs, os = x[i : i + chunk], cond[i : i + chunk], order[i : i + chunk]
+        rows = torch.arange(len(xs))
+        visible = torch.zeros_like(xs, dtype=torch.bool)
+        total = torch.zeros(len(xs), dtype=torch.float64)
+        for t in range(xs.shape[1]):
+            site = os[:, t]
+            logits = model.conditional_logits(xs, visible, cs)[rows, site].double()
+            total += torch.log_softmax(logits, -1).gather(1, xs.gather(1, site[:, None]))[:, 0]
+            visible[rows, site] = True
+        out.append(total)
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -182,16 +212,18 @@ def separate_marginal(path: str, n: int, seed: int, minutes: float, order: str) 
     return rows
 
 
-def main(paths: list[str], n: int, seed: int, label: str | None) -> None:
+def main(paths: list[str], n: int, seed: int, label: str | None, every_condition: bool = False) -> None:
     torch.set_num_threads(1)
     for path in paths:
-        rows = diagnose(path, n, seed)
+        rows = diagnose(path, n, seed, every_condition)
         print_table(rows)
         ck = load_checkpoint(path)
         params = {"checkpoint": portable_path(path), "system": ck["system"]["name"], "size": ck["system"]["size"],
                   "model": ck["model_spec"]["name"], "step": int(ck["step"]), "samples": n, "seed": seed}  # fmt: skip
         if label:
             params["label"] = label
+        if every_condition:
+            params["conditions"] = "every condition of the reference table"
         record_run("mam_diagnosis", params, rows,
                    notes=f"{n} samples per condition along one random order each, not symmetrised, 1 torch thread")
 
@@ -202,6 +234,8 @@ if __name__ == "__main__":
     ap.add_argument("--separate-marginal", type=float, default=None, metavar="MINUTES")
     ap.add_argument("--order", choices=["fixed", "random"], default="fixed")
     ap.add_argument("--sublattice-split", action="store_true")
+    ap.add_argument("--every-condition", action="store_true",
+                    help="every (T, field) of the system's reference table instead of the diagnosis conditions")
     args = ap.parse_args()
     if args.sublattice_split:
         torch.set_num_threads(1)
@@ -214,7 +248,7 @@ if __name__ == "__main__":
                        "part and the exact second sublattice's (module doc); one random order each; 1 torch "
                        "thread")  # fmt: skip
     elif args.separate_marginal is None:
-        main(args.checkpoints, args.samples, args.seed, args.label)
+        main(args.checkpoints, args.samples, args.seed, args.label, args.every_condition)
     else:
         torch.set_num_threads(1)
         for path in args.checkpoints:

@@ -66,6 +66,7 @@ TINY = {
     "twobo": {"hidden": 3, "n_freq": 2},
     "fo-pixelcnn": {"channels": 4, "layers": 2, "kernel": 1, "cond_width": 8, "n_freq": 2},
     "mam-gnn": {"hidden": 8, "layers": 2, "filter_width": 4, "n_freq": 2},
+    "mam-tt": {"bond_dim": 3, "n_freq": 2, "init_scale": 0.5},
 }
 
 #: a few steps of a tiny training with refills, Gibbs moves, annealing and checkpoints every 2 steps
@@ -96,6 +97,7 @@ SHORT_TINY = {
     "twobo": {"hidden": 8, "n_freq": 2},
     "fo-pixelcnn": {"channels": 8, "layers": 2, "kernel": 1, "cond_width": 16, "n_freq": 2},
     "mam-gnn": {"hidden": 16, "layers": 2, "filter_width": 8, "n_freq": 2},
+    "mam-tt": {"bond_dim": 16, "n_freq": 2},
 }
 SHORT_TRAIN = dict(n_T=2, n_field=2, samples_per_condition=64, lr=1e-2, grid_step_frac=0.25, beta_anneal_frac=0.3,
                    log_every=10, seed=1)  # fmt: skip

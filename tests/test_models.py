@@ -33,7 +33,7 @@ def random_cond(B: int, gen: torch.Generator) -> torch.Tensor:
 
 def test_registry_names_and_configs():
     assert set(MODEL_NAMES) == {"fo-arm-mlp", "ao-arm-mlp", "mam-mlp", "mam-transformer", "ao-transformer", "twobo",
-                                "fo-pixelcnn", "mam-gnn"}
+                                "fo-pixelcnn", "mam-gnn", "mam-tt"}
     cfg = model_config_from_dict("fo-arm-mlp", {"channels": 5})
     assert cfg == MADEConfig(channels=5)
     with pytest.raises(ValueError, match="is unknown"):

@@ -72,7 +72,13 @@ def test_sample_log_q_equals_log_prob_along_the_same_order(name, gen):
     assert set(x.unique().tolist()) <= {0, 1}
     c = conds.repeat_interleave(8, dim=0)
     torch.testing.assert_close(log_prob(model, x, c, used), log_q, rtol=0, atol=1e-10)
-    if not model.fixed_order:
+    if model.exact_marginal:  # its family is the storage order; every other order gives the same log q
+        assert torch.equal(used, torch.arange(9).expand(24, 9))
+        other = random_orders(24, 9, generator=gen)
+        torch.testing.assert_close(log_prob(model, x, c, other, steps_per_pass=4), log_q, rtol=0, atol=1e-10)
+        everything = torch.ones(24, 9, dtype=torch.bool)
+        torch.testing.assert_close(model.log_marginal(x, everything, c).double(), log_q, rtol=0, atol=1e-10)
+    elif not model.fixed_order:
         assert len({tuple(o) for o in used.tolist()}) > 1  # a fresh order per sample
         torch.testing.assert_close(
             log_prob(model, x, c, used, steps_per_pass=4), log_q, rtol=0, atol=1e-10

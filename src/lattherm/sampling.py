@@ -10,7 +10,9 @@
   (``steps_per_pass`` of them batched together), unless the model gives every step's conditional
   in one computation (``any_order_path_logits``: the masked-input MLPs' cumulative first layer, the
   any-order Transformer's causal pass; a model with ``one_pass_log_prob`` uses it also without
-  gradients, instead of its incremental stepper). Gradients flow unless the caller disables them.
+  gradients, instead of its incremental stepper); a model with an exact marginal
+  (``exact_marginal``) gives every order's path as its marginal, ``log q(x) − log q(x_known)``.
+  Gradients flow unless the caller disables them.
 * **In-painting**: ``known_mask`` sites keep ``known_values``; the other sites are sampled (in
   the order's relative order) conditioned on them, and ``log_q`` covers the sampled sites only.
 * **Symmetrised** (binary states, Ising; DESIGN §3): ``q_sym(x|T,h) = ½[q(x|T,h) + q(x̄|T,−h)]``,
@@ -166,7 +168,12 @@ def _ancestral(
     model: Model, cond: Tensor, order: Tensor, known: Tensor, values: Tensor, generator
 ) -> tuple[Tensor, Tensor]:
     B, N = order.shape
-    stepper = model.fixed_order_stepper(cond) if model.fixed_order and B and not known.any() else None
+    stepper = None
+    if B and not known.any():
+        if model.fixed_order:
+            stepper = model.fixed_order_stepper(cond)
+        elif model.exact_marginal and bool((order == torch.arange(N, device=order.device)).all()):
+            stepper = model.chain_stepper(cond)  # every order draws the same q: the storage order's stepper
     if stepper is not None:  # incremental fixed-order path: same conditionals, ~1 pass of cost
         return _ancestral_stepper(stepper, order[0], values.clone(), generator)
     order, n_unknown = _unknown_first(order, known)
@@ -261,6 +268,9 @@ def log_prob(
         if known_mask is None
         else _resolve_known(known_mask, x, B, N, device)[0]
     )
+    if model.exact_marginal:  # every order's path: log q(x) − log q(x_known), the marginal's left pass
+        lm = model.log_marginal(x, torch.ones_like(known), cond).double()
+        return lm - model.log_marginal(x, known, cond).double() if known.any() else lm
     if model.fixed_order:  # one pass gives every q(x_j | x_<j)
         logits = model.conditional_logits(x, torch.ones_like(known), cond)  # (B, N, q)
         lp = F.log_softmax(logits.double(), dim=-1).gather(2, x[..., None])[..., 0]  # (B, N)

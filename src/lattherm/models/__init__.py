@@ -19,6 +19,7 @@ from lattherm.models.exact import ExactModel
 from lattherm.models.gnn import MAMGNN, GNNConfig
 from lattherm.models.mlp import MADE, MAMMLP, AnyOrderMLP, MADEConfig, MLPConfig
 from lattherm.models.pixelcnn import PixelCNN, PixelCNNConfig
+from lattherm.models.tensor_train import TensorTrain, TensorTrainConfig
 from lattherm.models.transformer import MAMTransformer, TransformerConfig
 from lattherm.models.twobo import TwoBo, TwoBoConfig
 from lattherm.schema import check
@@ -35,6 +36,7 @@ __all__ = [
     "TwoBo",
     "PixelCNN",
     "MAMGNN",
+    "TensorTrain",
     "MADEConfig",
     "MLPConfig",
     "TransformerConfig",
@@ -42,6 +44,7 @@ __all__ = [
     "TwoBoConfig",
     "PixelCNNConfig",
     "GNNConfig",
+    "TensorTrainConfig",
     "MODEL_NAMES",
     "build_model",
     "build_from_spec",
@@ -64,6 +67,7 @@ _REGISTRY: dict[str, tuple[type[Model], type]] = {
     "twobo": (TwoBo, TwoBoConfig),
     "fo-pixelcnn": (PixelCNN, PixelCNNConfig),
     "mam-gnn": (MAMGNN, GNNConfig),
+    "mam-tt": (TensorTrain, TensorTrainConfig),
 }
 MODEL_NAMES = tuple(_REGISTRY)
 

@@ -94,6 +94,10 @@ class Model(nn.Module):
     fixed_order: ClassVar[bool] = False
     #: True for MAMs: :meth:`log_marginal` is available (a surrogate, never a reported log q)
     has_marginal: ClassVar[bool] = False
+    #: True for MAMs whose marginal is exact and normalised, so that ``log q(x | σ) =
+    #: log_marginal(x)`` along every order σ (``mam-tt``): trained by REINFORCE on the marginal in
+    #: one pass, sampled along the storage order by :meth:`chain_stepper`
+    exact_marginal: ClassVar[bool] = False
     #: True where the parameters do not depend on the box: the same weights define the model on
     #: any lattice of the system (size transfer, :func:`lattherm.models.transfer_model`)
     size_free: ClassVar[bool] = False
@@ -194,6 +198,11 @@ class Model(nn.Module):
         rounding); :func:`lattherm.sampling.sample` uses it when nothing is in-painted, so the
         ``N`` sampling steps cost about one full forward pass instead of ``N``.
         """
+        return None
+
+    def chain_stepper(self, cond: Tensor):
+        """Models with an exact marginal may return an incremental sampler along the storage order
+        (the protocol of :meth:`fixed_order_stepper`; else None)."""
         return None
 
     def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor):

@@ -13,6 +13,8 @@ the estimator is exactly unbiased for ``∇ KL(q‖p)`` (the test compares it wi
 Which ``log q`` carries the gradient:
 
 * **FO-ARM**: the model's fixed order, one forward pass (all conditionals at once).
+* **Exact-marginal MAM** (``mam-tt``): its marginal, which equals ``log q(x|σ)`` along every order:
+  one pass.
 * **Any-order ARM**: the sample's own random order σ; the objective is the extended-space KL
   ``E_σ KL(q(·|σ)‖p)`` (an upper bound of the marginal one) and ``ℓ`` uses ``log q(x|σ)``, the
   exact path probability returned by the sampler. ``∇ log q(x|σ) = Σ_t ∇ log q(x_σt | x_σ<t)``
@@ -145,6 +147,10 @@ def reinforce_loss(
         red = reduced_energy(system, x, cond_rows[:, 0], cond_rows[:, 1])  # (B,) float64
     if model.fixed_order:
         log_q_grad = _in_chunks(lambda xs, cs: log_prob(model, xs, cs), grad_chunk, x, cond_rows)
+    elif model.exact_marginal:  # log q(x | σ) = the exact marginal for every σ: one pass
+        everything = torch.ones_like(x, dtype=torch.bool)
+        log_q_grad = _in_chunks(lambda xs, cs: model.log_marginal(xs, everything[: len(xs)], cs), grad_chunk,
+                                x, cond_rows)  # fmt: skip
     elif grad_steps is None:
         log_q_grad = _in_chunks(lambda xs, cs, os: log_prob(model, xs, cs, os, steps_per_pass=steps_per_pass),
                                 grad_chunk, x, cond_rows, order_used)  # fmt: skip

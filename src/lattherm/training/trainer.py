@@ -288,7 +288,7 @@ class MAM:
 
 def objective_for(model, system, cfg: TrainConfig, **kwargs) -> Reinforce | MAM:
     """The objective of ``model``: :class:`MAM` when it has a marginal head, else :class:`Reinforce`."""
-    return (MAM if model.has_marginal else Reinforce)(model, system, cfg, **kwargs)
+    return (MAM if model.has_marginal and not model.exact_marginal else Reinforce)(model, system, cfg, **kwargs)
 
 
 # --------------------------------------------------------------------------- the loop

@@ -437,7 +437,8 @@ def test_finetune_stages(default_config):
     assert finetune_from(cfg, "ising", "8x8", "fo-pixelcnn") is None and finetune_from(cfg, "cuau", "4x4x8",
                                                                                         "ao-transformer") is None
     assert transfer_source(cfg, "ising", "64x64") == "transfer-32x32"
-    assert transfer_source(cfg, "ising", "128x128") == "transfer-8x8"  # per_size.128x128 sets no from
+    assert transfer_source(cfg, "ising", "128x128") == "transfer-32x32"
+    assert transfer_source(cfg, "ising", "16x16") == "transfer-8x8"  # per_size.16x16 sets no from
     assert scaling_tables(cfg, "ising", "32x32") == [("fo-pixelcnn", "transfer-16x16")]
     assert scaling_tables(cfg, "ising", "12x12") == [("ao-transformer", "transfer-8x8")]
     # a stage's training settings: training.<system>.per_size.<size>, grid points

@@ -447,9 +447,9 @@ def test_finetune_stages(default_config):
     # without the stages the tables fall back to the trained size's weights where from is unset
     bare = copy.deepcopy(default_config)
     bare["scaling"]["ising"]["finetune"] = {}
-    with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.(32|64)x\1\.from"):
+    with pytest.raises(ConfigError, match=r"scaling\.ising\.per_size\.(32|64|128)x\1\.from"):
         load_config(bare)
-    for size in ("32x32", "64x64"):
+    for size in ("32x32", "64x64", "128x128"):
         bare["scaling"]["ising"]["per_size"][size].pop("from")
     assert scaling_tables(load_config(bare), "ising", "64x64") == [("fo-pixelcnn", "transfer-8x8")]
 

@@ -96,29 +96,12 @@ def diagnose(path: str, n: int, seed: int, every_condition: bool = False) -> lis
                "f": "marginal" if model.has_marginal else "second order",
                "step": int(ck["step"]), "checkpoint": portable_path(path)}  # fmt: skip
         if model.exact_marginal:  # its family is one order: also the conditionals along uniform ones
-            path_lq = stepwise_path(model, x, cond.expand(n, 2), random_orders(n, N, generator=gen))
+            path_lq = log_prob(model, x, cond.expand(n, 2), random_orders(n, N, generator=gen), steps_per_pass=4,
+                               stepwise=True)  # fmt: skip
             row["q_f_sd_uniform_order"] = (path_lq - f).std().item()
             row["q_f_max_uniform_order"] = (path_lq - f).abs().max().item()
         rows.append(row)
     return rows
-
-
-def stepwise_path(model, x, cond, order, chunk: int = 500):
-    """``log q(x | σ)`` summed step by step from ``conditional_logits`` along ``order`` (no shortcut
-    through a marginal: the model's conditionals themselves)."""
-    out = []
-    for i in range(0, len(x), chunk):
-        xs, cs, os = x[i : i + chunk], cond[i : i + chunk], order[i : i + chunk]
-        rows = torch.arange(len(xs))
-        visible = torch.zeros_like(xs, dtype=torch.bool)
-        total = torch.zeros(len(xs), dtype=torch.float64)
-        for t in range(xs.shape[1]):
-            site = os[:, t]
-            logits = model.conditional_logits(xs, visible, cs)[rows, site].double()
-            total += torch.log_softmax(logits, -1).gather(1, xs.gather(1, site[:, None]))[:, 0]
-            visible[rows, site] = True
-        out.append(total)
-    return torch.cat(out)
 
 
 @torch.no_grad()

@@ -173,7 +173,7 @@ def _ancestral(
         if model.fixed_order:
             stepper = model.fixed_order_stepper(cond)
         elif model.exact_marginal and bool((order == torch.arange(N, device=order.device)).all()):
-            stepper = model.chain_stepper(cond)  # every order draws the same q: the storage order's stepper
+            stepper = model.fixed_order_stepper(cond)  # every order draws the same q: the storage order's
     if stepper is not None:  # incremental fixed-order path: same conditionals, ~1 pass of cost
         return _ancestral_stepper(stepper, order[0], values.clone(), generator)
     order, n_unknown = _unknown_first(order, known)
@@ -223,6 +223,7 @@ def log_prob(
     known_mask: Tensor | None = None,
     symmetrised: bool = False,
     steps_per_pass: int = 1,
+    stepwise: bool = False,
 ) -> Tensor:
     """``(B,)`` float64 path log-probability of ``x`` along ``order`` (see module docstring).
 
@@ -231,6 +232,10 @@ def log_prob(
     ``known_mask``, the sum runs over the other sites only (in-painting). ``steps_per_pass``
     batches that many steps of an any-order model into one forward pass (memory for speed).
     Under ``torch.no_grad()`` an any-order model's incremental stepper is used when it has one.
+    ``stepwise`` sums the conditionals of ``conditional_logits`` step by step and takes none of the
+    shortcuts (an exact marginal, a stepper, path logits, a fixed order's one pass): their check,
+    for models whose conditionals read the visible set alone (not the any-order Transformer's,
+    which read the order of the prefix too).
     """
     device = _device(model)
     x = _check_states(model, torch.as_tensor(x, device=device))
@@ -246,7 +251,7 @@ def log_prob(
             raise ValueError(f"a mixture of orders must have shape ({B}, M, {N}), got {tuple(order.shape)}")
         parts = [
             log_prob(model, x, cond, order[:, m], known_mask=known_mask, symmetrised=symmetrised,
-                     steps_per_pass=steps_per_pass)
+                     steps_per_pass=steps_per_pass, stepwise=stepwise)
             for m in range(order.shape[1])
         ]  # fmt: skip
         return torch.logsumexp(torch.stack(parts), 0) - math.log(order.shape[1])
@@ -259,8 +264,8 @@ def log_prob(
                 "(the same for both branches)"
             )
         flipped = cond * torch.tensor([1.0, -1.0], dtype=torch.float64, device=device)
-        a = log_prob(model, x, cond, order, steps_per_pass=steps_per_pass)
-        b = log_prob(model, 1 - x, flipped, order, steps_per_pass=steps_per_pass)
+        a = log_prob(model, x, cond, order, steps_per_pass=steps_per_pass, stepwise=stepwise)
+        b = log_prob(model, 1 - x, flipped, order, steps_per_pass=steps_per_pass, stepwise=stepwise)
         return torch.logaddexp(a, b) - LN2
     order = _resolve_order(model, order, B, None, device)
     known = (
@@ -268,10 +273,10 @@ def log_prob(
         if known_mask is None
         else _resolve_known(known_mask, x, B, N, device)[0]
     )
-    if model.exact_marginal:  # every order's path: log q(x) − log q(x_known), the marginal's left pass
+    if model.exact_marginal and not stepwise:  # every order's path: log q(x) − log q(x_known)
         lm = model.log_marginal(x, torch.ones_like(known), cond).double()
         return lm - model.log_marginal(x, known, cond).double() if known.any() else lm
-    if model.fixed_order:  # one pass gives every q(x_j | x_<j)
+    if model.fixed_order and not stepwise:  # one pass gives every q(x_j | x_<j)
         logits = model.conditional_logits(x, torch.ones_like(known), cond)  # (B, N, q)
         lp = F.log_softmax(logits.double(), dim=-1).gather(2, x[..., None])[..., 0]  # (B, N)
         return torch.where(known, 0.0, lp).sum(1)
@@ -279,10 +284,11 @@ def log_prob(
         raise ValueError(f"steps_per_pass must be a positive integer, got {steps_per_pass!r}")
     order, n_unknown = _unknown_first(order, known)
     one_pass = getattr(model, "one_pass_log_prob", False)  # a causal model: one pass beats N cached steps
-    stepper = None if torch.is_grad_enabled() or not B or one_pass else model.any_order_stepper(x, known, cond)
+    shortcut = B and not stepwise
+    stepper = None if torch.is_grad_enabled() or not shortcut or one_pass else model.any_order_stepper(x, known, cond)
     if stepper is not None:  # no gradient asked for: teacher-forced incremental pass
         return _teacher_forced(stepper, x, order, n_unknown)
-    path = model.any_order_path_logits(x, known, order, cond) if B else None
+    path = model.any_order_path_logits(x, known, order, cond) if shortcut else None
     if path is not None:  # every step's conditional from one batched computation
         lp = F.log_softmax(path.double(), dim=-1).gather(2, x.gather(1, order)[..., None])[..., 0]  # (B, N)
         steps = torch.arange(N, device=device)

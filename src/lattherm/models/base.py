@@ -96,7 +96,7 @@ class Model(nn.Module):
     has_marginal: ClassVar[bool] = False
     #: True for MAMs whose marginal is exact and normalised, so that ``log q(x | σ) =
     #: log_marginal(x)`` along every order σ (``mam-tt``): trained by REINFORCE on the marginal in
-    #: one pass, sampled along the storage order by :meth:`chain_stepper`
+    #: one pass, sampled along the storage order by :meth:`fixed_order_stepper`
     exact_marginal: ClassVar[bool] = False
     #: True where the parameters do not depend on the box: the same weights define the model on
     #: any lattice of the system (size transfer, :func:`lattherm.models.transfer_model`)
@@ -189,20 +189,17 @@ class Model(nn.Module):
         return self._heads(*self._check(x, visible, cond))
 
     def fixed_order_stepper(self, cond: Tensor):
-        """FO-ARMs may return an incremental sampler for ``(B, 2)`` conditions (else None).
+        """FO-ARMs, and models with an exact marginal along the storage order, may return an
+        incremental sampler for ``(B, 2)`` conditions (else None).
 
         The object has ``logits(t) -> (B, q)``, the logits of the site at position ``t`` of
-        :attr:`order` given the sites observed so far, and ``observe(t, a)`` recording state
-        ``a`` (B,) at that position; positions are visited in order ``0..N-1``. The logits must
-        equal those of :meth:`conditional_logits` with positions ``< t`` visible (up to
-        rounding); :func:`lattherm.sampling.sample` uses it when nothing is in-painted, so the
-        ``N`` sampling steps cost about one full forward pass instead of ``N``.
+        :attr:`order` (the storage order for a model without one) given the sites observed so
+        far, and ``observe(t, a)`` recording state ``a`` (B,) at that position; positions are
+        visited in order ``0..N-1``. The logits must equal those of :meth:`conditional_logits`
+        with positions ``< t`` visible (up to rounding); :func:`lattherm.sampling.sample` uses it
+        when nothing is in-painted, so the ``N`` sampling steps cost about one full forward pass
+        instead of ``N``.
         """
-        return None
-
-    def chain_stepper(self, cond: Tensor):
-        """Models with an exact marginal may return an incremental sampler along the storage order
-        (the protocol of :meth:`fixed_order_stepper`; else None)."""
         return None
 
     def any_order_stepper(self, x: Tensor, visible: Tensor, cond: Tensor):

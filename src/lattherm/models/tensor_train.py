@@ -163,8 +163,8 @@ class TensorTrain(Model):
         return torch.arange(self.n_sites, device=device).expand(n, self.n_sites)
 
     @torch.no_grad()
-    def chain_stepper(self, cond: Tensor) -> _ChainStepper:
-        """Incremental sampling along the storage order (the ``fixed_order_stepper`` protocol)."""
+    def fixed_order_stepper(self, cond: Tensor) -> _ChainStepper:
+        """Incremental sampling along the storage order (:meth:`Model.fixed_order_stepper`)."""
         return _ChainStepper(self, cond.reshape(-1, 2).to(self.log_core.device))
 
 

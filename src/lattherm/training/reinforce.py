@@ -145,12 +145,8 @@ def reinforce_loss(
         )
         cond_rows = cond.to(torch.float64).repeat_interleave(samples_per_condition, 0)  # (B, 2)
         red = reduced_energy(system, x, cond_rows[:, 0], cond_rows[:, 1])  # (B,) float64
-    if model.fixed_order:
+    if model.fixed_order or model.exact_marginal:  # one pass (an exact marginal: every order's log q)
         log_q_grad = _in_chunks(lambda xs, cs: log_prob(model, xs, cs), grad_chunk, x, cond_rows)
-    elif model.exact_marginal:  # log q(x | σ) = the exact marginal for every σ: one pass
-        everything = torch.ones_like(x, dtype=torch.bool)
-        log_q_grad = _in_chunks(lambda xs, cs: model.log_marginal(xs, everything[: len(xs)], cs), grad_chunk,
-                                x, cond_rows)  # fmt: skip
     elif grad_steps is None:
         log_q_grad = _in_chunks(lambda xs, cs, os: log_prob(model, xs, cs, os, steps_per_pass=steps_per_pass),
                                 grad_chunk, x, cond_rows, order_used)  # fmt: skip

@@ -287,7 +287,8 @@ class MAM:
 
 
 def objective_for(model, system, cfg: TrainConfig, **kwargs) -> Reinforce | MAM:
-    """The objective of ``model``: :class:`MAM` when it has a marginal head, else :class:`Reinforce`."""
+    """The objective of ``model``: :class:`MAM` when it has a marginal head that is a surrogate,
+    else :class:`Reinforce` (an exact marginal is its ``log q``)."""
     return (MAM if model.has_marginal and not model.exact_marginal else Reinforce)(model, system, cfg, **kwargs)
 
 
